@@ -1,0 +1,20 @@
+import ArgumentParser
+
+/// The `tenantry` executable.
+@main
+struct TenantryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenantry",
+        abstract: "Run a multi-tenant PostgreSQL application database-per-tenant, and move tenants there online.",
+        discussion: """
+            Configuration comes from the environment (DATABASE_URL, TENANT_ENCRYPTION_KEY, …; see docs/cli.md).
+            Without DATABASE_URL, commands use a private PostgreSQL under .tenantry/ (see 'tenantry dev').
+            """,
+        subcommands: [
+            DevCommand.self,
+            InitCommand.self,
+            StatusCommand.self,
+            KeysCommand.self,
+        ]
+    )
+}

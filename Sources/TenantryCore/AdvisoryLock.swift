@@ -1,0 +1,34 @@
+/// Every advisory-lock key Tenantry takes, in one place.
+///
+/// Keys use PostgreSQL's two-integer form `(namespace, key)`; the namespace keeps Tenantry's locks
+/// apart from the application's own.
+public enum AdvisoryLock {
+    /// The first integer of every Tenantry advisory lock.
+    public static let namespace: Int32 = 0x7E4A_4E54
+
+    /// Serialises catalog migrations (`tenantry init`).
+    public static let catalogMigration: Int32 = 1
+    /// Serialises capture installation in the unified database.
+    public static let captureInstall: Int32 = 2
+    /// Serialises migrations of the template database.
+    public static let templateMigration: Int32 = 3
+
+    /// The per-tenant key (provisioning, the write fence, moves): a stable 31-bit hash of the id,
+    /// with the top bit set so it never collides with the fixed keys above.
+    public static func tenant(_ id: TenantID) -> Int32 {
+        Int32(bitPattern: UInt32(truncatingIfNeeded: StableHash.fnv1a64(id.rawValue)) | 0x8000_0000)
+    }
+}
+
+/// A hash that is the same on every machine and every run (unlike `Hasher`).
+public enum StableHash {
+    /// 64-bit FNV-1a of the UTF-8 bytes of `text`.
+    public static func fnv1a64(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return hash
+    }
+}
