@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "tenantry", targets: ["TenantryCLI"]),
+        .executable(name: "tenantry-bench", targets: ["TenantryBench"]),
         .library(name: "Tenantry", targets: ["Tenantry"]),
         .library(name: "TenantryCore", targets: ["TenantryCore"]),
         .library(name: "EmbeddedPostgres", targets: ["EmbeddedPostgres"]),
@@ -56,6 +57,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "HandyShop",
+            dependencies: [
+                "Tenantry",
+                "TenantryCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "TenantryCLI",
             dependencies: [
@@ -79,9 +90,30 @@ let package = Package(
             path: "Tests/TenantryTestSupport",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "TenantryBench",
+            dependencies: [
+                "Tenantry",
+                "TenantryCore",
+                "EmbeddedPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/TenantryBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "EmbeddedPostgresTests",
             dependencies: ["EmbeddedPostgres", "TenantryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HandyShopTests",
+            dependencies: [
+                "HandyShop", "Tenantry", "TenantryCore", "TenantryTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -93,6 +125,7 @@ let package = Package(
             name: "TenantryTests",
             dependencies: [
                 "TenantryTestSupport",
+                "HandyShop",
                 "Tenantry",
                 "TenantryCore",
                 "EmbeddedPostgres",

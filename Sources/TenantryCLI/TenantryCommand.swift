@@ -15,6 +15,12 @@ struct TenantryCommand: AsyncParsableCommand {
             InitCommand.self,
             StatusCommand.self,
             KeysCommand.self,
+            SchemaCommand.self,
+            ProvisionCommand.self,
+            DeprovisionCommand.self,
+            TenantsCommand.self,
+            ServersCommand.self,
+            CredentialsCommand.self,
         ]
     )
 }

@@ -10,8 +10,10 @@ public enum AdvisoryLock {
     public static let catalogMigration: Int32 = 1
     /// Serialises capture installation in the unified database.
     public static let captureInstall: Int32 = 2
-    /// Serialises migrations of the template database.
+    /// Serialises creation of the template database.
     public static let templateMigration: Int32 = 3
+    /// Serialises fleet migrations of one database (advisory locks are per database).
+    public static let schemaMigration: Int32 = 4
 
     /// The per-tenant key (provisioning, the write fence, moves): a stable 31-bit hash of the id,
     /// with the top bit set so it never collides with the fixed keys above.

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// `tenantry-bench`: benchmarks against named anchors, in the same run, reported as ratios.
+@main
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenantry-bench",
+        abstract: "Benchmarks of Tenantry against named anchors, measured in the same run (see Benchmarks/README.md).",
+        subcommands: [MigrateBench.self])
+}

@@ -1,0 +1,84 @@
+import EmbeddedPostgres
+import Foundation
+import Logging
+import PostgresNIO
+import TenantryCore
+
+extension TenantProvisioner {
+    /// What a deprovision did.
+    public struct DeprovisionOutcome: Sendable, Codable, Equatable {
+        /// The tenant.
+        public var tenant: String
+        /// The database that was dropped.
+        public var database: String
+        /// The archive (pg_dump custom format), readable by `pg_restore`.
+        public var archive: String
+        /// Its size in bytes.
+        public var archiveBytes: Int
+    }
+
+    /// Archives the tenant database with `pg_dump -Fc` into `archiveDirectory`, then drops the
+    /// database and the role and removes the credentials. Refused while the tenant's data lives only
+    /// in its database (placement `dedicated`). Nothing is dropped when the archive fails.
+    public func deprovision(_ tenant: TenantID, archiveDirectory: String) async throws -> DeprovisionOutcome {
+        try await withTenantLock(tenant) {
+            let record = try await catalog.requireTenant(tenant)
+            guard let database = record.databaseName, record.status != .deprovisioned else {
+                throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database to deprovision", tenant: tenant.rawValue)
+            }
+            guard record.placement == .shared else {
+                throw TenantryError(
+                    code: .conflict,
+                    message: "tenant \(tenant)'s data is served from its database (placement dedicated): "
+                        + "roll the move back first (tenantry rollback --tenant \(tenant))", tenant: tenant.rawValue)
+            }
+            let admin = try servers.adminURL(server: record.serverName, database: database)
+            try FileManager.default.createDirectory(atPath: archiveDirectory, withIntermediateDirectories: true)
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            let archive = "\(archiveDirectory)/\(database)-\(stamp).dump"
+            try await Self.dump(admin, to: archive, logger: logger)
+            let size = (try? FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int) ?? 0
+
+            var updated = record
+            updated.status = .deprovisioning
+            try await catalog.upsertTenant(updated)
+            let postgres = admin.with(database: "postgres")
+            try await Self.execute(
+                "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(database)) WITH (FORCE)", on: postgres, logger: logger)
+            if let role = record.roleName {
+                try await Self.execute("DROP ROLE IF EXISTS \(try SQLIdentifier.quoted(role))", on: postgres, logger: logger)
+            }
+            try await catalog.deleteCredential(tenant)
+            updated.status = .deprovisioned
+            updated.databaseName = nil
+            updated.roleName = nil
+            updated.serverName = nil
+            updated.schemaVersion = nil
+            try await catalog.upsertTenant(updated)
+            if try await catalog.move(tenant) != nil { try await catalog.setPhase(tenant, to: .shared) }
+            try await catalog.audit(
+                actor: actor, action: "deprovision", tenant: tenant, outcome: .ok,
+                detail: ["database": database, "archive": archive, "archive_bytes": "\(size)"])
+            return DeprovisionOutcome(tenant: tenant.rawValue, database: database, archive: archive, archiveBytes: size)
+        }
+    }
+
+    /// `pg_dump -Fc` of `url`'s database into `file`; the password goes through the environment.
+    static func dump(_ url: PostgresURL, to file: String, logger: Logger) async throws {
+        let binaries = try PostgresBinaries.locate()
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGPASSWORD"] = url.password ?? ""
+        environment["PGSSLMODE"] = url.tls == .disable ? "disable" : (url.tls == .require ? "require" : "prefer")
+        let output = try await ProcessRunner().run(
+            binaries.path(of: "pg_dump"),
+            ["--format=custom", "--file=\(file)", "--host=\(url.host)", "--port=\(url.port)", "--username=\(url.user)",
+             "--dbname=\(url.database)", "--no-password"],
+            environment: environment)
+        guard output.succeeded else {
+            try? FileManager.default.removeItem(atPath: file)
+            throw TenantryError(
+                code: .database,
+                message: "pg_dump of \(url.database) failed: \(output.text.split(separator: "\n").first.map(String.init) ?? "exit \(output.status)")")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Tenantry
+import TenantryCore
+
+/// `tenantry servers add|list`.
+struct ServersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "servers", abstract: "Register and list the PostgreSQL servers that host tenant databases.",
+        subcommands: [Add.self, List.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register a server by an admin URL; its password is sealed with TENANT_ENCRYPTION_KEY.")
+
+        @Argument(help: "Server name (a-z, 0-9, _ and -).") var name: String
+        @Argument(help: "Admin URL, e.g. postgres://postgres:secret@db2:5432/postgres") var url: String
+        @Option(help: "The router's cap of open connections to this server.") var maxConnections = 50
+
+        func run() async throws {
+            try await runCommand {
+                let context = try CommandContext.load()
+                let parsed = try PostgresURL(url, variable: "the server URL")
+                guard name.range(of: "^[a-z0-9][a-z0-9_-]{0,39}$", options: .regularExpression) != nil,
+                      name != ServerDirectory.defaultServerName else {
+                    throw TenantryError(
+                        code: .invalidArgument, message: "server name must be 1-40 characters of a-z, 0-9, _ and - (and not 'default')")
+                }
+                let keyring = try context.configuration.requireKeyring()
+                // Check the login before storing it.
+                try await Database.withConnection(parsed, logger: context.logger) { connection in
+                    try await connection.query("SELECT 1", logger: context.logger)
+                }
+                let sealed = try parsed.password.map { try keyring.seal($0, tenant: "server:\(name)", field: "admin_password") }
+                try await Services.with(context) { services in
+                    try await services.catalog.upsertServer(ServerRecord(
+                        name: name, host: parsed.host, port: parsed.port, adminUser: parsed.user,
+                        adminPasswordSealed: sealed, maxConnections: maxConnections))
+                    try await services.catalog.audit(
+                        actor: context.actor, action: "servers.add", outcome: .ok,
+                        detail: ["server": name, "host": parsed.host, "port": "\(parsed.port)"])
+                }
+                Output.line("registered server \(name) at \(parsed.host):\(parsed.port) (admin \(parsed.user))")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List servers and how many tenants each hosts.")
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            try await runCommand {
+                let context = try CommandContext.load()
+                struct Row: Encodable { var name: String; var host: String; var port: Int; var adminUser: String; var maxConnections: Int; var tenants: Int }
+                let rows = try await Services.with(context) { services in
+                    let tenants = try await services.catalog.tenants().filter { $0.databaseName != nil }
+                    var rows = [Row(
+                        name: ServerDirectory.defaultServerName, host: services.databaseURL.host, port: services.databaseURL.port,
+                        adminUser: context.configuration.superuser ?? services.databaseURL.user,
+                        maxConnections: context.configuration.pool.maxPerServer,
+                        tenants: tenants.filter { $0.serverName == nil }.count)]
+                    for server in services.servers.servers {
+                        rows.append(Row(
+                            name: server.name, host: server.host, port: server.port, adminUser: server.adminUser,
+                            maxConnections: server.maxConnections, tenants: tenants.filter { $0.serverName == server.name }.count))
+                    }
+                    return rows
+                }
+                if json { try Output.json(["servers": rows]); return }
+                for row in rows {
+                    Output.line("\(row.name): \(row.host):\(row.port) admin \(row.adminUser), \(row.tenants) tenant(s), cap \(row.maxConnections) connections")
+                }
+            }
+        }
+    }
+}
+
+/// `tenantry tenants`.
+struct TenantsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tenants", abstract: "List tenants with status, placement, server and database.")
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() async throws {
+        try await runCommand {
+            let context = try CommandContext.load()
+            let (tenants, moves) = try await Services.with(context) { services in
+                let tenants = try await services.catalog.tenants()
+                var moves: [String: String] = [:]
+                for tenant in tenants { moves[tenant.id.rawValue] = try await services.catalog.move(tenant.id)?.phase.rawValue ?? "shared" }
+                return (tenants, moves)
+            }
+            if json { try Output.json(["tenants": tenants]); return }
+            if tenants.isEmpty { Output.line("no tenants"); return }
+            for tenant in tenants {
+                let where_ = tenant.databaseName.map { "\($0) on \(tenant.serverName ?? ServerDirectory.defaultServerName)" } ?? "no database"
+                var line = "\(tenant.id): \(tenant.status.rawValue), placement \(tenant.placement.rawValue), phase \(moves[tenant.id.rawValue] ?? "shared"), \(where_)"
+                if let version = tenant.schemaVersion { line += ", schema V\(version)" }
+                if let error = tenant.lastError { line += ", last error: \(error)" }
+                Output.line(line)
+            }
+        }
+    }
+}
+
+/// `tenantry credentials rotate`.
+struct CredentialsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "credentials", abstract: "Tenant role passwords.", subcommands: [Rotate.self])
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give tenant roles new passwords (ALTER ROLE with a SCRAM verifier); open sessions keep working.")
+        @Argument(help: "Tenant ids.") var tenants: [String]
+
+        func run() async throws {
+            try await runCommand {
+                let context = try CommandContext.load()
+                let ids = try parseTenantIDs(tenants)
+                let keyring = try context.configuration.requireKeyring()
+                try await Services.with(context) { services in
+                    let rotation = CredentialRotation(catalog: services.catalog, keyring: keyring, actor: context.actor, logger: context.logger)
+                    for id in ids {
+                        try await rotation.rotatePassword(of: id, servers: services.servers)
+                        Output.line("rotated the password of tenant \(id)")
+                    }
+                }
+            }
+        }
+    }
+}
