@@ -28,6 +28,9 @@ public final class EmbeddedPostgres: Sendable {
 
     var dataDirectory: String { "\(configuration.directory)/data" }
     var logFile: String { "\(configuration.directory)/server.log" }
+
+    /// The server log (`log_statement`, errors, …).
+    public var logFilePath: String { logFile }
     var stateFile: String { "\(configuration.directory)/server.json" }
     private var runner: ProcessRunner { ProcessRunner(user: configuration.osUserWhenRoot) }
 

@@ -11,7 +11,7 @@ struct CLISchemaTests {
     @Test("schema migrate killed with SIGKILL midway, re-run: every database at the latest version, none half-applied")
     func killedRun() async throws {
         let catalogURL = try await TestPostgres.makeDatabase("clifleet")
-        let env = ["DATABASE_URL": catalogURL.urlStringWithPassword]
+        let env = ["DATABASE_URL": catalogURL.urlStringWithPassword, "TENANTRY_TEMPLATE_DATABASE": "\(catalogURL.database)_tpl"]
         #expect(try await CLIRunner.run(["init"], environment: env).status == 0)
         var databases: [String] = []
         try await Catalog.withCatalog(catalogURL, logger: TestPostgres.logger) { catalog in

@@ -12,11 +12,23 @@ public struct Catalog: Sendable {
     public let client: PostgresClient
     /// The logger for catalog queries.
     public let logger: Logger
+    /// The catalog's URL, for work that needs a connection of its own (long-held locks, LISTEN).
+    public let url: PostgresURL?
 
     /// Uses a running `PostgresClient` connected to the catalog's database.
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, url: PostgresURL? = nil, logger: Logger) {
         self.client = client
+        self.url = url
         self.logger = logger
+    }
+
+    /// Runs `body` on a connection of its own (not from the pool), so that waiting on a lock
+    /// cannot starve the pool.
+    public func withDedicatedConnection<Result: Sendable>(
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        guard let url else { return try await client.withConnection(body) }
+        return try await Database.withConnection(url, logger: logger, body)
     }
 
     /// Connects to `url`, runs `body` with a catalog, then shuts the pool down.
@@ -37,7 +49,7 @@ public struct Catalog: Sendable {
             group.addTask { await client.run() }
             defer { group.cancelAll() }
             do {
-                return try await body(Catalog(client: client, logger: logger))
+                return try await body(Catalog(client: client, url: url, logger: logger))
             } catch let error as PSQLError {
                 throw Database.wrap(error, "catalog at \(url)")
             }

@@ -9,8 +9,11 @@ import TenantryCore
 /// coordinated with an advisory lock in the server's `postgres` database: migrating the template
 /// takes it exclusively, cloning takes it shared.
 public struct TemplateDatabase: Sendable {
-    /// The template's name.
-    public static let name = "tenantry_template"
+    /// The default template name.
+    public static let defaultName = "tenantry_template"
+
+    /// The template database's name on every server.
+    public var name: String
 
     /// Admin logins.
     public var servers: ServerDirectory
@@ -20,7 +23,8 @@ public struct TemplateDatabase: Sendable {
     public var logger: Logger
 
     /// Creates a handle.
-    public init(servers: ServerDirectory, migrations: [MigrationFile], logger: Logger) {
+    public init(name: String = TemplateDatabase.defaultName, servers: ServerDirectory, migrations: [MigrationFile], logger: Logger) {
+        self.name = name
         self.servers = servers
         self.migrations = migrations
         self.logger = logger
@@ -35,15 +39,15 @@ public struct TemplateDatabase: Sendable {
                 "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.templateMigration))", logger: logger)
             // Released when the connection closes.
             let rows = try await connection.query(
-                "SELECT count(*)::int FROM pg_database WHERE datname = \(Self.name)", logger: logger)
+                "SELECT count(*)::int FROM pg_database WHERE datname = \(name)", logger: logger)
             if try await rows.decode(Int.self).first(where: { _ in true }) == 0 {
-                try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(Self.name)"), logger: logger)
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
             }
             let target = FleetMigrator.Target(
-                database: Self.name, tenant: nil, url: try servers.adminURL(server: server, database: Self.name))
+                database: name, tenant: nil, url: try servers.adminURL(server: server, database: name))
             let outcome = await FleetMigrator(migrations: migrations, logger: logger).migrate(target)
             if let error = outcome.error {
-                throw TenantryError(code: .database, message: "the template database \(Self.name) could not be migrated: \(error)")
+                throw TenantryError(code: .database, message: "the template database \(name) could not be migrated: \(error)")
             }
             return outcome
         }

@@ -62,7 +62,9 @@ public struct TenantProvisioner: Sendable {
         self.logger = logger
     }
 
-    var template: TemplateDatabase { TemplateDatabase(servers: servers, migrations: migrations, logger: logger) }
+    var template: TemplateDatabase {
+        TemplateDatabase(name: naming.templateDatabase, servers: servers, migrations: migrations, logger: logger)
+    }
 
     /// Provisions `tenant` on `server` (default: the server with the fewest tenants).
     public func provision(_ tenant: TenantID, server requested: String? = nil) async throws -> Outcome {
@@ -150,7 +152,7 @@ public struct TenantProvisioner: Sendable {
         try await template.withSharedLock(server: server) { connection in
             try await Self.retryingObjectInUse {
                 try await connection.query(
-                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedDatabase) TEMPLATE \(TemplateDatabase.name)"), logger: logger)
+                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedDatabase) TEMPLATE \(try SQLIdentifier.quoted(naming.templateDatabase))"), logger: logger)
             }
         }
         undo.append(("drop database", {
@@ -250,7 +252,7 @@ public struct TenantProvisioner: Sendable {
 
     /// Holds the tenant's advisory lock (in the catalog database) around `body`.
     func withTenantLock<Result: Sendable>(_ tenant: TenantID, _ body: () async throws -> Result) async throws -> Result {
-        try await catalog.client.withConnection { connection in
+        try await catalog.withDedicatedConnection { connection in
             try await connection.query(
                 "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
             do {

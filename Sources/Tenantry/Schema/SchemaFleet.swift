@@ -6,7 +6,7 @@ import TenantryCore
 /// clones) and every provisioned tenant database in the catalog.
 public struct SchemaFleet: Sendable {
     /// The template database's name.
-    public static let templateDatabase = TemplateDatabase.name
+    public var templateDatabase: String
 
     /// The catalog that lists tenants.
     public var catalog: Catalog
@@ -16,7 +16,8 @@ public struct SchemaFleet: Sendable {
     public var logger: Logger
 
     /// Creates a fleet view.
-    public init(catalog: Catalog, servers: ServerDirectory, logger: Logger) {
+    public init(catalog: Catalog, servers: ServerDirectory, templateDatabase: String = TemplateDatabase.defaultName, logger: Logger) {
+        self.templateDatabase = templateDatabase
         self.catalog = catalog
         self.servers = servers
         self.logger = logger
@@ -44,11 +45,11 @@ public struct SchemaFleet: Sendable {
     /// Migrates the template of the default server and of every registered server (each under the
     /// template lock). Stops at the first failure.
     public func prepareTemplates(migrations: [MigrationFile]) async throws -> [FleetMigrator.Outcome] {
-        let template = TemplateDatabase(servers: servers, migrations: migrations, logger: logger)
+        let template = TemplateDatabase(name: templateDatabase, servers: servers, migrations: migrations, logger: logger)
         var outcomes: [FleetMigrator.Outcome] = []
         for server in [nil] + servers.servers.map(\.name) {
             var outcome = try await template.prepare(server: server)
-            outcome.database = "\(TemplateDatabase.name)@\(server ?? ServerDirectory.defaultServerName)"
+            outcome.database = "\(templateDatabase)@\(server ?? ServerDirectory.defaultServerName)"
             outcomes.append(outcome)
         }
         return outcomes

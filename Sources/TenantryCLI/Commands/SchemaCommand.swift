@@ -39,7 +39,9 @@ struct SchemaCommand: AsyncParsableCommand {
                 databaseURL: databaseURL, superuser: context.configuration.superuser,
                 superuserPassword: context.configuration.superuserPassword,
                 servers: try await catalog.servers(), keyring: context.configuration.keyring)
-            return try await body(SchemaFleet(catalog: catalog, servers: directory, logger: context.logger))
+            return try await body(SchemaFleet(
+                catalog: catalog, servers: directory, templateDatabase: context.configuration.naming.templateDatabase,
+                logger: context.logger))
         }
     }
 
@@ -67,7 +69,7 @@ struct SchemaCommand: AsyncParsableCommand {
                         outcomes = try await fleet.prepareTemplates(migrations: files)
                     } catch {
                         outcomes.append(.init(
-                            database: SchemaFleet.templateDatabase, tenant: nil, applied: [], version: 0,
+                            database: context.configuration.naming.templateDatabase, tenant: nil, applied: [], version: 0,
                             error: userMessage(for: error), milliseconds: 0))
                         return outcomes
                     }
@@ -131,8 +133,8 @@ struct SchemaCommand: AsyncParsableCommand {
                     let migrator = FleetMigrator(migrations: files, logger: context.logger)
                     var targets = try await fleet.targets(only: only)
                     if only == nil {
-                        let template = try fleet.servers.adminURL(server: nil, database: SchemaFleet.templateDatabase)
-                        targets.insert(.init(database: SchemaFleet.templateDatabase, tenant: nil, url: template), at: 0)
+                        let template = try fleet.servers.adminURL(server: nil, database: fleet.templateDatabase)
+                        targets.insert(.init(database: fleet.templateDatabase, tenant: nil, url: template), at: 0)
                     }
                     return await withTaskGroup(of: (Int, FleetMigrator.Status).self) { group in
                         for (index, target) in targets.enumerated() { group.addTask { (index, await migrator.status(target)) } }
@@ -172,8 +174,8 @@ struct SchemaCommand: AsyncParsableCommand {
                 let statuses = try await SchemaCommand.withFleet(context) { fleet in
                     let migrator = FleetMigrator(migrations: files, logger: context.logger)
                     var targets = try await fleet.targets(only: only)
-                    let template = try fleet.servers.adminURL(server: nil, database: SchemaFleet.templateDatabase)
-                    targets.insert(.init(database: SchemaFleet.templateDatabase, tenant: nil, url: template), at: 0)
+                    let template = try fleet.servers.adminURL(server: nil, database: fleet.templateDatabase)
+                    targets.insert(.init(database: fleet.templateDatabase, tenant: nil, url: template), at: 0)
                     var result: [FleetMigrator.Status] = []
                     for target in targets { result.append(await migrator.status(target)) }
                     return result

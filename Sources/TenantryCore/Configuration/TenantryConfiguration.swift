@@ -88,6 +88,9 @@ public struct TenantryConfiguration: Sendable {
         public var databaseTemplate: String = "shop_{id}_db"
         /// `TENANTRY_ROLE_TEMPLATE`: tenant role names. Default `shop_user_{id}`.
         public var roleTemplate: String = "shop_user_{id}"
+        /// `TENANTRY_TEMPLATE_DATABASE`: the template tenant databases are cloned from (one per
+        /// server). Default `tenantry_template`.
+        public var templateDatabase: String = "tenantry_template"
         /// Defaults.
         public init() {}
 
@@ -112,7 +115,7 @@ public struct TenantryConfiguration: Sendable {
         "TENANT_DB_CONNECTION_TIMEOUT", "TENANTRY_SERVER_MAX_CONNECTIONS", "ENABLE_DUAL_WRITE", "ENABLE_TENANT_READS",
         "MIGRATION_STRATEGY", "SLOW_QUERY_THRESHOLD_MS", "MAX_METRICS_RETENTION", "VERIFY_BEFORE_RETIREMENT",
         "ARCHIVE_BEFORE_DELETE", "TENANTRY_DISCRIMINATOR", "TENANTRY_TENANT_TABLE", "TENANTRY_DATABASE_TEMPLATE",
-        "TENANTRY_ROLE_TEMPLATE", "TENANTRY_MIGRATIONS", "TENANTRY_ADMIN_TOKEN",
+        "TENANTRY_ROLE_TEMPLATE", "TENANTRY_TEMPLATE_DATABASE", "TENANTRY_MIGRATIONS", "TENANTRY_ADMIN_TOKEN",
     ]
 
     /// Parses the environment. Unset (or empty) variables keep their defaults; a set variable
@@ -160,6 +163,8 @@ public struct TenantryConfiguration: Sendable {
         naming.tenantTable = try reader.identifier("TENANTRY_TENANT_TABLE", what: "a table name") ?? naming.tenantTable
         naming.databaseTemplate = try reader.nameTemplate("TENANTRY_DATABASE_TEMPLATE") ?? naming.databaseTemplate
         naming.roleTemplate = try reader.nameTemplate("TENANTRY_ROLE_TEMPLATE") ?? naming.roleTemplate
+        naming.templateDatabase = try reader.identifier("TENANTRY_TEMPLATE_DATABASE", what: "a database name")
+            ?? naming.templateDatabase
         migrationsDirectory = reader.string("TENANTRY_MIGRATIONS") ?? migrationsDirectory
         if let token = reader.string("TENANTRY_ADMIN_TOKEN") {
             guard token.count >= 16 else {
