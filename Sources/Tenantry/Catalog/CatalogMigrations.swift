@@ -15,6 +15,7 @@ enum CatalogMigrations {
 
     static let all: [Migration] = [
         Migration(version: 1, name: "control plane", sql: v1),
+        Migration(version: 2, name: "route notifications for moves", sql: v2),
     ]
 
     static var latestVersion: Int { all.last?.version ?? 0 }
@@ -101,5 +102,17 @@ enum CatalogMigrations {
         FOR EACH ROW EXECUTE FUNCTION tenantry.notify_route_change();
     CREATE TRIGGER read_policy_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.read_policy
         FOR EACH ROW EXECUTE FUNCTION tenantry.notify_route_change();
+    """
+
+    static let v2 = """
+    CREATE FUNCTION tenantry.notify_move_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('tenantry_routes', 'moves:' ||
+            CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER moves_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.moves
+        FOR EACH ROW EXECUTE FUNCTION tenantry.notify_move_change();
     """
 }

@@ -1,0 +1,65 @@
+import Metrics
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// Collects swift-metrics in a Prometheus registry and renders them in the text exposition
+/// format, for `/metrics`.
+///
+/// A process bootstraps swift-metrics once, with ``bootstrap()``; everything made afterwards
+/// without an explicit factory (the ``PerformanceMonitor`` by default, and libraries) lands in
+/// that exporter. Tests never bootstrap: they make their own `PrometheusExporter()` and pass its
+/// ``metricsFactory`` to the monitor, so parallel tests cannot see each other's counts.
+public struct PrometheusExporter: Sendable {
+    /// The registry metrics are collected in.
+    public let registry: PrometheusCollectorRegistry
+    /// A swift-metrics factory over ``registry``, with Tenantry's histogram buckets.
+    public let factory: PrometheusMetricsFactory
+
+    /// The `Content-Type` of ``render()``'s output.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// Buckets of `tenantry_query_duration_seconds`: 1 ms to 30 s. Prometheus' default starts
+    /// at 5 ms, which lumps every fast query (most of them, in a tenant database) together.
+    public static let queryDurationBuckets: [Duration] = [
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+    ]
+
+    /// An exporter over `registry` (by default a new, private one).
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[PerformanceMonitor.MetricName.queryDuration] = Self.queryDurationBuckets
+        self.factory = factory
+    }
+
+    /// ``factory`` as the swift-metrics protocol, for ``PerformanceMonitor/init(configuration:metricsFactory:onAlert:)``.
+    public var metricsFactory: any MetricsFactory { factory }
+
+    /// Everything in ``registry`` in the Prometheus text exposition format.
+    public func render() -> String {
+        registry.emitToString()
+    }
+
+    private static let global = NIOLockedValueBox<PrometheusExporter?>(nil)
+
+    /// Bootstraps swift-metrics with an exporter over Prometheus' default registry, once per
+    /// process; later calls return the same exporter. (swift-metrics allows one bootstrap per
+    /// process: anything else that calls `MetricsSystem.bootstrap` must not run too.)
+    @discardableResult
+    public static func bootstrap() -> PrometheusExporter {
+        global.withLockedValue { current in
+            if let current { return current }
+            let exporter = PrometheusExporter(registry: PrometheusMetricsFactory.defaultRegistry)
+            MetricsSystem.bootstrap(exporter.factory)
+            current = exporter
+            return exporter
+        }
+    }
+
+    /// The exporter ``bootstrap()`` installed, if it ran.
+    public static var bootstrapped: PrometheusExporter? {
+        global.withLockedValue { $0 }
+    }
+}

@@ -1,0 +1,99 @@
+import Logging
+import PostgresNIO
+import TenantryCore
+
+extension TenantRouter {
+    /// Leases a connection on `source` for the route's tenant, runs `body`, releases it. A broken
+    /// connection is discarded; when `retrySafe` (reads, or before the body started) the lease is
+    /// retried once.
+    func run<Result: Sendable>(
+        on source: Route.Source, route: Route, retrySafe: Bool, transaction: Bool,
+        _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let (pool, key) = try poolAndKey(source, route: route)
+        for attempt in 0..<2 {
+            let lease = try await pool.lease(key)
+            var bodyStarted = false
+            do {
+                let connection = RoutedConnection(
+                    connection: lease.connection, tenant: route.tenant, source: source, logger: logger, observer: observer)
+                if transaction { try await lease.connection.query("BEGIN", logger: logger) }
+                if source == .unified {
+                    try await lease.connection.query(
+                        "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)
+                }
+                bodyStarted = true
+                let result = try await body(connection)
+                if transaction { try await lease.connection.query("COMMIT", logger: logger) }
+                await pool.release(lease)
+                return result
+            } catch {
+                let broken = lease.connection.isClosed || Self.isConnectionError(error)
+                if transaction && !broken { _ = try? await lease.connection.query("ROLLBACK", logger: logger) }
+                await pool.release(lease, discard: broken)
+                if broken && attempt == 0 && (retrySafe || !bodyStarted) { continue }
+                throw error
+            }
+        }
+        throw TenantryError(code: .database, message: "unreachable: retry loop ended")
+    }
+
+    /// The pool of the route's server and the key of its database for `source`.
+    func poolAndKey(_ source: Route.Source, route: Route) throws -> (TenantPool, TenantPool.Key) {
+        switch source {
+        case .unified:
+            let url = configuration.unifiedURL
+            return (pool(for: ServerDirectory.defaultServerName),
+                    TenantPool.Key(database: url.database, user: url.user, limit: configuration.pool.maxConnections))
+        case .tenant:
+            guard let database = route.database, let role = route.role else {
+                throw TenantryError(code: .tenantNotFound, message: "tenant \(route.tenant) has no database", tenant: route.tenant.rawValue)
+            }
+            return (pool(for: route.server ?? ServerDirectory.defaultServerName),
+                    TenantPool.Key(database: database, user: role, tenant: route.tenant))
+        }
+    }
+
+    /// The pool of `server`, created on first use.
+    func pool(for server: String) -> TenantPool {
+        state.withLockedValue { state in
+            if let pool = state.pools[server] { return pool }
+            var poolConfiguration = configuration.pool
+            if let cap = configuration.serverCaps[server] { poolConfiguration.maxConnections = cap }
+            let pool = TenantPool(name: server, configuration: poolConfiguration, logger: logger) { [self] key in
+                try await connect(key, server: server)
+            }
+            state.pools[server] = pool
+            return pool
+        }
+    }
+
+    /// Opens a connection for a pool key: tenant keys log in with the registry's credentials (on an
+    /// authentication failure the cached password is dropped and the login retried once).
+    func connect(_ key: TenantPool.Key, server: String) async throws -> PostgresConnection {
+        guard let tenant = key.tenant else {
+            return try await Database.connect(configuration.unifiedURL, logger: logger)
+        }
+        let base = try servers.adminURL(server: server == ServerDirectory.defaultServerName ? nil : server, database: key.database)
+        for attempt in 0..<2 {
+            let credentials = try await registry.credentials(for: tenant)
+            do {
+                return try await Database.connect(base.with(user: credentials.username, password: credentials.password), logger: logger)
+            } catch where attempt == 0 && Database.sqlState(of: (error as? TenantryError)?.underlying ?? error) == "28P01" {
+                await registry.invalidate(tenant)
+            }
+        }
+        throw TenantryError(code: .database, message: "cannot log in as tenant \(tenant)", tenant: tenant.rawValue)
+    }
+
+    /// Whether an error means the connection is unusable (closed, reset, …).
+    static func isConnectionError(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown: return true
+        default:
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now
+            return ["57P01", "57P02", "57P03"].contains(error.serverInfo?[.sqlState] ?? "")
+        }
+    }
+}

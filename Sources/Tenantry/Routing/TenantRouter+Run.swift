@@ -1,0 +1,60 @@
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import TenantryCore
+
+extension TenantRouter {
+    /// Listens for route changes (`LISTEN tenantry_routes`, reconnecting with backoff; every
+    /// reconnect drops the whole cache, since notifications may have been missed) and closes idle
+    /// connections, until cancelled or shut down gracefully. Then closes every pool.
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.listenForRouteChanges() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    for pool in self.state.withLockedValue({ Array($0.pools.values) }) { await pool.closeIdle() }
+                }
+            }
+            // Returns on graceful shutdown (ServiceGroup), throws on cancellation: either way, stop.
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        for pool in state.withLockedValue({ Array($0.pools.values) }) { await pool.close() }
+    }
+
+    func listenForRouteChanges() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await catalog.withDedicatedConnection { connection in
+                    let notifications = try await connection.listen("tenantry_routes")
+                    invalidateRoutes()
+                    backoff = .milliseconds(100)
+                    for try await notification in notifications {
+                        handle(notification.payload)
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("route listener lost its connection; reconnecting", metadata: [
+                    "error": "\(Database.message(of: error))"])
+            }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    func handle(_ payload: String) {
+        let parts = payload.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return }
+        switch parts[0] {
+        case "tenants", "moves":
+            if let tenant = try? TenantID(parts[1]) { invalidateRoutes(tenant) }
+        case "read_policy":
+            state.withLockedValue { $0.policy = nil }
+        default:
+            break
+        }
+    }
+}

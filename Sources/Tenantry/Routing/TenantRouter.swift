@@ -1,0 +1,223 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+import ServiceLifecycle
+import TenantryCore
+
+/// Routes a tenant's reads and writes (the seeds' DataSourceManager, TenantRouter and
+/// ReadPathSwitcher): resolves the route from a cached catalog (invalidated by LISTEN/NOTIFY, so
+/// every router follows a change within a second), leases a connection from the server's
+/// multi-tenant ``TenantPool``, and measures every query.
+///
+/// ```swift
+/// let count = try await router.withConnection(tenant: try TenantID("42"), intent: .read) { connection in
+///     try await connection.query("SELECT count(*) FROM customers").first?.decode(Int.self)
+/// }
+/// ```
+/// Run it (``run()``) under ServiceLifecycle or in a task group: it listens for route changes and
+/// closes idle connections.
+public final class TenantRouter: Service, Sendable {
+    /// Read or write.
+    public enum Intent: String, Sendable { case read, write }
+
+    /// Router settings.
+    public struct Configuration: Sendable {
+        /// The unified database (all tenants not yet dedicated).
+        public var unifiedURL: PostgresURL
+        /// Pool limits, applied to each server.
+        public var pool: TenantPool.Configuration
+        /// Per-server connection caps that differ from `pool.maxConnections` (registered servers).
+        public var serverCaps: [String: Int] = [:]
+        /// Cached routes are re-read after this even without a notification (a safety net).
+        public var routeTTL: Duration = .seconds(30)
+        /// Creates settings.
+        public init(unifiedURL: PostgresURL, pool: TenantPool.Configuration) {
+            self.unifiedURL = unifiedURL
+            self.pool = pool
+        }
+    }
+
+    /// Counters of the read path.
+    public struct ReadStatistics: Sendable, Codable, Equatable {
+        /// Reads served from tenant databases.
+        public var tenantReads = 0
+        /// Reads served from the unified database.
+        public var unifiedReads = 0
+        /// Tenant reads that failed and were served from unified instead.
+        public var fallbacks = 0
+        /// Shadow reads compared (consistency verification).
+        public var consistencyChecks = 0
+        /// Shadow reads whose results differed.
+        public var inconsistencies = 0
+        /// The latest differences (tenant ids), newest last, at most 100.
+        public var recentInconsistencies: [String] = []
+    }
+
+    struct CachedRoute { var route: Route; var loaded: ContinuousClock.Instant }
+    struct State {
+        var routes: [TenantID: CachedRoute] = [:]
+        var policy: ReadPolicy?
+        var pools: [String: TenantPool] = [:]
+        var reads = ReadStatistics()
+        var shadowCounter: UInt64 = 0
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    let catalog: Catalog
+    let registry: CredentialRegistry
+    let servers: ServerDirectory
+    let logger: Logger
+    let observer: (@Sendable (ObservedQuery) -> Void)?
+    let state = NIOLockedValueBox(State())
+
+    /// Creates a router. `observer` receives every query (wire it to a ``PerformanceMonitor``).
+    public init(
+        configuration: Configuration, catalog: Catalog, registry: CredentialRegistry, servers: ServerDirectory,
+        logger: Logger, observer: (@Sendable (ObservedQuery) -> Void)? = nil
+    ) {
+        self.configuration = configuration
+        self.catalog = catalog
+        self.registry = registry
+        self.servers = servers
+        self.logger = logger
+        self.observer = observer
+    }
+
+    // MARK: - Public API
+
+    /// Runs `body` with a connection for `tenant`: writes go where the tenant's data is
+    /// authoritative; reads follow the read policy, falling back to unified when a tenant read fails
+    /// (and fallback is on). A broken connection is discarded and the lease retried once.
+    public func withConnection<Result: Sendable>(
+        tenant: TenantID, intent: Intent, _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let route = try await route(for: tenant)
+        let policy = try await readPolicy()
+        let source = intent == .write ? route.writeSource : route.readSource(policy)
+        guard intent == .read, source == .tenant, route.writeSource == .unified else {
+            countRead(intent, source)
+            return try await run(on: source, route: route, retrySafe: intent == .read, transaction: false, body)
+        }
+        do {
+            let result = try await run(on: .tenant, route: route, retrySafe: true, transaction: false, body)
+            countRead(intent, .tenant)
+            return result
+        } catch where policy.enableFallback && !(error is CancellationError) {
+            state.withLockedValue { $0.reads.fallbacks += 1 }
+            logger.warning("tenant read failed; served from unified", metadata: [
+                "tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+            countRead(intent, .unified)
+            return try await run(on: .unified, route: route, retrySafe: true, transaction: false, body)
+        }
+    }
+
+    /// Like ``withConnection(tenant:intent:_:)`` inside a transaction (`BEGIN` … `COMMIT`; on the
+    /// unified database `tenantry.tenant` is set with `SET LOCAL` semantics).
+    public func withTransaction<Result: Sendable>(
+        tenant: TenantID, intent: Intent, _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let route = try await route(for: tenant)
+        let source = intent == .write ? route.writeSource : route.readSource(try await readPolicy())
+        countRead(intent, source)
+        return try await run(on: source, route: route, retrySafe: true, transaction: true, body)
+    }
+
+    /// A read with consistency verification: like `withConnection(intent: .read)`, and for a sampled
+    /// share of reads (policy `verifyConsistency`, `verifySampleRate`) the same body also runs on the
+    /// other side and the results are compared; differences are counted and logged.
+    public func read<Result: Sendable & Equatable>(
+        tenant: TenantID, _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let result = try await withConnection(tenant: tenant, intent: .read, body)
+        let route = try await route(for: tenant)
+        let policy = try await readPolicy()
+        guard policy.verifyConsistency, route.database != nil, route.phase >= .syncing, shouldSample(policy.verifySampleRate) else {
+            return result
+        }
+        let primary = route.readSource(policy)
+        let other: Route.Source = primary == .tenant ? .unified : .tenant
+        do {
+            let shadow = try await run(on: other, route: route, retrySafe: true, transaction: false, body)
+            let differs = shadow != result
+            state.withLockedValue {
+                $0.reads.consistencyChecks += 1
+                if differs {
+                    $0.reads.inconsistencies += 1
+                    $0.reads.recentInconsistencies.append(tenant.rawValue)
+                    if $0.reads.recentInconsistencies.count > 100 { $0.reads.recentInconsistencies.removeFirst() }
+                }
+            }
+            if differs && policy.logInconsistencies {
+                logger.warning("read inconsistency between unified and tenant database", metadata: [
+                    "tenant.id": "\(tenant)", "read.primary": "\(primary.rawValue)"])
+            }
+        } catch {
+            logger.debug("shadow read failed", metadata: ["tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+        }
+        return result
+    }
+
+    /// The read-path counters.
+    public var readStatistics: ReadStatistics { state.withLockedValue { $0.reads } }
+
+    /// Each server pool's counters.
+    public func poolStatistics() async -> [String: TenantPool.Statistics] {
+        var result: [String: TenantPool.Statistics] = [:]
+        for (name, pool) in state.withLockedValue({ $0.pools }) { result[name] = await pool.statistics() }
+        return result
+    }
+
+    /// Forgets cached routes and the read policy (the next call reads the catalog).
+    public func invalidateRoutes(_ tenant: TenantID? = nil) {
+        state.withLockedValue {
+            if let tenant { $0.routes[tenant] = nil } else { $0.routes.removeAll(); $0.policy = nil }
+        }
+    }
+
+    // MARK: - Routing
+
+    /// The tenant's route, from the cache while fresh.
+    public func route(for tenant: TenantID) async throws -> Route {
+        let ttl = configuration.routeTTL
+        if let cached = state.withLockedValue({ $0.routes[tenant] }), cached.loaded + ttl > .now { return cached.route }
+        var route = Route.shared(tenant)
+        if let record = try await catalog.tenant(tenant) {
+            route.placement = record.placement
+            route.epoch = record.epoch
+            if record.status == .active, let database = record.databaseName {
+                route.database = database
+                route.server = record.serverName
+                route.role = record.roleName
+            }
+            route.phase = try await catalog.move(tenant)?.phase ?? .shared
+        }
+        let resolved = route
+        state.withLockedValue { $0.routes[tenant] = CachedRoute(route: resolved, loaded: .now) }
+        return resolved
+    }
+
+    /// The read policy, cached until a notification.
+    public func readPolicy() async throws -> ReadPolicy {
+        if let policy = state.withLockedValue({ $0.policy }) { return policy }
+        let policy = try await catalog.readPolicy()
+        state.withLockedValue { $0.policy = policy }
+        return policy
+    }
+
+    private func countRead(_ intent: Intent, _ source: Route.Source) {
+        guard intent == .read else { return }
+        state.withLockedValue {
+            if source == .tenant { $0.reads.tenantReads += 1 } else { $0.reads.unifiedReads += 1 }
+        }
+    }
+
+    private func shouldSample(_ rate: Double) -> Bool {
+        guard rate > 0 else { return false }
+        if rate >= 1 { return true }
+        let n = state.withLockedValue { $0.shadowCounter += 1; return $0.shadowCounter }
+        let every = UInt64((1 / rate).rounded())
+        return n % max(1, every) == 0
+    }
+}
