@@ -32,16 +32,10 @@ struct SchemaCommand: AsyncParsableCommand {
     static func withFleet<Result: Sendable>(
         _ context: CommandContext, _ body: @Sendable (SchemaFleet) async throws -> Result
     ) async throws -> Result {
-        let databaseURL = try await context.databaseURL()
-        return try await context.withCatalog { catalog in
-            try await catalog.requireCurrent()
-            let directory = ServerDirectory(
-                databaseURL: databaseURL, superuser: context.configuration.superuser,
-                superuserPassword: context.configuration.superuserPassword,
-                servers: try await catalog.servers(), keyring: context.configuration.keyring)
-            return try await body(SchemaFleet(
-                catalog: catalog, servers: directory, templateDatabase: context.configuration.naming.templateDatabase,
-                logger: context.logger))
+        try await Services.with(context) { services in
+            try await body(SchemaFleet(
+                catalog: services.catalog, servers: services.servers,
+                templateDatabase: context.configuration.naming.templateDatabase, logger: context.logger))
         }
     }
 
