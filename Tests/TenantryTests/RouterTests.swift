@@ -149,16 +149,20 @@ struct RouterTests {
             var policy = ReadPolicy()
             policy.strategy = .tenant
             try await catalog.setReadPolicy(policy)
+            // One sampling connection for the whole run (not one per sample: a connection every
+            // 10 ms adds churn to a server the other tests share).
             let sampling = Task {
-                var peak = 0
-                while !Task.isCancelled {
-                    let count = try await TestPostgres.strings(fixture.base.catalogURL, """
-                        SELECT count(*)::text FROM pg_stat_activity WHERE usename LIKE '\(prefix)_u_%'
-                        """).first.flatMap { $0.flatMap(Int.init) } ?? 0
-                    peak = max(peak, count)
-                    try? await Task.sleep(for: .milliseconds(10))
+                try await Database.withConnection(fixture.base.catalogURL, logger: TestPostgres.logger) { connection in
+                    var peak = 0
+                    while !Task.isCancelled {
+                        let rows = try await connection.query(PostgresQuery(unsafeSQL: """
+                            SELECT count(*)::int FROM pg_stat_activity WHERE usename LIKE '\(prefix)_u_%'
+                            """), logger: TestPostgres.logger)
+                        for try await count in rows.decode(Int.self) { peak = max(peak, count) }
+                        try? await Task.sleep(for: .milliseconds(10))
+                    }
+                    return peak
                 }
-                return peak
             }
             let failures = try await withThrowingTaskGroup(of: Int.self) { group in
                 for task in 0..<40 {
