@@ -103,6 +103,7 @@ let package = Package(
             dependencies: [
                 "Tenantry",
                 "TenantryCore",
+                "HandyShop",
                 "EmbeddedPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EmbeddedPostgres
 import Foundation
+import HandyShop
 import Logging
 import PostgresNIO
 import Tenantry
@@ -23,7 +24,7 @@ struct ProvisionBench: AsyncParsableCommand {
     @Option(help: "Tenantry's parallel width.") var concurrency = 4
     @Option(help: ArgumentHelp(
         "A SQL script of a unified (shared) database; the tenant schema is derived from it.",
-        discussion: "Default: HandyShop's unified schema, which needs the HandyShop module (see Benchmarks/README.md)."))
+        discussion: "Default: HandyShop's unified schema (HandyShopSchema.unifiedSQL)."))
     var unifiedSchema: String?
     @Flag(help: "Print only the JSON object.") var json = false
 
@@ -40,12 +41,7 @@ struct ProvisionBench: AsyncParsableCommand {
             }
             return (String(decoding: data, as: UTF8.self), URL(fileURLWithPath: path).lastPathComponent)
         }
-        // HandyShop's schema (`HandyShopSchema.unifiedSQL`) lives in the HandyShop module, which the
-        // TenantryBench target does not depend on yet. With the dependency this becomes
-        // `return (HandyShopSchema.unifiedSQL, "handyshop")` (and `import HandyShop`).
-        throw ValidationError(
-            "the HandyShop schema needs the HandyShop module, which TenantryBench does not depend on: "
-                + "pass --unified-schema FILE (a unified database's SQL)")
+        return (HandyShopSchema.unifiedSQL, "handyshop")
     }
 
     func run() async throws {
@@ -101,8 +97,11 @@ struct ProvisionBench: AsyncParsableCommand {
                     catalog: catalog, servers: servers, keyring: keyring, naming: naming, migrations: migrations,
                     actor: "bench", logger: logger)
                 let ids = try (1...count).map { try TenantID("\($0)") }
-                return try await Bench.time {
-                    try await Self.provisionAll(ids, with: provisioner, width: width)
+                // One session, as `tenantry provision` uses: admin connections and the template check are shared.
+                return try await provisioner.withSession { provisioner in
+                    try await Bench.time {
+                        try await Self.provisionAll(ids, with: provisioner, width: width)
+                    }
                 }
             }
             try await Self.expectDatabases(prefix: "bench_t_", count: count, admin: admin, logger: logger)

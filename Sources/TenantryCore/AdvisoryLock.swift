@@ -14,6 +14,9 @@ public enum AdvisoryLock {
     public static let templateMigration: Int32 = 3
     /// Serialises fleet migrations of one database (advisory locks are per database).
     public static let schemaMigration: Int32 = 4
+    /// Serialises the choice of a new tenant's server and the recording of it (in the catalog
+    /// database, held for one transaction), so concurrent provisions see each other's placements.
+    public static let placement: Int32 = 5
 
     /// The per-tenant key (provisioning, the write fence, moves): a stable 31-bit hash of the id,
     /// with the top bit set so it never collides with the fixed keys above.

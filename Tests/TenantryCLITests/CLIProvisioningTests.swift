@@ -283,7 +283,7 @@ struct CLIProvisioningTests {
         try await second.stop()
     }
 
-    @Test("concurrent provisions (the default --concurrency 4) spread over two servers too", .disabled("bug: concurrent provisions pick the same server (placement not recorded atomically)"))
+    @Test("concurrent provisions (the default --concurrency 4) spread over two servers too")
     func concurrentSpread() async throws {
         let fixture = try await CLIProvisioningFixture.make("clispr")
         defer { fixture.remove() }

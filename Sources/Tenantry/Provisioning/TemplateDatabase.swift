@@ -60,9 +60,28 @@ public struct TemplateDatabase: Sendable {
     ) async throws -> Result {
         let admin = try servers.adminURL(server: server, database: "postgres")
         return try await Database.withConnection(admin, logger: logger) { connection in
-            try await connection.query(
-                "SELECT pg_advisory_lock_shared(\(AdvisoryLock.namespace), \(AdvisoryLock.templateMigration))", logger: logger)
-            return try await body(connection)
+            try await withSharedLock(on: connection) { try await body(connection) }
         }
+    }
+
+    /// Runs `body` while `connection` (an admin connection to the server's `postgres` database)
+    /// holds the template lock shared, and releases it afterwards, so the connection can be reused.
+    /// When releasing fails, the error is thrown: close the connection then, which releases it too.
+    public func withSharedLock<Result: Sendable>(
+        on connection: PostgresConnection, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await connection.query(
+            "SELECT pg_advisory_lock_shared(\(AdvisoryLock.namespace), \(AdvisoryLock.templateMigration))", logger: logger)
+        let result: Result
+        do {
+            result = try await body()
+        } catch {
+            _ = try? await connection.query(
+                "SELECT pg_advisory_unlock_shared(\(AdvisoryLock.namespace), \(AdvisoryLock.templateMigration))", logger: logger)
+            throw error
+        }
+        try await connection.query(
+            "SELECT pg_advisory_unlock_shared(\(AdvisoryLock.namespace), \(AdvisoryLock.templateMigration))", logger: logger)
+        return result
     }
 }

@@ -48,6 +48,8 @@ public struct TenantProvisioner: Sendable {
     public var logger: Logger
     /// Test hook: called after each step; throwing simulates a failure at that point.
     public var faultInjection: (@Sendable (Step) throws -> Void)?
+    /// Set inside ``withSession(_:)``: connections and template checks shared by its provisions.
+    var session: ProvisioningSession?
 
     /// Creates a provisioner.
     public init(catalog: Catalog, servers: ServerDirectory, keyring: Keyring, naming: TenantryConfiguration.Naming,
@@ -77,45 +79,57 @@ public struct TenantProvisioner: Sendable {
                 code: .invalidArgument,
                 message: "there are no fleet migrations: run 'tenantry schema derive' to write the tenant schema first")
         }
+        guard let session else {
+            return try await withSession { try await $0.provision(tenant, server: requested) }
+        }
         let started = ContinuousClock.now
         return try await withTenantLock(tenant) {
-            if let existing = try await catalog.tenant(tenant), existing.status == .active, existing.databaseName != nil {
-                return try await checkExisting(existing, started: started)
+            let previous = try await catalog.tenant(tenant)
+            if let previous, previous.status == .active, previous.databaseName != nil {
+                return try await checkExisting(previous, started: started)
             }
-            let server = try await chooseServer(requested)
-            try await template.prepare(server: server == ServerDirectory.defaultServerName ? nil : server)
-            try await removeLeftovers(database: database, role: role, server: server)
-            var record = try await catalog.tenant(tenant) ?? TenantRecord(id: tenant)
-            record.status = .provisioning
-            record.serverName = server == ServerDirectory.defaultServerName ? nil : server
-            record.databaseName = database
-            record.roleName = role
-            record.lastError = nil
-            try await catalog.upsertTenant(record)
-
-            var undo: [(String, @Sendable () async throws -> Void)] = []
+            if let previous, previous.placement == .dedicated, previous.databaseName != nil {
+                throw TenantryError(
+                    code: .conflict,
+                    message: "tenant \(tenant) is \(previous.status.rawValue) but its data is served from \(previous.databaseName ?? "its database") "
+                        + "(placement dedicated): it is not dropped and provisioned again", tenant: tenant.rawValue)
+            }
+            var record = try await place(tenant, requested: requested, database: database, role: role)
+            let server = record.serverName ?? ServerDirectory.defaultServerName
             do {
-                let version = try await runSaga(
-                    tenant: tenant, database: database, role: role, server: record.serverName, undo: &undo)
-                record.status = .active
-                record.schemaVersion = version
-                try await catalog.upsertTenant(record)
-                if (try await catalog.move(tenant))?.phase ?? .shared == .shared {
-                    try await catalog.setPhase(tenant, to: .provisioned)
-                }
-                try await catalog.audit(
-                    actor: actor, action: "provision", tenant: tenant, outcome: .ok,
-                    detail: ["server": server, "database": database, "role": role, "schema_version": "\(version)"])
-                return Outcome(
-                    tenant: tenant.rawValue, result: "created", server: server, database: database, role: role,
-                    schemaVersion: version, milliseconds: FleetMigrator.milliseconds(since: started))
-            } catch {
-                for (name, step) in undo.reversed() {
-                    do { try await step() } catch {
-                        logger.error("provisioning undo failed", metadata: [
-                            "tenant.id": "\(tenant)", "provision.undo": "\(name)", "error": "\(Database.message(of: error))"])
+                let admin = try servers.adminURL(server: record.serverName, database: "postgres")
+                let templateKey = templateKey(admin)
+                return try await session.withConnection(admin) { connection in
+                    var undo: [Undo] = []
+                    do {
+                        if !session.isTemplateChecked(templateKey) {
+                            try await template.prepare(server: record.serverName)
+                            session.setTemplateChecked(templateKey, true)
+                        }
+                        try await removeLeftovers(database: database, role: role, on: connection)
+                        try await removeLeftovers(of: previous, unlessOn: server, database: database)
+                        let version = try await runSaga(
+                            tenant: tenant, database: database, role: role, admin: admin, connection: connection, undo: &undo)
+                        record.status = .active
+                        record.schemaVersion = version
+                        try await catalog.upsertTenant(record)
+                        if (try await catalog.move(tenant))?.phase ?? .shared == .shared {
+                            try await catalog.setPhase(tenant, to: .provisioned)
+                        }
+                        try await catalog.audit(
+                            actor: actor, action: "provision", tenant: tenant, outcome: .ok,
+                            detail: ["server": server, "database": database, "role": role, "schema_version": "\(version)"])
+                        return Outcome(
+                            tenant: tenant.rawValue, result: "created", server: server, database: database, role: role,
+                            schemaVersion: version, milliseconds: FleetMigrator.milliseconds(since: started))
+                    } catch {
+                        // Whatever failed, the next provision on this server checks the template again.
+                        session.setTemplateChecked(templateKey, false)
+                        await runUndo(undo, connection: connection, admin: admin, tenant: tenant)
+                        throw error
                     }
                 }
+            } catch {
                 let message = Database.message(of: error)
                 record.status = .failed
                 record.lastError = message
@@ -129,43 +143,43 @@ public struct TenantProvisioner: Sendable {
         }
     }
 
+    /// An undo step of the saga: its name, and what it runs on an admin connection to `postgres`.
+    typealias Undo = (name: String, run: @Sendable (PostgresConnection) async throws -> Void)
+
+    /// The saga proper, on `connection` (an admin connection to the server's `postgres` database).
     private func runSaga(
-        tenant: TenantID, database: String, role: String, server: String?,
-        undo: inout [(String, @Sendable () async throws -> Void)]
+        tenant: TenantID, database: String, role: String, admin: PostgresURL, connection: PostgresConnection,
+        undo: inout [Undo]
     ) async throws -> Int {
-        let admin = try servers.adminURL(server: server, database: "postgres")
         let password = SCRAMVerifier.generatePassword()
         let verifier = try SCRAMVerifier.make(password: password)
         let logger = logger
         let quotedRole = try SQLIdentifier.quoted(role)
         let quotedDatabase = try SQLIdentifier.quoted(database)
+        let quotedTemplate = try SQLIdentifier.quoted(naming.templateDatabase)
 
-        try await Database.withConnection(admin, logger: logger) { connection in
-            try await connection.query(PostgresQuery(unsafeSQL: """
-                CREATE ROLE \(quotedRole) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-                CONNECTION LIMIT \(connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
-                """), logger: logger)
-        }
-        undo.append(("drop role", { try await Self.execute("DROP ROLE IF EXISTS \(quotedRole)", on: admin, logger: logger) }))
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            CREATE ROLE \(quotedRole) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+            CONNECTION LIMIT \(connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
+            """), logger: logger)
+        undo.append(("drop role", { try await $0.query(PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(quotedRole)"), logger: logger) }))
         try faultInjection?(.createRole)
 
-        try await template.withSharedLock(server: server) { connection in
+        try await template.withSharedLock(on: connection) {
             try await Self.retryingObjectInUse {
                 try await connection.query(
-                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedDatabase) TEMPLATE \(try SQLIdentifier.quoted(naming.templateDatabase))"), logger: logger)
+                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedDatabase) TEMPLATE \(quotedTemplate)"), logger: logger)
             }
         }
         undo.append(("drop database", {
-            try await Self.execute("DROP DATABASE IF EXISTS \(quotedDatabase) WITH (FORCE)", on: admin, logger: logger)
+            try await $0.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedDatabase) WITH (FORCE)"), logger: logger)
         }))
         try faultInjection?(.createDatabase)
 
-        try await Database.withConnection(admin, logger: logger) { connection in
-            try await Database.execute(script: """
-                REVOKE ALL ON DATABASE \(quotedDatabase) FROM PUBLIC;
-                GRANT CONNECT, TEMPORARY ON DATABASE \(quotedDatabase) TO \(quotedRole);
-                """, on: connection, logger: logger)
-        }
+        try await Database.execute(script: """
+            REVOKE ALL ON DATABASE \(quotedDatabase) FROM PUBLIC;
+            GRANT CONNECT, TEMPORARY ON DATABASE \(quotedDatabase) TO \(quotedRole);
+            """, on: connection, logger: logger)
         try await Database.withConnection(admin.with(database: database), logger: logger) { connection in
             try await Database.execute(script: """
                 REVOKE ALL ON SCHEMA public FROM PUBLIC;
@@ -184,7 +198,7 @@ public struct TenantProvisioner: Sendable {
         let sealed = try keyring.seal(password, tenant: tenant.rawValue, field: "password")
         try await catalog.storeCredential(tenant: tenant, username: role, passwordSealed: sealed)
         let catalog = catalog
-        undo.append(("delete credentials", { try await catalog.deleteCredential(tenant) }))
+        undo.append(("delete credentials", { _ in try await catalog.deleteCredential(tenant) }))
         try faultInjection?(.storeCredentials)
 
         let version = try await verifyLogin(
@@ -196,6 +210,21 @@ public struct TenantProvisioner: Sendable {
         }
         try faultInjection?(.verify)
         return version
+    }
+
+    /// Runs the undo steps in reverse on `connection`; a step that fails there is tried once more on
+    /// a new connection (the shared one may be what broke), then logged, and the others still run.
+    private func runUndo(_ undo: [Undo], connection: PostgresConnection, admin: PostgresURL, tenant: TenantID) async {
+        for step in undo.reversed() {
+            do {
+                do { try await step.run(connection) } catch {
+                    try await Database.withConnection(admin, logger: logger) { try await step.run($0) }
+                }
+            } catch {
+                logger.error("provisioning undo failed", metadata: [
+                    "tenant.id": "\(tenant)", "provision.undo": "\(step.name)", "error": "\(Database.message(of: error))"])
+            }
+        }
     }
 
     /// Connects as the tenant role and reads the schema version.
@@ -225,46 +254,29 @@ public struct TenantProvisioner: Sendable {
     }
 
     /// Drops a database or role of this tenant left by a crashed run (the tenant is not active).
-    private func removeLeftovers(database: String, role: String, server: String) async throws {
-        let admin = try servers.adminURL(server: server == ServerDirectory.defaultServerName ? nil : server, database: "postgres")
-        try await Database.withConnection(admin, logger: logger) { connection in
-            try await connection.query(
-                PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(database)) WITH (FORCE)"), logger: logger)
-            try await connection.query(
-                PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(try SQLIdentifier.quoted(role))"), logger: logger)
-        }
+    private func removeLeftovers(database: String, role: String, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(database)) WITH (FORCE)"), logger: logger)
+        try await connection.query(
+            PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(try SQLIdentifier.quoted(role))"), logger: logger)
     }
 
-    /// The requested server, or the one hosting the fewest tenants.
-    func chooseServer(_ requested: String?) async throws -> String {
-        let registered = servers.servers.map(\.name)
-        if let requested {
-            guard requested == ServerDirectory.defaultServerName || registered.contains(requested) else {
-                throw TenantryError(code: .invalidArgument, message: "server '\(requested)' is not registered (tenantry servers list)")
+    /// Drops what a crashed run recorded in `previous` on another server (or under other names) than
+    /// this run uses. Best effort: a server that cannot be reached is logged, not fatal.
+    private func removeLeftovers(of previous: TenantRecord?, unlessOn server: String, database: String) async throws {
+        guard let previous, let oldDatabase = previous.databaseName,
+              [.provisioning, .failed, .deprovisioning].contains(previous.status) else { return }
+        let oldServer = previous.serverName ?? ServerDirectory.defaultServerName
+        guard oldServer != server || oldDatabase != database else { return }
+        do {
+            let admin = try servers.adminURL(server: previous.serverName, database: "postgres")
+            try await Database.withConnection(admin, logger: logger) { connection in
+                try await removeLeftovers(database: oldDatabase, role: previous.roleName ?? naming.roleName(for: previous.id), on: connection)
             }
-            return requested
-        }
-        guard !registered.isEmpty else { return ServerDirectory.defaultServerName }
-        let tenants = try await catalog.tenants().filter { $0.databaseName != nil && $0.status != .deprovisioned }
-        let load = Dictionary(grouping: tenants) { $0.serverName ?? ServerDirectory.defaultServerName }.mapValues(\.count)
-        return registered.min { (load[$0] ?? 0, $0) < (load[$1] ?? 0, $1) } ?? registered[0]
-    }
-
-    /// Holds the tenant's advisory lock (in the catalog database) around `body`.
-    func withTenantLock<Result: Sendable>(_ tenant: TenantID, _ body: () async throws -> Result) async throws -> Result {
-        try await catalog.withDedicatedConnection { connection in
-            try await connection.query(
-                "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-            do {
-                let result = try await body()
-                try await connection.query(
-                    "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-                return result
-            } catch {
-                _ = try? await connection.query(
-                    "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-                throw error
-            }
+        } catch {
+            logger.warning("could not remove what an earlier provision left", metadata: [
+                "tenant.id": "\(previous.id)", "server": "\(oldServer)", "database": "\(oldDatabase)",
+                "error": "\(Database.message(of: error))"])
         }
     }
 

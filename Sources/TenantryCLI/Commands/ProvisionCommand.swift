@@ -34,35 +34,8 @@ struct ProvisionCommand: AsyncParsableCommand {
                 let ids = all ? try await UnifiedTenants.list(services) : explicit
                 try await services.catalog.registerTenants(ids)
                 if !quiet { Output.note("provisioning \(ids.count) tenant(s), \(concurrency) at a time") }
-                let started = ContinuousClock.now
-                var outcomes: [TenantProvisioner.Outcome] = []
-                var failures: [String: String] = [:]
-                try await withThrowingTaskGroup(of: (TenantID, Result<TenantProvisioner.Outcome, any Error>).self) { group in
-                    var next = 0
-                    func add() {
-                        let id = ids[next]
-                        next += 1
-                        group.addTask {
-                            do { return (id, .success(try await provisioner.provision(id, server: server))) } catch { return (id, .failure(error)) }
-                        }
-                    }
-                    for _ in 0..<min(concurrency, ids.count) { add() }
-                    while let (id, result) = try await group.next() {
-                        switch result {
-                        case .success(let outcome): outcomes.append(outcome)
-                        case .failure(let error): failures[id.rawValue] = userMessage(for: error)
-                        }
-                        let done = outcomes.count + failures.count
-                        if !quiet {
-                            let rate = Double(done) / max(0.001, Double((ContinuousClock.now - started).components.seconds) + 0.001)
-                            let what = failures[id.rawValue].map { "FAILED: \($0)" }
-                                ?? outcomes.last.map { "\($0.result) \($0.database) on \($0.server) (\($0.milliseconds) ms)" } ?? ""
-                            Output.note("[\(done)/\(ids.count)] tenant \(id): \(what) — \(String(format: "%.1f", rate)) tenants/s")
-                        }
-                        if next < ids.count { add() }
-                    }
-                }
-                return (outcomes, failures)
+                // One session for the whole run: admin connections and the template check are shared.
+                return try await provisioner.withSession { try await provisionAll(ids, with: $0, quiet: quiet) }
             }
             if json {
                 struct Report: Encodable { var provisioned: [TenantProvisioner.Outcome]; var failed: [String: String] }
@@ -74,6 +47,43 @@ struct ProvisionCommand: AsyncParsableCommand {
             }
             if !failures.isEmpty { throw ExitCode.failure }
         }
+    }
+
+    /// Provisions `ids`, `concurrency` at a time, with progress on standard error unless `quiet`.
+    private func provisionAll(
+        _ ids: [TenantID], with provisioner: TenantProvisioner, quiet: Bool
+    ) async throws -> ([TenantProvisioner.Outcome], [String: String]) {
+        let started = ContinuousClock.now
+        var outcomes: [TenantProvisioner.Outcome] = []
+        var failures: [String: String] = [:]
+        try await withThrowingTaskGroup(of: (TenantID, Result<TenantProvisioner.Outcome, any Error>).self) { group in
+            var next = 0
+            func add() {
+                let id = ids[next]
+                next += 1
+                group.addTask {
+                    do { return (id, .success(try await provisioner.provision(id, server: server))) } catch { return (id, .failure(error)) }
+                }
+            }
+            for _ in 0..<min(concurrency, ids.count) { add() }
+            while let (id, result) = try await group.next() {
+                switch result {
+                case .success(let outcome): outcomes.append(outcome)
+                case .failure(let error): failures[id.rawValue] = userMessage(for: error)
+                }
+                let done = outcomes.count + failures.count
+                if !quiet {
+                    let elapsed = ContinuousClock.now - started
+                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                    let rate = Double(done) / max(0.001, seconds)
+                    let what = failures[id.rawValue].map { "FAILED: \($0)" }
+                        ?? outcomes.last.map { "\($0.result) \($0.database) on \($0.server) (\($0.milliseconds) ms)" } ?? ""
+                    Output.note("[\(done)/\(ids.count)] tenant \(id): \(what) — \(String(format: "%.1f", rate)) tenants/s")
+                }
+                if next < ids.count { add() }
+            }
+        }
+        return (outcomes, failures)
     }
 }
 
