@@ -1,6 +1,7 @@
 import EmbeddedPostgres
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Tenantry
 import TenantryCore
@@ -150,11 +151,13 @@ struct RouterTests {
             policy.strategy = .tenant
             try await catalog.setReadPolicy(policy)
             // One sampling connection for the whole run (not one per sample: a connection every
-            // 10 ms adds churn to a server the other tests share).
+            // 10 ms adds churn to a server the other tests share). Stopped by a flag, not by
+            // cancellation: cancelling a task mid-query closes its connection and throws.
+            let stop = NIOLockedValueBox(false)
             let sampling = Task {
                 try await Database.withConnection(fixture.base.catalogURL, logger: TestPostgres.logger) { connection in
                     var peak = 0
-                    while !Task.isCancelled {
+                    while !stop.withLockedValue({ $0 }) {
                         let rows = try await connection.query(PostgresQuery(unsafeSQL: """
                             SELECT count(*)::int FROM pg_stat_activity WHERE usename LIKE '\(prefix)_u_%'
                             """), logger: TestPostgres.logger)
@@ -182,7 +185,7 @@ struct RouterTests {
                 }
                 return try await group.reduce(0, +)
             }
-            sampling.cancel()
+            stop.withLockedValue { $0 = true }
             let peak = try await sampling.value
             return (peak, await router.poolStatistics()["default"], failures)
         }

@@ -90,3 +90,25 @@ extension Catalog {
             """, logger: logger)
     }
 }
+
+extension Catalog {
+    /// Records a finished copy: its snapshot and the rows copied.
+    public func recordCopy(_ tenant: TenantID, snapshot: String, rows: Int) async throws {
+        try await client.query("""
+            UPDATE tenantry.moves SET snapshot = \(snapshot), rows_copied = \(Int64(rows)), updated_at = now()
+            WHERE tenant_id = \(tenant.rawValue)
+            """, logger: logger)
+    }
+}
+
+extension Catalog {
+    /// The tenants whose move is in one of `phases`, ordered by id.
+    public func tenants(inPhases phases: [MovePhase]) async throws -> [TenantID] {
+        let rows = try await client.query("""
+            SELECT tenant_id FROM tenantry.moves WHERE phase = ANY(\(phases.map(\.rawValue)))
+            """, logger: logger)
+        var ids: [TenantID] = []
+        for try await id in rows.decode(String.self) { ids.append(try TenantID(id)) }
+        return ids.sorted()
+    }
+}

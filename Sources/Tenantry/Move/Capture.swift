@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TenantryCore
+
+/// Change capture in the unified database: installing the triggers, turning capture on and off
+/// per tenant, and reading each tenant's capture state.
+///
+/// Every call opens its own connection to `unifiedURL` (an admin login: installing triggers needs
+/// the tables' owner).
+public struct Capture: Sendable {
+    /// The unified database, as a login that owns its tables.
+    public var unifiedURL: PostgresURL
+    /// The tenant key column.
+    public var discriminator: String
+    /// The schema of the tenant tables.
+    public var schema: String
+    /// How long ``enable(_:)`` waits for transactions older than the switch to end.
+    public var enableTimeout: Duration
+    /// The logger.
+    public var logger: Logger
+
+    /// Creates a capture handle.
+    public init(unifiedURL: PostgresURL, discriminator: String = "shop_id", schema: String = "public",
+                enableTimeout: Duration = .seconds(30), logger: Logger) {
+        self.unifiedURL = unifiedURL
+        self.discriminator = discriminator
+        self.schema = schema
+        self.enableTimeout = enableTimeout
+        self.logger = logger
+    }
+
+    /// What ``install()`` did.
+    public struct InstallReport: Sendable, Codable, Equatable {
+        /// Tables that now have the capture trigger.
+        public var tables: [String]
+    }
+
+    /// Installs (or refreshes) the capture tables and one trigger per tenant table. Idempotent and
+    /// safe to run concurrently (an advisory lock serialises it). Run it again after a schema change.
+    @discardableResult
+    public func install() async throws -> InstallReport {
+        try await Database.withConnection(unifiedURL, logger: logger) { connection in
+            try await Database.withTransaction(connection, logger: logger) { connection in
+                try await connection.query(
+                    "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.captureInstall))", logger: logger)
+                try await Database.execute(script: CaptureSQL.tables, on: connection, logger: logger)
+                let plan = try await MovePlan.load(connection, schema: schema, discriminator: discriminator, logger: logger)
+                for table in plan.tables {
+                    do {
+                        try await Database.execute(script: try CaptureSQL.trigger(for: table, plan: plan), on: connection, logger: logger)
+                    } catch {
+                        throw Database.wrap(error, "installing capture on \(table.name)", table: table.name)
+                    }
+                }
+                return InstallReport(tables: plan.tables.map(\.name))
+            }
+        }
+    }
+
+    /// Whether capture is installed in the unified database.
+    public func isInstalled() async throws -> Bool {
+        try await Database.withConnection(unifiedURL, logger: logger) { connection in
+            let rows = try await connection.query(
+                "SELECT to_regclass('tenantry.changes') IS NOT NULL AND to_regclass('tenantry.capture_state') IS NOT NULL",
+                logger: logger)
+            return try await rows.decode(Bool.self).first(where: { _ in true }) ?? false
+        }
+    }
+
+    /// Turns capture on for `tenant`, then waits until every transaction that began before that
+    /// moment has ended. From then on, every write of the tenant is either visible to a snapshot
+    /// taken now or captured in `tenantry.changes`: none can escape both.
+    ///
+    /// Throws ``TenantryError/Code/timeout`` naming the sessions still open after ``enableTimeout``
+    /// (capture stays on: nothing is lost by retrying).
+    public func enable(_ tenant: TenantID) async throws {
+        try await Database.withConnection(unifiedURL, logger: logger) { connection in
+            try await connection.query("""
+                INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)
+                VALUES (\(tenant.rawValue), \(AdvisoryLock.tenant(tenant)), true, clock_timestamp())
+                ON CONFLICT (tenant_id) DO UPDATE SET capturing = true, updated_at = now(),
+                    capture_enabled_at = CASE WHEN tenantry.capture_state.capturing
+                        THEN tenantry.capture_state.capture_enabled_at ELSE clock_timestamp() END
+                """, logger: logger)
+            // Committed (autocommit). Transactions that started before now may still write
+            // without seeing capture on (REPEATABLE READ snapshots); wait for them to end.
+            let since = try await connection.query("SELECT clock_timestamp()", logger: logger)
+                .decode(Date.self).first(where: { _ in true }) ?? Date()
+            try await waitForOlderTransactions(than: since, connection: connection, tenant: tenant)
+        }
+    }
+
+    func waitForOlderTransactions(than since: Date, connection: PostgresConnection, tenant: TenantID) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + enableTimeout
+        while true {
+            var blockers: [String] = []
+            let rows = try await connection.query("""
+                SELECT pid, coalesce(usename::text, ''), coalesce(application_name, ''), coalesce(state, ''),
+                       to_char(xact_start, 'YYYY-MM-DD HH24:MI:SS')
+                FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < \(since)
+                  AND backend_type = 'client backend'
+                ORDER BY xact_start
+                """, logger: logger)
+            for try await (pid, user, application, state, started) in rows.decode((Int, String, String, String, String).self) {
+                blockers.append("pid \(pid) (user \(user)\(application.isEmpty ? "" : ", application '\(application)'"), \(state), transaction open since \(started))")
+            }
+            if blockers.isEmpty { return }
+            if clock.now >= deadline {
+                throw TenantryError(
+                    code: .timeout,
+                    message: "capture for tenant \(tenant) is on, but \(blockers.count) session(s) still have a transaction "
+                        + "that began before it: \(blockers.prefix(5).joined(separator: "; ")). End them (or wait) and retry; "
+                        + "nothing is lost meanwhile",
+                    tenant: tenant.rawValue)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Turns capture off for `tenant`. The captured backlog stays in `tenantry.changes`.
+    public func disable(_ tenant: TenantID) async throws {
+        try await Database.withConnection(unifiedURL, logger: logger) { connection in
+            try await connection.query("""
+                UPDATE tenantry.capture_state SET capturing = false, updated_at = now() WHERE tenant_id = \(tenant.rawValue)
+                """, logger: logger)
+        }
+    }
+
+    /// Pauses or resumes the relay for `tenant` (capture goes on: nothing is lost).
+    public func setSyncPaused(_ tenant: TenantID, _ paused: Bool, reason: String? = nil) async throws {
+        try await Database.withConnection(unifiedURL, logger: logger) { connection in
+            try await connection.query("""
+                UPDATE tenantry.capture_state SET sync_paused = \(paused), paused_reason = \(paused ? reason : nil), updated_at = now()
+                WHERE tenant_id = \(tenant.rawValue)
+                """, logger: logger)
+        }
+    }
+
+    /// One tenant's capture state, as `tenantry status` shows it.
+    public struct State: Sendable, Codable, Equatable {
+        /// The tenant.
+        public var tenant: TenantID
+        /// Whether its writes are captured.
+        public var capturing: Bool
+        /// Whether it has moved (writes in the unified database are rejected).
+        public var moved: Bool
+        /// Whether the relay is paused for it (a dead letter, or `dual-write disable`).
+        public var syncPaused: Bool
+        /// Why it is paused.
+        public var pausedReason: String?
+        /// Whether a copy snapshot is recorded.
+        public var hasSnapshot: Bool
+        /// Changes waiting for the relay.
+        public var queueDepth: Int
+        /// Age of the oldest waiting change, in seconds (0 when none wait).
+        public var lagSeconds: Double
+        /// Dead letters.
+        public var deadLetters: Int
+    }
+
+    /// The capture state of every tenant capture knows (or of `tenants`).
+    public func states(_ tenants: [TenantID]? = nil) async throws -> [State] {
+        try await Database.withConnection(unifiedURL, logger: logger) { connection in
+            try await Self.states(on: connection, tenants: tenants, logger: logger)
+        }
+    }
+
+    static func states(on connection: PostgresConnection, tenants: [TenantID]?, logger: Logger) async throws -> [State] {
+        let ids = tenants?.map(\.rawValue)
+        let rows = try await connection.query("""
+            SELECT s.tenant_id, s.capturing, s.moved, s.sync_paused, s.paused_reason, s.snapshot IS NOT NULL,
+                   coalesce(c.depth, 0)::int, coalesce(extract(epoch FROM clock_timestamp() - c.oldest), 0)::float8,
+                   (SELECT count(*)::int FROM tenantry.dead_letters d WHERE d.tenant_id = s.tenant_id)
+            FROM tenantry.capture_state s
+            LEFT JOIN LATERAL (SELECT count(*) AS depth, min(captured_at) AS oldest
+                               FROM tenantry.changes ch WHERE ch.tenant_id = s.tenant_id) c ON true
+            WHERE \(ids == nil) OR s.tenant_id = ANY(\(ids ?? []))
+            ORDER BY length(s.tenant_id), s.tenant_id
+            """, logger: logger)
+        var result: [State] = []
+        for try await (id, capturing, moved, paused, reason, snapshot, depth, lag, dead) in rows.decode(
+            (String, Bool, Bool, Bool, String?, Bool, Int, Double, Int).self) {
+            result.append(State(
+                tenant: try TenantID(id), capturing: capturing, moved: moved, syncPaused: paused, pausedReason: reason,
+                hasSnapshot: snapshot, queueDepth: depth, lagSeconds: max(0, lag), deadLetters: dead))
+        }
+        return result
+    }
+}

@@ -1,0 +1,130 @@
+import TenantryCore
+
+/// The SQL that capture installs in the unified database (schema `tenantry`).
+///
+/// - `capture_state`: one row per tenant that is being (or was) moved: its fence key, whether its
+///   writes are captured, whether it has moved (the guard), its copy snapshot, whether its sync is
+///   paused by a dead letter.
+/// - `changes`: the outbox. A captured write appends its row image here in the same transaction.
+/// - `dead_letters`: changes the relay gave up on, kept with their error until replayed.
+/// - one trigger function per tenant table (the discriminator and key are compiled in, so a write
+///   of a tenant that is not moving costs one index lookup).
+enum CaptureSQL {
+    /// Tables and indexes; idempotent.
+    static let tables = """
+        CREATE SCHEMA IF NOT EXISTS tenantry;
+        CREATE TABLE IF NOT EXISTS tenantry.capture_state (
+            tenant_id text PRIMARY KEY,
+            lock_key integer NOT NULL,
+            capturing boolean NOT NULL DEFAULT false,
+            moved boolean NOT NULL DEFAULT false,
+            sync_paused boolean NOT NULL DEFAULT false,
+            paused_reason text,
+            snapshot pg_snapshot,
+            capture_enabled_at timestamptz,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS tenantry.changes (
+            id bigserial PRIMARY KEY,
+            tenant_id text NOT NULL,
+            table_name text NOT NULL,
+            op "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
+            old_key jsonb,
+            row_data jsonb,
+            xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            captured_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            attempts integer NOT NULL DEFAULT 0,
+            last_error text
+        );
+        CREATE INDEX IF NOT EXISTS changes_tenant_id ON tenantry.changes (tenant_id, id);
+        CREATE TABLE IF NOT EXISTS tenantry.dead_letters (
+            id bigint PRIMARY KEY,
+            tenant_id text NOT NULL,
+            table_name text NOT NULL,
+            op "char" NOT NULL,
+            old_key jsonb,
+            row_data jsonb,
+            xid xid8 NOT NULL,
+            captured_at timestamptz NOT NULL,
+            attempts integer NOT NULL,
+            error text NOT NULL,
+            dead_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS dead_letters_tenant_id ON tenantry.dead_letters (tenant_id, id);
+        """
+
+    /// The trigger function's name for `table` (unique, at most 63 bytes).
+    static func functionName(_ table: String) -> String {
+        let stem = String(table.lowercased().unicodeScalars.map { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)) ? Character($0) : "_" }.prefix(30))
+        let hash = String(StableHash.fnv1a64(table) & 0xffff_ffff, radix: 16)
+        return "capture_\(stem)_\(hash)"
+    }
+
+    /// The trigger function and trigger for one table.
+    static func trigger(for table: MovePlan.Table, plan: MovePlan) throws -> String {
+        let function = "tenantry.\(functionName(table.name))"
+        let discriminator = try SQLIdentifier.quoted(plan.discriminator)
+        let tableLiteral = "'" + table.name.replacingOccurrences(of: "'", with: "''") + "'"
+        func key(_ row: String) throws -> String {
+            let pairs = try table.primaryKey.map { column in
+                "'\(column.replacingOccurrences(of: "'", with: "''"))', \(row).\(try SQLIdentifier.quoted(column))"
+            }
+            return "jsonb_build_object(\(pairs.joined(separator: ", ")))"
+        }
+        let keyColumns = try table.primaryKey.map { try SQLIdentifier.quoted($0) }
+        let oldKey = "(\(keyColumns.map { "OLD.\($0)" }.joined(separator: ", ")), NULL)"
+        let newKey = "(\(keyColumns.map { "NEW.\($0)" }.joined(separator: ", ")), NULL)"
+        return """
+            CREATE OR REPLACE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql AS $tenantry$
+            DECLARE
+                tenant text;
+                state record;
+            BEGIN
+                IF TG_OP = 'DELETE' THEN
+                    tenant := OLD.\(discriminator)::text;
+                ELSE
+                    tenant := NEW.\(discriminator)::text;
+                    IF TG_OP = 'UPDATE' AND OLD.\(discriminator) IS DISTINCT FROM NEW.\(discriminator) THEN
+                        RAISE EXCEPTION USING ERRCODE = 'check_violation',
+                            MESSAGE = format('%s.%s cannot change (from %s to %s): a row belongs to one tenant',
+                                TG_TABLE_NAME, \(literal(plan.discriminator)), OLD.\(discriminator), NEW.\(discriminator));
+                    END IF;
+                END IF;
+                SELECT lock_key INTO state FROM tenantry.capture_state WHERE tenant_id = tenant;
+                IF NOT FOUND THEN
+                    RETURN NULL;
+                END IF;
+                IF current_setting('tenantry.applying', true) = 'on' THEN
+                    RETURN NULL;
+                END IF;
+                PERFORM pg_advisory_xact_lock_shared(\(AdvisoryLock.namespace), state.lock_key);
+                SELECT capturing, moved INTO state FROM tenantry.capture_state WHERE tenant_id = tenant;
+                IF state.moved THEN
+                    RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
+                        MESSAGE = format('tenant %s has moved to its own database: write through the router', tenant);
+                END IF;
+                IF state.capturing THEN
+                    IF TG_OP = 'DELETE' THEN
+                        INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key)
+                        VALUES (tenant, \(tableLiteral), 'D', \(try key("OLD")));
+                    ELSIF TG_OP = 'UPDATE' AND \(oldKey) IS DISTINCT FROM \(newKey) THEN
+                        INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key, row_data)
+                        VALUES (tenant, \(tableLiteral), 'U', \(try key("OLD")), to_jsonb(NEW));
+                    ELSE
+                        INSERT INTO tenantry.changes (tenant_id, table_name, op, row_data)
+                        VALUES (tenant, \(tableLiteral), left(TG_OP, 1), to_jsonb(NEW));
+                    END IF;
+                END IF;
+                RETURN NULL;
+            END
+            $tenantry$;
+            DROP TRIGGER IF EXISTS tenantry_capture ON \(plan.unifiedName(table));
+            CREATE TRIGGER tenantry_capture AFTER INSERT OR UPDATE OR DELETE ON \(plan.unifiedName(table))
+                FOR EACH ROW EXECUTE FUNCTION \(function)();
+            """
+    }
+
+    static func literal(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TenantryCore
+
+/// One captured change, as the relay reads it from `tenantry.changes`.
+struct CapturedChange: Sendable {
+    var id: Int64
+    var table: String
+    var op: Character
+    /// For deletes and key-changing updates: the old key as a JSON object.
+    var oldKey: String?
+    /// For inserts and updates: the new row as a JSON object.
+    var row: String?
+    /// Whether the copy snapshot already saw this change's transaction (then it is skipped).
+    var inCopy: Bool
+    var attempts: Int
+}
+
+/// Applies captured changes to a tenant database: upserts by primary key, deletes by key, runs of
+/// the same table applied as one statement, everything idempotent (applying a change twice leaves
+/// the same row).
+struct ChangeApplier: Sendable {
+    let plan: MovePlan
+    let logger: Logger
+
+    /// One statement's worth of work.
+    private enum Step {
+        case upsert(MovePlan.Table, rows: [String])
+        case delete(MovePlan.Table, keys: [String])
+    }
+
+    /// Applies `changes` in order inside the caller's transaction, grouping runs.
+    func applyGrouped(_ changes: [CapturedChange], on connection: PostgresConnection) async throws {
+        for step in try steps(changes) { try await run(step, on: connection) }
+    }
+
+    /// Applies one change (inside the caller's transaction).
+    func apply(_ change: CapturedChange, on connection: PostgresConnection) async throws {
+        for step in try steps([change]) { try await run(step, on: connection) }
+    }
+
+    private func steps(_ changes: [CapturedChange]) throws -> [Step] {
+        var steps: [Step] = []
+        var upserts: (table: MovePlan.Table, keys: [String: Int], rows: [String])?
+        var deletes: (table: MovePlan.Table, keys: Set<String>, list: [String])?
+        func flushUpserts() {
+            if let run = upserts { steps.append(.upsert(run.table, rows: run.rows)) }
+            upserts = nil
+        }
+        func flushDeletes() {
+            if let run = deletes { steps.append(.delete(run.table, keys: run.list)) }
+            deletes = nil
+        }
+        for change in changes where !change.inCopy {
+            guard let table = plan.table(change.table) else {
+                throw TenantryError(
+                    code: .conflict,
+                    message: "change \(change.id) is for table \(change.table), which is not a tenant table of the unified schema "
+                        + "(re-run 'tenantry capture install' after schema changes)", table: change.table)
+            }
+            if let key = change.oldKey {
+                flushUpserts()
+                if deletes?.table.name != table.name { flushDeletes(); deletes = (table, [], []) }
+                if deletes!.keys.insert(key).inserted { deletes!.list.append(key) }
+            }
+            guard change.op != "D", let row = change.row else { continue }
+            flushDeletes()
+            if upserts?.table.name != table.name { flushUpserts(); upserts = (table, [:], []) }
+            // Two images of one key in a run: the later wins (one statement cannot touch a row twice).
+            let key = Self.key(of: row, table: table)
+            if let index = upserts!.keys[key] {
+                upserts!.rows[index] = row
+            } else {
+                upserts!.keys[key] = upserts!.rows.count
+                upserts!.rows.append(row)
+            }
+        }
+        flushUpserts()
+        flushDeletes()
+        return steps
+    }
+
+    private func run(_ step: Step, on connection: PostgresConnection) async throws {
+        switch step {
+        case .upsert(let table, let rows):
+            var query = PostgresQuery(unsafeSQL: upsertSQL(table))
+            query.binds.append("[" + rows.joined(separator: ",") + "]")
+            try await connection.query(query, logger: logger)
+        case .delete(let table, let keys):
+            var query = PostgresQuery(unsafeSQL: deleteSQL(table))
+            query.binds.append("[" + keys.joined(separator: ",") + "]")
+            try await connection.query(query, logger: logger)
+        }
+    }
+
+    func upsertSQL(_ table: MovePlan.Table) -> String {
+        let columns = table.list(table.writableColumns)
+        let updates = table.writableColumns.filter { !table.primaryKey.contains($0) }
+            .map { "\(MovePlan.quote($0)) = EXCLUDED.\(MovePlan.quote($0))" }
+        let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET \(updates.joined(separator: ", "))"
+        return """
+            INSERT INTO \(table.quoted) (\(columns))\(table.hasIdentityAlways ? " OVERRIDING SYSTEM VALUE" : "")
+            SELECT \(columns) FROM jsonb_populate_recordset(NULL::\(table.quoted), $1::jsonb)
+            ON CONFLICT (\(table.list(table.primaryKey))) \(conflict)
+            """
+    }
+
+    func deleteSQL(_ table: MovePlan.Table) -> String {
+        let match = table.primaryKey.map { "t.\(MovePlan.quote($0)) = k.\(MovePlan.quote($0))" }.joined(separator: " AND ")
+        return """
+            DELETE FROM \(table.quoted) t USING jsonb_populate_recordset(NULL::\(table.quoted), $1::jsonb) k WHERE \(match)
+            """
+    }
+
+    /// A row's key as text, for de-duplicating a run (JSON values of the key columns, in order).
+    static func key(of row: String, table: MovePlan.Table) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(row.utf8)) as? [String: Any] else { return row }
+        return table.primaryKey.map { column in
+            guard let value = object[column] else { return "∅" }
+            return "\(value)"
+        }.joined(separator: "\u{1F}")
+    }
+}

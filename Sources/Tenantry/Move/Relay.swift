@@ -1,0 +1,512 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+import ServiceLifecycle
+import TenantryCore
+
+/// The sync relay (step 3 of a move; the seeds' DualWriteProxy): applies each syncing tenant's
+/// captured changes to its tenant database, in capture order, skipping those the copy snapshot
+/// already saw.
+///
+/// Guarantees:
+/// - **nothing is dropped**: a change leaves `tenantry.changes` only in the same unified-side
+///   transaction that records it applied (after the tenant-side commit) or moves it to
+///   `tenantry.dead_letters`; a crash in between re-applies it, and applying is idempotent;
+/// - **per-tenant order**: one relay at a time per tenant (an advisory lock in the unified
+///   database), batches in id order; a failing change stops its tenant's stream until it applies;
+/// - **retries**: a change that fails is retried after each of ``Configuration/retryDelays``
+///   (1 s, 2 s, 4 s), then dead-lettered and its tenant paused; the others go on. A connection
+///   failure is not the change's fault: it is retried with backoff for as long as it takes.
+public final class Relay: Sendable {
+    /// Relay settings.
+    public struct Configuration: Sendable {
+        /// Changes read and applied per tenant-side transaction.
+        public var batchSize = 1_000
+        /// Waits before each retry of a failing change; after the last, it becomes a dead letter.
+        public var retryDelays: [Duration] = [.seconds(1), .seconds(2), .seconds(4)]
+        /// How often an idle relay looks for new changes.
+        public var pollInterval: Duration = .milliseconds(50)
+        /// The longest wait between reconnect attempts.
+        public var maxBackoff: Duration = .seconds(5)
+        /// Tenants drained at once.
+        public var concurrency = 8
+        /// Tenant-database connections kept open between batches.
+        public var cachedConnections = 32
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// Counters since the relay started.
+    public struct Statistics: Sendable, Codable, Equatable {
+        /// Changes applied to tenant databases.
+        public var applied = 0
+        /// Changes skipped because the copy snapshot had them.
+        public var skipped = 0
+        /// Failed applies that will be retried.
+        public var retried = 0
+        /// Changes moved to the dead letter queue.
+        public var deadLettered = 0
+        /// Connection failures (retried with backoff).
+        public var connectionFailures = 0
+        /// Applied changes per table.
+        public var appliedPerTable: [String: Int] = [:]
+    }
+
+    /// What one pass over a tenant's stream found.
+    public enum StepOutcome: Sendable, Equatable {
+        /// Nothing waits.
+        case idle
+        /// `count` changes applied (or skipped); more may wait.
+        case applied(Int)
+        /// Another relay is applying this tenant's changes.
+        case busy
+        /// A failing change waits for its retry time.
+        case waiting
+        /// The stream is paused (a dead letter, or `dual-write disable`).
+        case paused
+        /// The tenant has no copy snapshot yet (not copied).
+        case notReady
+        /// A connection failed; retried after a backoff.
+        case unreachable(String)
+    }
+
+    let configuration: Configuration
+    let catalog: Catalog
+    let servers: ServerDirectory
+    let unifiedURL: PostgresURL
+    let plan: MovePlan
+    let applier: ChangeApplier
+    let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    private struct Stream {
+        var nextAttempt: ContinuousClock.Instant?
+        var backoff: Duration = .zero
+        var lastError: String?
+    }
+
+    private struct State {
+        var streams: [TenantID: Stream] = [:]
+        var unifiedConnections: [PostgresConnection] = []
+        var destinations: [TenantID: PostgresConnection] = [:]
+        var destinationOrder: [TenantID] = []
+        var statistics = Statistics()
+    }
+
+    /// Creates a relay. `unifiedURL` is the unified database (where `tenantry.changes` lives);
+    /// tenant databases are reached with the admin logins of `servers`.
+    public init(configuration: Configuration = Configuration(), catalog: Catalog, servers: ServerDirectory,
+                unifiedURL: PostgresURL, plan: MovePlan, logger: Logger) {
+        self.configuration = configuration
+        self.catalog = catalog
+        self.servers = servers
+        self.unifiedURL = unifiedURL
+        self.plan = plan
+        self.applier = ChangeApplier(plan: plan, logger: logger)
+        self.logger = logger
+    }
+
+    /// Counters since the relay started.
+    public var statistics: Statistics { state.withLockedValue { $0.statistics } }
+
+    /// The phases whose changes the relay applies.
+    public static let syncingPhases: [MovePhase] = [.syncing, .readsSwitched]
+
+    // MARK: - Driving
+
+    /// Runs until cancelled or shut down gracefully: every syncing tenant's stream is applied as
+    /// changes arrive.
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let tenants = (try? await self.catalog.tenants(inPhases: Self.syncingPhases)) ?? []
+                let outcomes = await self.pass(tenants)
+                if !outcomes.values.contains(where: { if case .applied = $0 { return true } else { return false } }) {
+                    try? await Task.sleep(for: self.configuration.pollInterval)
+                }
+            }
+        }
+        await close()
+    }
+
+    /// What ``catchUp(_:timeout:)`` found.
+    public struct CatchUpReport: Sendable, Codable, Equatable {
+        /// Changes applied during the call.
+        public var applied: Int
+        /// Tenants whose stream is paused (dead letters or `dual-write disable`), with why.
+        public var paused: [String: String]
+        /// Tenants drained.
+        public var tenants: [TenantID]
+    }
+
+    /// Applies everything captured so far for `tenants` (default: every syncing tenant), waiting
+    /// out retries and reconnects, and returns when each stream is empty or paused. Throws
+    /// ``TenantryError/Code/timeout`` naming the tenants still behind after `timeout`.
+    public func catchUp(_ tenants: [TenantID]? = nil, timeout: Duration = .seconds(300)) async throws -> CatchUpReport {
+        let deadline = ContinuousClock.now + timeout
+        let before = statistics.applied + statistics.skipped
+        let ids: [TenantID]
+        if let tenants { ids = tenants } else { ids = try await catalog.tenants(inPhases: Self.syncingPhases) }
+        var behind = ids
+        var paused: [TenantID] = []
+        while !behind.isEmpty {
+            let outcomes = await pass(behind)
+            paused += outcomes.filter { $0.value == .paused }.map(\.key)
+            behind = outcomes.filter { outcome in
+                switch outcome.value {
+                case .idle, .notReady, .paused: return false
+                default: return true
+                }
+            }.map(\.key).sorted()
+            guard !behind.isEmpty else { break }
+            if ContinuousClock.now >= deadline {
+                let reasons = behind.prefix(5).map { tenant in
+                    "\(tenant)\(state.withLockedValue { $0.streams[tenant]?.lastError }.map { " (\($0))" } ?? "")"
+                }
+                throw TenantryError(
+                    code: .timeout,
+                    message: "the relay did not catch up within \(timeout): \(behind.count) tenant(s) still have changes waiting: "
+                        + reasons.joined(separator: ", "))
+            }
+            if !outcomes.values.contains(where: { if case .applied = $0 { return true } else { return false } }) {
+                try await Task.sleep(for: configuration.pollInterval)
+            }
+        }
+        var reasons: [String: String] = [:]
+        if !paused.isEmpty {
+            let states = try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger).states(paused)
+            for state in states { reasons[state.tenant.rawValue] = state.pausedReason ?? "paused" }
+        }
+        let after = statistics.applied + statistics.skipped
+        return CatchUpReport(applied: after - before, paused: reasons, tenants: ids)
+    }
+
+    /// Applies `tenant`'s waiting changes now (used right after a routed write commits, so a read
+    /// switched to the tenant database sees it). Waits for another relay holding the stream.
+    /// Failures are left to the background relay's retries; returns the changes applied.
+    @discardableResult
+    public func drain(_ tenant: TenantID) async -> Int {
+        var total = 0
+        while true {
+            switch await step(tenant, waitForLock: true) {
+            case .applied(let count): total += count
+            default: return total
+            }
+        }
+    }
+
+    /// One pass: up to a few batches per tenant, `concurrency` tenants at a time.
+    private func pass(_ tenants: [TenantID]) async -> [TenantID: StepOutcome] {
+        await withTaskGroup(of: (TenantID, StepOutcome).self) { group in
+            var outcomes: [TenantID: StepOutcome] = [:]
+            var iterator = tenants.makeIterator()
+            func next() -> Bool {
+                guard let tenant = iterator.next() else { return false }
+                group.addTask {
+                    var last = StepOutcome.idle
+                    for _ in 0..<8 {
+                        last = await self.step(tenant, waitForLock: false)
+                        guard case .applied = last else { break }
+                    }
+                    return (tenant, last)
+                }
+                return true
+            }
+            for _ in 0..<max(1, configuration.concurrency) where next() {}
+            while let (tenant, outcome) = await group.next() {
+                outcomes[tenant] = outcome
+                _ = next()
+            }
+            return outcomes
+        }
+    }
+
+    // MARK: - One batch
+
+    /// Applies one batch of `tenant`'s changes.
+    func step(_ tenant: TenantID, waitForLock: Bool) async -> StepOutcome {
+        if let next = state.withLockedValue({ $0.streams[tenant]?.nextAttempt }), next > .now {
+            return .waiting
+        }
+        let unified: PostgresConnection
+        do {
+            unified = try await checkoutUnified()
+        } catch {
+            return unreachable(tenant, error)
+        }
+        do {
+            let outcome = try await step(tenant, unified: unified, waitForLock: waitForLock)
+            checkinUnified(unified)
+            return outcome
+        } catch {
+            _ = try? await unified.query("ROLLBACK", logger: logger)
+            if Self.isConnectionFailure(error) {
+                try? await unified.close()
+                return unreachable(tenant, error)
+            }
+            checkinUnified(unified)
+            logger.error("relay step failed", metadata: ["tenant": "\(tenant)", "error": "\(Database.message(of: error))"])
+            return unreachable(tenant, error)
+        }
+    }
+
+    private func step(_ tenant: TenantID, unified: PostgresConnection, waitForLock: Bool) async throws -> StepOutcome {
+        try await unified.query("BEGIN", logger: logger)
+        let lockKey = AdvisoryLock.tenant(tenant)
+        if waitForLock {
+            try await unified.query("SELECT pg_advisory_xact_lock(\(AdvisoryLock.relayNamespace), \(lockKey))", logger: logger)
+        } else {
+            let locked = try await unified.query(
+                "SELECT pg_try_advisory_xact_lock(\(AdvisoryLock.relayNamespace), \(lockKey))", logger: logger)
+                .decode(Bool.self).first(where: { _ in true }) ?? false
+            guard locked else {
+                try await unified.query("ROLLBACK", logger: logger)
+                return .busy
+            }
+        }
+        var snapshot: String?
+        var paused = false
+        for try await (value, isPaused) in try await unified.query("""
+            SELECT snapshot::text, sync_paused FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)
+            """, logger: logger).decode((String?, Bool).self) {
+            snapshot = value
+            paused = isPaused
+        }
+        guard let snapshot else {
+            try await unified.query("COMMIT", logger: logger)
+            return .notReady
+        }
+        if paused {
+            try await unified.query("COMMIT", logger: logger)
+            return .paused
+        }
+        var changes: [CapturedChange] = []
+        for try await (id, table, op, oldKey, row, inCopy, attempts) in try await unified.query("""
+            SELECT id, table_name, op::text, old_key::text, row_data::text,
+                   pg_visible_in_snapshot(xid, \(snapshot)::pg_snapshot), attempts
+            FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) ORDER BY id LIMIT \(configuration.batchSize)
+            """, logger: logger).decode((Int64, String, String, String?, String?, Bool, Int).self) {
+            changes.append(CapturedChange(
+                id: id, table: table, op: op.first ?? "U", oldKey: oldKey, row: row, inCopy: inCopy, attempts: attempts))
+        }
+        guard !changes.isEmpty else {
+            try await unified.query("COMMIT", logger: logger)
+            resetStream(tenant)
+            return .idle
+        }
+        let (done, failure) = try await applyBatch(changes, tenant: tenant)
+        if !done.isEmpty {
+            try await unified.query(
+                "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = ANY(\(done.map(\.id)))", logger: logger)
+        }
+        var outcome = StepOutcome.applied(done.count)
+        if let (change, message) = failure {
+            outcome = try await recordFailure(change, message: message, tenant: tenant, on: unified)
+        }
+        try await unified.query("COMMIT", logger: logger)
+        state.withLockedValue { state in
+            for change in done {
+                if change.inCopy {
+                    state.statistics.skipped += 1
+                } else {
+                    state.statistics.applied += 1
+                    state.statistics.appliedPerTable[change.table, default: 0] += 1
+                }
+            }
+        }
+        if failure == nil { resetStream(tenant) }
+        if case .applied(0) = outcome { return .waiting }
+        return outcome
+    }
+
+    /// Applies a batch in one tenant-side transaction; on a data error, re-applies it change by
+    /// change (savepoints) to commit everything before the failing change. Returns the changes
+    /// done and the first failure.
+    private func applyBatch(
+        _ changes: [CapturedChange], tenant: TenantID
+    ) async throws -> ([CapturedChange], (CapturedChange, String)?) {
+        let destination = try await checkoutDestination(tenant)
+        do {
+            let applied = try await Database.withTransaction(destination, logger: logger) { connection in
+                try await prepare(connection)
+                do {
+                    try await applier.applyGrouped(changes, on: connection)
+                    return true
+                } catch {
+                    if Self.isConnectionFailure(error) { throw error }
+                    return false
+                }
+            }
+            if applied {
+                checkinDestination(tenant, destination)
+                return (changes, nil)
+            }
+            let result = try await Database.withTransaction(destination, logger: logger) { connection in
+                try await prepare(connection)
+                var done: [CapturedChange] = []
+                for change in changes {
+                    if change.inCopy { done.append(change); continue }
+                    try await connection.query("SAVEPOINT tenantry_change", logger: logger)
+                    do {
+                        try await applier.apply(change, on: connection)
+                        try await connection.query("RELEASE SAVEPOINT tenantry_change", logger: logger)
+                        done.append(change)
+                    } catch {
+                        if Self.isConnectionFailure(error) { throw error }
+                        try await connection.query("ROLLBACK TO SAVEPOINT tenantry_change", logger: logger)
+                        return (done, (change, Database.message(of: error)) as (CapturedChange, String)?)
+                    }
+                }
+                // Each change applied alone: only the deferred constraints at COMMIT can fail.
+                return (done, nil)
+            }
+            checkinDestination(tenant, destination)
+            return result
+        } catch {
+            try? await destination.close()
+            throw error
+        }
+    }
+
+    private func prepare(_ connection: PostgresConnection) async throws {
+        try await connection.query("SET CONSTRAINTS ALL DEFERRED", logger: logger)
+        try await connection.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
+    }
+
+    /// Counts a failed attempt: schedules the retry, or moves the change to the dead letters and
+    /// pauses the tenant when the retries are spent.
+    private func recordFailure(
+        _ change: CapturedChange, message: String, tenant: TenantID, on unified: PostgresConnection
+    ) async throws -> StepOutcome {
+        let attempts = change.attempts + 1
+        if attempts > configuration.retryDelays.count {
+            try await unified.query("""
+                INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, attempts, error)
+                SELECT id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, \(attempts), \(message)
+                FROM tenantry.changes WHERE id = \(change.id)
+                """, logger: logger)
+            try await unified.query("DELETE FROM tenantry.changes WHERE id = \(change.id)", logger: logger)
+            let reason = "dead letter \(change.id) (\(change.table)): \(message)"
+            try await unified.query("""
+                UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason), updated_at = now()
+                WHERE tenant_id = \(tenant.rawValue)
+                """, logger: logger)
+            logger.error("relay: change dead-lettered; tenant paused", metadata: [
+                "tenant": "\(tenant)", "change": "\(change.id)", "table": "\(change.table)", "error": "\(message)"])
+            state.withLockedValue { state in
+                state.statistics.deadLettered += 1
+                state.streams[tenant] = Stream(lastError: message)
+            }
+            return .paused
+        }
+        try await unified.query("""
+            UPDATE tenantry.changes SET attempts = \(attempts), last_error = \(message) WHERE id = \(change.id)
+            """, logger: logger)
+        let delay = configuration.retryDelays[attempts - 1]
+        logger.warning("relay: change failed; retrying", metadata: [
+            "tenant": "\(tenant)", "change": "\(change.id)", "attempt": "\(attempts)", "retryIn": "\(delay)", "error": "\(message)"])
+        state.withLockedValue { state in
+            state.statistics.retried += 1
+            state.streams[tenant] = Stream(nextAttempt: .now + delay, lastError: message)
+        }
+        return .waiting
+    }
+
+    private func unreachable(_ tenant: TenantID, _ error: any Error) -> StepOutcome {
+        let message = Database.message(of: error)
+        state.withLockedValue { state in
+            var stream = state.streams[tenant] ?? Stream()
+            stream.backoff = min(max(stream.backoff * 2, .milliseconds(100)), configuration.maxBackoff)
+            stream.nextAttempt = .now + stream.backoff
+            stream.lastError = message
+            state.streams[tenant] = stream
+            state.statistics.connectionFailures += 1
+        }
+        logger.warning("relay: cannot reach a database; retrying", metadata: ["tenant": "\(tenant)", "error": "\(message)"])
+        return .unreachable(message)
+    }
+
+    private func resetStream(_ tenant: TenantID) {
+        state.withLockedValue { _ = $0.streams.removeValue(forKey: tenant) }
+    }
+
+    // MARK: - Connections
+
+    private func checkoutUnified() async throws -> PostgresConnection {
+        if let connection = state.withLockedValue({ $0.unifiedConnections.popLast() }), !connection.isClosed {
+            return connection
+        }
+        return try await Database.connect(unifiedURL, logger: logger)
+    }
+
+    private func checkinUnified(_ connection: PostgresConnection) {
+        let surplus: PostgresConnection? = state.withLockedValue { state in
+            guard state.unifiedConnections.count < max(1, configuration.concurrency) else { return connection }
+            state.unifiedConnections.append(connection)
+            return nil
+        }
+        if let surplus { Task { try? await surplus.close() } }
+    }
+
+    private func checkoutDestination(_ tenant: TenantID) async throws -> PostgresConnection {
+        if let connection = state.withLockedValue({ state -> PostgresConnection? in
+            state.destinationOrder.removeAll { $0 == tenant }
+            return state.destinations.removeValue(forKey: tenant)
+        }), !connection.isClosed {
+            return connection
+        }
+        let record = try await catalog.requireTenant(tenant)
+        guard let database = record.databaseName else {
+            throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database", tenant: tenant.rawValue)
+        }
+        return try await Database.connect(try servers.adminURL(server: record.serverName, database: database), logger: logger)
+    }
+
+    private func checkinDestination(_ tenant: TenantID, _ connection: PostgresConnection) {
+        let evicted: [PostgresConnection] = state.withLockedValue { state in
+            if let old = state.destinations.updateValue(connection, forKey: tenant) { return [old] }
+            state.destinationOrder.append(tenant)
+            var evicted: [PostgresConnection] = []
+            while state.destinationOrder.count > configuration.cachedConnections {
+                let oldest = state.destinationOrder.removeFirst()
+                if let old = state.destinations.removeValue(forKey: oldest) { evicted.append(old) }
+            }
+            return evicted
+        }
+        for connection in evicted { Task { try? await connection.close() } }
+    }
+
+    /// Closes every cached connection.
+    public func close() async {
+        let connections = state.withLockedValue { state in
+            let all = state.unifiedConnections + Array(state.destinations.values)
+            state.unifiedConnections = []
+            state.destinations = [:]
+            state.destinationOrder = []
+            return all
+        }
+        for connection in connections { try? await connection.close() }
+    }
+
+    /// Whether `error` is a connection failure (retried with backoff) rather than a problem with
+    /// the change itself (retried, then dead-lettered).
+    static func isConnectionFailure(_ error: any Error) -> Bool {
+        if let error = error as? TenantryError {
+            if let underlying = error.underlying { return isConnectionFailure(underlying) }
+            return error.code == .database && error.message.hasPrefix("cannot connect")
+        }
+        guard let error = error as? PSQLError else { return false }
+        if let state = error.serverInfo?[.sqlState] {
+            return state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300" || state == "3D000"
+        }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .sslUnsupported:
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+extension Relay: Service {}
