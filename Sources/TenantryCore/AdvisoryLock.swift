@@ -5,6 +5,9 @@
 public enum AdvisoryLock {
     /// The first integer of every Tenantry advisory lock.
     public static let namespace: Int32 = 0x7E4A_4E54
+    /// The first integer of the relay's per-tenant stream locks (`(relayNamespace, tenant(id))`),
+    /// apart from the write fence `(namespace, tenant(id))` so applying never blocks writers.
+    public static let relayNamespace: Int32 = 0x7E4A_4E55
 
     /// Serialises catalog migrations (`tenantry init`).
     public static let catalogMigration: Int32 = 1
