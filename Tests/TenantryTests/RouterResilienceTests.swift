@@ -9,10 +9,10 @@ import Testing
 
 @Suite("router resilience", .timeLimit(.minutes(5)))
 struct RouterResilienceTests {
-    @Test("one tenant flooding does not starve the others: their worst wait stays bounded", .disabled("round-robin dispatch still lets the flooding tenant win freed slots; fix pending"))
+    @Test("one tenant flooding does not starve the others: their worst wait stays bounded")
     func fairness() async throws {
         let fixture = try await RouterFixture.make(count: 5)
-        let worst = try await fixture.withRouter(pool: RouterFixture.pool(cap: 4, perTenant: 20)) { router, catalog in
+        let (worst, ahead, span, stats) = try await fixture.withRouter(pool: RouterFixture.pool(cap: 4, perTenant: 20)) { router, catalog in
             var policy = ReadPolicy()
             policy.strategy = .tenant
             try await catalog.setReadPolicy(policy)
@@ -29,28 +29,43 @@ struct RouterResilienceTests {
                 }
             }
             try await Task.sleep(for: .milliseconds(150))  // the flood holds the whole pool and queues ~1 s of work
-            let waits = try await withThrowingTaskGroup(of: Duration.self) { group in
+            let othersStart = ContinuousClock.now
+            // Per other tenant: its worst wait, and the most leases granted to anyone while one of
+            // its requests waited (a scheduling measure, independent of the machine's speed).
+            let waits = try await withThrowingTaskGroup(of: (Duration, Int).self) { group in
                 for id in fixture.ids.dropFirst() {
                     group.addTask {
-                        var worst = Duration.zero
+                        var (worst, mostAhead) = (Duration.zero, 0)
                         for _ in 0..<3 {
+                            let before = await router.poolStatistics()["default"]?.leases ?? 0
                             let start = ContinuousClock.now
-                            _ = try await router.withConnection(tenant: id, intent: .read) { connection in
+                            let ahead = try await router.withConnection(tenant: id, intent: .read) { connection in
+                                let granted = await router.poolStatistics()["default"]?.leases ?? 0
                                 try await connection.query("SELECT 1")
+                                return granted - before - 1
                             }
                             worst = max(worst, .now - start)
+                            mostAhead = max(mostAhead, ahead)
                         }
-                        return worst
+                        return (worst, mostAhead)
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             try await flood.value
-            return waits.max() ?? .zero
+            let span = ContinuousClock.now - othersStart
+            let stats = await router.poolStatistics()["default"]
+            return (waits.map(\.0).max() ?? .zero, waits.map(\.1).max() ?? 99, span, stats)
         }
-        // FIFO would make them wait behind the flood's ~1 s backlog; round-robin serves them within
-        // a couple of 50 ms holds (plus connection setup).
-        #expect(worst < .milliseconds(450), "worst wait of the other tenants: \(worst)")
+        // First come, first served would make each other tenant's first read wait behind the
+        // flood's whole backlog (76 leases, about the whole span; 2.47 s measured). Taking turns,
+        // a waiting tenant is passed by at most one lease of each tenant with waiters (5) plus
+        // those granted between its grant and its look at the counter. On a quiet machine the
+        // worst wait is about 0.2 s of a 1.1 s span; both scale with the machine's load.
+        #expect(ahead <= 12, "up to \(ahead) leases went to others while one request waited")
+        #expect(worst < span / 2, "worst wait of the other tenants: \(worst) of the flood's \(span)")
+        #expect((stats?.peakOpen ?? 99) <= 4, "the cap held")
+        #expect((stats?.evictions ?? 0) > 0, "connections of the flooding tenant were closed to serve the others")
     }
 
     @Test("a route changed in the catalog is followed by a second router within 1 s")
@@ -140,14 +155,26 @@ struct RouterResilienceTests {
         }
     }
 
-    @Test("a tenant server restarted under load: the router recovers, no connection leaks", .disabled("hung once in a run; under investigation"))
+    @Test("a tenant server restarted under load: the router recovers, no connection leaks")
     func serverRestart() async throws {
-        let second = EmbeddedPostgres(configuration: .temporary())
-        try await second.start()
-        defer { Task { try? await second.stop() } }
+        // A server that keeps its directory across stop/start (`.temporary()` deletes it on stop)
+        // and its port: one below the ephemeral range, so that the load's reconnect attempts
+        // cannot take it while the server is down (Linux connects a socket to itself when the
+        // target port equals the ephemeral source port it picked).
+        let second = try await RestartableServer.start()
+        do {
+            try await restartUnderLoad(second)
+            try await second.remove()
+        } catch {
+            try? await second.remove()
+            throw error
+        }
+    }
+
+    private func restartUnderLoad(_ second: RestartableServer) async throws {
         let base = try await ProvisioningFixture.make()
         let keyring = base.keyring
-        let secondURL = try PostgresURL(second.url())
+        let secondURL = try second.url()
         let server = ServerRecord(
             name: "second", host: "127.0.0.1", port: secondURL.port, adminUser: secondURL.user,
             adminPasswordSealed: try keyring.seal(secondURL.password ?? "", tenant: "server:second", field: "admin_password"))
@@ -157,7 +184,8 @@ struct RouterResilienceTests {
             for id in ids { _ = try await provisioner.provision(id, server: "second") }
         }
         let fixture = RouterFixture(base: base, ids: ids)
-        let (okAfter, stats, serverSide) = try await fixture.withRouter(
+        let sessions = "SELECT count(*)::text FROM pg_stat_activity WHERE usename LIKE '\(base.catalogURL.database)_u_%'"
+        let result = try await fixture.withRouter(
             pool: RouterFixture.pool(cap: 6, timeout: .seconds(3)), servers: [server], serverKeyring: keyring
         ) { router, catalog in
             for id in ids {
@@ -167,53 +195,136 @@ struct RouterResilienceTests {
             }
             let stop = ManagedFlag()
             let load = Task {
-                try await withThrowingTaskGroup(of: Int.self) { group in
+                try await withThrowingTaskGroup(of: (Int, Int).self) { group in
                     for worker in 0..<8 {
                         group.addTask {
-                            var ok = 0
+                            var (ok, failed) = (0, 0)
                             var step = 0
                             while !stop.isSet {
                                 step += 1
                                 let id = ids[(worker + step) % ids.count]
-                                if (try? await router.withConnection(tenant: id, intent: .write) { connection in
-                                    try await connection.query("INSERT INTO customers (name) VALUES ('load')")
-                                }) != nil { ok += 1 }
+                                do {
+                                    try await router.withConnection(tenant: id, intent: .write) { connection in
+                                        try await connection.query("INSERT INTO customers (name) VALUES ('load')")
+                                    }
+                                    ok += 1
+                                } catch {
+                                    failed += 1
+                                }
                                 try? await Task.sleep(for: .milliseconds(5))
                             }
-                            return ok
+                            return (ok, failed)
                         }
                     }
-                    return try await group.reduce(0, +)
+                    return try await group.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
                 }
             }
             try await Task.sleep(for: .milliseconds(500))
-            try await second.stop()
+            try await withTimeLimit(.seconds(90), "stopping the server") { try await second.stop() }
             try await Task.sleep(for: .milliseconds(500))
-            try await second.start()
-            #expect(try PostgresURL(second.url()).port == secondURL.port, "restarted on the same port")
+            try await withTimeLimit(.seconds(90), "starting the server") { try await second.start() }
+            #expect(try second.url().port == secondURL.port, "restarted on the same port")
             try await Task.sleep(for: .seconds(2))
             stop.set()
-            _ = try await load.value
+            // Every call is bounded by the lease timeout (3 s) plus one query: the load ends at once.
+            let (okDuring, failedDuring) = try await withTimeLimit(.seconds(20), "the load to stop") { try await load.value }
             // After the restart, every tenant works again.
             var okAfter = 0
             for id in ids {
-                if (try? await router.withConnection(tenant: id, intent: .write) { connection in
-                    try await connection.query("INSERT INTO customers (name) VALUES ('after')")
-                }) != nil { okAfter += 1 }
+                try await withTimeLimit(.seconds(10), "a write after the restart") {
+                    try await router.withConnection(tenant: id, intent: .write) { connection in
+                        try await connection.query("INSERT INTO customers (name) VALUES ('after')")
+                    }
+                }
+                okAfter += 1
             }
-            let stats = await router.poolStatistics()["second"]
-            let serverSide = try await TestPostgres.strings(PostgresURL(second.url()), """
-                SELECT count(*)::text FROM pg_stat_activity WHERE usename LIKE '\(base.catalogURL.database)_u_%'
-                """).first.flatMap { $0.flatMap(Int.init) } ?? -1
-            return (okAfter, stats, serverSide)
+            let stats = try #require(await router.poolStatistics()["second"])
+            // Closed connections leave pg_stat_activity a moment after the client closes them.
+            var serverSide = -1
+            for _ in 0..<50 {
+                serverSide = try await TestPostgres.strings(try second.url(), sessions).first.flatMap { $0.flatMap(Int.init) } ?? -1
+                if serverSide == stats.open { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return (okDuring, failedDuring, okAfter, stats, serverSide)
         }
+        let (okDuring, failedDuring, okAfter, pool, serverSide) = result
+        // Most writes during the restart wait for the server within the lease timeout (3 s) and succeed.
+        #expect(okDuring > 0, "the load ran across the restart (\(okDuring) ok, \(failedDuring) failed)")
         #expect(okAfter == ids.count)
-        let pool = try #require(stats)
         #expect(pool.open <= 6 && pool.peakOpen <= 6)
-        #expect(pool.leased == 0)
+        #expect(pool.leased == 0 && pool.waiting == 0)
         #expect(serverSide == pool.open, "server sessions \(serverSide) vs pool open \(pool.open): none leaked")
         #expect(pool.discarded + pool.connectFailures > 0, "the restart was noticed")
     }
+}
+
+/// A throwaway PostgreSQL that survives stop/start with its data and its port (for restart tests).
+struct RestartableServer: Sendable {
+    let server: EmbeddedPostgres
+    let directory: String
+
+    /// Creates and starts one on a free port between 20000 and 32000 (below the ephemeral range).
+    static func start() async throws -> RestartableServer {
+        var lastError: (any Error)?
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tenantry-pg-\(UUID().uuidString.prefix(8).lowercased())").path
+        for _ in 0..<5 {
+            var configuration = EmbeddedPostgres.Configuration.temporary()
+            configuration.directory = directory
+            configuration.removeDirectoryOnStop = false
+            configuration.port = Int.random(in: 20000..<32000)
+            let server = EmbeddedPostgres(configuration: configuration, logger: TestPostgres.logger)
+            do {
+                try await server.start()
+                return RestartableServer(server: server, directory: directory)
+            } catch {
+                lastError = error  // the port was taken: try another
+            }
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+        throw lastError ?? CancellationError()
+    }
+
+    func url() throws -> PostgresURL { try PostgresURL(server.url()) }
+    func stop() async throws { try await server.stop() }
+    func start() async throws { try await server.start() }
+
+    /// Stops it and deletes its directory.
+    func remove() async throws {
+        try await server.stop()
+        try FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// Runs `body`, failing with a clear error instead of hanging when it takes longer than `limit`.
+/// (A body that ignores cancellation keeps running in the background; the test goes on.)
+func withTimeLimit<T: Sendable>(
+    _ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let result = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
+    return try await withCheckedThrowingContinuation { continuation in
+        result.withLockedValue { $0 = continuation }
+        let work = Task {
+            let outcome: Result<T, any Error>
+            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+            result.withLockedValue { $0.take() }?.resume(with: outcome)
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            if let continuation = result.withLockedValue({ $0.take() }) {
+                work.cancel()
+                continuation.resume(throwing: TimeLimitExceeded(what: what, limit: limit))
+            }
+        }
+    }
+}
+
+/// `withTimeLimit` ran out.
+struct TimeLimitExceeded: Error, CustomStringConvertible {
+    var what: String
+    var limit: Duration
+    var description: String { "\(what) took longer than \(limit)" }
 }
 
 /// A thread-safe flag for stopping load loops.

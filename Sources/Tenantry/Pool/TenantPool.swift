@@ -36,15 +36,21 @@ public actor TenantPool {
     private let connector: Connector
     private let logger: Logger
 
-    private var idle: [Key: [Idle]] = [:]
-    private var held: [Key: Int] = [:]
-    private var openTotal = 0
-    private var opening = 0
-    private var waiters: [Key: Deque<Waiter>] = [:]
-    private var rotation: Deque<Key> = []
-    private var stats = Statistics()
-    private var nextID = 0
-    private var isClosed = false
+    /// Idle connections per key, most recently released last.
+    var idle: [Key: [Idle]] = [:]
+    /// Connections leased or being opened, per key.
+    var held: [Key: Int] = [:]
+    /// Open connections (idle + held), never above `configuration.maxConnections`.
+    var openTotal = 0
+    /// Connections being opened (counted in `held` and `openTotal`).
+    var opening = 0
+    /// Callers waiting, per key, first come first served within a key.
+    var waiters: [Key: Deque<Waiter>] = [:]
+    /// Keys with waiters, in turn order: a served key goes to the back (round-robin).
+    var rotation: Deque<Key> = []
+    var stats = Statistics()
+    var nextID = 0
+    var isClosed = false
 
     /// Creates a pool; connections open lazily through `connector`.
     public init(name: String, configuration: Configuration, logger: Logger, connector: @escaping Connector) {
@@ -80,9 +86,14 @@ public actor TenantPool {
                     continue
                 }
                 if idleFor > configuration.healthCheckAfter {
-                    do {
+                    // Bounded by the lease deadline: a server that accepts but never answers
+                    // cannot hold the caller.
+                    let logger = self.logger
+                    let healthy = (try? await Self.withDeadline(deadline, timeout: { CancellationError() }, {
                         try await connection.query("SELECT 1", logger: logger)
-                    } catch {
+                        return true
+                    }, onLate: { _ in })) ?? false
+                    if !healthy {
                         Self.closeQuietly(connection)
                         forget(key, discarded: true)
                         continue
@@ -90,18 +101,20 @@ public actor TenantPool {
                 }
                 return granted(Lease(key: key, connection: connection, id: id), since: start)
             case .open:
+                let connection: PostgresConnection
                 do {
-                    let connection = try await connector(key)
-                    opening -= 1
-                    stats.connects += 1
-                    nextID += 1
-                    return granted(Lease(key: key, connection: connection, id: nextID), since: start)
+                    let connector = self.connector
+                    connection = try await Self.withDeadline(deadline, timeout: { [name, configuration] in
+                        TenantryError(
+                            code: .timeout,
+                            message: "pool \(name): connecting to \(key) took longer than \(Self.seconds(configuration.leaseTimeout))")
+                    }, { try await connector(key) }, onLate: { Self.closeQuietly($0) })
                 } catch {
                     opening -= 1
                     stats.connectFailures += 1
                     lastError = error
                     forget(key, discarded: false)
-                    if isClosed { throw error }
+                    if isClosed || error is CancellationError || Task.isCancelled { throw error }
                     if ContinuousClock.now + backoff >= deadline {
                         stats.leaseTimeouts += 1
                         throw TenantryError(
@@ -111,7 +124,18 @@ public actor TenantPool {
                     }
                     try await Task.sleep(for: backoff)
                     backoff = min(backoff * 2, .seconds(2))
+                    continue
                 }
+                opening -= 1
+                if isClosed {
+                    // Closed while connecting: nobody would ever release this one.
+                    Self.closeQuietly(connection)
+                    forget(key, discarded: false)
+                    throw TenantryError(code: .conflict, message: "pool \(name) is closed")
+                }
+                stats.connects += 1
+                nextID += 1
+                return granted(Lease(key: key, connection: connection, id: nextID), since: start)
             }
         }
     }
@@ -129,8 +153,10 @@ public actor TenantPool {
         dispatch()
     }
 
-    /// The pool's counters now.
+    /// The pool's counters now (idle connections the server closed are dropped first, so `open`
+    /// counts live connections).
     public func statistics() -> Statistics {
+        dropClosedIdle()
         var current = stats
         current.open = openTotal
         current.idle = idle.values.reduce(0) { $0 + $1.count }
@@ -139,9 +165,11 @@ public actor TenantPool {
         return current
     }
 
-    /// Closes idle connections unused for longer than the idle timeout; returns how many.
+    /// Closes idle connections unused for longer than the idle timeout; returns how many. Idle
+    /// connections the server already closed (a restart) are dropped too, counted as discarded.
     @discardableResult
     public func closeIdle(olderThan age: Duration? = nil) -> Int {
+        dropClosedIdle()
         let limit = ContinuousClock.now - (age ?? configuration.idleTimeout)
         var closed = 0
         for (key, list) in idle {
@@ -180,111 +208,18 @@ public actor TenantPool {
         close()
     }
 
-    // MARK: - Granting
-
-    private func acquire(_ key: Key, deadline: ContinuousClock.Instant) async throws -> Grant {
-        if isClosed { throw TenantryError(code: .conflict, message: "pool \(name) is closed") }
-        // Nobody waits: serve at once. Otherwise queue behind the others, so that a flooding
-        // tenant cannot take every freed slot.
-        if rotation.isEmpty, let grant = grantNow(key) { return grant }
-        nextID += 1
-        let id = nextID
-        let timer = Task { [weak self] in
-            try await Task.sleep(until: deadline)
-            await self?.expire(key, id: id)
+    /// Forgets idle connections whose server side is gone (after a server restart they all are).
+    func dropClosedIdle() {
+        var dropped = 0
+        for (key, list) in idle where list.contains(where: { $0.connection.isClosed }) {
+            let alive = list.filter { !$0.connection.isClosed }
+            for entry in list where entry.connection.isClosed { Self.closeQuietly(entry.connection) }
+            dropped += list.count - alive.count
+            idle[key] = alive.isEmpty ? nil : alive
         }
-        defer { timer.cancel() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                waiters[key, default: []].append(Waiter(id: id, continuation: continuation))
-                if !rotation.contains(key) { rotation.append(key) }
-                dispatch()
-            }
-        } onCancel: {
-            Task { await self.expire(key, id: id, cancelled: true) }
-        }
-    }
-
-    /// A grant for `key` without waiting, if capacity allows; reserves it.
-    private func grantNow(_ key: Key) -> Grant? {
-        if held[key, default: 0] >= (key.limit ?? configuration.maxPerKey) { return nil }
-        if let entry = idle[key]?.popLast() {
-            if idle[key]?.isEmpty == true { idle[key] = nil }
-            held[key, default: 0] += 1
-            return .connection(entry.id, entry.connection, .now - entry.since)
-        }
-        if openTotal < configuration.maxConnections || evictLeastRecentlyUsed(except: key) {
-            openTotal += 1
-            opening += 1
-            held[key, default: 0] += 1
-            stats.peakOpen = max(stats.peakOpen, openTotal)
-            return .open
-        }
-        return nil
-    }
-
-    /// Serves waiting keys round-robin while capacity allows. A key at its own maximum is skipped;
-    /// when the server cap stops the front key, it keeps its place for the next free slot.
-    private func dispatch() {
-        var served = true
-        while served, !rotation.isEmpty {
-            served = false
-            for _ in 0..<rotation.count {
-                let key = rotation.removeFirst()
-                guard var queue = waiters[key], !queue.isEmpty else { waiters[key] = nil; continue }
-                if held[key, default: 0] >= (key.limit ?? configuration.maxPerKey) {
-                    rotation.append(key)
-                    continue
-                }
-                guard let grant = grantNow(key) else { rotation.append(key); continue }
-                let waiter = queue.removeFirst()
-                waiters[key] = queue.isEmpty ? nil : queue
-                if !queue.isEmpty { rotation.append(key) }
-                waiter.continuation.resume(returning: grant)
-                served = true
-            }
-        }
-    }
-
-    /// Closes the least recently used idle connection of another key, making room at the cap.
-    private func evictLeastRecentlyUsed(except key: Key) -> Bool {
-        var victim: (Key, Int, ContinuousClock.Instant)?
-        for (other, list) in idle where other != key {
-            for (index, entry) in list.enumerated() where victim == nil || entry.since < victim!.2 {
-                victim = (other, index, entry.since)
-            }
-        }
-        guard let (other, index, _) = victim, var list = idle[other] else { return false }
-        let entry = list.remove(at: index)
-        idle[other] = list.isEmpty ? nil : list
-        Self.closeQuietly(entry.connection)
-        openTotal -= 1
-        stats.evictions += 1
-        return true
-    }
-
-    private func expire(_ key: Key, id: Int, cancelled: Bool = false) {
-        guard var queue = waiters[key], let index = queue.firstIndex(where: { $0.id == id }) else { return }
-        let waiter = queue.remove(at: index)
-        waiters[key] = queue.isEmpty ? nil : queue
-        if cancelled {
-            waiter.continuation.resume(throwing: CancellationError())
-            return
-        }
-        stats.leaseTimeouts += 1
-        let leased = held.values.reduce(0, +)
-        waiter.continuation.resume(throwing: TenantryError(
-            code: .timeout,
-            message: "no connection for \(key) within \(Self.seconds(configuration.leaseTimeout)) "
-                + "(pool \(name): \(leased) of \(configuration.maxConnections) connections in use, "
-                + "\(held[key, default: 0]) of \(key.limit ?? configuration.maxPerKey) for this tenant)"))
-    }
-
-    /// Drops a reservation or a broken connection of `key`.
-    private func forget(_ key: Key, discarded: Bool) {
-        held[key, default: 1] -= 1
-        openTotal -= 1
-        if discarded { stats.discarded += 1 }
+        guard dropped > 0 else { return }
+        openTotal -= dropped
+        stats.discarded += dropped
         dispatch()
     }
 

@@ -1,0 +1,134 @@
+import DequeModule
+import TenantryCore
+
+/// Granting: who gets a free connection, and when.
+///
+/// Waiters queue per key (first come, first served within a key), and keys with waiters take turns
+/// (`rotation`, round-robin): whenever capacity frees up, the first key in turn order that is below
+/// its own maximum is served and goes to the back. A key at its maximum is skipped but keeps its
+/// place, so it is next once one of its own connections returns. When the server cap is reached,
+/// the key whose turn it is gets the least recently used idle connection of another key closed
+/// to make room, so one tenant's freed connection serves another tenant's waiter. A tenant with a
+/// thousand queued requests therefore gets one turn per round, like a tenant with one.
+extension TenantPool {
+    /// Waits for a grant for `key` until `deadline` (throws a timeout error then).
+    func acquire(_ key: Key, deadline: ContinuousClock.Instant) async throws -> Grant {
+        if isClosed { throw TenantryError(code: .conflict, message: "pool \(name) is closed") }
+        // Nobody waits: serve at once. Otherwise queue behind the others, so that a flooding
+        // tenant cannot take every freed slot.
+        if rotation.isEmpty, let grant = grantNow(key) { return grant }
+        nextID += 1
+        let id = nextID
+        let timer = Task { [weak self] in
+            try await Task.sleep(until: deadline)
+            await self?.expire(key, id: id)
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiters[key, default: []].append(Waiter(id: id, continuation: continuation))
+                if !rotation.contains(key) { rotation.append(key) }
+                dispatch()
+            }
+        } onCancel: {
+            Task { await self.expire(key, id: id, cancelled: true) }
+        }
+    }
+
+    /// The most connections `key` may hold.
+    func limit(of key: Key) -> Int { key.limit ?? configuration.maxPerKey }
+
+    /// A grant for `key` without waiting, if capacity allows; reserves it.
+    func grantNow(_ key: Key) -> Grant? {
+        if held[key, default: 0] >= limit(of: key) { return nil }
+        while let entry = idle[key]?.popLast() {
+            if idle[key]?.isEmpty == true { idle[key] = nil }
+            if entry.connection.isClosed {
+                // The server ended it while idle (a restart): forget it, try the next.
+                openTotal -= 1
+                stats.discarded += 1
+                continue
+            }
+            held[key, default: 0] += 1
+            return .connection(entry.id, entry.connection, .now - entry.since)
+        }
+        if openTotal < configuration.maxConnections || evictLeastRecentlyUsed(except: key) {
+            openTotal += 1
+            opening += 1
+            held[key, default: 0] += 1
+            stats.peakOpen = max(stats.peakOpen, openTotal)
+            return .open
+        }
+        return nil
+    }
+
+    /// Serves waiting keys in turn while capacity allows (see the type's notes).
+    func dispatch() {
+        while !rotation.isEmpty {
+            // The first key in turn order below its own maximum; keys at their maximum keep their place.
+            guard let index = rotation.firstIndex(where: { held[$0, default: 0] < limit(of: $0) }) else { return }
+            let key = rotation[index]
+            guard var queue = waiters[key], !queue.isEmpty else {
+                waiters[key] = nil
+                rotation.remove(at: index)
+                continue
+            }
+            // At the server cap with nothing idle to close, no key can be served: this one keeps
+            // its turn for the next connection that comes back.
+            guard let grant = grantNow(key) else { return }
+            let waiter = queue.removeFirst()
+            rotation.remove(at: index)
+            if queue.isEmpty {
+                waiters[key] = nil
+            } else {
+                waiters[key] = queue
+                rotation.append(key)
+            }
+            waiter.continuation.resume(returning: grant)
+        }
+    }
+
+    /// Closes the least recently used idle connection of another key, making room at the cap.
+    func evictLeastRecentlyUsed(except key: Key) -> Bool {
+        var victim: (Key, Int, ContinuousClock.Instant)?
+        for (other, list) in idle where other != key {
+            for (index, entry) in list.enumerated() where victim == nil || entry.since < victim!.2 {
+                victim = (other, index, entry.since)
+            }
+        }
+        guard let (other, index, _) = victim, var list = idle[other] else { return false }
+        let entry = list.remove(at: index)
+        idle[other] = list.isEmpty ? nil : list
+        Self.closeQuietly(entry.connection)
+        openTotal -= 1
+        stats.evictions += 1
+        return true
+    }
+
+    /// Ends a waiter that timed out (or was cancelled), if it is still waiting.
+    func expire(_ key: Key, id: Int, cancelled: Bool = false) {
+        guard var queue = waiters[key], let index = queue.firstIndex(where: { $0.id == id }) else { return }
+        let waiter = queue.remove(at: index)
+        waiters[key] = queue.isEmpty ? nil : queue
+        if queue.isEmpty, let turn = rotation.firstIndex(of: key) { rotation.remove(at: turn) }
+        if cancelled {
+            waiter.continuation.resume(throwing: CancellationError())
+            return
+        }
+        stats.leaseTimeouts += 1
+        let leased = held.values.reduce(0, +)
+        waiter.continuation.resume(throwing: TenantryError(
+            code: .timeout,
+            message: "no connection for \(key) within \(Self.seconds(configuration.leaseTimeout)) "
+                + "(pool \(name): \(leased) of \(configuration.maxConnections) connections in use, "
+                + "\(held[key, default: 0]) of \(limit(of: key)) for this tenant)"))
+    }
+
+    /// Drops a reservation or a broken connection of `key`.
+    func forget(_ key: Key, discarded: Bool) {
+        held[key, default: 1] -= 1
+        openTotal -= 1
+        if discarded { stats.discarded += 1 }
+        dispatch()
+    }
+}
