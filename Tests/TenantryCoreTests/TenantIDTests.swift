@@ -56,6 +56,24 @@ struct TenantIDTests {
         }
     }
 
+    @Test("percentage buckets are the same on every machine and run; raising the percentage only adds tenants")
+    func percentageStable() throws {
+        // FNV-1a of the id, not Swift's per-process seeded Hasher: every router instance agrees.
+        let pinned = ["1": 68, "2": 1, "42": 91, "shop_7": 27, "9999": 13]
+        for (id, bucket) in pinned { #expect(ReadPolicy.bucket(of: try TenantID(id)) == bucket, "\(id)") }
+        let ids = try (0..<10_000).map { try TenantID(String($0)) }
+        var policy = ReadPolicy()
+        policy.strategy = .percentage
+        var previous: Set<TenantID> = []
+        for percentage in stride(from: 0, through: 100, by: 5) {
+            policy.percentage = percentage
+            let routed = Set(ids.filter(policy.readsFromTenantDatabase))
+            #expect(routed.isSuperset(of: previous), "\(percentage)%: a tenant went back to unified")
+            previous = routed
+        }
+        #expect(previous.count == ids.count, "100% routes every tenant")
+    }
+
     @Test("strategies route as named")
     func strategies() throws {
         let a = try TenantID("1"), b = try TenantID("2")

@@ -2,8 +2,8 @@ import TenantryCore
 
 /// Where a tenant's reads and writes go, as the router resolved it from the catalog.
 public struct Route: Sendable, Equatable {
-    /// Which database answers.
-    public enum Source: String, Sendable, Codable { case unified, tenant }
+    /// Which database answers: the unified one or the tenant's own (the monitor's ``QuerySource``).
+    public typealias Source = QuerySource
 
     /// The tenant.
     public var tenant: TenantID

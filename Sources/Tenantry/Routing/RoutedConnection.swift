@@ -4,7 +4,8 @@ import TenantryCore
 
 /// A connection leased by the router for one tenant: either the tenant's own database or the
 /// unified one (with `tenantry.tenant` set for row-level security). Queries through ``query(_:)``
-/// are measured.
+/// are measured: each one is recorded with the router's ``PerformanceMonitor`` (when it has one)
+/// as a ``QueryMetric`` with the tenant, table, kind, duration, outcome and source.
 public struct RoutedConnection: Sendable {
     /// The underlying connection (queries run on it directly are not measured).
     public let connection: PostgresConnection
@@ -14,6 +15,7 @@ public struct RoutedConnection: Sendable {
     public let source: Route.Source
     /// The logger.
     public let logger: Logger
+    let monitor: PerformanceMonitor?
     let observer: (@Sendable (ObservedQuery) -> Void)?
 
     /// Runs a query, collects its rows, and records it with the monitor.
@@ -22,12 +24,23 @@ public struct RoutedConnection: Sendable {
         let start = ContinuousClock.now
         do {
             let rows = try await connection.query(query, logger: logger).collect()
-            observer?(ObservedQuery(tenant: tenant, sql: query.sql, source: source, duration: .now - start, error: nil))
+            record(query.sql, duration: .now - start, error: nil)
             return rows
         } catch {
-            observer?(ObservedQuery(
-                tenant: tenant, sql: query.sql, source: source, duration: .now - start, error: Database.message(of: error)))
+            record(query.sql, duration: .now - start, error: error)
             throw error
+        }
+    }
+
+    private func record(_ sql: String, duration: Duration, error: (any Error)?) {
+        if let monitor {
+            monitor.record(QueryMetric(
+                tenant: tenant.rawValue, sql: sql, duration: duration, success: error == nil,
+                error: error.map(QueryMetric.errorSummary), source: source))
+        }
+        if let observer {
+            observer(ObservedQuery(
+                tenant: tenant, sql: sql, source: source, duration: duration, error: error.map(Database.message(of:))))
         }
     }
 }

@@ -16,7 +16,8 @@ extension TenantRouter {
             var bodyStarted = false
             do {
                 let connection = RoutedConnection(
-                    connection: lease.connection, tenant: route.tenant, source: source, logger: logger, observer: observer)
+                    connection: lease.connection, tenant: route.tenant, source: source, logger: logger,
+                    monitor: configuration.monitor, observer: observer)
                 if transaction { try await lease.connection.query("BEGIN", logger: logger) }
                 if source == .unified {
                     try await lease.connection.query(

@@ -31,6 +31,9 @@ public final class TenantRouter: Service, Sendable {
         public var serverCaps: [String: Int] = [:]
         /// Cached routes are re-read after this even without a notification (a safety net).
         public var routeTTL: Duration = .seconds(30)
+        /// Where every query through ``RoutedConnection/query(_:)`` is recorded (`nil`: not
+        /// measured, no cost). One monitor may serve several routers.
+        public var monitor: PerformanceMonitor?
         /// Creates settings.
         public init(unifiedURL: PostgresURL, pool: TenantPool.Configuration) {
             self.unifiedURL = unifiedURL
@@ -122,6 +125,16 @@ public final class TenantRouter: Service, Sendable {
         let source = intent == .write ? route.writeSource : route.readSource(try await readPolicy())
         countRead(intent, source)
         return try await run(on: source, route: route, retrySafe: true, transaction: true, body)
+    }
+
+    /// Runs `body` on the given side for `tenant`, whatever the read policy says: to measure or
+    /// compare both sides (`tenantry performance`). `.tenant` needs a provisioned database. A
+    /// broken connection is discarded and `body` retried once, so use it for reads.
+    public func withConnection<Result: Sendable>(
+        tenant: TenantID, source: Route.Source, _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let route = try await route(for: tenant)
+        return try await run(on: source, route: route, retrySafe: true, transaction: false, body)
     }
 
     /// A read with consistency verification: like `withConnection(intent: .read)`, and for a sampled
