@@ -21,6 +21,9 @@ struct TenantryCommand: AsyncParsableCommand {
             TenantsCommand.self,
             ServersCommand.self,
             CredentialsCommand.self,
+            ReadsCommand.self,
+            RollbackReadsCommand.self,
+            PerformanceCommand.self,
         ]
     )
 }
