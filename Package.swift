@@ -94,6 +94,7 @@ let package = Package(
                 "EmbeddedPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "Tests/TenantryTestSupport",
             swiftSettings: swiftSettings
@@ -146,7 +147,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TenantryCLITests",
-            dependencies: ["EmbeddedPostgres", "TenantryTestSupport", "TenantryCLI"],
+            dependencies: [
+                "EmbeddedPostgres", "TenantryTestSupport", "TenantryCLI", "Tenantry", "TenantryCore", "HandyShop",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

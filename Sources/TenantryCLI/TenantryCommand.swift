@@ -24,6 +24,12 @@ struct TenantryCommand: AsyncParsableCommand {
             ReadsCommand.self,
             RollbackReadsCommand.self,
             PerformanceCommand.self,
+            CaptureCommand.self,
+            MigrateDataCommand.self,
+            SyncCommand.self,
+            DualWriteCommand.self,
+            DLQCommand.self,
+            VerifySyncCommand.self,
         ]
     )
 }

@@ -71,6 +71,10 @@ enum CaptureSQL {
             }
             return "jsonb_build_object(\(pairs.joined(separator: ", ")))"
         }
+        // See MovePlan.Table.textEncodedColumns.
+        let textColumns = table.writableColumns.filter(table.textEncodedColumns.contains)
+        let image = textColumns.isEmpty ? "to_jsonb(NEW)" : "to_jsonb(NEW) || jsonb_build_object("
+            + (try textColumns.map { "\(literal($0)), NEW.\(try SQLIdentifier.quoted($0))::text" }.joined(separator: ", ")) + ")"
         let keyColumns = try table.primaryKey.map { try SQLIdentifier.quoted($0) }
         let oldKey = "(\(keyColumns.map { "OLD.\($0)" }.joined(separator: ", ")), NULL)"
         let newKey = "(\(keyColumns.map { "NEW.\($0)" }.joined(separator: ", ")), NULL)"
@@ -109,10 +113,10 @@ enum CaptureSQL {
                         VALUES (tenant, \(tableLiteral), 'D', \(try key("OLD")));
                     ELSIF TG_OP = 'UPDATE' AND \(oldKey) IS DISTINCT FROM \(newKey) THEN
                         INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key, row_data)
-                        VALUES (tenant, \(tableLiteral), 'U', \(try key("OLD")), to_jsonb(NEW));
+                        VALUES (tenant, \(tableLiteral), 'U', \(try key("OLD")), \(image));
                     ELSE
                         INSERT INTO tenantry.changes (tenant_id, table_name, op, row_data)
-                        VALUES (tenant, \(tableLiteral), left(TG_OP, 1), to_jsonb(NEW));
+                        VALUES (tenant, \(tableLiteral), left(TG_OP, 1), \(image));
                     END IF;
                 END IF;
                 RETURN NULL;

@@ -99,9 +99,17 @@ struct ChangeApplier: Sendable {
         let updates = table.writableColumns.filter { !table.primaryKey.contains($0) }
             .map { "\(MovePlan.quote($0)) = EXCLUDED.\(MovePlan.quote($0))" }
         let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET \(updates.joined(separator: ", "))"
+        // Most columns come from jsonb_populate_record; those captured as text are cast back.
+        let textEncoded = table.textEncodedColumns
+        let values = table.writableColumns.map { column in
+            textEncoded.contains(column)
+                ? "CAST(r.image ->> \(CaptureSQL.literal(column)) AS \(table.type(of: column)))"
+                : "p.\(MovePlan.quote(column))"
+        }.joined(separator: ", ")
         return """
             INSERT INTO \(table.quoted) (\(columns))\(table.hasIdentityAlways ? " OVERRIDING SYSTEM VALUE" : "")
-            SELECT \(columns) FROM jsonb_populate_recordset(NULL::\(table.quoted), $1::jsonb)
+            SELECT \(values) FROM jsonb_array_elements($1::jsonb) AS r(image),
+                LATERAL jsonb_populate_record(NULL::\(table.quoted), r.image) AS p
             ON CONFLICT (\(table.list(table.primaryKey))) \(conflict)
             """
     }

@@ -23,6 +23,16 @@ public struct MovePlan: Sendable {
         /// Whether a column is `GENERATED ALWAYS AS IDENTITY` (inserts then need OVERRIDING SYSTEM VALUE).
         public var hasIdentityAlways: Bool
 
+        /// Columns whose values a JSON row image cannot carry exactly (floating point: JSON has no
+        /// -0; json and jsonb: a JSON null would be read back as SQL NULL): capture stores their
+        /// text, and applying casts it back.
+        public var textEncodedColumns: Set<String> {
+            Set(writableColumns.filter { column in
+                let type = self.type(of: column)
+                return type.hasPrefix("double precision") || type.hasPrefix("real") || type.hasPrefix("json")
+            })
+        }
+
         /// The PostgreSQL type of `column`.
         public func type(of column: String) -> String {
             columns.first { $0.name == column }?.type ?? "text"

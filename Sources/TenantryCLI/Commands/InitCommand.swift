@@ -24,6 +24,18 @@ struct InitCommand: AsyncParsableCommand {
                     detail: ["applied": report.applied.map(String.init).joined(separator: ","), "version": "\(report.version)"])
                 return report
             }
+            // Capture goes in with the catalog when the unified database has tenant tables.
+            let captured: [String]? = try await Services.with(context) { services in
+                do {
+                    return try await MoveServices.make(services).capture().install().tables
+                } catch let error as TenantryError where error.code == .invalidArgument {
+                    Output.note("capture not installed: \(error.message)")
+                    return nil
+                }
+            }
+            if let captured, !json {
+                Output.line("capture installed on \(captured.count) tenant table(s)")
+            }
             if json {
                 try Output.json(report)
             } else if report.applied.isEmpty {

@@ -1,0 +1,153 @@
+import EmbeddedPostgres
+import Foundation
+import HandyShop
+import NIOConcurrencyHelpers
+import PostgresNIO
+import Tenantry
+import TenantryCore
+import TenantryTestSupport
+import Testing
+
+/// A HandyShop unified database and a working directory, with the environment that keeps this
+/// test's tenant databases apart from every other test's.
+struct CLIMoveFixture {
+    let url: PostgresURL
+    let directory: String
+    let key = EncryptionKey.generate()
+    var prefix: String { url.database }
+
+    static func make(shops: Int, rowsPerShop: Int = 150) async throws -> CLIMoveFixture {
+        let url = try await TestPostgres.makeDatabase("climove")
+        try await Database.withConnection(url, logger: TestPostgres.logger) { connection in
+            try await HandyShopGenerator.createSchema(on: connection, logger: TestPostgres.logger)
+            _ = try await HandyShopGenerator(options: .init(shops: shops, rowsPerShop: rowsPerShop, seed: 11))
+                .generate(on: connection, logger: TestPostgres.logger)
+        }
+        return CLIMoveFixture(url: url, directory: try CLIRunner.makeDirectory())
+    }
+
+    var environment: [String: String] {
+        [
+            "DATABASE_URL": url.urlStringWithPassword,
+            "TENANT_ENCRYPTION_KEY": key.hex,
+            "TENANTRY_DATABASE_TEMPLATE": "\(prefix)_{id}_db",
+            "TENANTRY_ROLE_TEMPLATE": "\(prefix)_u_{id}",
+            "TENANTRY_TEMPLATE_DATABASE": "\(prefix)_tpl",
+        ]
+    }
+
+    func run(_ arguments: [String]) async throws -> CLIRunner.Result {
+        try await CLIRunner.run(arguments, environment: environment, in: directory)
+    }
+
+    /// Starts `tenantry arguments…`, SIGKILLs it after `seconds`, and returns its exit status
+    /// (137 when it was still running).
+    func runKilled(_ arguments: [String], after seconds: Double) async throws -> Int32 {
+        let envArgs = environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": "/tmp"]) { $1 }
+            .map { ProcessRunner.quote("\($0.key)=\($0.value)") }.joined(separator: " ")
+        let command = "cd \(ProcessRunner.quote(directory)) && env -i \(envArgs) "
+            + ([CLIRunner.binary] + arguments).map(ProcessRunner.quote).joined(separator: " ")
+            + " >/dev/null 2>&1 & pid=$!; sleep \(String(format: "%.2f", seconds)); kill -9 $pid 2>/dev/null; wait $pid; echo status=$?"
+        let output = try await ProcessRunner().run("/bin/sh", ["-c", command])
+        return Int32(output.text.components(separatedBy: "status=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+    }
+
+    /// Tables whose rows differ between unified and a tenant database (independent of the verifier).
+    func differences(_ tenant: TenantID) async throws -> [String] {
+        let plan = try await Database.withConnection(url, logger: TestPostgres.logger) { connection in
+            try await MovePlan.load(connection, discriminator: "shop_id", logger: TestPostgres.logger)
+        }
+        let tenantURL = try await TestPostgres.url(database: "\(prefix)_\(tenant.rawValue)_db")
+        var result: [String] = []
+        for table in plan.tables {
+            let columns = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
+            let unified = try await TestPostgres.strings(
+                url, "SELECT ROW(\(columns))::text FROM \"\(table.name)\" WHERE shop_id = \(tenant.rawValue) ORDER BY 1")
+            let copy = try await TestPostgres.strings(tenantURL, "SELECT ROW(\(columns))::text FROM \"\(table.name)\" ORDER BY 1")
+            if unified != copy {
+                let u = Set(unified.compactMap { $0 }), t = Set(copy.compactMap { $0 })
+                result.append("\(table.name): unified \(unified.count) rows, tenant \(copy.count) rows; only in unified: "
+                    + "\(u.subtracting(t).sorted().prefix(2)); only in tenant: \(t.subtracting(u).sorted().prefix(2))")
+            }
+        }
+        return result
+    }
+}
+
+@Suite("tenantry migrate-data, sync, verify-sync, dlq (CLI)", .timeLimit(.minutes(6)))
+struct CLIMoveTests {
+    @Test("copier and relay SIGKILLed at random points under writes, re-run: verify-sync equal, rows equal, no duplicates")
+    func killedCopierAndRelay() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 6)
+        let derive = try await fixture.run(["schema", "derive"])
+        try #require(derive.status == 0, "\(derive.stderr)")
+        let initRun = try await fixture.run(["init"])
+        try #require(initRun.status == 0, "\(initRun.stderr)")
+        #expect(initRun.stdout.contains("capture installed on 19 tenant table(s)"), "\(initRun.stdout)")
+        let provision = try await fixture.run(["provision", "--all", "--json"])
+        try #require(provision.status == 0, "\(provision.stderr)")
+        let ids = try (1...6).map { try TenantID("\($0)") }
+
+        let stop = NIOLockedValueBox(false)
+        let writers = (0..<2).map { index in
+            Task { try await HandyShopWriter(url: fixture.url, shops: ids, seed: UInt64(100 + index)).run(until: stop) }
+        }
+        var random = SystemRandomNumberGenerator()
+        let copyKill = Double.random(in: 0.4...1.2, using: &random)
+        let copyStatus = try await fixture.runKilled(["migrate-data", "--all", "--concurrency", "1"], after: copyKill)
+        let copy = try await fixture.run(["migrate-data", "--all", "--json"])
+        #expect(copy.status == 0, "\(copy.stderr)")
+        let relayKill = Double.random(in: 0.5...1.5, using: &random)
+        let relayStatus = try await fixture.runKilled(["sync", "run"], after: relayKill)
+        #expect(relayStatus == 137, "the relay is a long-lived service: it was still running when killed")
+        try await Task.sleep(for: .milliseconds(300))
+        stop.withLockedValue { $0 = true }
+        var writes = 0
+        for writer in writers { writes += try await writer.value }
+        #expect(writes > 20, "the writers committed \(writes) transactions")
+
+        let caughtUp = try await fixture.run(["sync", "run", "--until-caught-up", "--json"])
+        #expect(caughtUp.status == 0, "\(caughtUp.stderr)")
+        let verify = try await fixture.run(["verify-sync", "--all", "--json"])
+        #expect(verify.status == 0, "copy killed after \(copyKill) s (status \(copyStatus)), relay after \(relayKill) s: \(verify.stdout)")
+        let object = try JSONSerialization.jsonObject(with: Data(verify.lastLine.utf8)) as? [String: Any]
+        #expect(object?["equal"] as? Bool == true)
+        for tenant in (object?["tenants"] as? [[String: Any]]) ?? [] {
+            for table in (tenant["tables"] as? [[String: Any]]) ?? [] where (table["differenceCount"] as? Int ?? 0) > 0 {
+                Issue.record("tenant \(tenant["tenant"] ?? "?") \(table)")
+            }
+        }
+        #expect((object?["tenants"] as? [Any])?.count == 6)
+        for id in ids {
+            let differences = try await fixture.differences(id)
+            #expect(differences.isEmpty, "tenant \(id): \(differences)")
+        }
+        let status = try await fixture.run(["status", "--json"])
+        let capture = try #require(
+            (try JSONSerialization.jsonObject(with: Data(status.lastLine.utf8)) as? [String: Any])?["capture"] as? [[String: Any]])
+        #expect(capture.count == 6)
+        #expect(capture.allSatisfy { $0["queueDepth"] as? Int == 0 && $0["deadLetters"] as? Int == 0 })
+        let dlq = try await fixture.run(["dlq", "list"])
+        #expect(dlq.stdout.contains("no dead letters"))
+    }
+
+    @Test("bad input: one clear line, nothing changed")
+    func badInput() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 1, rowsPerShop: 20)
+        let before = try await fixture.run(["migrate-data", "--all"])
+        #expect(before.status != 0)
+        #expect(before.stderr.contains("catalog") || before.stderr.contains("capture"), "\(before.stderr)")
+        #expect(try await fixture.run(["init"]).status == 0)
+        let badID = try await fixture.run(["migrate-data", "--tenant", "1;drop table x"])
+        #expect(badID.status != 0)
+        #expect(badID.stderr.contains("tenant id"), "\(badID.stderr)")
+        let notProvisioned = try await fixture.run(["migrate-data", "--tenant", "1"])
+        #expect(notProvisioned.status != 0)
+        #expect(notProvisioned.stderr.contains("not in the catalog"), "\(notProvisioned.stderr)")
+        let delays = try await fixture.run(["sync", "run", "--until-caught-up", "--retry-delays", "1,x"])
+        #expect(delays.status != 0 && delays.stderr.contains("--retry-delays"), "\(delays.stderr)")
+        let both = try await fixture.run(["verify-sync", "--all", "--tenant", "1"])
+        #expect(both.status != 0)
+        #expect(try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM tenantry.changes") == ["0"])
+    }
+}
