@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import PostgresNIO
 import Tenantry
 import TenantryCore
@@ -7,14 +8,15 @@ import TenantryTestSupport
 import Testing
 
 extension RouterFixture {
-    /// Like `withRouter`, with `monitor` in the router's configuration.
+    /// Like `withRouter`, with `monitor` and a metrics factory in the router's configuration.
     func withRouter<T: Sendable>(
-        pool: TenantPool.Configuration, monitor: PerformanceMonitor,
+        pool: TenantPool.Configuration, monitor: PerformanceMonitor?, metricsFactory: (any MetricsFactory)? = nil,
         _ body: @escaping @Sendable (TenantRouter, Catalog) async throws -> T
     ) async throws -> T {
         try await Catalog.withCatalog(base.catalogURL, logger: TestPostgres.logger) { catalog in
             var configuration = TenantRouter.Configuration(unifiedURL: base.catalogURL, pool: pool)
             configuration.monitor = monitor
+            configuration.metricsFactory = metricsFactory
             let router = TenantRouter(
                 configuration: configuration, catalog: catalog,
                 registry: CredentialRegistry(catalog: catalog, keyring: base.keyring),
@@ -101,5 +103,39 @@ struct RouterMonitorTests {
             let rank = max(1, Int((percentile / 100 * Double(micros.count)).rounded(.up)))
             #expect(abs(got * 1000 - Double(micros[rank - 1])) <= 1, "p\(Int(percentile))")
         }
+    }
+
+    @Test("the pool and read-path counters are published as Prometheus metrics")
+    func poolMetrics() async throws {
+        let fixture = try await RouterFixture.make(count: 2)
+        let exporter = PrometheusExporter()
+        let text = try await fixture.withRouter(
+            pool: RouterFixture.pool(cap: 5), monitor: nil, metricsFactory: exporter.metricsFactory
+        ) { router, catalog in
+            var policy = ReadPolicy()
+            policy.strategy = .canary
+            policy.canaryIDs = [fixture.ids[0]]
+            try await catalog.setReadPolicy(policy)
+            for id in fixture.ids { _ = try await RouterFixture.readName(router, id) }
+            _ = try await RouterFixture.readName(router, fixture.ids[0])
+            await router.publishMetrics()
+            return exporter.render()
+        }
+        let lines = Set(text.split(separator: "\n").map(String.init))
+        for expected in [
+            #"tenantry_pool_connects_total{server="default"} 2"#,  // the tenant database of 1, unified
+            #"tenantry_pool_leases_total{server="default"} 3"#,
+            #"tenantry_pool_connections{server="default",state="open"} 2.0"#,
+            #"tenantry_pool_connections{server="default",state="idle"} 2.0"#,
+            #"tenantry_pool_connections{server="default",state="leased"} 0.0"#,
+            #"tenantry_pool_waiting{server="default"} 0.0"#,
+            #"tenantry_pool_evictions_total{server="default"} 0"#,
+            #"tenantry_reads_total{source="tenant"} 2"#,
+            #"tenantry_reads_total{source="unified"} 1"#,
+            #"tenantry_read_fallbacks_total 0"#,
+        ] {
+            #expect(lines.contains(expected), "\(expected) in:\n\(text)")
+        }
+        #expect(text.contains(#"tenantry_pool_lease_wait_seconds_total{server="default"} "#))
     }
 }

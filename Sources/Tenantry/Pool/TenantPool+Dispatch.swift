@@ -126,7 +126,7 @@ extension TenantPool {
 
     /// Drops a reservation or a broken connection of `key`.
     func forget(_ key: Key, discarded: Bool) {
-        held[key, default: 1] -= 1
+        releaseHold(key)
         openTotal -= 1
         if discarded { stats.discarded += 1 }
         dispatch()

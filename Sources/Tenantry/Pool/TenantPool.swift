@@ -142,7 +142,7 @@ public actor TenantPool {
 
     /// Returns a leased connection. `discard` closes it (a broken connection) instead of keeping it idle.
     public func release(_ lease: Lease, discard: Bool = false) {
-        held[lease.key, default: 1] -= 1
+        releaseHold(lease.key)
         if discard || isClosed || lease.connection.isClosed {
             Self.closeQuietly(lease.connection)
             openTotal -= 1
@@ -206,6 +206,13 @@ public actor TenantPool {
             closeIdle()
         }
         close()
+    }
+
+    /// One connection of `key` less in use; keys holding none are forgotten, so that a pool that
+    /// served 10,000 tenants does not keep an entry for each.
+    func releaseHold(_ key: Key) {
+        let count = (held[key] ?? 1) - 1
+        held[key] = count > 0 ? count : nil
     }
 
     /// Forgets idle connections whose server side is gone (after a server restart they all are).

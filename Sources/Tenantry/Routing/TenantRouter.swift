@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import PostgresNIO
 import ServiceLifecycle
@@ -34,6 +35,9 @@ public final class TenantRouter: Service, Sendable {
         /// Where every query through ``RoutedConnection/query(_:)`` is recorded (`nil`: not
         /// measured, no cost). One monitor may serve several routers.
         public var monitor: PerformanceMonitor?
+        /// Where the pool and read-path metrics go (``MetricName``); `nil`: the factory
+        /// bootstrapped for the process (swift-metrics' no-op one when none was).
+        public var metricsFactory: (any MetricsFactory)?
         /// Creates settings.
         public init(unifiedURL: PostgresURL, pool: TenantPool.Configuration) {
             self.unifiedURL = unifiedURL
@@ -64,6 +68,9 @@ public final class TenantRouter: Service, Sendable {
         var pools: [String: TenantPool] = [:]
         var reads = ReadStatistics()
         var shadowCounter: UInt64 = 0
+        /// What ``publishMetrics()`` published last, per server and for the read path.
+        var published: [String: TenantPool.Statistics] = [:]
+        var publishedReads = ReadStatistics()
     }
 
     /// The configuration.
