@@ -26,8 +26,10 @@ public struct HandyShopWriter: Sendable {
             while !stop.withLockedValue({ $0 }) {
                 let shop = Int64(shops[Int(random.next() % UInt64(shops.count))].rawValue)!
                 let tag = "w\(seed)_\(writes)"
+                let choice = random.next()
+                try await Self.retryingDeadlocks {
                 try await Database.withTransaction(connection, logger: TestPostgres.logger) { c in
-                    switch random.next() % 5 {
+                    switch choice % 5 {
                     case 0, 1:
                         let id = try await c.query("""
                             INSERT INTO customers (shop_id, first_name, last_name, email, tags, address)
@@ -74,9 +76,25 @@ public struct HandyShopWriter: Sendable {
                         }
                     }
                 }
+                }
                 writes += 1
             }
             return writes
+        }
+    }
+}
+
+extension HandyShopWriter {
+    /// Runs `body` again when PostgreSQL aborted it as a deadlock victim or a serialization
+    /// failure, as an application would (writers updating random rows do deadlock each other).
+    static func retryingDeadlocks(_ body: () async throws -> Void) async throws {
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch where ["40P01", "40001"].contains(Database.sqlState(of: error) ?? "") && attempt < 5 {
+                attempt += 1
+            }
         }
     }
 }

@@ -16,10 +16,17 @@ struct MoveFixture {
     let ids: [TenantID]
     let plan: MovePlan
     let migration: MigrationFile
+    /// Registered servers (tenant databases may live there).
+    let servers: [ServerRecord]
+    /// The server holding the tenant databases, when not the shared test server.
+    var tenantServer: PostgresURL?
     static let logger = TestPostgres.logger
 
-    static func make(shops: Int, rowsPerShop: Int = 120, provision: Int? = nil) async throws -> MoveFixture {
-        try await make(tenants: provision ?? shops) { connection in
+    static func make(
+        shops: Int, rowsPerShop: Int = 120, provision: Int? = nil,
+        servers: (Keyring) throws -> [ServerRecord] = { _ in [] }, server: String? = nil
+    ) async throws -> MoveFixture {
+        try await make(tenants: provision ?? shops, servers: servers, server: server) { connection in
             try await HandyShopGenerator.createSchema(on: connection, logger: logger)
             _ = try await HandyShopGenerator(options: .init(shops: shops, rowsPerShop: rowsPerShop, seed: 7))
                 .generate(on: connection, logger: logger)
@@ -28,8 +35,12 @@ struct MoveFixture {
 
     /// A unified database loaded by `load`, tenants `1...tenants` provisioned from its derived
     /// schema, capture installed.
-    static func make(tenants: Int, load: (PostgresConnection) async throws -> Void) async throws -> MoveFixture {
+    static func make(
+        tenants: Int, servers makeServers: (Keyring) throws -> [ServerRecord] = { _ in [] }, server: String? = nil,
+        load: (PostgresConnection) async throws -> Void
+    ) async throws -> MoveFixture {
         let base = try await ProvisioningFixture.make()
+        let servers = try makeServers(base.keyring)
         let url = base.catalogURL
         let (plan, ddl) = try await Database.withConnection(url, logger: logger) { connection in
             try await load(connection)
@@ -39,11 +50,12 @@ struct MoveFixture {
         }
         let migration = MigrationFile(version: 1, name: "tenant schema", sql: ddl)
         let ids = try (1...tenants).map { try TenantID("\($0)") }
-        let fixture = MoveFixture(base: base, unifiedURL: url, ids: ids, plan: plan, migration: migration)
-        try await fixture.withProvisioner { provisioner in
+        let fixture = MoveFixture(base: base, unifiedURL: url, ids: ids, plan: plan, migration: migration, servers: servers)
+        try await fixture.withProvisioner(servers: servers) { provisioner in
+            for record in servers { try await provisioner.catalog.upsertServer(record) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for slice in ids.chunked(4) {
-                    group.addTask { for id in slice { _ = try await provisioner.provision(id) } }
+                    group.addTask { for id in slice { _ = try await provisioner.provision(id, server: server) } }
                 }
                 try await group.waitForAll()
             }
@@ -52,10 +64,12 @@ struct MoveFixture {
         return fixture
     }
 
-    func withProvisioner<T: Sendable>(_ body: @Sendable (TenantProvisioner) async throws -> T) async throws -> T {
+    func withProvisioner<T: Sendable>(
+        servers: [ServerRecord] = [], _ body: @Sendable (TenantProvisioner) async throws -> T
+    ) async throws -> T {
         try await Catalog.withCatalog(base.catalogURL, logger: Self.logger) { catalog in
             let provisioner = TenantProvisioner(
-                catalog: catalog, servers: directory(), keyring: base.keyring, naming: base.naming,
+                catalog: catalog, servers: directory(servers: servers), keyring: base.keyring, naming: base.naming,
                 migrations: [migration], actor: "test", logger: Self.logger)
             return try await body(provisioner)
         }
@@ -71,16 +85,18 @@ struct MoveFixture {
 
     /// Runs `body` with a copier and a relay over the fixture's catalog.
     func withMover<T: Sendable>(
-        relay configuration: Relay.Configuration = Relay.Configuration(), servers: [ServerRecord] = [],
+        relay configuration: Relay.Configuration = Relay.Configuration(),
         _ body: @Sendable (Copier, Relay, Catalog) async throws -> T
     ) async throws -> T {
         try await Catalog.withCatalog(base.catalogURL, logger: Self.logger) { catalog in
             let copier = Copier(
                 catalog: catalog, servers: directory(servers: servers), unifiedURL: unifiedURL, plan: plan, capture: capture(),
                 actor: "test", logger: Self.logger)
+            var relayLogger = Logger(label: "relay", factory: { StreamLogHandler.standardError(label: $0) })
+            relayLogger.logLevel = ProcessInfo.processInfo.environment["TENANTRY_TEST_RELAY_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
             let relay = Relay(
                 configuration: configuration, catalog: catalog, servers: directory(servers: servers), unifiedURL: unifiedURL,
-                plan: plan, logger: Self.logger)
+                plan: plan, logger: relayLogger)
             do {
                 let result = try await body(copier, relay, catalog)
                 await relay.close()
@@ -93,7 +109,8 @@ struct MoveFixture {
     }
 
     func tenantURL(_ id: TenantID) async throws -> PostgresURL {
-        try await TestPostgres.url(database: base.naming.databaseName(for: id))
+        if let tenantServer { return tenantServer.with(database: base.naming.databaseName(for: id)) }
+        return try await TestPostgres.url(database: base.naming.databaseName(for: id))
     }
 
     /// Every tenant table's rows of `id`, as `ROW(…)::text` sorted, from each side, computed by a

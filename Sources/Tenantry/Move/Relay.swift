@@ -33,6 +33,9 @@ public final class Relay: Sendable {
         public var concurrency = 8
         /// Tenant-database connections kept open between batches.
         public var cachedConnections = 32
+        /// The longest one batch may take (read, apply, record); past it, its connections are
+        /// abandoned and the batch is retried like a connection failure.
+        public var batchTimeout: Duration = .seconds(60)
         /// Creates the defaults.
         public init() {}
     }
@@ -236,9 +239,16 @@ public final class Relay: Sendable {
             return unreachable(tenant, error)
         }
         do {
-            let outcome = try await step(tenant, unified: unified, waitForLock: waitForLock)
+            let outcome = try await withDeadline(configuration.batchTimeout, "a relay batch for tenant \(tenant)") {
+                try await self.step(tenant, unified: unified, waitForLock: waitForLock)
+            }
             checkinUnified(unified)
             return outcome
+        } catch let error as TenantryError where error.code == .timeout {
+            // A connection is stuck: abandon it (closing ends the unified transaction and its lock).
+            dropDestination(tenant)
+            Task { try? await unified.close() }
+            return unreachable(tenant, error)
         } catch {
             _ = try? await unified.query("ROLLBACK", logger: logger)
             if Self.isConnectionFailure(error) {
@@ -326,7 +336,9 @@ public final class Relay: Sendable {
     private func applyBatch(
         _ changes: [CapturedChange], tenant: TenantID
     ) async throws -> ([CapturedChange], (CapturedChange, String)?) {
+        logger.trace("relay: applying", metadata: ["tenant": "\(tenant)", "changes": "\(changes.count)"])
         let destination = try await checkoutDestination(tenant)
+        logger.trace("relay: destination ready", metadata: ["tenant": "\(tenant)"])
         do {
             let applied = try await Database.withTransaction(destination, logger: logger) { connection in
                 try await prepare(connection)
@@ -456,11 +468,20 @@ public final class Relay: Sendable {
         }), !connection.isClosed {
             return connection
         }
+        logger.trace("relay: connecting", metadata: ["tenant": "\(tenant)"])
         let record = try await catalog.requireTenant(tenant)
         guard let database = record.databaseName else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database", tenant: tenant.rawValue)
         }
         return try await Database.connect(try servers.adminURL(server: record.serverName, database: database), logger: logger)
+    }
+
+    private func dropDestination(_ tenant: TenantID) {
+        let connection = state.withLockedValue { state -> PostgresConnection? in
+            state.destinationOrder.removeAll { $0 == tenant }
+            return state.destinations.removeValue(forKey: tenant)
+        }
+        if let connection { Task { try? await connection.close() } }
     }
 
     private func checkinDestination(_ tenant: TenantID, _ connection: PostgresConnection) {
