@@ -38,6 +38,10 @@ public final class TenantRouter: Service, Sendable {
         /// Where the pool and read-path metrics go (``MetricName``); `nil`: the factory
         /// bootstrapped for the process (swift-metrics' no-op one when none was).
         public var metricsFactory: (any MetricsFactory)?
+        /// Called after a write for a tenant whose data is being synced (phase `syncing` or
+        /// `reads_switched`) has committed on the unified database, before the write returns: wire
+        /// it to ``Relay/drain(_:)`` so that reads switched to the tenant database see the write.
+        public var afterSyncedWrite: (@Sendable (TenantID) async -> Void)?
         /// Creates settings.
         public init(unifiedURL: PostgresURL, pool: TenantPool.Configuration) {
             self.unifiedURL = unifiedURL
@@ -108,7 +112,9 @@ public final class TenantRouter: Service, Sendable {
         let source = intent == .write ? route.writeSource : route.readSource(policy)
         guard intent == .read, source == .tenant, route.writeSource == .unified else {
             countRead(intent, source)
-            return try await run(on: source, route: route, retrySafe: intent == .read, transaction: false, body)
+            let result = try await run(on: source, route: route, retrySafe: intent == .read, transaction: false, body)
+            if intent == .write { await syncedWrite(route, source) }
+            return result
         }
         do {
             let result = try await run(on: .tenant, route: route, retrySafe: true, transaction: false, body)
@@ -131,7 +137,17 @@ public final class TenantRouter: Service, Sendable {
         let route = try await route(for: tenant)
         let source = intent == .write ? route.writeSource : route.readSource(try await readPolicy())
         countRead(intent, source)
-        return try await run(on: source, route: route, retrySafe: true, transaction: true, body)
+        let result = try await run(on: source, route: route, retrySafe: true, transaction: true, body)
+        if intent == .write { await syncedWrite(route, source) }
+        return result
+    }
+
+    /// Read-your-writes while a tenant syncs: its write committed on unified is applied to its
+    /// tenant database before the caller goes on.
+    private func syncedWrite(_ route: Route, _ source: Route.Source) async {
+        guard source == .unified, route.phase == .syncing || route.phase == .readsSwitched,
+              let hook = configuration.afterSyncedWrite else { return }
+        await hook(route.tenant)
     }
 
     /// Runs `body` on the given side for `tenant`, whatever the read policy says: to measure or
