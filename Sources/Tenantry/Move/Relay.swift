@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import PostgresNIO
 import ServiceLifecycle
@@ -54,6 +55,24 @@ public final class Relay: Sendable {
         public var connectionFailures = 0
         /// Applied changes per table.
         public var appliedPerTable: [String: Int] = [:]
+        /// Failed applies per table (retried or dead-lettered).
+        public var failedPerTable: [String: Int] = [:]
+        /// Dead letters per table.
+        public var deadLetteredPerTable: [String: Int] = [:]
+    }
+
+    /// The swift-metrics names the relay reports under (dimension `table`).
+    public enum MetricName {
+        /// Changes applied to tenant databases.
+        public static let applied = "tenantry_relay_applied_total"
+        /// Failed applies (each retry counts).
+        public static let failed = "tenantry_relay_failed_total"
+        /// Changes moved to the dead letter queue.
+        public static let deadLettered = "tenantry_relay_dead_letters_total"
+        /// Connection failures, retried with backoff.
+        public static let connectionFailures = "tenantry_relay_connection_failures_total"
+        /// Seconds between a change's capture and its apply (dimension `tenant` omitted: unbounded).
+        public static let lag = "tenantry_relay_lag_seconds"
     }
 
     /// What one pass over a tenant's stream found.
@@ -292,13 +311,15 @@ public final class Relay: Sendable {
             return .paused
         }
         var changes: [CapturedChange] = []
-        for try await (id, table, op, oldKey, row, inCopy, attempts) in try await unified.query("""
+        var oldestCapture: Date?
+        for try await (id, table, op, oldKey, row, inCopy, attempts, captured) in try await unified.query("""
             SELECT id, table_name, op::text, old_key::text, row_data::text,
-                   pg_visible_in_snapshot(xid, \(snapshot)::pg_snapshot), attempts
+                   pg_visible_in_snapshot(xid, \(snapshot)::pg_snapshot), attempts, captured_at
             FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) ORDER BY id LIMIT \(configuration.batchSize)
-            """, logger: logger).decode((Int64, String, String, String?, String?, Bool, Int).self) {
+            """, logger: logger).decode((Int64, String, String, String?, String?, Bool, Int, Date).self) {
             changes.append(CapturedChange(
                 id: id, table: table, op: op.first ?? "U", oldKey: oldKey, row: row, inCopy: inCopy, attempts: attempts))
+            oldestCapture = min(oldestCapture ?? captured, captured)
         }
         guard !changes.isEmpty else {
             try await unified.query("COMMIT", logger: logger)
@@ -324,6 +345,14 @@ public final class Relay: Sendable {
                     state.statistics.appliedPerTable[change.table, default: 0] += 1
                 }
             }
+        }
+        var perTable: [String: Int] = [:]
+        for change in done where !change.inCopy { perTable[change.table, default: 0] += 1 }
+        for (table, count) in perTable {
+            Counter(label: MetricName.applied, dimensions: [("table", table)]).increment(by: count)
+        }
+        if let oldest = oldestCapture, !done.isEmpty {
+            Timer(label: MetricName.lag).recordNanoseconds(Int64(max(0, Date().timeIntervalSince(oldest)) * 1e9))
         }
         if failure == nil { resetStream(tenant) }
         if case .applied(0) = outcome { return .waiting }
@@ -408,8 +437,12 @@ public final class Relay: Sendable {
                 "tenant": "\(tenant)", "change": "\(change.id)", "table": "\(change.table)", "error": "\(message)"])
             state.withLockedValue { state in
                 state.statistics.deadLettered += 1
+                state.statistics.failedPerTable[change.table, default: 0] += 1
+                state.statistics.deadLetteredPerTable[change.table, default: 0] += 1
                 state.streams[tenant] = Stream(lastError: message)
             }
+            Counter(label: MetricName.failed, dimensions: [("table", change.table)]).increment()
+            Counter(label: MetricName.deadLettered, dimensions: [("table", change.table)]).increment()
             return .paused
         }
         try await unified.query("""
@@ -420,8 +453,10 @@ public final class Relay: Sendable {
             "tenant": "\(tenant)", "change": "\(change.id)", "attempt": "\(attempts)", "retryIn": "\(delay)", "error": "\(message)"])
         state.withLockedValue { state in
             state.statistics.retried += 1
+            state.statistics.failedPerTable[change.table, default: 0] += 1
             state.streams[tenant] = Stream(nextAttempt: .now + delay, lastError: message)
         }
+        Counter(label: MetricName.failed, dimensions: [("table", change.table)]).increment()
         return .waiting
     }
 
@@ -435,6 +470,7 @@ public final class Relay: Sendable {
             state.streams[tenant] = stream
             state.statistics.connectionFailures += 1
         }
+        Counter(label: MetricName.connectionFailures).increment()
         logger.warning("relay: cannot reach a database; retrying", metadata: ["tenant": "\(tenant)", "error": "\(message)"])
         return .unreachable(message)
     }
