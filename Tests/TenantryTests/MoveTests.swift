@@ -200,7 +200,7 @@ struct MoveFaultTests {
         let moving = fixture
         let stop = NIOLockedValueBox(false)
         var configuration = Relay.Configuration()
-        configuration.batchTimeout = .seconds(5)
+        configuration.batchTimeout = .seconds(15)
         try await moving.withMover(relay: configuration) { copier, relay, catalog in
             for id in moving.ids {
                 _ = try await copier.copy(id)
@@ -235,7 +235,7 @@ struct MoveFaultTests {
             _ = try await withTimeLimit(.seconds(30), "relay to stop") { _ = try? await relayTask.value }
             #expect(backlog > 0, "writes piled up while the tenant server was down")
             #expect(writes > 30)
-            let report = try await withTimeLimit(.seconds(90), "catch up") { try await relay.catchUp(timeout: .seconds(60)) }
+            let report = try await withTimeLimit(.seconds(90), "catch up") { try await relay.catchUp(timeout: .seconds(75)) }
             #expect(report.paused.isEmpty)
             #expect(relay.statistics.connectionFailures > 0)
             #expect(relay.statistics.deadLettered == 0)

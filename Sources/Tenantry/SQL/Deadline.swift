@@ -31,5 +31,7 @@ func withDeadline<T: Sendable>(
         }
     } onCancel: {
         work.withLockedValue { $0 }?.cancel()
+        // Do not wait for a body stuck in a query: the caller is cancelled, it goes now.
+        slot.withLockedValue { $0.take() }?.resume(throwing: CancellationError())
     }
 }
