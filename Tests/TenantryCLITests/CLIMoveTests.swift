@@ -151,3 +151,41 @@ struct CLIMoveTests {
         #expect(try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM tenantry.changes") == ["0"])
     }
 }
+
+@Suite("tenantry dual-write (CLI)", .timeLimit(.minutes(4)))
+struct CLIDualWriteTests {
+    @Test("dual-write disable pauses applying while capture keeps the backlog; enable applies it: equal")
+    func pauseAndResume() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 40)
+        for step in [["schema", "derive"], ["init"], ["provision", "--all"], ["migrate-data", "--all"]] {
+            let result = try await fixture.run(step)
+            try #require(result.status == 0, "\(step): \(result.stderr)")
+        }
+        let disable = try await fixture.run(["dual-write", "disable", "--tenant", "1"])
+        #expect(disable.status == 0, "\(disable.stderr)")
+        try await Database.withConnection(fixture.url, logger: TestPostgres.logger) { connection in
+            for shop in [Int64(1), 2] {
+                try await connection.query(
+                    "UPDATE customers SET notes = 'while paused' WHERE shop_id = \(shop)", logger: TestPostgres.logger)
+            }
+        }
+        let paused = try await fixture.run(["sync", "run", "--until-caught-up"])
+        #expect(paused.status == 0, "\(paused.stderr)")
+        #expect(paused.stdout.contains("tenant 1 is paused: dual-write disabled"), "\(paused.stdout)")
+        #expect(try await fixture.differences(try TenantID("2")) == [])
+        #expect(try await fixture.differences(try TenantID("1")) != [], "tenant 1 is paused: its copy is behind")
+        let depth = try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM tenantry.changes WHERE tenant_id = '1'")
+        #expect(depth != ["0"], "the backlog is kept")
+        let verify = try await fixture.run(["verify-sync", "--tenant", "1"])
+        #expect(verify.status != 0, "a paused tenant differs: \(verify.stdout)")
+
+        let enable = try await fixture.run(["dual-write", "enable", "--tenant", "1"])
+        #expect(enable.status == 0, "\(enable.stderr)")
+        let resumed = try await fixture.run(["sync", "run", "--until-caught-up"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try await fixture.differences(try TenantID("1")) == [])
+        let verified = try await fixture.run(["verify-sync", "--all"])
+        #expect(verified.status == 0, "\(verified.stdout)")
+        #expect(verified.stdout.contains("2 of 2 tenant(s) equal"))
+    }
+}
