@@ -1,0 +1,141 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Closed-loop load: N tasks, each running one operation after another until the deadline.
+enum Load {
+    /// What a run measured.
+    struct Result: Sendable {
+        var operations = 0
+        var errors = 0
+        var seconds = 0.0
+        /// Latencies of successful operations, microseconds.
+        var latencies: [UInt32] = []
+
+        var throughput: Double { seconds > 0 ? Double(operations) / seconds : 0 }
+
+        /// Nearest-rank percentile in milliseconds.
+        func percentileMs(_ p: Double) -> Double {
+            let sorted = latencies.sorted()
+            guard !sorted.isEmpty else { return 0 }
+            let rank = max(1, Int((p / 100 * Double(sorted.count)).rounded(.up)))
+            return Double(sorted[rank - 1]) / 1000
+        }
+
+        /// Two runs as one (same contestant, several rounds).
+        static func + (lhs: Result, rhs: Result) -> Result {
+            Result(
+                operations: lhs.operations + rhs.operations, errors: lhs.errors + rhs.errors,
+                seconds: lhs.seconds + rhs.seconds, latencies: lhs.latencies + rhs.latencies)
+        }
+    }
+
+    /// Runs `operation(tenantIndex, key)` from `concurrency` tasks for `duration`; each picks a
+    /// tenant with `pick` and a row key 1…`keys` at random (seeded per task: the same sequence for
+    /// every contestant).
+    static func run(
+        concurrency: Int, duration: Duration, keys: Int, seed: UInt64,
+        pick: @escaping @Sendable (inout SplitMix) -> Int,
+        _ operation: @escaping @Sendable (Int, Int) async throws -> Void
+    ) async -> Result {
+        let start = ContinuousClock.now
+        let deadline = start + duration
+        var total = await withTaskGroup(of: Result.self) { group in
+            for task in 0..<concurrency {
+                group.addTask {
+                    var random = SplitMix(seed: seed &+ UInt64(task) &* 0x9E37_79B9)
+                    var result = Result()
+                    result.latencies.reserveCapacity(65_536)
+                    while ContinuousClock.now < deadline {
+                        let tenant = pick(&random)
+                        let key = Int(random.next() % UInt64(keys)) + 1
+                        let began = ContinuousClock.now
+                        do {
+                            try await operation(tenant, key)
+                            let elapsed = ContinuousClock.now - began
+                            result.operations += 1
+                            result.latencies.append(UInt32(min(
+                                Int64(UInt32.max),
+                                elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)))
+                        } catch {
+                            result.errors += 1
+                        }
+                    }
+                    return result
+                }
+            }
+            return await group.reduce(Result()) { $0 + $1 }
+        }
+        let elapsed = ContinuousClock.now - start
+        total.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return total
+    }
+}
+
+/// A small seeded generator (SplitMix64), so every contestant sees the same request sequence.
+struct SplitMix: Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+/// Zipf-distributed ranks 0..<n: rank k has weight 1 / (k + 1)^s.
+struct Zipf: Sendable {
+    let cumulative: [Double]
+
+    init(count: Int, exponent: Double) {
+        var sum = 0.0
+        var cumulative: [Double] = []
+        cumulative.reserveCapacity(count)
+        for rank in 1...count {
+            sum += 1 / pow(Double(rank), exponent)
+            cumulative.append(sum)
+        }
+        self.cumulative = cumulative.map { $0 / sum }
+    }
+
+    func sample(_ random: inout SplitMix) -> Int {
+        let u = random.unit()
+        var (low, high) = (0, cumulative.count - 1)
+        while low < high {
+            let mid = (low + high) / 2
+            if cumulative[mid] < u { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// The share of requests the hottest `top` ranks get.
+    func share(top: Int) -> Double { cumulative[min(top, cumulative.count) - 1] }
+}
+
+/// This process's resident memory, from /proc/self/status (Linux).
+enum ResidentMemory {
+    /// Resident bytes after giving freed heap memory back to the system (`malloc_trim`), so that
+    /// transient allocations (query buffers) do not count as memory kept.
+    static func bytes() -> Int {
+        trim()
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
+        return kb * 1024
+    }
+
+    /// glibc's `malloc_trim(0)`, looked up at run time (the Glibc module does not export it).
+    private static func trim() {
+        #if canImport(Glibc)
+        typealias Trim = @convention(c) (Int) -> Int32
+        if let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "malloc_trim") {
+            _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        }
+        #endif
+    }
+}
