@@ -30,6 +30,8 @@ struct TenantryCommand: AsyncParsableCommand {
             DualWriteCommand.self,
             DLQCommand.self,
             VerifySyncCommand.self,
+            CutoverCommand.self,
+            RollbackCommand.self,
         ]
     )
 }

@@ -189,3 +189,52 @@ struct CLIDualWriteTests {
         #expect(verified.stdout.contains("2 of 2 tenant(s) equal"))
     }
 }
+
+@Suite("tenantry cutover and rollback (CLI)", .timeLimit(.minutes(4)))
+struct CLICutoverTests {
+    @Test("cutover: unified refuses the shop's direct writes, tenant-DB writes sync back, verify equal; rollback: unified again")
+    func cutoverAndBack() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 40)
+        for step in [["schema", "derive"], ["init"], ["provision", "--all"], ["migrate-data", "--all"]] {
+            let result = try await fixture.run(step)
+            try #require(result.status == 0, "\(step): \(result.stderr)")
+        }
+        let badPause = try await fixture.run(["cutover", "--tenant", "1", "--max-pause", "soon"])
+        #expect(badPause.status != 0 && badPause.stderr.contains("--max-pause"), "\(badPause.stderr)")
+        let cutover = try await fixture.run(["cutover", "--tenant", "1", "--json"])
+        #expect(cutover.status == 0, "\(cutover.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(cutover.lastLine.utf8)) as? [String: Any]
+        let pause = ((report?["cutover"] as? [[String: Any]])?.first?["pauseMilliseconds"] as? Double) ?? -1
+        #expect(pause >= 0 && pause < 500, "pause \(pause) ms")
+
+        await #expect {
+            try await Database.withConnection(fixture.url, logger: TestPostgres.logger) { connection in
+                try await connection.query("UPDATE customers SET notes = 'direct' WHERE shop_id = 1", logger: TestPostgres.logger)
+            }
+        } throws: { Database.message(of: $0).contains("tenant 1 has moved") }
+        // The application now writes to the tenant database; reverse sync brings it back to unified.
+        let tenantURL = try await TestPostgres.url(database: "\(fixture.prefix)_1_db")
+        try await Database.withConnection(tenantURL, logger: TestPostgres.logger) { connection in
+            try await connection.query("UPDATE customers SET notes = 'in the tenant db'", logger: TestPostgres.logger)
+            try await connection.query(
+                "INSERT INTO customers (first_name, last_name, email) VALUES ('New', 'Row', 'new@example.com')", logger: TestPostgres.logger)
+        }
+        let sync = try await fixture.run(["sync", "run", "--until-caught-up"])
+        #expect(sync.status == 0, "\(sync.stderr)")
+        #expect(try await fixture.differences(try TenantID("1")) == [])
+        let verify = try await fixture.run(["verify-sync", "--all"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+
+        let rollback = try await fixture.run(["rollback", "--tenant", "1"])
+        #expect(rollback.status == 0, "\(rollback.stderr)")
+        try await Database.withConnection(fixture.url, logger: TestPostgres.logger) { connection in
+            try await connection.query("UPDATE customers SET notes = 'unified again' WHERE shop_id = 1", logger: TestPostgres.logger)
+        }
+        let notes = try await TestPostgres.strings(fixture.url, "SELECT DISTINCT notes FROM customers WHERE shop_id = 1")
+        #expect(notes == ["unified again"])
+        let rows = try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM customers WHERE email = 'new@example.com'")
+        #expect(rows == ["1"], "the row made in the tenant database is in unified")
+        let status = try await fixture.run(["status", "--json"])
+        #expect(status.stdout.contains("\"shared\""), "\(status.stdout)")
+    }
+}

@@ -60,8 +60,9 @@ enum CaptureSQL {
         return "capture_\(stem)_\(hash)"
     }
 
-    /// The trigger function and trigger for one table.
-    static func trigger(for table: MovePlan.Table, plan: MovePlan) throws -> String {
+    /// The trigger function and trigger for one table. With `tenant`, the reverse capture of a
+    /// tenant database: every row is that tenant's (its tables have no discriminator).
+    static func trigger(for table: MovePlan.Table, plan: MovePlan, tenant constant: TenantID? = nil) throws -> String {
         let function = "tenantry.\(functionName(table.name))"
         let discriminator = try SQLIdentifier.quoted(plan.discriminator)
         let tableLiteral = "'" + table.name.replacingOccurrences(of: "'", with: "''") + "'"
@@ -75,15 +76,7 @@ enum CaptureSQL {
         let textColumns = table.writableColumns.filter(table.textEncodedColumns.contains)
         let image = textColumns.isEmpty ? "to_jsonb(NEW)" : "to_jsonb(NEW) || jsonb_build_object("
             + (try textColumns.map { "\(literal($0)), NEW.\(try SQLIdentifier.quoted($0))::text" }.joined(separator: ", ")) + ")"
-        let keyColumns = try table.primaryKey.map { try SQLIdentifier.quoted($0) }
-        let oldKey = "(\(keyColumns.map { "OLD.\($0)" }.joined(separator: ", ")), NULL)"
-        let newKey = "(\(keyColumns.map { "NEW.\($0)" }.joined(separator: ", ")), NULL)"
-        return """
-            CREATE OR REPLACE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql AS $tenantry$
-            DECLARE
-                tenant text;
-                state record;
-            BEGIN
+        let tenantFromRow = """
                 IF TG_OP = 'DELETE' THEN
                     tenant := OLD.\(discriminator)::text;
                 ELSE
@@ -94,6 +87,18 @@ enum CaptureSQL {
                                 TG_TABLE_NAME, \(literal(plan.discriminator)), OLD.\(discriminator), NEW.\(discriminator));
                     END IF;
                 END IF;
+            """
+        let keyColumns = try table.primaryKey.map { try SQLIdentifier.quoted($0) }
+        let oldKey = "(\(keyColumns.map { "OLD.\($0)" }.joined(separator: ", ")), NULL)"
+        let newKey = "(\(keyColumns.map { "NEW.\($0)" }.joined(separator: ", ")), NULL)"
+        return """
+            CREATE OR REPLACE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql
+                SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $tenantry$
+            DECLARE
+                tenant text;
+                state record;
+            BEGIN
+            \(constant.map { "    tenant := \(literal($0.rawValue));" } ?? tenantFromRow)
                 SELECT lock_key INTO state FROM tenantry.capture_state WHERE tenant_id = tenant;
                 IF NOT FOUND THEN
                     RETURN NULL;

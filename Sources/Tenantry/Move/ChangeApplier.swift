@@ -23,6 +23,9 @@ struct CapturedChange: Sendable {
 struct ChangeApplier: Sendable {
     let plan: MovePlan
     let logger: Logger
+    /// Reverse sync: apply a dedicated tenant's changes to the unified database (discriminator
+    /// added, unified keys). `nil`: forward, into the tenant database.
+    var reverseTenant: TenantID?
 
     /// One statement's worth of work.
     private enum Step {
@@ -32,6 +35,11 @@ struct ChangeApplier: Sendable {
 
     /// Applies `changes` in order inside the caller's transaction, grouping runs.
     func applyGrouped(_ changes: [CapturedChange], on connection: PostgresConnection) async throws {
+        // The unified database's foreign keys are not deferrable: keep the exact order there.
+        guard reverseTenant == nil else {
+            for change in changes { try await apply(change, on: connection) }
+            return
+        }
         for step in try steps(changes) { try await run(step, on: connection) }
     }
 
@@ -86,38 +94,48 @@ struct ChangeApplier: Sendable {
         case .upsert(let table, let rows):
             var query = PostgresQuery(unsafeSQL: upsertSQL(table))
             query.binds.append("[" + rows.joined(separator: ",") + "]")
+            if let reverseTenant { query.binds.append(reverseTenant.rawValue) }
             try await connection.query(query, logger: logger)
         case .delete(let table, let keys):
             var query = PostgresQuery(unsafeSQL: deleteSQL(table))
             query.binds.append("[" + keys.joined(separator: ",") + "]")
+            if let reverseTenant { query.binds.append(reverseTenant.rawValue) }
             try await connection.query(query, logger: logger)
         }
     }
 
     func upsertSQL(_ table: MovePlan.Table) -> String {
-        let columns = table.list(table.writableColumns)
-        let updates = table.writableColumns.filter { !table.primaryKey.contains($0) }
+        let reverse = reverseTenant != nil
+        let target = reverse ? plan.unifiedName(table) : table.quoted
+        let key = reverse ? table.unifiedPrimaryKey : table.primaryKey
+        let discriminator = MovePlan.quote(plan.discriminator)
+        let columns = (reverse ? [discriminator] : []) + table.writableColumns.map(MovePlan.quote)
+        let updates = table.writableColumns.filter { !key.contains($0) }
             .map { "\(MovePlan.quote($0)) = EXCLUDED.\(MovePlan.quote($0))" }
         let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET \(updates.joined(separator: ", "))"
         // Most columns come from jsonb_populate_record; those captured as text are cast back.
         let textEncoded = table.textEncodedColumns
-        let values = table.writableColumns.map { column in
+        let values = (reverse ? ["CAST($2 AS \(plan.discriminatorType))"] : []) + table.writableColumns.map { column in
             textEncoded.contains(column)
                 ? "CAST(r.image ->> \(CaptureSQL.literal(column)) AS \(table.type(of: column)))"
                 : "p.\(MovePlan.quote(column))"
-        }.joined(separator: ", ")
+        }
+        let overriding = (reverse ? table.unifiedHasIdentityAlways : table.hasIdentityAlways) ? " OVERRIDING SYSTEM VALUE" : ""
         return """
-            INSERT INTO \(table.quoted) (\(columns))\(table.hasIdentityAlways ? " OVERRIDING SYSTEM VALUE" : "")
-            SELECT \(values) FROM jsonb_array_elements($1::jsonb) AS r(image),
-                LATERAL jsonb_populate_record(NULL::\(table.quoted), r.image) AS p
-            ON CONFLICT (\(table.list(table.primaryKey))) \(conflict)
+            INSERT INTO \(target) (\(columns.joined(separator: ", ")))\(overriding)
+            SELECT \(values.joined(separator: ", ")) FROM jsonb_array_elements($1::jsonb) AS r(image),
+                LATERAL jsonb_populate_record(NULL::\(target), r.image) AS p
+            ON CONFLICT (\(table.list(key))) \(conflict)
             """
     }
 
     func deleteSQL(_ table: MovePlan.Table) -> String {
-        let match = table.primaryKey.map { "t.\(MovePlan.quote($0)) = k.\(MovePlan.quote($0))" }.joined(separator: " AND ")
+        let reverse = reverseTenant != nil
+        let target = reverse ? plan.unifiedName(table) : table.quoted
+        var match = table.primaryKey.map { "t.\(MovePlan.quote($0)) = k.\(MovePlan.quote($0))" }
+        if reverse { match.append("t.\(MovePlan.quote(plan.discriminator)) = CAST($2 AS \(plan.discriminatorType))") }
         return """
-            DELETE FROM \(table.quoted) t USING jsonb_populate_recordset(NULL::\(table.quoted), $1::jsonb) k WHERE \(match)
+            DELETE FROM \(target) t USING jsonb_populate_recordset(NULL::\(target), $1::jsonb) k WHERE \(match.joined(separator: " AND "))
             """
     }
 

@@ -22,6 +22,10 @@ public struct MovePlan: Sendable {
         public var primaryKey: [String]
         /// Whether a column is `GENERATED ALWAYS AS IDENTITY` (inserts then need OVERRIDING SYSTEM VALUE).
         public var hasIdentityAlways: Bool
+        /// The unified table's primary key (usually the tenant key plus the discriminator).
+        public var unifiedPrimaryKey: [String] = []
+        /// Whether the unified table has a `GENERATED ALWAYS AS IDENTITY` column.
+        public var unifiedHasIdentityAlways = false
 
         /// Columns whose values a JSON row image cannot carry exactly (floating point: JSON has no
         /// -0; json and jsonb: a JSON null would be read back as SQL NULL): capture stores their
@@ -78,7 +82,9 @@ public struct MovePlan: Sendable {
                 name: table.name, quoted: try SQLIdentifier.quoted(table.name), columns: table.columns,
                 writableColumns: table.columns.filter { $0.generation != .stored }.map(\.name),
                 primaryKey: table.primaryKey?.columns ?? [],
-                hasIdentityAlways: table.columns.contains { $0.generation == .identityAlways }))
+                hasIdentityAlways: table.columns.contains { $0.generation == .identityAlways },
+                unifiedPrimaryKey: unified.table(table.name)?.primaryKey?.columns ?? [],
+                unifiedHasIdentityAlways: unified.table(table.name)?.columns.contains { $0.generation == .identityAlways } ?? false))
         }
         let discriminatorType = unified.tables.lazy
             .compactMap { $0.columns.first { $0.name == discriminator } }.first?.type ?? "text"

@@ -114,6 +114,8 @@ public final class Relay: Sendable {
         var destinations: [TenantID: PostgresConnection] = [:]
         var destinationOrder: [TenantID] = []
         var statistics = Statistics()
+        /// Dedicated tenants: their tenant database's changes flow back to unified.
+        var reverse: Set<TenantID> = []
     }
 
     /// Creates a relay. `unifiedURL` is the unified database (where `tenantry.changes` lives);
@@ -134,6 +136,8 @@ public final class Relay: Sendable {
 
     /// The phases whose changes the relay applies.
     public static let syncingPhases: [MovePhase] = [.syncing, .readsSwitched]
+    /// The phases whose tenant-database changes the relay applies back to unified (reverse sync).
+    public static let reversePhases: [MovePhase] = [.dedicated]
 
     // MARK: - Driving
 
@@ -142,7 +146,7 @@ public final class Relay: Sendable {
     public func run() async throws {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let tenants = (try? await self.catalog.tenants(inPhases: Self.syncingPhases)) ?? []
+                let tenants = (try? await self.refreshDirections()) ?? []
                 let outcomes = await self.pass(tenants)
                 if !outcomes.values.contains(where: { if case .applied = $0 { return true } else { return false } }) {
                     try? await Task.sleep(for: self.configuration.pollInterval)
@@ -168,8 +172,8 @@ public final class Relay: Sendable {
     public func catchUp(_ tenants: [TenantID]? = nil, timeout: Duration = .seconds(300)) async throws -> CatchUpReport {
         let deadline = ContinuousClock.now + timeout
         let before = statistics.applied + statistics.skipped
-        let ids: [TenantID]
-        if let tenants { ids = tenants } else { ids = try await catalog.tenants(inPhases: Self.syncingPhases) }
+        let all = try await refreshDirections()
+        let ids = tenants ?? all
         var behind = ids
         var paused: [TenantID] = []
         while !behind.isEmpty {
@@ -207,15 +211,30 @@ public final class Relay: Sendable {
     /// Applies `tenant`'s waiting changes now (used right after a routed write commits, so a read
     /// switched to the tenant database sees it). Waits for another relay holding the stream.
     /// Failures are left to the background relay's retries; returns the changes applied.
+    /// With `budget`, stops after that long even if writes keep coming.
     @discardableResult
-    public func drain(_ tenant: TenantID) async -> Int {
+    public func drain(_ tenant: TenantID, budget: Duration? = nil) async -> Int {
+        let deadline = budget.map { ContinuousClock.now + $0 }
         var total = 0
         while true {
             switch await step(tenant, waitForLock: true) {
-            case .applied(let count): total += count
+            case .applied(let count):
+                total += count
+                if let deadline, ContinuousClock.now >= deadline { return total }
             default: return total
             }
         }
+    }
+
+    /// Learns which tenants are dedicated (their streams flow back to unified).
+    func refresh() async throws { _ = try await refreshDirections() }
+
+    /// The tenants with a stream: syncing ones (forward) and dedicated ones (reverse sync).
+    private func refreshDirections() async throws -> [TenantID] {
+        let forward = try await catalog.tenants(inPhases: Self.syncingPhases)
+        let reverse = try await catalog.tenants(inPhases: Self.reversePhases)
+        state.withLockedValue { $0.reverse = Set(reverse) }
+        return forward + reverse
     }
 
     /// One pass: up to a few batches per tenant, `concurrency` tenants at a time.
@@ -251,36 +270,38 @@ public final class Relay: Sendable {
         if let next = state.withLockedValue({ $0.streams[tenant]?.nextAttempt }), next > .now {
             return .waiting
         }
-        let unified: PostgresConnection
+        let reverse = state.withLockedValue { $0.reverse.contains(tenant) }
+        // The stream lives where the writes happen: unified (forward) or the tenant database (reverse).
+        let source: PostgresConnection
         do {
-            unified = try await checkoutUnified()
+            source = reverse ? try await checkoutDestination(tenant) : try await checkoutUnified()
         } catch {
             return unreachable(tenant, error)
         }
         do {
             let outcome = try await withDeadline(configuration.batchTimeout, "a relay batch for tenant \(tenant)") {
-                try await self.step(tenant, unified: unified, waitForLock: waitForLock)
+                try await self.step(tenant, unified: source, waitForLock: waitForLock, reverse: reverse)
             }
-            checkinUnified(unified)
+            if reverse { checkinDestination(tenant, source) } else { checkinUnified(source) }
             return outcome
         } catch let error as TenantryError where error.code == .timeout {
-            // A connection is stuck: abandon it (closing ends the unified transaction and its lock).
+            // A connection is stuck: abandon it (closing ends the source transaction and its lock).
             dropDestination(tenant)
-            Task { try? await unified.close() }
+            Task { try? await source.close() }
             return unreachable(tenant, error)
         } catch {
-            _ = try? await unified.query("ROLLBACK", logger: logger)
+            _ = try? await source.query("ROLLBACK", logger: logger)
             if Self.isConnectionFailure(error) {
-                try? await unified.close()
+                try? await source.close()
                 return unreachable(tenant, error)
             }
-            checkinUnified(unified)
+            if reverse { checkinDestination(tenant, source) } else { checkinUnified(source) }
             logger.error("relay step failed", metadata: ["tenant": "\(tenant)", "error": "\(Database.message(of: error))"])
             return unreachable(tenant, error)
         }
     }
 
-    private func step(_ tenant: TenantID, unified: PostgresConnection, waitForLock: Bool) async throws -> StepOutcome {
+    private func step(_ tenant: TenantID, unified: PostgresConnection, waitForLock: Bool, reverse: Bool) async throws -> StepOutcome {
         try await unified.query("BEGIN", logger: logger)
         let lockKey = AdvisoryLock.tenant(tenant)
         if waitForLock {
@@ -326,7 +347,7 @@ public final class Relay: Sendable {
             resetStream(tenant)
             return .idle
         }
-        let (done, failure) = try await applyBatch(changes, tenant: tenant)
+        let (done, failure) = try await applyBatch(changes, tenant: tenant, reverse: reverse)
         if !done.isEmpty {
             try await unified.query(
                 "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = ANY(\(done.map(\.id)))", logger: logger)
@@ -363,11 +384,14 @@ public final class Relay: Sendable {
     /// change (savepoints) to commit everything before the failing change. Returns the changes
     /// done and the first failure.
     private func applyBatch(
-        _ changes: [CapturedChange], tenant: TenantID
+        _ changes: [CapturedChange], tenant: TenantID, reverse: Bool
     ) async throws -> ([CapturedChange], (CapturedChange, String)?) {
-        logger.trace("relay: applying", metadata: ["tenant": "\(tenant)", "changes": "\(changes.count)"])
-        let destination = try await checkoutDestination(tenant)
-        logger.trace("relay: destination ready", metadata: ["tenant": "\(tenant)"])
+        logger.trace("relay: applying", metadata: ["tenant": "\(tenant)", "changes": "\(changes.count)", "reverse": "\(reverse)"])
+        let destination = reverse ? try await checkoutUnified() : try await checkoutDestination(tenant)
+        let applier = reverse ? ChangeApplier(plan: plan, logger: logger, reverseTenant: tenant) : self.applier
+        func checkin() {
+            if reverse { checkinUnified(destination) } else { checkinDestination(tenant, destination) }
+        }
         do {
             let applied = try await Database.withTransaction(destination, logger: logger) { connection in
                 try await prepare(connection)
@@ -380,7 +404,7 @@ public final class Relay: Sendable {
                 }
             }
             if applied {
-                checkinDestination(tenant, destination)
+                checkin()
                 return (changes, nil)
             }
             let result = try await Database.withTransaction(destination, logger: logger) { connection in
@@ -402,7 +426,7 @@ public final class Relay: Sendable {
                 // Each change applied alone: only the deferred constraints at COMMIT can fail.
                 return (done, nil)
             }
-            checkinDestination(tenant, destination)
+            checkin()
             return result
         } catch {
             try? await destination.close()

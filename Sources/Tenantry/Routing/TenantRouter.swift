@@ -137,9 +137,23 @@ public final class TenantRouter: Service, Sendable {
         let route = try await route(for: tenant)
         let source = intent == .write ? route.writeSource : route.readSource(try await readPolicy())
         countRead(intent, source)
-        let result = try await run(on: source, route: route, retrySafe: true, transaction: true, body)
-        if intent == .write { await syncedWrite(route, source) }
-        return result
+        do {
+            let result = try await run(on: source, route: route, retrySafe: true, transaction: true, body)
+            if intent == .write { await syncedWrite(route, source) }
+            return result
+        } catch where intent == .write && Self.isMovedRejection(error) {
+            // The tenant was cut over (or rolled back) while this write waited on its fence: the
+            // transaction was rolled back; run it again on the new route.
+            invalidateRoutes(tenant)
+            let moved = try await self.route(for: tenant)
+            return try await run(on: moved.writeSource, route: moved, retrySafe: true, transaction: true, body)
+        }
+    }
+
+    /// Whether `error` is the capture guard's rejection of a write for a tenant that has moved.
+    static func isMovedRejection(_ error: any Error) -> Bool {
+        let underlying = (error as? TenantryError)?.underlying ?? error
+        return Database.sqlState(of: underlying) == "25006" && Database.message(of: underlying).contains("has moved")
     }
 
     /// Read-your-writes while a tenant syncs: its write committed on unified is applied to its
