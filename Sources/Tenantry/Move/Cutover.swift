@@ -102,8 +102,7 @@ public struct Cutover: Sendable {
         _ tenant: TenantID, unified: PostgresConnection, tenantDatabase: PostgresConnection, maxPause: Duration
     ) async throws -> Report {
         try await unified.query("BEGIN", logger: logger)
-        let milliseconds = max(1, Int(maxPause.components.seconds * 1000 + maxPause.components.attoseconds / 1_000_000_000_000_000))
-        try await unified.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(milliseconds)ms'"), logger: logger)
+        try await unified.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
         let started = ContinuousClock.now
         var flipped = false
         do {
@@ -160,6 +159,10 @@ public struct Cutover: Sendable {
                 actor: actor, action: "cutover", tenant: tenant, outcome: .failed, detail: ["error": Database.message(of: error)])
             throw error
         }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
 
     private func flipPlacement(_ tenant: TenantID, to placement: TenantRecord.Placement) async throws {
@@ -221,10 +224,18 @@ public struct Cutover: Sendable {
         return try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
             try await Database.withConnection(unifiedURL, logger: logger) { unified in
                 try await tenantDatabase.query("BEGIN", logger: logger)
+                try await tenantDatabase.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
                 let started = ContinuousClock.now
                 do {
-                    try await tenantDatabase.query(
-                        "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+                    do {
+                        try await tenantDatabase.query(
+                            "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+                    } catch where Database.sqlState(of: error) == "55P03" {
+                        throw TenantryError(
+                            code: .timeout,
+                            message: "rollback of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
+                            tenant: tenant.rawValue)
+                    }
                     let drained = await relay.drain(tenant)
                     let waiting = try await tenantDatabase.query(
                         "SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
