@@ -32,6 +32,8 @@ struct TenantryCommand: AsyncParsableCommand {
             VerifySyncCommand.self,
             CutoverCommand.self,
             RollbackCommand.self,
+            RetireLegacyCommand.self,
+            RestoreLegacyCommand.self,
         ]
     )
 }

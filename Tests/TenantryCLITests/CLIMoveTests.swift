@@ -148,6 +148,12 @@ struct CLIMoveTests {
         #expect(delays.status != 0 && delays.stderr.contains("--retry-delays"), "\(delays.stderr)")
         let both = try await fixture.run(["verify-sync", "--all", "--tenant", "1"])
         #expect(both.status != 0)
+        let unconfirmed = try await fixture.run(["retire-legacy"])
+        #expect(unconfirmed.status != 0 && unconfirmed.stderr.contains("--yes"), "\(unconfirmed.stderr)")
+        let nothing = try await fixture.run(["retire-legacy", "--yes"])
+        #expect(nothing.status != 0 && nothing.stderr.contains("no dedicated tenant"), "\(nothing.stderr)")
+        let noArchive = try await fixture.run(["restore-legacy", "--archive-dir", "/nonexistent"])
+        #expect(noArchive.status != 0 && noArchive.stderr.contains("not a retire-legacy archive"), "\(noArchive.stderr)")
         #expect(try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM tenantry.changes") == ["0"])
     }
 }

@@ -39,12 +39,14 @@ public struct MovePhase: Hashable, Sendable, Codable, CustomStringConvertible, C
     public static func < (lhs: MovePhase, rhs: MovePhase) -> Bool { lhs.order < rhs.order }
 
     /// Whether a move may go from this phase to `next`: forward one step (or from `syncing`
-    /// straight to `cutover`), back from `reads_switched` to `syncing`, or back to `shared`.
+    /// straight to `cutover`), back from `reads_switched` to `syncing`, from `retired` back to
+    /// `dedicated` (restore-legacy), or back to `shared`.
     public func canTransition(to next: MovePhase) -> Bool {
         if next == .shared { return true }
         if next.order == order + 1 { return true }
         if self == .syncing, next == .cutover { return true }
         if self == .readsSwitched, next == .syncing { return true }
+        if self == .retired, next == .dedicated { return true }  // restore-legacy
         return false
     }
 
