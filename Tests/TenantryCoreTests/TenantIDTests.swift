@@ -32,13 +32,15 @@ struct TenantIDTests {
         #expect(throws: TenantryError.self) { try SQLIdentifier.validateName("4shop", what: "database") }
     }
 
-    @Test("phases move forward one step or back to shared")
+    @Test("phases move forward one step or back to shared; retired goes back to dedicated only by restore")
     func phases() {
         #expect(MovePhase.shared.canTransition(to: .provisioned))
         #expect(MovePhase.syncing.canTransition(to: .cutover))
         #expect(MovePhase.dedicated.canTransition(to: .shared))
         #expect(!MovePhase.shared.canTransition(to: .dedicated))
-        #expect(!MovePhase.retired.canTransition(to: .dedicated))
+        #expect(MovePhase.retired.canTransition(to: .dedicated))  // restore-legacy
+        #expect(!MovePhase.retired.canTransition(to: .syncing))
+        #expect(!MovePhase.dedicated.canTransition(to: .syncing))
         #expect(MovePhase("reads_switched") == .readsSwitched)
         #expect(MovePhase("nope") == nil)
     }
