@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import PostgresNIO
+import Tenantry
+import TenantryCore
+
+/// `tenantry-bench capture`: what change capture costs the application's writes, and how fast the
+/// relay keeps a syncing tenant current.
+///
+/// 1. **Write throughput**: `--clients` connections doing single-row autocommit writes (INSERT or
+///    UPDATE of one `customers` row) for one shop, closed loop, against three contestants in
+///    alternating rounds of the same run: the shop in a unified database **without capture**
+///    (the anchor: the same schema and data, no triggers), the shop **uncaptured** in the unified
+///    database with capture installed (every tenant table has the trigger; the tenant has no
+///    capture state, as every tenant not being moved), and the shop **captured** (capture enabled:
+///    each write also appends its row image to `tenantry.changes`).
+/// 2. **Relay**: another shop copied (phase `syncing`) while ``Relay/run()`` runs, under writes
+///    paced at `--relay-rate` per second for `--relay-seconds`: changes applied per second and the
+///    lag from each INSERT's commit to the row being visible in the tenant database. Then a
+///    backlog of `--backlog` changes is captured with the relay stopped and drained by
+///    ``Relay/catchUp(_:timeout:)``: the relay's capacity.
+struct CaptureBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "capture",
+        abstract: "Write throughput with capture (captured, uncaptured) vs without triggers; relay changes/s and lag at a paced write rate.")
+
+    @Option(help: "Shops in the unified database.") var shops = 20
+    @Option(help: "HandyShop rows per shop, on average.") var rowsPerShop = 2_000
+    @Option(help: "Concurrent writing connections of the throughput rounds.") var clients = 8
+    @Option(help: "Seconds per contestant per round.") var seconds = 5.0
+    @Option(help: "Rounds (contestants alternate within each).") var rounds = 3
+    @Option(help: "Writes per second offered while the relay runs (0: skip the relay scenario).") var relayRate = 2_000.0
+    @Option(help: "Seconds of paced writes while the relay runs.") var relaySeconds = 10.0
+    @Option(help: "Writing connections of the relay scenario.") var relayClients = 8
+    @Option(help: "Changes captured with the relay stopped, then drained (0: skip).") var backlog = 30_000
+    @Flag(help: "Durable commits (fsync and synchronous_commit on) instead of the bench's usual fsync=off.") var durable = false
+    @Option(help: "Only these contestants of the throughput rounds, comma-separated (no_trigger, uncaptured, captured); for profiling.")
+    var only: String?
+    @Flag(help: "Print only the JSON object.") var json = false
+
+    func validate() throws {
+        guard (2...1000).contains(shops), (1...1_000_000).contains(rowsPerShop) else {
+            throw ValidationError("--shops must be 2-1000 and --rows-per-shop 1-1000000")
+        }
+        guard (1...256).contains(clients), (1...256).contains(relayClients), rounds >= 1, seconds > 0, relaySeconds > 0,
+              relayRate >= 0, backlog >= 0 else {
+            throw ValidationError("--clients and --relay-clients 1-256; --rounds, --seconds, --relay-seconds positive")
+        }
+    }
+
+    /// The shop of the throughput rounds, and the shop the relay scenario moves.
+    static let writtenShop: Int64 = 1
+    static let relayShop: Int64 = 2
+
+    enum Contestant: String, CaseIterable, Sendable {
+        case noTrigger = "no_trigger", uncaptured, captured
+    }
+
+    func run() async throws {
+        let options = self
+        let settings = durable ? ["fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"] : [:]
+        let fields = try await Bench.withServer(settings: settings) { _, admin in
+            // The anchor's database: the same generator run (deterministic), no capture.
+            let plainURL = admin.with(database: "bench_plain")
+            try await MoveBed.execute("CREATE DATABASE bench_plain", on: admin)
+            _ = try await MoveBed.loadHandyShop(plainURL, shops: options.shops, rowsPerShop: options.rowsPerShop)
+            let bed = try await MoveBed.make(
+                admin: admin, shops: options.shops, rowsPerShop: options.rowsPerShop,
+                provision: options.relayRate > 0 || options.backlog > 0 ? [try TenantID("\(Self.relayShop)")] : [],
+                quiet: options.json)
+            var fields = try await options.throughput(bed, plainURL: plainURL)
+            if options.relayRate > 0 || options.backlog > 0 {
+                let relay = try await Catalog.withCatalog(bed.unifiedURL, logger: Bench.logger) { catalog in
+                    try await options.relay(bed, catalog: catalog)
+                }
+                fields.merge(relay) { $1 }
+            }
+            return fields
+        }
+        var report = fields
+        report["benchmark"] = "capture"
+        report["cores"] = ProcessInfo.processInfo.activeProcessorCount
+        report["shops"] = shops
+        report["rows_per_shop"] = rowsPerShop
+        report["durable_commits"] = durable
+        try Bench.report(report, json: json)
+    }
+
+    /// Scenario 1: the three contestants, in rotating order, `rounds` times.
+    func throughput(_ bed: MoveBed, plainURL: PostgresURL) async throws -> [String: any Sendable] {
+        let tenant = try TenantID("\(Self.writtenShop)")
+        let capture = bed.capture()
+        let duration = Duration.milliseconds(Int64(seconds * 1000))
+        let chosen = only.map { Set($0.split(separator: ",").map(String.init)) }
+        let contestants = Contestant.allCases.filter { chosen?.contains($0.rawValue) ?? true }
+        var totals: [Contestant: WriteLoad.Result] = [:]
+        for round in 0..<(rounds + 1) {
+            for offset in 0..<contestants.count {
+                let contestant = contestants[(round + offset) % contestants.count]
+                let url = contestant == .noTrigger ? plainURL : bed.unifiedURL
+                try await Self.prepare(contestant, url: url, tenant: tenant, bed: bed, capture: capture)
+                let writes = try await CustomerWrites.make(url, shop: Self.writtenShop, tag: "r\(round)\(contestant.rawValue)")
+                // Round 0 warms every contestant up (connections, caches, plans) and is not counted.
+                if !json { Bench.note(round == 0 ? "warm-up: \(contestant.rawValue)…" : "round \(round)/\(rounds): \(contestant.rawValue)…") }
+                let result = try await WriteLoad.withConnections(url, count: clients) { connections in
+                    await WriteLoad.run(connections, duration: round == 0 ? .seconds(1) : duration, seed: UInt64(round)) {
+                        connection, client, number, random in
+                        try await writes.write(connection, client: client, number: number, random: &random)
+                    }
+                }
+                if let error = result.firstError { throw ValidationError("\(contestant.rawValue) writes failed: \(error)") }
+                if round > 0 { totals[contestant, default: .init()] = totals[contestant, default: .init()] + result }
+            }
+        }
+        try await Self.prepare(.noTrigger, url: plainURL, tenant: tenant, bed: bed, capture: capture)
+        var fields: [String: any Sendable] = [
+            "clients": clients, "seconds_per_round": seconds, "rounds": rounds,
+            "goal_captured_vs_no_trigger": 0.75,
+            "goal_uncaptured_vs_no_trigger": 0.9,
+        ]
+        if let base = totals[.noTrigger]?.throughput, base > 0 {
+            if let captured = totals[.captured] { fields["captured_vs_no_trigger"] = Bench.round(captured.throughput / base, 3) }
+            if let uncaptured = totals[.uncaptured] { fields["uncaptured_vs_no_trigger"] = Bench.round(uncaptured.throughput / base, 3) }
+        }
+        for contestant in contestants {
+            let result = totals[contestant, default: .init()]
+            fields["\(contestant.rawValue)_writes_per_s"] = Bench.round(result.throughput, 0)
+            fields["\(contestant.rawValue)_p50_ms"] = Bench.round(WriteLoad.percentileMs(result.latencies, 50))
+            fields["\(contestant.rawValue)_p99_ms"] = Bench.round(WriteLoad.percentileMs(result.latencies, 99))
+        }
+        return fields
+    }
+
+    /// Sets the written tenant's capture state for `contestant` and vacuums what earlier rounds
+    /// left (outside the timing); an earlier captured round's changes are removed.
+    static func prepare(_ contestant: Contestant, url: PostgresURL, tenant: TenantID, bed: MoveBed, capture: Capture) async throws {
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            try await connection.query("DELETE FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)", logger: Bench.logger)
+            try await connection.query("DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: Bench.logger)
+            try await connection.query("VACUUM ANALYZE tenantry.changes", logger: Bench.logger)
+        }
+        try await MoveBed.execute("VACUUM ANALYZE customers", on: url)
+        try await MoveBed.execute("CHECKPOINT", on: bed.admin)
+        if contestant == .captured { try await capture.enable(tenant) }
+    }
+}

@@ -1,0 +1,239 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import Tenantry
+import TenantryCore
+
+/// `tenantry-bench copy`: copying tenants' rows out of a HandyShop unified database into their
+/// tenant databases, by ``Copier`` (the copy step of a move) against two anchors on the same data,
+/// the same server and the same tenant databases, in the same run:
+///
+/// - **psql pipe** (the limit): per tenant and table,
+///   `psql -c '\copy (SELECT … WHERE shop_id = N) TO STDOUT' | psql -c '\copy t (…) FROM PSTDIN'`;
+/// - **row by row** (what naive scripts do): SELECT a tenant's rows, INSERT each one with binds,
+///   one transaction per tenant.
+struct CopyBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy",
+        abstract: "Copying tenants out of the unified database: Copier vs a psql \\copy pipe (the limit) vs row-by-row INSERTs.")
+
+    @Option(help: "Shops (tenants) in the unified database; all are copied.") var shops = 50
+    @Option(help: "HandyShop rows per shop, on average (50 × 20,000 ≈ 1M tenant rows).") var rowsPerShop = 20_000
+    @Option(help: "Tenants copied at a time, by Tenantry and by both anchors.") var concurrency = 2
+    @Option(help: "Shops the row-by-row anchor copies (evenly spread; its rows/s is compared); 0: all.")
+    var rowByRowShops = 5
+    @Flag(help: "Print only the JSON object.") var json = false
+
+    func validate() throws {
+        guard (1...1000).contains(shops), (1...1_000_000).contains(rowsPerShop) else {
+            throw ValidationError("--shops must be 1-1000 and --rows-per-shop 1-1000000")
+        }
+        guard (1...16).contains(concurrency), rowByRowShops >= 0 else {
+            throw ValidationError("--concurrency must be 1-16 and --row-by-row-shops at least 0")
+        }
+    }
+
+    /// One contestant's result.
+    struct Run: Sendable {
+        var tenants = 0
+        var rows = 0
+        var seconds = 0.0
+        var rowsPerSecond: Double { seconds > 0 ? Double(rows) / seconds : 0 }
+    }
+
+    func run() async throws {
+        let options = self
+        let fields = try await Bench.withServer { _, admin in
+            let ids = try (1...options.shops).map { try TenantID("\($0)") }
+            let bed = try await MoveBed.make(
+                admin: admin, shops: options.shops, rowsPerShop: options.rowsPerShop, provision: ids, quiet: options.json)
+            return try await Catalog.withCatalog(bed.unifiedURL, logger: Bench.logger) { catalog in
+                try await options.measure(bed, catalog: catalog)
+            }
+        }
+        try Bench.report(fields, json: json)
+    }
+
+    func measure(_ bed: MoveBed, catalog: Catalog) async throws -> [String: any Sendable] {
+        let quiet = json
+        let width = concurrency
+        var expected: [TenantID: Int] = [:]
+        for id in bed.tenants { expected[id] = try await bed.unifiedRows(id) }
+        let total = expected.values.reduce(0, +)
+        let megabytes = try await Self.tenantDataMegabytes(bed)
+        if !quiet { Bench.note("\(total) tenant rows (\(Int(megabytes)) MB) in \(bed.tenants.count) shops; warming the cache…") }
+        try await Self.warmUp(bed)
+
+        // (1) Tenantry, `width` tenants at a time (and how often 2+ copy snapshots were open at once).
+        let copier = bed.copier(catalog)
+        if !quiet { Bench.note("tenantry: Copier.copy, \(width) tenant(s) at a time…") }
+        let overlap = CopyOverlap()
+        let tenantry = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+            try await overlap.sampling(bed.unifiedURL) {
+                try await Self.copyAll(bed.tenants, copier: copier, width: width)
+            }
+        }
+        // (2) The psql pipe, as many tenants at a time.
+        if !quiet { Bench.note("psql pipe: per table psql \\copy … TO STDOUT | psql \\copy … FROM PSTDIN, \(width) tenant(s) at a time…") }
+        let pipe = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+            try await Bench.forEach(bed.tenants, width: width) { try await Self.psqlPipe(bed, tenant: $0) }
+        }
+        // (3) One psql pair per tenant, as many tenants at a time.
+        if !quiet { Bench.note("psql stream: one psql pair per tenant for all its tables, \(width) tenant(s) at a time…") }
+        let stream = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+            try await Bench.forEach(bed.tenants, width: width) { try await Self.psqlStream(bed, tenant: $0) }
+        }
+        // (4) Tenantry, one tenant at a time.
+        var serial = tenantry
+        if width > 1 {
+            if !quiet { Bench.note("tenantry: Copier.copy, 1 tenant at a time…") }
+            serial = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+                try await Self.copyAll(bed.tenants, copier: copier, width: 1)
+            }
+        }
+        // (5) Row by row, on a subset of the shops.
+        let subset = Self.spread(bed.tenants, count: rowByRowShops)
+        if !quiet { Bench.note("row by row: SELECT, then one INSERT per row, \(subset.count) shop(s), \(width) at a time…") }
+        let naive = try await Self.timed(bed, catalog: catalog, tenants: subset, expected: expected) {
+            try await Bench.forEach(subset, width: width) { _ = try await Self.rowByRow(bed, tenant: $0) }
+        }
+
+        var fields: [String: any Sendable] = [
+            "benchmark": "copy",
+            "cores": ProcessInfo.processInfo.activeProcessorCount,
+            "shops": bed.tenants.count,
+            "rows_per_shop": rowsPerShop,
+            "tenant_tables": bed.plan.tables.count,
+            "rows": total,
+            "data_mb": Bench.round(megabytes, 1),
+            "concurrency": width,
+            "generate_s": Bench.round(bed.generateSeconds),
+            "tenantry_copies_overlapping_share": Bench.round(overlap.overlappingShare, 2),
+            "row_by_row_shops": naive.tenants,
+            "row_by_row_subset": naive.tenants < bed.tenants.count,
+            "row_by_row_extrapolated_s": Bench.round(Double(total) / max(naive.rowsPerSecond, 1e-9), 1),
+            "goal_copy_vs_psql_pipe": 0.8,
+            "goal_copy_vs_row_by_row": 10,
+            "copy_vs_psql_pipe": Bench.round(tenantry.rowsPerSecond / pipe.rowsPerSecond, 2),
+            "copy_serial_vs_psql_pipe": Bench.round(serial.rowsPerSecond / pipe.rowsPerSecond, 2),
+            "copy_vs_psql_stream": Bench.round(tenantry.rowsPerSecond / stream.rowsPerSecond, 2),
+            "copy_vs_row_by_row": Bench.round(tenantry.rowsPerSecond / naive.rowsPerSecond, 1),
+            "psql_stream_vs_row_by_row": Bench.round(stream.rowsPerSecond / naive.rowsPerSecond, 1),
+        ]
+        for (name, run) in [("tenantry", tenantry), ("tenantry_serial", serial), ("psql_pipe", pipe), ("psql_stream", stream),
+                           ("row_by_row", naive)] {
+            fields["\(name)_rows"] = run.rows
+            fields["\(name)_s"] = Bench.round(run.seconds)
+            fields["\(name)_rows_per_s"] = Bench.round(run.rowsPerSecond, 0)
+        }
+        return fields
+    }
+
+    /// Empties the tenant databases and puts every tenant back in phase `shared` without capture,
+    /// checkpoints, times `body`, then checks each of `tenants` holds exactly its unified rows.
+    static func timed(
+        _ bed: MoveBed, catalog: Catalog, tenants: [TenantID], expected: [TenantID: Int], _ body: () async throws -> Void
+    ) async throws -> Run {
+        try await reset(bed, catalog: catalog)
+        try await MoveBed.execute("CHECKPOINT", on: bed.admin)
+        let seconds = try await Bench.time(body)
+        var rows = 0
+        for id in tenants {
+            let found = try await bed.tenantRows(id)
+            guard found == expected[id] else {
+                throw ValidationError("tenant \(id) has \(found) rows in its database, \(expected[id] ?? 0) in the unified one")
+            }
+            rows += found
+        }
+        return Run(tenants: tenants.count, rows: rows, seconds: seconds)
+    }
+
+    static func reset(_ bed: MoveBed, catalog: Catalog) async throws {
+        for id in bed.tenants {
+            if try await catalog.move(id) != nil { try await catalog.setPhase(id, to: .shared) }
+            try await bed.truncate(id)
+        }
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            try await connection.query("DELETE FROM tenantry.capture_state", logger: Bench.logger)
+            try await connection.query("DELETE FROM tenantry.changes", logger: Bench.logger)
+        }
+    }
+
+    /// Copies `tenants` with ``Copier``, `width` at a time.
+    static func copyAll(_ tenants: [TenantID], copier: Copier, width: Int) async throws {
+        try await Bench.forEach(tenants, width: width) { id in
+            let report = try await copier.copy(id)
+            guard !report.skipped else { throw ValidationError("the copier skipped tenant \(id): not reset") }
+        }
+    }
+
+    /// `count` of `ids`, evenly spread from the middle of the first stride (all when `count` is 0
+    /// or too large).
+    static func spread(_ ids: [TenantID], count: Int) -> [TenantID] {
+        guard count > 0, count < ids.count else { return ids }
+        return (0..<count).map { ids[(2 * $0 + 1) * ids.count / (2 * count)] }
+    }
+
+    /// Reads every tenant table once, so that no contestant pays for a cold cache.
+    static func warmUp(_ bed: MoveBed) async throws {
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            for table in bed.plan.tables {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "SELECT count(*), sum(length(t::text)) FROM \(bed.plan.unifiedName(table)) t"),
+                    logger: Bench.logger)
+            }
+        }
+    }
+
+    /// Size of the tenant tables in the unified database (heap and TOAST, without indexes).
+    static func tenantDataMegabytes(_ bed: MoveBed) async throws -> Double {
+        let names = bed.plan.tables.map { bed.plan.unifiedName($0) }
+        return try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            let bytes = try await connection.query(
+                "SELECT sum(pg_table_size(to_regclass(n)))::float8 FROM unnest(\(names)::text[]) n", logger: Bench.logger)
+                .decode(Double.self).first { _ in true } ?? 0
+            return bytes / 1_048_576
+        }
+    }
+
+    /// `"name"`, quoted.
+    static func quote(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+/// Samples the unified database every 20 ms while the copier runs: how often two or more copy
+/// snapshots (open transactions other than the sampler's) were open at once, of the samples
+/// with at least one.
+final class CopyOverlap: @unchecked Sendable {
+    private let lock = NSLock()
+    private var busy = 0
+    private var overlapping = 0
+
+    var overlappingShare: Double { lock.withLock { busy > 0 ? Double(overlapping) / Double(busy) : 0 } }
+
+    func sampling(_ url: PostgresURL, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await Database.withConnection(url, logger: Bench.logger) { connection in
+                    while !Task.isCancelled {
+                        let open = try await connection.query("""
+                            SELECT count(*)::int FROM pg_stat_activity
+                            WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+                              AND xact_start < clock_timestamp() - interval '20 milliseconds'
+                            """, logger: Bench.logger).decode(Int.self).first { _ in true } ?? 0
+                        self.lock.withLock {
+                            if open >= 1 { self.busy += 1 }
+                            if open >= 2 { self.overlapping += 1 }
+                        }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+            }
+            try await body()
+            group.cancelAll()
+            try? await group.waitForAll()
+        }
+    }
+}
