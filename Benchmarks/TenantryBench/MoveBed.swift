@@ -88,6 +88,8 @@ struct MoveBed: Sendable {
         ServerDirectory(databaseURL: unifiedURL, superuser: nil, superuserPassword: nil, servers: [], keyring: keyring)
     }
 
+    /// Capture with a 120 s enable timeout: `enable` also waits for other tenants' copy snapshots
+    /// (see Benchmarks/README.md, `copy`), which the CLI's 30 s default does not always cover.
     func capture() -> Capture {
         Capture(unifiedURL: unifiedURL, enableTimeout: .seconds(120), logger: Bench.logger)
     }
