@@ -8,6 +8,9 @@ public enum AdvisoryLock {
     /// The first integer of the relay's per-tenant stream locks (`(relayNamespace, tenant(id))`),
     /// apart from the write fence `(namespace, tenant(id))` so applying never blocks writers.
     public static let relayNamespace: Int32 = 0x7E4A_4E55
+    /// Held (shared, key 0) by a copy's read-only snapshot session, so that turning capture on for
+    /// another tenant does not wait for it: it writes nothing.
+    public static let copySnapshotNamespace: Int32 = 0x7E4A_4E56
 
     /// Serialises catalog migrations (`tenantry init`).
     public static let catalogMigration: Int32 = 1

@@ -454,3 +454,41 @@ struct MoveRetireTests {
         }
     }
 }
+
+@Suite("online move: turning capture on", .timeLimit(.minutes(2)))
+struct CaptureEnableTests {
+    @Test("capture waits for older transactions, naming them on timeout, but not for another copy's read-only snapshot")
+    func enableWaits() async throws {
+        let logger = MoveFixture.logger
+        let fixture = try await MoveFixture.make(tenants: 2) { connection in
+            try await Database.execute(script: """
+                CREATE TABLE shops (id bigint PRIMARY KEY);
+                CREATE TABLE notes (shop_id bigint NOT NULL REFERENCES shops (id), id bigint PRIMARY KEY, body text);
+                INSERT INTO shops VALUES (1), (2);
+                """, on: connection, logger: logger)
+        }
+        var capture = fixture.capture()
+        capture.enableTimeout = .milliseconds(800)
+        let url = fixture.unifiedURL
+        try await Database.withConnection(url, logger: logger) { snapshot in
+            // A copy's snapshot session: marked, read only, open across the switch.
+            try await snapshot.query("SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
+            try await snapshot.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            try await snapshot.query("SELECT count(*) FROM notes", logger: logger)
+            try await capture.enable(try TenantID("1"))
+            try await snapshot.query("COMMIT", logger: logger)
+        }
+        try await Database.withConnection(url, logger: logger) { application in
+            try await application.query("BEGIN ISOLATION LEVEL REPEATABLE READ", logger: logger)
+            try await application.query("SELECT count(*) FROM notes", logger: logger)
+            await #expect {
+                try await capture.enable(try TenantID("2"))
+            } throws: { error in
+                let message = Database.message(of: error)
+                return message.contains("still have a transaction") && message.contains("pid ")
+            }
+            try await application.query("COMMIT", logger: logger)
+        }
+        try await capture.enable(try TenantID("2"))
+    }
+}

@@ -102,6 +102,10 @@ public struct Capture: Sendable {
                 FROM pg_stat_activity
                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < \(since)
                   AND backend_type = 'client backend'
+                  AND pid NOT IN (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+                                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                                  AND l.classid::bigint = (\(AdvisoryLock.copySnapshotNamespace)::bigint & 4294967295)
+                                  AND l.objid = 0 AND l.objsubid = 2)
                 ORDER BY xact_start
                 """, logger: logger)
             for try await (pid, user, application, state, started) in rows.decode((Int, String, String, String, String).self) {

@@ -109,6 +109,10 @@ public struct Copier: Sendable {
     ) async throws -> (String, [String: Int]) {
         try await Database.withConnection(unifiedURL, logger: logger) { source in
             try await Database.withConnection(destinationURL, logger: logger) { destination in
+                // Marks this session as a copy snapshot (read only): capture-enable waits of other
+                // tenants need not wait for it. Released when the connection closes.
+                try await source.query(
+                    "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
                 try await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
                 do {
                     let snapshot = try await source.query("SELECT pg_current_snapshot()::text", logger: logger)
