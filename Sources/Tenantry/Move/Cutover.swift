@@ -44,11 +44,7 @@ public struct Cutover: Sendable {
     }
 
     private func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
-        let record = try await catalog.requireTenant(tenant)
-        guard let database = record.databaseName, record.status == .active else {
-            throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database", tenant: tenant.rawValue)
-        }
-        return try servers.adminURL(server: record.serverName, database: database)
+        try servers.adminURL(of: try await catalog.requireTenant(tenant))
     }
 
     /// Installs reverse capture in a tenant database (idle until turned on).
@@ -102,19 +98,10 @@ public struct Cutover: Sendable {
         _ tenant: TenantID, unified: PostgresConnection, tenantDatabase: PostgresConnection, maxPause: Duration
     ) async throws -> Report {
         try await unified.query("BEGIN", logger: logger)
-        try await unified.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
         let started = ContinuousClock.now
         var flipped = false
         do {
-            do {
-                try await unified.query(
-                    "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-            } catch where Database.sqlState(of: error) == "55P03" {
-                throw TenantryError(
-                    code: .timeout,
-                    message: "cutover of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
-                    tenant: tenant.rawValue)
-            }
+            try await takeFence(tenant, on: unified, maxPause: maxPause, what: "cutover")
             let drained = await relay.drain(tenant)
             let waiting = try await unified.query(
                 "SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
@@ -158,6 +145,22 @@ public struct Cutover: Sendable {
             try? await catalog.audit(
                 actor: actor, action: "cutover", tenant: tenant, outcome: .failed, detail: ["error": Database.message(of: error)])
             throw error
+        }
+    }
+
+    /// Takes the tenant's fence exclusively in the open transaction on `connection`, waiting at
+    /// most `maxPause` for in-flight writes (then one clear error; nothing has changed yet).
+    private func takeFence(_ tenant: TenantID, on connection: PostgresConnection, maxPause: Duration, what: String) async throws {
+        try await connection.query(
+            PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
+        do {
+            try await connection.query(
+                "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+        } catch where Database.sqlState(of: error) == "55P03" {
+            throw TenantryError(
+                code: .timeout,
+                message: "\(what) of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
+                tenant: tenant.rawValue)
         }
     }
 
@@ -224,18 +227,9 @@ public struct Cutover: Sendable {
         return try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
             try await Database.withConnection(unifiedURL, logger: logger) { unified in
                 try await tenantDatabase.query("BEGIN", logger: logger)
-                try await tenantDatabase.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
                 let started = ContinuousClock.now
                 do {
-                    do {
-                        try await tenantDatabase.query(
-                            "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-                    } catch where Database.sqlState(of: error) == "55P03" {
-                        throw TenantryError(
-                            code: .timeout,
-                            message: "rollback of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
-                            tenant: tenant.rawValue)
-                    }
+                    try await takeFence(tenant, on: tenantDatabase, maxPause: maxPause, what: "rollback")
                     let drained = await relay.drain(tenant)
                     let waiting = try await tenantDatabase.query(
                         "SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)

@@ -529,11 +529,7 @@ public final class Relay: Sendable {
             return connection
         }
         logger.trace("relay: connecting", metadata: ["tenant": "\(tenant)"])
-        let record = try await catalog.requireTenant(tenant)
-        guard let database = record.databaseName else {
-            throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database", tenant: tenant.rawValue)
-        }
-        return try await Database.connect(try servers.adminURL(server: record.serverName, database: database), logger: logger)
+        return try await Database.connect(try servers.adminURL(of: try await catalog.requireTenant(tenant)), logger: logger)
     }
 
     private func dropDestination(_ tenant: TenantID) {

@@ -52,4 +52,14 @@ public struct ServerDirectory: Sendable {
             user: record.adminUser, password: password, host: record.host, port: record.port, database: database,
             tls: databaseURL.tls)
     }
+
+    /// The admin URL of a provisioned tenant's database; a clear error when it has none.
+    public func adminURL(of record: TenantRecord) throws -> PostgresURL {
+        guard let database = record.databaseName, record.status == .active else {
+            throw TenantryError(
+                code: .conflict, message: "tenant \(record.id) has no database: run 'tenantry provision \(record.id)' first",
+                tenant: record.id.rawValue)
+        }
+        return try adminURL(server: record.serverName, database: database)
+    }
 }

@@ -72,11 +72,7 @@ public struct Retirement: Sendable {
     }
 
     private func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
-        let record = try await catalog.requireTenant(tenant)
-        guard let database = record.databaseName else {
-            throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database", tenant: tenant.rawValue)
-        }
-        return try servers.adminURL(server: record.serverName, database: database)
+        try servers.adminURL(of: try await catalog.requireTenant(tenant))
     }
 
     /// Retires `tenants` (default: every dedicated tenant). `archiveDirectory`: where the archive

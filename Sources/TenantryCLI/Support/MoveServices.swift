@@ -51,12 +51,7 @@ struct MoveServices: Sendable {
 
     /// The tenant database URL (admin login) of a provisioned tenant.
     func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
-        let record = try await catalog.requireTenant(tenant)
-        guard let database = record.databaseName, record.status == .active else {
-            throw TenantryError(
-                code: .conflict, message: "tenant \(tenant) has no database: run 'tenantry provision \(tenant)' first", tenant: tenant.rawValue)
-        }
-        return try services.servers.adminURL(server: record.serverName, database: database)
+        try services.servers.adminURL(of: try await catalog.requireTenant(tenant))
     }
 
     /// `--all` (every provisioned tenant) or the ids given.
