@@ -23,7 +23,7 @@ public struct RoutedConnection: Sendable {
     public func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         let start = ContinuousClock.now
         do {
-            let rows = try await connection.query(query, logger: logger).collect()
+            let rows = try await connection.queryIfOpen(query, logger: logger).collect()
             record(query.sql, duration: .now - start, error: nil)
             return rows
         } catch {

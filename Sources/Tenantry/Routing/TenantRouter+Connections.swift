@@ -18,14 +18,14 @@ extension TenantRouter {
                 let connection = RoutedConnection(
                     connection: lease.connection, tenant: route.tenant, source: source, logger: logger,
                     monitor: configuration.monitor, observer: observer)
-                if transaction { try await lease.connection.query("BEGIN", logger: logger) }
+                if transaction { try await lease.connection.queryIfOpen("BEGIN", logger: logger) }
                 if source == .unified {
-                    try await lease.connection.query(
+                    try await lease.connection.queryIfOpen(
                         "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)
                 }
                 bodyStarted = true
                 let result = try await body(connection)
-                if transaction { try await lease.connection.query("COMMIT", logger: logger) }
+                if transaction { try await lease.connection.queryIfOpen("COMMIT", logger: logger) }
                 await pool.release(lease)
                 return result
             } catch {

@@ -101,3 +101,16 @@ final class ManagedCounter: Sendable {
     private let value = NIOLockedValueBox(0)
     func next() -> Int { value.withLockedValue { $0 += 1; return $0 } }
 }
+
+extension PostgresConnection {
+    /// `query(_:logger:)`, refusing at once on a connection that is already closed: PostgresNIO
+    /// never completes a query sent on a connection the server has just closed (the write fails
+    /// without failing the query), so the caller would wait forever.
+    @discardableResult
+    func queryIfOpen(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+        guard !isClosed else {
+            throw TenantryError(code: .database, message: "the server closed the connection")
+        }
+        return try await self.query(query, logger: logger)
+    }
+}
