@@ -63,7 +63,9 @@ struct RouterResilienceTests {
         // those granted between its grant and its look at the counter. On a quiet machine the
         // worst wait is about 0.2 s of a 1.1 s span; both scale with the machine's load.
         #expect(ahead <= 12, "up to \(ahead) leases went to others while one request waited")
-        #expect(worst < span / 2, "worst wait of the other tenants: \(worst) of the flood's \(span)")
+        // The lease count above is the load-independent check; this one only rules out FCFS (a
+        // wait of about the whole span) and leaves room for a loaded machine (0.51 of the span seen).
+        #expect(worst < span * 0.8, "worst wait of the other tenants: \(worst) of the flood's \(span)")
         #expect((stats?.peakOpen ?? 99) <= 4, "the cap held")
         #expect((stats?.evictions ?? 0) > 0, "connections of the flooding tenant were closed to serve the others")
     }
