@@ -31,30 +31,14 @@ struct PerformanceCommand: AsyncParsableCommand {
             guard (1...64).contains(concurrency) else {
                 throw TenantryError(code: .invalidArgument, message: "--concurrency must be from 1 to 64 (got \(concurrency))")
             }
-            let keyring = try context.configuration.requireKeyring()
+            _ = try context.configuration.requireKeyring()
             let only = try tenants.map { try parseTenantIDs([$0]) }
             let monitor = PerformanceMonitor(configuration: .init(context.configuration.monitor))
             let (duration, concurrency) = (Duration.milliseconds(Int64(duration * 1000)), concurrency)
             if !json { Output.note("measuring for \(Self.seconds(duration))…") }
             let report = try await Services.with(context) { services in
-                let provisioned = try await services.catalog.tenants()
-                    .filter { $0.status == .active && $0.databaseName != nil }.map(\.id)
-                let chosen = try only.map { ids in
-                    try ids.map { id in
-                        guard provisioned.contains(id) else {
-                            throw TenantryError(code: .tenantNotFound, message: "tenant \(id) has no database", tenant: id.rawValue)
-                        }
-                        return id
-                    }
-                } ?? provisioned
-                guard !chosen.isEmpty else {
-                    throw TenantryError(code: .tenantNotFound, message: "no provisioned tenants to measure: run 'tenantry provision' first")
-                }
-                let router = try await services.router(keyring: keyring, monitor: monitor)
-                let workload = ComparisonWorkload(
-                    tenants: chosen, duration: duration, concurrency: concurrency,
-                    discriminator: context.configuration.naming.discriminator)
-                return try await router.running { try await workload.run(router) }
+                try await services.operations.measurePerformance(
+                    tenants: only, duration: duration, concurrency: concurrency, monitor: monitor)
             }
             try show(report, monitor: monitor)
         }
@@ -97,34 +81,5 @@ struct PerformanceCommand: AsyncParsableCommand {
 
     static func seconds(_ duration: Duration) -> String {
         String(format: "%.1f s", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
-    }
-}
-
-extension Services {
-    /// A router over this catalog, measuring every query with `monitor` (pool limits from the environment).
-    func router(keyring: Keyring, monitor: PerformanceMonitor?) async throws -> TenantRouter {
-        var configuration = TenantRouter.Configuration(
-            unifiedURL: databaseURL, pool: TenantPool.Configuration(context.configuration.pool))
-        configuration.monitor = monitor
-        for server in servers.servers { configuration.serverCaps[server.name] = server.maxConnections }
-        return TenantRouter(
-            configuration: configuration, catalog: catalog, registry: CredentialRegistry(catalog: catalog, keyring: keyring),
-            servers: servers, logger: context.logger)
-    }
-}
-
-extension TenantRouter {
-    /// Runs `body` while the router runs (route notifications, idle closing), then stops it and
-    /// closes its connections.
-    func running<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await self.run(); return nil }
-            group.addTask { try await body() }
-            defer { group.cancelAll() }
-            while let value = try await group.next() {
-                if let value { return value }
-            }
-            throw CancellationError()
-        }
     }
 }

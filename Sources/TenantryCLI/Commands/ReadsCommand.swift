@@ -38,24 +38,16 @@ struct ReadsCommand: AsyncParsableCommand {
             try checkOptions(for: chosen)
             let shopIDs = try shops.map { try parseTenantIDs([$0]) }
             let canaryIDs = try canary.map { try parseTenantIDs([$0]) }
-            let (policy, previous, unknown) = try await Services.with(context) { services in
-                let previous = try await services.catalog.readPolicy()
-                var policy = previous
-                policy.strategy = chosen
-                if let percentage { policy.percentage = percentage }
-                if let shopIDs { policy.shopIDs = shopIDs }
-                if let canaryIDs { policy.canaryIDs = canaryIDs }
-                if let fallback { policy.enableFallback = fallback }
-                if let verifyConsistency { policy.verifyConsistency = verifyConsistency }
-                if let sampleRate { policy.verifySampleRate = sampleRate }
-                try await services.catalog.setReadPolicy(policy)
-                try await services.catalog.audit(
-                    actor: context.actor, action: "reads.set", outcome: .ok,
-                    detail: Self.auditDetail(policy, previous: previous))
-                let known = Set(try await services.catalog.tenants().filter { $0.databaseName != nil }.map(\.id))
-                let unknown = ((shopIDs ?? []) + (canaryIDs ?? [])).filter { !known.contains($0) }
-                return (policy, previous, unknown)
-            }
+            var change = Operations.ReadPolicyChange(strategy: chosen)
+            change.percentage = percentage
+            change.shopIDs = shopIDs
+            change.canaryIDs = canaryIDs
+            change.enableFallback = fallback
+            change.verifyConsistency = verifyConsistency
+            change.verifySampleRate = sampleRate
+            let requested = change
+            let report = try await Services.with(context) { try await $0.operations.setReads(requested) }
+            let (policy, previous, unknown) = (report.policy, report.previous, report.withoutDatabase)
             for id in unknown {
                 Output.note("tenant \(id) has no database yet: its reads stay on unified until it has one")
             }
@@ -95,15 +87,6 @@ struct ReadsCommand: AsyncParsableCommand {
             ? ", consistency checks on (\(policy.verifySampleRate * 100)% of reads)" : ", consistency checks off"
         return text
     }
-
-    static func auditDetail(_ policy: ReadPolicy, previous: ReadPolicy) -> [String: String] {
-        [
-            "strategy": policy.strategy.rawValue, "previous": previous.strategy.rawValue,
-            "percentage": "\(policy.percentage)", "shops": policy.shopIDs.map(\.rawValue).joined(separator: ","),
-            "canary": policy.canaryIDs.map(\.rawValue).joined(separator: ","),
-            "fallback": "\(policy.enableFallback)", "verify_consistency": "\(policy.verifyConsistency)",
-        ]
-    }
 }
 
 /// `tenantry rollback-reads`: every read back to the unified database at once.
@@ -121,16 +104,8 @@ struct RollbackReadsCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let (policy, previous) = try await Services.with(context) { services in
-                let previous = try await services.catalog.readPolicy()
-                var policy = previous
-                policy.strategy = .unified
-                try await services.catalog.setReadPolicy(policy)
-                try await services.catalog.audit(
-                    actor: context.actor, action: "reads.rollback", outcome: .ok,
-                    detail: ReadsCommand.auditDetail(policy, previous: previous))
-                return (policy, previous)
-            }
+            let report = try await Services.with(context) { try await $0.operations.rollbackReads() }
+            let (policy, previous) = (report.policy, report.previous)
             if json { try Output.json(policy); return }
             Output.line("reads: unified (was \(ReadsCommand.describe(previous))); every router follows within a second")
         }

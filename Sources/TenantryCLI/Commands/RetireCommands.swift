@@ -29,17 +29,9 @@ struct RetireLegacyCommand: AsyncParsableCommand {
                     code: .invalidArgument, message: "retire-legacy deletes rows from the unified database: add --yes (or --dry-run)")
             }
             let ids = try parseTenantIDs(tenants)
-            let settings = context.configuration.retirement
+            let (archiveDir, dryRun) = (archiveDir, dryRun)
             let report = try await Services.with(context) { services in
-                let move = try await MoveServices.make(services)
-                try await move.requireCapture()
-                let relay = move.relay()
-                defer { Task { await relay.close() } }
-                let retirement = Retirement(
-                    catalog: services.catalog, servers: services.servers, unifiedURL: move.unifiedURL, plan: move.plan,
-                    relay: relay, verifyFirst: settings.verifyFirst, actor: context.actor, logger: move.logger)
-                return try await retirement.retire(
-                    ids.isEmpty ? nil : ids, archiveDirectory: settings.archiveFirst ? archiveDir : nil, dryRun: dryRun)
+                try await MoveServices.make(services).move.retire(ids.isEmpty ? nil : ids, archiveDirectory: archiveDir, dryRun: dryRun)
             }
             if json { try Output.json(report); return }
             let total = report.tables.reduce(0) { $0 + $1.rows }
@@ -65,16 +57,8 @@ struct RestoreLegacyCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let report = try await Services.with(context) { services in
-                let move = try await MoveServices.make(services)
-                try await move.requireCapture()
-                let relay = move.relay()
-                defer { Task { await relay.close() } }
-                let retirement = Retirement(
-                    catalog: services.catalog, servers: services.servers, unifiedURL: move.unifiedURL, plan: move.plan,
-                    relay: relay, actor: context.actor, logger: move.logger)
-                return try await retirement.restore(archive: archiveDir)
-            }
+            let archiveDir = archiveDir
+            let report = try await Services.with(context) { try await MoveServices.make($0).move.restore(archive: archiveDir) }
             if json { try Output.json(report); return }
             Output.line("restored \(report.tables.reduce(0) { $0 + $1.rows }) row(s) of \(report.tenants.count) tenant(s); "
                 + "they are dedicated again ('tenantry sync run' applies what changed since)")

@@ -12,15 +12,10 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let (summary, states) = try await Services.with(context) { services in
-                let summary = try await services.catalog.summary()
-                let unifiedURL = try services.servers.adminURL(server: nil, database: services.databaseURL.database)
-                let capture = Capture(unifiedURL: unifiedURL, discriminator: context.configuration.naming.discriminator, logger: context.logger)
-                let states = try await capture.isInstalled() ? try await capture.states() : nil
-                return (summary, states)
-            }
+            let report = try await Services.with(context) { try await $0.operations.status() }
+            let (summary, states) = (report.summary, report.capture)
             if json {
-                try Output.json(Status(summary: summary, capture: states))
+                try Output.json(report)
                 return
             }
             func counts(_ values: [String: Int]) -> String {
@@ -41,20 +36,5 @@ struct StatusCommand: AsyncParsableCommand {
                 Output.line("capture: not installed ('tenantry capture install')")
             }
         }
-    }
-}
-
-/// `status --json`: the catalog summary's fields, plus `capture` (per-tenant capture state, or
-/// null when capture is not installed).
-private struct Status: Encodable {
-    var summary: CatalogSummary
-    var capture: [Capture.State]?
-
-    enum Keys: String, CodingKey { case capture }
-
-    func encode(to encoder: any Encoder) throws {
-        try summary.encode(to: encoder)
-        var container = encoder.container(keyedBy: Keys.self)
-        try container.encode(capture, forKey: .capture)
     }
 }

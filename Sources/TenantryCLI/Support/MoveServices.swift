@@ -3,62 +3,40 @@ import Logging
 import Tenantry
 import TenantryCore
 
-/// What the move commands build on ``Services``: the unified database as an admin login, the
-/// move plan, capture, copier and relay.
+/// What the move commands build on ``Services``: the library's ``MoveOperations`` (unified
+/// database as an admin login, move plan, capture, copier, relay).
 struct MoveServices: Sendable {
     let services: Services
-    let unifiedURL: PostgresURL
-    let plan: MovePlan
+    let move: MoveOperations
 
+    var unifiedURL: PostgresURL { move.unifiedURL }
+    var plan: MovePlan { move.plan }
     var context: CommandContext { services.context }
     var catalog: Catalog { services.catalog }
     var logger: Logger { services.context.logger }
 
     /// Reads the move plan from the unified database.
     static func make(_ services: Services) async throws -> MoveServices {
-        let databaseURL = services.databaseURL
-        let unifiedURL = try services.servers.adminURL(server: nil, database: databaseURL.database)
-        let naming = services.context.configuration.naming
-        let plan = try await Database.withConnection(unifiedURL, logger: services.context.logger) { connection in
-            try await MovePlan.load(connection, discriminator: naming.discriminator, logger: services.context.logger)
-        }
-        return MoveServices(services: services, unifiedURL: unifiedURL, plan: plan)
+        MoveServices(services: services, move: try await services.operations.move())
     }
 
-    func capture(timeout: Duration = .seconds(30)) -> Capture {
-        Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, enableTimeout: timeout, logger: logger)
-    }
+    func capture(timeout: Duration = .seconds(30)) -> Capture { move.capture(timeout: timeout) }
 
     /// Fails with one clear line when capture is not installed.
-    func requireCapture() async throws {
-        guard try await capture().isInstalled() else {
-            throw TenantryError(
-                code: .conflict, message: "capture is not installed in the unified database: run 'tenantry capture install' first")
-        }
-    }
+    func requireCapture() async throws { try await move.requireCapture() }
 
-    func copier(captureTimeout: Duration) -> Copier {
-        Copier(
-            catalog: catalog, servers: services.servers, unifiedURL: unifiedURL, plan: plan,
-            capture: capture(timeout: captureTimeout), actor: context.actor, logger: logger)
-    }
+    func copier(captureTimeout: Duration) -> Copier { move.copier(captureTimeout: captureTimeout) }
 
-    func relay(_ configuration: Relay.Configuration = Relay.Configuration()) -> Relay {
-        Relay(configuration: configuration, catalog: catalog, servers: services.servers, unifiedURL: unifiedURL, plan: plan, logger: logger)
-    }
+    func relay(_ configuration: Relay.Configuration = Relay.Configuration()) -> Relay { move.relay(configuration) }
 
-    func deadLetters() -> DeadLetters { DeadLetters(unifiedURL: unifiedURL, logger: logger) }
+    func deadLetters() -> DeadLetters { move.deadLetters() }
 
     /// The tenant database URL (admin login) of a provisioned tenant.
-    func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
-        try services.servers.adminURL(of: try await catalog.requireTenant(tenant))
-    }
+    func tenantURL(_ tenant: TenantID) async throws -> PostgresURL { try await move.tenantURL(tenant) }
 
-    /// `--all` (every provisioned tenant) or the ids given.
+    /// `--all` (every provisioned tenant, or every tenant in `phases`) or the ids given.
     func selectTenants(all: Bool, ids: [String], phases: [MovePhase]? = nil) async throws -> [TenantID] {
-        guard all else { return try parseTenantIDs(ids) }
-        if let phases { return try await catalog.tenants(inPhases: phases) }
-        return try await catalog.tenants().filter { $0.status == .active && $0.databaseName != nil }.map(\.id)
+        try await move.select(try TenantSelection.parse(all: all, ids: ids), phases: phases)
     }
 }
 

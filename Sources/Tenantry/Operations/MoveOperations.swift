@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import TenantryCore
+
+/// The move components over the unified database: capture, copier, relay, dead letters, and the
+/// move phases as operations (``migrateData(_:concurrency:captureTimeout:pauseSync:rows:progress:)``,
+/// ``verify(_:chunkSize:progress:)``, ``cutover(_:maxPause:progress:)``, …). Made by ``Operations/move()``.
+public struct MoveOperations: Sendable {
+    /// The catalog, servers, configuration and actor.
+    public let operations: Operations
+    /// The unified database as an admin login.
+    public let unifiedURL: PostgresURL
+    /// The tenant tables and how they move.
+    public let plan: MovePlan
+
+    /// The catalog.
+    public var catalog: Catalog { operations.catalog }
+    /// The logger.
+    public var logger: Logger { operations.logger }
+
+    /// Change capture in the unified database; turning it on waits up to `timeout` for older transactions.
+    public func capture(timeout: Duration = .seconds(30)) -> Capture {
+        Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, enableTimeout: timeout, logger: logger)
+    }
+
+    /// Fails with one clear line when capture is not installed.
+    public func requireCapture() async throws {
+        guard try await capture().isInstalled() else {
+            throw TenantryError(
+                code: .conflict, message: "capture is not installed in the unified database: run 'tenantry capture install' first")
+        }
+    }
+
+    /// The snapshot copier.
+    public func copier(captureTimeout: Duration = .seconds(30)) -> Copier {
+        Copier(
+            catalog: catalog, servers: operations.servers, unifiedURL: unifiedURL, plan: plan,
+            capture: capture(timeout: captureTimeout), actor: operations.actor, logger: logger)
+    }
+
+    /// A relay (close it, or run it, when done).
+    public func relay(_ configuration: Relay.Configuration = Relay.Configuration()) -> Relay {
+        Relay(configuration: configuration, catalog: catalog, servers: operations.servers, unifiedURL: unifiedURL, plan: plan, logger: logger)
+    }
+
+    /// The dead letter queue.
+    public func deadLetters() -> DeadLetters { DeadLetters(unifiedURL: unifiedURL, logger: logger) }
+
+    /// Cutover and rollback over `relay`.
+    public func cutover(relay: Relay) -> Cutover {
+        Cutover(
+            catalog: catalog, servers: operations.servers, unifiedURL: unifiedURL, plan: plan, relay: relay,
+            actor: operations.actor, logger: logger)
+    }
+
+    /// The tenant database URL (admin login) of a provisioned tenant.
+    public func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
+        try operations.servers.adminURL(of: try await catalog.requireTenant(tenant))
+    }
+
+    /// The tenants of `selection`: `all` is every tenant in `phases` (default: every provisioned tenant).
+    public func select(_ selection: TenantSelection, phases: [MovePhase]? = nil) async throws -> [TenantID] {
+        switch selection {
+        case .tenants(let ids): return ids
+        case .all:
+            if let phases { return try await catalog.tenants(inPhases: phases) }
+            return try await operations.provisionedTenants()
+        }
+    }
+
+    /// Runs `body` with a relay, closing it afterwards whatever happens.
+    func withRelay<Result: Sendable>(_ body: (Relay) async throws -> Result) async throws -> Result {
+        let relay = relay()
+        do {
+            let result = try await body(relay)
+            await relay.close()
+            return result
+        } catch {
+            await relay.close()
+            throw error
+        }
+    }
+}
+
+/// Runs `work` for each of `ids`, `concurrency` at a time; a tenant's failure is recorded, not
+/// thrown. `finished` is called in completion order, with the count done so far.
+func forEachTenant<Value: Sendable>(
+    _ ids: [TenantID], concurrency: Int,
+    _ work: @escaping @Sendable (TenantID) async throws -> Value,
+    finished: (TenantID, Result<Value, any Error>, Int) -> Void
+) async throws {
+    guard !ids.isEmpty else { return }
+    try await withThrowingTaskGroup(of: (TenantID, Result<Value, any Error>).self) { group in
+        var next = 0
+        func add() {
+            let id = ids[next]
+            next += 1
+            group.addTask {
+                do { return (id, .success(try await work(id))) } catch { return (id, .failure(error)) }
+            }
+        }
+        for _ in 0..<min(max(1, concurrency), ids.count) { add() }
+        var done = 0
+        while let (id, result) = try await group.next() {
+            done += 1
+            finished(id, result, done)
+            if next < ids.count { add() }
+        }
+    }
+}
+
+extension Double {
+    /// Two decimals, for progress lines.
+    var twoDecimals: String { String(format: "%.2f", self) }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import TenantryCore
+
+extension Operations {
+    /// Runs the sample workload (``ComparisonWorkload``) through a router measured by `monitor`:
+    /// the same reads of each tenant's rows on unified and on its own database. `tenants` `nil`
+    /// is every provisioned tenant; a listed tenant without a database is refused.
+    public func measurePerformance(
+        tenants only: [TenantID]? = nil, duration: Duration, concurrency: Int = 4, monitor: PerformanceMonitor
+    ) async throws -> ComparisonWorkload.Report {
+        guard duration > .zero, duration <= .seconds(3600) else {
+            throw TenantryError(code: .invalidArgument, message: "the duration must be from 0 to 3600 seconds")
+        }
+        guard (1...64).contains(concurrency) else {
+            throw TenantryError(code: .invalidArgument, message: "the concurrency must be from 1 to 64 (got \(concurrency))")
+        }
+        let keyring = try configuration.requireKeyring()
+        let provisioned = try await provisionedTenants()
+        let chosen = try only.map { ids in
+            try ids.map { id in
+                guard provisioned.contains(id) else {
+                    throw TenantryError(code: .tenantNotFound, message: "tenant \(id) has no database", tenant: id.rawValue)
+                }
+                return id
+            }
+        } ?? provisioned
+        guard !chosen.isEmpty else {
+            throw TenantryError(code: .tenantNotFound, message: "no provisioned tenants to measure: run 'tenantry provision' first")
+        }
+        let router = router(keyring: keyring, monitor: monitor)
+        let workload = ComparisonWorkload(
+            tenants: chosen, duration: duration, concurrency: concurrency, discriminator: configuration.naming.discriminator)
+        return try await router.running { try await workload.run(router) }
+    }
+}
+
+extension TenantRouter {
+    /// Runs `body` while the router runs (route notifications, idle closing), then stops it and
+    /// closes its connections.
+    public func running<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await self.run(); return nil }
+            group.addTask { try await body() }
+            defer { group.cancelAll() }
+            while let value = try await group.next() {
+                if let value { return value }
+            }
+            throw CancellationError()
+        }
+    }
+}
