@@ -5,6 +5,10 @@
 /// routing attribute (which shop a user logs into; NULL for superadmins). Global tables that point
 /// at a shop use a differently named column (`shop_ref`, `granted_shop_ref`, `accessed_shop_ref`),
 /// so `shop_id bigint NOT NULL` identifies exactly the 19 tenant tables.
+///
+/// `users` holds at most one owner per shop (the partial unique index `users_one_owner_per_shop`)
+/// and an owner always has a shop (`users_owner_has_shop`); ``HandyShopRegistration`` creates a
+/// shop and its owner in one transaction (the seed's bug fix #1: no shop without an owner).
 public enum HandyShopSchema {
     /// The full DDL of the unified (shared) database: enums, global tables, the 19 tenant tables,
     /// their constraints and indexes. For an empty database (it creates, never drops).
@@ -58,7 +62,8 @@ public enum HandyShopSchema {
         display_name text,
         is_active boolean NOT NULL DEFAULT true,
         last_login_at timestamptz,
-        created_at timestamptz NOT NULL DEFAULT now()
+        created_at timestamptz NOT NULL DEFAULT now(),
+        CONSTRAINT users_owner_has_shop CHECK (role <> 'owner' OR shop_id IS NOT NULL)
     );
     CREATE INDEX users_shop ON users (shop_id);
     CREATE UNIQUE INDEX users_one_owner_per_shop ON users (shop_id) WHERE role = 'owner';

@@ -34,6 +34,7 @@ struct TenantryCommand: AsyncParsableCommand {
             RollbackCommand.self,
             RetireLegacyCommand.self,
             RestoreLegacyCommand.self,
+            GuardCommand.self,
         ]
     )
 }

@@ -23,6 +23,8 @@ public enum AdvisoryLock {
     /// Serialises the choice of a new tenant's server and the recording of it (in the catalog
     /// database, held for one transaction), so concurrent provisions see each other's placements.
     public static let placement: Int32 = 5
+    /// Serialises `tenantry guard install` / `uninstall` in the unified database.
+    public static let guardInstall: Int32 = 6
 
     /// The per-tenant key (provisioning, the write fence, moves): a stable 31-bit hash of the id,
     /// with the top bit set so it never collides with the fixed keys above.
