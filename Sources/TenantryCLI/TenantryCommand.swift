@@ -35,6 +35,8 @@ struct TenantryCommand: AsyncParsableCommand {
             RetireLegacyCommand.self,
             RestoreLegacyCommand.self,
             GuardCommand.self,
+            DemoCommand.self,
+            DoctorCommand.self,
         ]
     )
 }
