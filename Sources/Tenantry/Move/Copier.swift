@@ -120,9 +120,14 @@ public struct Copier: Sendable {
                     let counts = try await Database.withTransaction(destination, logger: logger) { destination in
                         try await destination.query("SET CONSTRAINTS ALL DEFERRED", logger: logger)
                         try await destination.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
-                        // A re-run after a killed copy starts from empty tables.
-                        try await destination.query(
-                            PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(\.quoted).joined(separator: ", "))"), logger: logger)
+                        // A re-run after a killed copy starts from empty tables. TRUNCATE makes new
+                        // files for every table and index, so it runs only when a table has rows.
+                        let anyRows = plan.tables.map { "EXISTS (SELECT FROM \($0.quoted))" }.joined(separator: " OR ")
+                        if try await destination.query(PostgresQuery(unsafeSQL: "SELECT \(anyRows)"), logger: logger)
+                            .decode(Bool.self).first(where: { _ in true }) ?? true {
+                            try await destination.query(
+                                PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(\.quoted).joined(separator: ", "))"), logger: logger)
+                        }
                         var counts: [String: Int] = [:]
                         var total = 0
                         for (index, table) in plan.tables.enumerated() {

@@ -5,31 +5,34 @@ import TenantryCore
 /// Moves the tenant database's sequences (serial and identity columns) past every value in use:
 /// past the tenant's own rows and past the unified database's sequence for the same column, so
 /// ids made in either database never collide when rows flow back (reverse sync, rollback).
+///
+/// A fixed number of round trips whatever the number of sequences (four on the tenant side, one
+/// on the unified side): it runs once per copied tenant and inside the cutover fence.
 struct SequenceSync: Sendable {
     let plan: MovePlan
     let logger: Logger
 
+    /// One serial or identity column of the tenant database.
+    private struct Owned {
+        let sequence: String
+        let table: String
+        let column: String
+        /// The table's schema-qualified, quoted name (the same in both databases).
+        let qualified: String
+    }
+
     /// Sets every owned sequence of the tenant database to
     /// `max(max(column) + 1, next value of the unified sequence)`.
     func advance(tenantDatabase: PostgresConnection, unified: PostgresConnection) async throws {
-        let sequences = try await ownedSequences(tenantDatabase)
-        for (sequence, table, column) in sequences where plan.table(table) != nil {
-            let qualified = "\(MovePlan.quote(plan.schema)).\(MovePlan.quote(table))"
-            let localMax = try await tenantDatabase.query(
-                PostgresQuery(unsafeSQL: "SELECT coalesce(max(\(MovePlan.quote(column)))::int8, 0) FROM \(qualified)"), logger: logger)
-                .decode(Int64.self).first(where: { _ in true }) ?? 0
-            var next = max(localMax + 1, 1)
-            let unifiedSequence = try await unified.query(
-                "SELECT pg_get_serial_sequence(\(qualified), \(column))", logger: logger)
-                .decode(String?.self).first(where: { _ in true }) ?? nil
-            if let unifiedSequence {
-                let unifiedNext = try await unified.query(PostgresQuery(unsafeSQL: """
-                    SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END::int8 FROM \(unifiedSequence)
-                    """), logger: logger).decode(Int64.self).first(where: { _ in true }) ?? 1
-                next = max(next, unifiedNext)
-            }
-            try await tenantDatabase.query("SELECT setval(\(sequence)::regclass, \(next), false)", logger: logger)
-        }
+        let owned = try await ownedSequences(tenantDatabase)
+        guard !owned.isEmpty else { return }
+        let localMax = try await maxima(owned, tenantDatabase)
+        let unifiedNext = try await keyed(owned, unified, """
+            coalesce(pg_catalog.pg_sequence_last_value(pg_catalog.pg_get_serial_sequence(q, c)::regclass) + 1, 1)::int8
+            """)
+        try await setSequences(tenantDatabase, owned.enumerated().map { index, column in
+            (column.sequence, max(localMax[index] + 1, unifiedNext[index] ?? 1, 1))
+        })
     }
 
     /// At cutover: gives the tenant database a block of ids no other tenant can get. The unified
@@ -40,27 +43,59 @@ struct SequenceSync: Sendable {
     /// integer, 10^3 for smallint; the tenant keeps the upper half.
     func reserveBlock(tenantDatabase: PostgresConnection, unified: PostgresConnection) async throws {
         let owned = try await ownedSequences(tenantDatabase)
-        for (sequence, table, column) in owned where plan.table(table) != nil {
-            let qualified = "\(MovePlan.quote(plan.schema)).\(MovePlan.quote(table))"
-            let localMax = try await tenantDatabase.query(
-                PostgresQuery(unsafeSQL: "SELECT coalesce(max(\(MovePlan.quote(column)))::int8, 0) FROM \(qualified)"), logger: logger)
-                .decode(Int64.self).first(where: { _ in true }) ?? 0
-            var start = localMax + 1
-            if let unifiedSequence = try await unified.query(
-                "SELECT pg_get_serial_sequence(\(qualified), \(column))", logger: logger)
-                .decode(String?.self).first(where: { _ in true }) ?? nil {
-                let type = plan.table(table)?.type(of: column) ?? "bigint"
-                let block: Int64 = type == "smallint" ? 1_000 : type == "integer" ? 1_000_000 : 1_000_000_000
-                let reserved = try await unified.query(PostgresQuery(unsafeSQL: """
-                    SELECT setval(\(CaptureSQL.literal(unifiedSequence)), nextval(\(CaptureSQL.literal(unifiedSequence))) + \(block))::int8
-                    """), logger: logger).decode(Int64.self).first(where: { _ in true }) ?? block
-                start = max(start, reserved - block / 2)
-            }
-            try await tenantDatabase.query("SELECT setval(\(sequence)::regclass, \(start), false)", logger: logger)
+        guard !owned.isEmpty else { return }
+        let localMax = try await maxima(owned, tenantDatabase)
+        let blocks = owned.map { column -> Int64 in
+            let type = plan.table(column.table)?.type(of: column.column) ?? "bigint"
+            return type == "smallint" ? 1_000 : type == "integer" ? 1_000_000 : 1_000_000_000
         }
+        let reserved = try await keyed(owned, unified, """
+            pg_catalog.setval(pg_catalog.pg_get_serial_sequence(q, c),
+                pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(q, c)) + b)::int8
+            """, blocks: blocks)
+        try await setSequences(tenantDatabase, owned.enumerated().map { index, column in
+            var start = localMax[index] + 1
+            if let reserved = reserved[index] { start = max(start, reserved - blocks[index] / 2) }
+            return (column.sequence, start)
+        })
     }
 
-    private func ownedSequences(_ connection: PostgresConnection) async throws -> [(String, String, String)] {
+    /// `max(column)` (0 when empty) of every owned column, in one query.
+    private func maxima(_ owned: [Owned], _ connection: PostgresConnection) async throws -> [Int64] {
+        let selects = owned.enumerated().map { index, column in
+            "SELECT \(index), coalesce(max(\(MovePlan.quote(column.column))), 0)::int8 FROM \(column.qualified)"
+        }
+        var values = [Int64](repeating: 0, count: owned.count)
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: selects.joined(separator: " UNION ALL ")), logger: logger)
+        for try await (index, value) in rows.decode((Int, Int64).self) { values[index] = value }
+        return values
+    }
+
+    /// Evaluates `expression` (over `q`, the qualified table, `c`, the column, and `b`, the block)
+    /// in the unified database for every owned column whose unified column has a sequence; nil
+    /// where it has none.
+    private func keyed(
+        _ owned: [Owned], _ unified: PostgresConnection, _ expression: String, blocks: [Int64]? = nil
+    ) async throws -> [Int64?] {
+        let tuples = owned.enumerated().map { index, column in
+            "(\(index), \(CaptureSQL.literal(column.qualified)), \(CaptureSQL.literal(column.column)), \(blocks?[index] ?? 0)::int8)"
+        }
+        let sql = """
+            SELECT i, \(expression) FROM (VALUES \(tuples.joined(separator: ", "))) AS v(i, q, c, b)
+            WHERE pg_catalog.pg_get_serial_sequence(q, c) IS NOT NULL
+            """
+        var values = [Int64?](repeating: nil, count: owned.count)
+        let rows = try await unified.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        for try await (index, value) in rows.decode((Int, Int64).self) { values[index] = value }
+        return values
+    }
+
+    private func setSequences(_ connection: PostgresConnection, _ values: [(String, Int64)]) async throws {
+        let calls = values.map { "pg_catalog.setval(\(CaptureSQL.literal($0.0))::regclass, \($0.1), false)" }
+        try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(calls.joined(separator: ", "))"), logger: logger)
+    }
+
+    private func ownedSequences(_ connection: PostgresConnection) async throws -> [Owned] {
         let rows = try await connection.query("""
             SELECT s.oid::regclass::text, c.relname::text, a.attname::text
             FROM pg_class s
@@ -72,8 +107,12 @@ struct SequenceSync: Sendable {
             WHERE s.relkind = 'S' AND n.nspname = \(plan.schema)
             ORDER BY 1
             """, logger: logger)
-        var result: [(String, String, String)] = []
-        for try await row in rows.decode((String, String, String).self) { result.append(row) }
+        var result: [Owned] = []
+        for try await (sequence, table, column) in rows.decode((String, String, String).self) where plan.table(table) != nil {
+            result.append(Owned(
+                sequence: sequence, table: table, column: column,
+                qualified: "\(MovePlan.quote(plan.schema)).\(MovePlan.quote(table))"))
+        }
         return result
     }
 }

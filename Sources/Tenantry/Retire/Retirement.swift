@@ -125,17 +125,31 @@ public struct Retirement: Sendable {
             }
             var deleted: [TableRows] = []
             for id in ids {
-                try await Database.withTransaction(unified, logger: logger) { unified in
-                    // Tenantry's own write: past the moved-tenant guard, not captured.
-                    try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
-                    for table in plan.tables.reversed() {
-                        var query = PostgresQuery(unsafeSQL: "DELETE FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-                        query.binds.append(id.rawValue)
-                        let result = try await unified.query(query, logger: logger)
-                        var count = 0
-                        for try await _ in result {}
-                        count = rows.first { $0.tenant == id && $0.table == table.name }?.rows ?? 0
-                        deleted.append(TableRows(tenant: id, table: table.name, rows: count))
+                // Reverse sync stops first: under the relay's stream lock for this tenant (taken in
+                // the tenant database, where the reverse stream lives), a batch in flight finishes,
+                // the stream is paused, and only then are the unified rows deleted. A batch applied
+                // between two deletes would otherwise re-insert rows (a new repair of a customer
+                // about to go) and break the delete or leave orphans. Reverse capture goes on
+                // recording; restore-legacy resumes the stream.
+                try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
+                    try await Database.withTransaction(tenantDatabase, logger: logger) { tenantDatabase in
+                        try await tenantDatabase.query(
+                            "SELECT pg_advisory_xact_lock(\(AdvisoryLock.relayNamespace), \(AdvisoryLock.tenant(id)))", logger: logger)
+                        try await tenantDatabase.query("""
+                            UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = 'retired from the unified database',
+                                updated_at = now() WHERE tenant_id = \(id.rawValue)
+                            """, logger: logger)
+                        try await Database.withTransaction(unified, logger: logger) { unified in
+                            // Tenantry's own write: past the moved-tenant guard, not captured.
+                            try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
+                            for table in plan.tables.reversed() {
+                                var query = PostgresQuery(unsafeSQL: "DELETE FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
+                                query.binds.append(id.rawValue)
+                                for try await _ in try await unified.query(query, logger: logger) {}
+                                let count = rows.first { $0.tenant == id && $0.table == table.name }?.rows ?? 0
+                                deleted.append(TableRows(tenant: id, table: table.name, rows: count))
+                            }
+                        }
                     }
                 }
                 try await catalog.setPhase(id, to: .retired)
@@ -238,6 +252,9 @@ public struct Retirement: Sendable {
                     }
                 }
                 try await catalog.setPhase(id, to: .dedicated)
+                // Reverse sync resumes: what the tenant database recorded since retirement flows back.
+                try await Capture(unifiedURL: try await tenantURL(id), discriminator: plan.discriminator, logger: logger)
+                    .setSyncPaused(id, false)
                 try? await catalog.audit(actor: actor, action: "restore-legacy", tenant: id, outcome: .ok, detail: ["archive": root])
             }
         }
