@@ -5,7 +5,8 @@ import TenantryCore
 /// - `capture_state`: one row per tenant that is being (or was) moved: its fence key, whether its
 ///   writes are captured, whether it has moved (the guard), its copy snapshot, whether its sync is
 ///   paused by a dead letter.
-/// - `changes`: the outbox. A captured write appends its row image here in the same transaction.
+/// - `changes`: the outbox. A captured write appends its row image here in the same transaction;
+///   ids come from one sequence, read per tenant through `(tenant_id, id)` (no other index).
 /// - `dead_letters`: changes the relay gave up on, kept with their error until replayed.
 /// - one trigger function per tenant table (the discriminator and key are compiled in, so a write
 ///   of a tenant that is not moving costs one index lookup).
@@ -25,7 +26,7 @@ enum CaptureSQL {
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE TABLE IF NOT EXISTS tenantry.changes (
-            id bigserial PRIMARY KEY,
+            id bigserial NOT NULL,
             tenant_id text NOT NULL,
             table_name text NOT NULL,
             op "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
@@ -37,6 +38,9 @@ enum CaptureSQL {
             last_error text
         );
         CREATE INDEX IF NOT EXISTS changes_tenant_id ON tenantry.changes (tenant_id, id);
+        -- Every reader goes through (tenant_id, id): a second index entry per captured write is
+        -- pure cost (installations before 2026-11-29 had a primary key on id).
+        ALTER TABLE tenantry.changes DROP CONSTRAINT IF EXISTS changes_pkey;
         CREATE TABLE IF NOT EXISTS tenantry.dead_letters (
             id bigint PRIMARY KEY,
             tenant_id text NOT NULL,

@@ -449,9 +449,10 @@ public final class Relay: Sendable {
             try await unified.query("""
                 INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, attempts, error)
                 SELECT id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, \(attempts), \(message)
-                FROM tenantry.changes WHERE id = \(change.id)
+                FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)
                 """, logger: logger)
-            try await unified.query("DELETE FROM tenantry.changes WHERE id = \(change.id)", logger: logger)
+            try await unified.query(
+                "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)", logger: logger)
             let reason = "dead letter \(change.id) (\(change.table)): \(message)"
             try await unified.query("""
                 UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason), updated_at = now()
@@ -470,7 +471,8 @@ public final class Relay: Sendable {
             return .paused
         }
         try await unified.query("""
-            UPDATE tenantry.changes SET attempts = \(attempts), last_error = \(message) WHERE id = \(change.id)
+            UPDATE tenantry.changes SET attempts = \(attempts), last_error = \(message)
+            WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)
             """, logger: logger)
         let delay = configuration.retryDelays[attempts - 1]
         logger.warning("relay: change failed; retrying", metadata: [
