@@ -78,7 +78,7 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
             guard let field = HTTPField.Name(name) else { return nil }
             return request.headers[field]?.trimmingCharacters(in: .whitespaces)
         case .subdomain(let domain):
-            guard let host = request.head.authority ?? HTTPField.Name("Host").flatMap({ request.headers[$0] }) else { return nil }
+            guard let host = HTTPField.Name("Host").flatMap({ request.headers[$0] }) ?? request.head.authority else { return nil }
             let hostname = String(host.split(separator: ":").first ?? "").lowercased()
             let suffix = "." + domain.lowercased()
             guard hostname.hasSuffix(suffix), hostname.count > suffix.count else { return nil }

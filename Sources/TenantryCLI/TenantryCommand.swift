@@ -37,6 +37,8 @@ struct TenantryCommand: AsyncParsableCommand {
             GuardCommand.self,
             DemoCommand.self,
             DoctorCommand.self,
+            ServeCommand.self,
+            HandyShopCommand.self,
         ]
     )
 }

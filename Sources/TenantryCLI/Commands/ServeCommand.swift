@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Tenantry
+import TenantryAdmin
+import TenantryCore
+
+/// `tenantry serve`: the admin API (the seeds' superadmin migration endpoints), with the relay.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the admin API (superadmin migration endpoints, jobs, /metrics, /health) and the relay.",
+        discussion: """
+            Requires TENANTRY_ADMIN_TOKEN (at least 16 characters): every /api/superadmin request must send \
+            'Authorization: Bearer <token>'. /health, /metrics and /openapi.json need no token. The relay \
+            (as 'tenantry sync run') runs in the same process unless --no-relay. See docs/api.md.
+            """)
+
+    @Option(help: "The port to listen on.") var port = 8080
+    @Option(help: "The address to listen on (0.0.0.0 for every interface).") var host = "127.0.0.1"
+    @Option(help: "Where retire-legacy writes its archives.") var archiveDir = "./archives"
+    @Option(help: "Directory of fleet migrations for provision-all (default: TENANTRY_MIGRATIONS or ./migrations).")
+    var migrations: String?
+    @Flag(help: "Do not run the relay in this process (another 'tenantry sync run' does).") var noRelay = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
+    }
+
+    func run() async throws {
+        try await runCommand {
+            let context = try CommandContext.load()
+            guard let token = context.configuration.adminToken else {
+                throw TenantryError(
+                    code: .configuration, message: "TENANTRY_ADMIN_TOKEN must be set (at least 16 characters): serve refuses to start without it")
+            }
+            let metrics = PrometheusExporter.bootstrap()
+            var configuration = AdminAPI.Configuration(token: token)
+            configuration.archiveDirectory = archiveDir
+            configuration.migrationsDirectory = migrations
+            configuration.pauseSyncAfterCopy = context.environment["ENABLE_DUAL_WRITE"] != nil && !context.configuration.migration.dualWrite
+            let (settings, host, port, runRelay) = (configuration, host, port, !noRelay)
+            try await Services.with(context) { services in
+                let operations = services.operations.acting(as: "api")
+                var relay: Relay?
+                if runRelay {
+                    do {
+                        let move = try await operations.move()
+                        if try await move.capture().isInstalled() { relay = move.relay() }
+                    } catch let error as TenantryError where error.code == .invalidArgument {
+                        Output.note("relay not started: \(error.message)")
+                    }
+                    if relay == nil { Output.note("capture is not installed: the relay does not run ('tenantry init')") }
+                }
+                let monitor = PerformanceMonitor(configuration: .init(context.configuration.monitor))
+                let api = AdminAPI(
+                    configuration: settings, operations: operations, metrics: metrics, monitor: monitor, relay: relay,
+                    logger: context.logger)
+                let app = AdminService.makeApplication(
+                    api: api, host: host, port: port, services: relay.map { [$0] } ?? [], logger: context.logger)
+                Output.note("admin API on http://\(host):\(port) (token \(BearerTokenMiddleware<AdminRequestContext>.fingerprint(of: token))…"
+                    + "\(relay == nil ? "" : ", relay running"); Ctrl-C to stop")
+                try await app.runService()
+            }
+        }
+    }
+}
+
+/// `tenantry handyshop serve`: the HandyShop example service over the router.
+struct HandyShopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "handyshop", abstract: "The HandyShop example web service (customers, repairs) over the router.",
+        subcommands: [Serve.self])
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve HandyShop's customers and repairs for every shop, wherever each shop's data lives now.",
+            discussion: """
+                The shop comes from the X-Tenant-ID header (default), and with --subdomain DOMAIN from the host \
+                (7.DOMAIN), with --path-prefix from /shops/7/…, with HANDYSHOP_JWT_SECRET from the shop_id claim of an \
+                HS256 bearer token. A shop_id in a JSON body is rejected (or stripped with --strip-shop-id).
+                """)
+
+        @Option(help: "The port to listen on.") var port = 8081
+        @Option(help: "The address to listen on.") var host = "127.0.0.1"
+        @Option(help: "Take the shop from the first label of hosts under this domain.") var subdomain: String?
+        @Flag(help: "Take the shop from paths /shops/{id}/….") var pathPrefix = false
+        @Flag(help: "Remove a shop_id from JSON bodies instead of refusing the request.") var stripShopId = false
+
+        func run() async throws {
+            try await runCommand {
+                let context = try CommandContext.load()
+                let keyring = try context.configuration.requireKeyring()
+                var tenants = TenantIdentification.Configuration()
+                if let subdomain { tenants.sources.append(.subdomain(of: subdomain)) }
+                if pathPrefix { tenants.sources.append(.pathPrefix("/shops")) }
+                if let secret = context.environment["HANDYSHOP_JWT_SECRET"], !secret.isEmpty {
+                    guard secret.utf8.count >= 16 else {
+                        throw TenantryError(code: .configuration, message: "HANDYSHOP_JWT_SECRET must be at least 16 characters")
+                    }
+                    tenants.jwtSecret = Array(secret.utf8)
+                    tenants.sources.append(.jwtClaim("shop_id"))
+                }
+                tenants.discriminator = context.configuration.naming.discriminator
+                tenants.shopIDPolicy = stripShopId ? .strip : .reject
+                PrometheusExporter.bootstrap()
+                let (settings, host, port) = (tenants, host, port)
+                try await Services.with(context) { services in
+                    let monitor = PerformanceMonitor(configuration: .init(context.configuration.monitor))
+                    let router = services.operations.router(keyring: keyring, monitor: monitor)
+                    let service = HandyShopService(router: router, catalog: services.catalog, tenants: settings, logger: context.logger)
+                    Output.note("HandyShop on http://\(host):\(port); Ctrl-C to stop")
+                    try await service.makeApplication(host: host, port: port).runService()
+                }
+            }
+        }
+    }
+}
