@@ -46,11 +46,14 @@ struct ServeCommand: AsyncParsableCommand {
                 if runRelay {
                     do {
                         let move = try await operations.move()
-                        if try await move.capture().isInstalled() { relay = move.relay() }
+                        if try await move.capture().isInstalled() {
+                            relay = move.relay()
+                        } else {
+                            Output.note("capture is not installed: the relay does not run ('tenantry init')")
+                        }
                     } catch let error as TenantryError where error.code == .invalidArgument {
                         Output.note("relay not started: \(error.message)")
                     }
-                    if relay == nil { Output.note("capture is not installed: the relay does not run ('tenantry init')") }
                 }
                 let monitor = PerformanceMonitor(configuration: .init(context.configuration.monitor))
                 let api = AdminAPI(
@@ -59,7 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
                 let app = AdminService.makeApplication(
                     api: api, host: host, port: port, services: relay.map { [$0] } ?? [], logger: context.logger)
                 Output.note("admin API on http://\(host):\(port) (token \(BearerTokenMiddleware<AdminRequestContext>.fingerprint(of: token))…"
-                    + "\(relay == nil ? "" : ", relay running"); Ctrl-C to stop")
+                    + "\(relay == nil ? "" : ", relay running")); Ctrl-C to stop")
                 try await app.runService()
             }
         }
