@@ -84,4 +84,18 @@ struct CLIFoundationTests {
         let check = try await CLIRunner.run(["keys", "generate"], environment: ["TENANT_ENCRYPTION_KEY": key.lastLine])
         #expect(check.status == 0)
     }
+
+    @Test("docs/cli.md documents every command the binary has (regenerate with scripts/cli-docs)")
+    func referenceIsCurrent() async throws {
+        let help = try await CLIRunner.run(["--help"])
+        let commands = help.stdout.components(separatedBy: "SUBCOMMANDS:").last?.split(separator: "\n")
+            .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
+            .compactMap { $0.split(separator: " ").first.map(String.init) } ?? []
+        #expect(commands.count > 20)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let reference = try String(contentsOf: root.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        for command in commands {
+            #expect(reference.contains("## tenantry \(command)\n"), "docs/cli.md lacks 'tenantry \(command)': run scripts/cli-docs")
+        }
+    }
 }
