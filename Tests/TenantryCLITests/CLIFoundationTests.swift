@@ -90,7 +90,8 @@ struct CLIFoundationTests {
         let help = try await CLIRunner.run(["--help"])
         let commands = help.stdout.components(separatedBy: "SUBCOMMANDS:").last?.split(separator: "\n")
             .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
-            .compactMap { $0.split(separator: " ").first.map(String.init) } ?? []
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
+            .filter { $0.first?.isLowercase == true } ?? []
         #expect(commands.count > 20)
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let reference = try String(contentsOf: root.appendingPathComponent("docs/cli.md"), encoding: .utf8)
