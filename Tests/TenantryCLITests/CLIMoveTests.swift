@@ -169,6 +169,7 @@ struct CLIDualWriteTests {
         }
         let disable = try await fixture.run(["dual-write", "disable", "--tenant", "1"])
         #expect(disable.status == 0, "\(disable.stderr)")
+        #expect(disable.stdout == "dual-write disabled (capture keeps recording) for 1 tenant(s)\n", "\(disable.stdout)")
         try await Database.withConnection(fixture.url, logger: TestPostgres.logger) { connection in
             for shop in [Int64(1), 2] {
                 try await connection.query(
@@ -187,6 +188,7 @@ struct CLIDualWriteTests {
 
         let enable = try await fixture.run(["dual-write", "enable", "--tenant", "1"])
         #expect(enable.status == 0, "\(enable.stderr)")
+        #expect(enable.stdout == "dual-write enabled for 1 tenant(s)\n", "\(enable.stdout)")
         let resumed = try await fixture.run(["sync", "run", "--until-caught-up"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(try await fixture.differences(try TenantID("1")) == [])
@@ -201,10 +203,20 @@ struct CLICutoverTests {
     @Test("cutover: unified refuses the shop's direct writes, tenant-DB writes sync back, verify equal; rollback: unified again")
     func cutoverAndBack() async throws {
         let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 40)
-        for step in [["schema", "derive"], ["init"], ["provision", "--all"], ["migrate-data", "--all"]] {
+        for step in [["schema", "derive"], ["init"], ["provision", "--all"]] {
             let result = try await fixture.run(step)
             try #require(result.status == 0, "\(step): \(result.stderr)")
         }
+        let copy = try await fixture.run(["migrate-data", "--all"])
+        try #require(copy.status == 0, "\(copy.stderr)")
+        #expect(copy.stderr.contains("tenantry: copying 2 tenant(s), 2 at a time\n"), "\(copy.stderr)")
+        #expect(copy.stderr.contains("] tenant 1: ") && copy.stderr.contains(" rows/s) — "), "\(copy.stderr)")
+        #expect(copy.stdout.hasPrefix("2 copied (") && copy.stdout.contains(" rows), 0 already copied, 0 failed\n"), "\(copy.stdout)")
+        #expect(copy.lastLine == "next: 'tenantry sync run' applies the writes captured since the snapshot")
+        let unknown = try await fixture.run(["cutover", "--tenant", "9"])
+        #expect(unknown.status == 1)
+        #expect(unknown.stdout.hasPrefix("0 tenant(s) cut over, 1 failed\n  tenant 9: "), "\(unknown.stdout)")
+        #expect(unknown.stderr.contains("tenantry: [1/1] tenant 9: FAILED: "), "\(unknown.stderr)")
         let badPause = try await fixture.run(["cutover", "--tenant", "1", "--max-pause", "soon"])
         #expect(badPause.status != 0 && badPause.stderr.contains("--max-pause"), "\(badPause.stderr)")
         // A generous pause bound: the test machine runs every suite at once (the cutover benchmark measures the pause).
@@ -231,9 +243,12 @@ struct CLICutoverTests {
         #expect(try await fixture.differences(try TenantID("1")) == [])
         let verify = try await fixture.run(["verify-sync", "--all"])
         #expect(verify.status == 0, "\(verify.stdout)")
+        #expect(verify.stderr.contains("/2] tenant 1: equal (19 tables, ") && verify.stderr.hasPrefix("tenantry: ["), "\(verify.stderr)")
+        #expect(verify.stdout == "2 of 2 tenant(s) equal\n", "\(verify.stdout)")
 
         let rollback = try await fixture.run(["rollback", "--tenant", "1"])
         #expect(rollback.status == 0, "\(rollback.stderr)")
+        #expect(rollback.stdout == "tenant 1: shared again (unified serves its reads and writes)\n", "\(rollback.stdout)")
         try await Database.withConnection(fixture.url, logger: TestPostgres.logger) { connection in
             try await connection.query("UPDATE customers SET notes = 'unified again' WHERE shop_id = 1", logger: TestPostgres.logger)
         }

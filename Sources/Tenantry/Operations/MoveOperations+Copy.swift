@@ -13,7 +13,8 @@ extension MoveOperations {
     /// Copies tenants' rows into their databases online (the seeds' migrate-data): capture on, one
     /// snapshot, COPY; the tenant goes to `syncing`. `all` is every provisioned tenant. Resumable:
     /// a tenant already copied is skipped. With `pauseSync` (`ENABLE_DUAL_WRITE=false`), a newly
-    /// copied tenant's sync starts paused. `rows` receives per-table row progress.
+    /// copied tenant's sync starts paused. `rows` receives per-table row progress; `progress` an event
+    /// without a tenant when the copy starts (`copying 3 tenant(s), 2 at a time`), then one per tenant.
     public func migrateData(
         _ selection: TenantSelection, concurrency: Int = 2, captureTimeout: Duration = .seconds(30), pauseSync: Bool = false,
         rows: (@Sendable (Copier.Progress) -> Void)? = nil, progress: ProgressHandler? = nil
@@ -23,6 +24,7 @@ extension MoveOperations {
         let copier = copier(captureTimeout: captureTimeout)
         let capture = capture()
         var report = MigrateDataReport(copied: [], failed: [:])
+        progress?(OperationProgress(done: 0, total: ids.count, message: "copying \(ids.count) tenant(s), \(concurrency) at a time"))
         try await forEachTenant(ids, concurrency: concurrency, { id in
             let copied = try await copier.copy(id) { rows?($0) }
             if pauseSync, !copied.skipped {

@@ -97,7 +97,7 @@ struct DoctorCommand: AsyncParsableCommand {
         do {
             let checks = try await Services.with(context) { services in
                 var checks = [Check(group: "application database", name: "catalog", passed: true, detail: "schema tenantry, current version")]
-                let move = try await MoveServices.make(services)
+                let move = try await services.move()
                 let installed = try await move.capture().isInstalled()
                 checks.append(Check(
                     group: "application database", name: "capture", passed: true,

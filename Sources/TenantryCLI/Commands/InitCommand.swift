@@ -27,7 +27,7 @@ struct InitCommand: AsyncParsableCommand {
             // Capture goes in with the catalog when the unified database has tenant tables.
             let captured: [String]? = try await Services.with(context) { services in
                 do {
-                    return try await MoveServices.make(services).capture().install().tables
+                    return try await services.move().capture().install().tables
                 } catch let error as TenantryError where error.code == .invalidArgument {
                     Output.note("capture not installed: \(error.message)")
                     return nil

@@ -19,7 +19,7 @@ struct CaptureCommand: AsyncParsableCommand {
             try await runCommand {
                 let context = try CommandContext.load()
                 let report = try await Services.with(context) { services in
-                    let move = try await MoveServices.make(services)
+                    let move = try await services.move()
                     let report = try await move.capture().install()
                     try? await services.catalog.audit(
                         actor: context.actor, action: "capture-install", outcome: .ok, detail: ["tables": "\(report.tables.count)"])
@@ -40,7 +40,7 @@ struct CaptureCommand: AsyncParsableCommand {
             try await runCommand {
                 let context = try CommandContext.load()
                 let states = try await Services.with(context) { services in
-                    let move = try await MoveServices.make(services)
+                    let move = try await services.move()
                     try await move.requireCapture()
                     return try await move.capture().states()
                 }
@@ -93,69 +93,29 @@ struct MigrateDataCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let quiet = json
             let dualWriteOff = context.environment["ENABLE_DUAL_WRITE"] != nil && !context.configuration.migration.dualWrite
-            let (reports, failures) = try await Services.with(context) { services in
-                let move = try await MoveServices.make(services)
-                try await move.requireCapture()
-                let ids = try await move.selectTenants(all: all, ids: tenants)
-                let copier = move.copier(captureTimeout: .seconds(captureTimeout))
-                if !quiet { Output.note("copying \(ids.count) tenant(s), \(concurrency) at a time") }
-                let progress = ProgressPrinter(quiet: quiet)
-                var reports: [Copier.Report] = []
-                var failures: [String: String] = [:]
-                try await withThrowingTaskGroup(of: (TenantID, Result<Copier.Report, any Error>).self) { group in
-                    var next = 0
-                    func add() {
-                        let id = ids[next]
-                        next += 1
-                        group.addTask {
-                            do {
-                                let report = try await copier.copy(id) { progress.update($0) }
-                                if dualWriteOff, !report.skipped {
-                                    try await move.capture().setSyncPaused(id, true, reason: "dual-write disabled (ENABLE_DUAL_WRITE=false)")
-                                }
-                                return (id, .success(report))
-                            } catch {
-                                return (id, .failure(error))
-                            }
-                        }
-                    }
-                    for _ in 0..<min(concurrency, ids.count) { add() }
-                    while let (id, result) = try await group.next() {
-                        switch result {
-                        case .success(let report): reports.append(report)
-                        case .failure(let error): failures[id.rawValue] = userMessage(for: error)
-                        }
-                        if !quiet {
-                            let done = reports.count + failures.count
-                            let line = failures[id.rawValue].map { "FAILED: \($0)" } ?? reports.last.map { report in
-                                report.skipped ? "already copied"
-                                    : "\(report.rows) rows in \(String(format: "%.2f", report.seconds)) s "
-                                        + "(\(Int(Double(report.rows) / max(report.seconds, 0.001))) rows/s)"
-                            } ?? ""
-                            Output.note("[\(done)/\(ids.count)] tenant \(id): \(line) — \(progress.summary())")
-                        }
-                        if next < ids.count { add() }
-                    }
-                }
-                return (reports, failures)
+            let selection = try TenantSelection.parse(all: all, ids: tenants)
+            let (quiet, concurrency, captureTimeout) = (json, concurrency, captureTimeout)
+            let report = try await Services.with(context) { services in
+                let rows = ProgressPrinter(quiet: quiet)
+                return try await services.move().migrateData(
+                    selection, concurrency: concurrency, captureTimeout: .seconds(captureTimeout), pauseSync: dualWriteOff,
+                    rows: rows.update, progress: Output.progress(quiet: quiet) { _ in rows.summary() })
             }
             if json {
-                struct Report: Encodable { var copied: [Copier.Report]; var failed: [String: String] }
-                try Output.json(Report(copied: reports.sorted { $0.tenant < $1.tenant }, failed: failures))
+                try Output.json(report)
             } else {
-                let copied = reports.filter { !$0.skipped }
+                let copied = report.copied.filter { !$0.skipped }
                 Output.line("\(copied.count) copied (\(copied.reduce(0) { $0 + $1.rows }) rows), "
-                    + "\(reports.count - copied.count) already copied, \(failures.count) failed")
-                for (tenant, error) in failures.sorted(by: { $0.key < $1.key }) { Output.line("  tenant \(tenant): \(error)") }
+                    + "\(report.copied.count - copied.count) already copied, \(report.failed.count) failed")
+                for (tenant, error) in report.failed.sorted(by: { $0.key < $1.key }) { Output.line("  tenant \(tenant): \(error)") }
                 if dualWriteOff {
                     Output.line("ENABLE_DUAL_WRITE=false: changes are captured but not applied until 'tenantry dual-write enable'")
                 } else if !copied.isEmpty {
                     Output.line("next: 'tenantry sync run' applies the writes captured since the snapshot")
                 }
             }
-            if !failures.isEmpty { throw ExitCode.failure }
+            if !report.failed.isEmpty { throw ExitCode.failure }
         }
     }
 }
@@ -218,7 +178,7 @@ struct SyncCommand: AsyncParsableCommand {
                 let untilCaughtUp = untilCaughtUp
                 let timeout = timeout
                 let report = try await Services.with(context) { services -> Relay.CatchUpReport? in
-                    let move = try await MoveServices.make(services)
+                    let move = try await services.move()
                     try await move.requireCapture()
                     let relay = move.relay(configuration)
                     guard untilCaughtUp else {
@@ -276,25 +236,9 @@ struct DualWriteCommand: AsyncParsableCommand {
     static func set(_ selection: Selection, enabled: Bool) async throws {
         try await runCommand {
             let context = try CommandContext.load()
+            let tenants = try TenantSelection.parse(all: selection.all, ids: selection.tenants)
             let count = try await Services.with(context) { services in
-                let move = try await MoveServices.make(services)
-                try await move.requireCapture()
-                let ids = try await move.selectTenants(
-                    all: selection.all, ids: selection.tenants,
-                    phases: [.provisioned, .copying, .syncing, .readsSwitched])
-                let capture = move.capture()
-                for id in ids {
-                    _ = try await services.catalog.requireTenant(id)
-                    if enabled {
-                        try await capture.enable(id)
-                        try await capture.setSyncPaused(id, false)
-                    } else {
-                        try await capture.setSyncPaused(id, true, reason: "dual-write disabled")
-                    }
-                    try? await services.catalog.audit(
-                        actor: context.actor, action: enabled ? "dual-write-enable" : "dual-write-disable", tenant: id, outcome: .ok)
-                }
-                return ids.count
+                try await services.move().setDualWrite(tenants, enabled: enabled).count
             }
             Output.line("dual-write \(enabled ? "enabled" : "disabled (capture keeps recording)") for \(count) tenant(s)")
         }
@@ -316,7 +260,7 @@ struct DLQCommand: AsyncParsableCommand {
                 let context = try CommandContext.load()
                 let ids = try parseTenantIDs(tenants)
                 let letters = try await Services.with(context) { services in
-                    let move = try await MoveServices.make(services)
+                    let move = try await services.move()
                     try await move.requireCapture()
                     return try await move.deadLetters().list(tenants: ids.isEmpty ? nil : ids)
                 }
@@ -341,7 +285,7 @@ struct DLQCommand: AsyncParsableCommand {
                 let context = try CommandContext.load()
                 let ids = try parseTenantIDs(tenants)
                 let count = try await Services.with(context) { services in
-                    let move = try await MoveServices.make(services)
+                    let move = try await services.move()
                     try await move.requireCapture()
                     let count = try await move.deadLetters().replay(tenants: ids.isEmpty ? nil : ids)
                     try? await services.catalog.audit(
@@ -375,31 +319,14 @@ struct VerifySyncCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let quiet = json
-            let reports = try await Services.with(context) { services in
-                let move = try await MoveServices.make(services)
-                let ids = try await move.selectTenants(
-                    all: all, ids: tenants, phases: [.syncing, .readsSwitched, .cutover, .dedicated])
-                let relay = move.relay()
-                let verifier = Verifier(plan: move.plan, chunkSize: chunkSize, logger: move.logger)
-                var reports: [Verifier.Report] = []
-                for (index, id) in ids.enumerated() {
-                    let report = try await verifier.verify(
-                        id, unifiedURL: move.unifiedURL, tenantURL: try await move.tenantURL(id),
-                        settle: { _ = try await relay.catchUp([id], timeout: .seconds(60)) })
-                    reports.append(report)
-                    if !quiet {
-                        let rows = report.tables.reduce(0) { $0 + $1.unifiedRows }
-                        Output.note("[\(index + 1)/\(ids.count)] tenant \(id): \(report.equal ? "equal" : "DIFFERENT") "
-                            + "(\(report.tables.count) tables, \(rows) rows, \(String(format: "%.2f", report.seconds)) s)")
-                    }
-                }
-                await relay.close()
-                return reports
+            let selection = try TenantSelection.parse(all: all, ids: tenants)
+            let (quiet, chunkSize) = (json, chunkSize)
+            let report = try await Services.with(context) { services in
+                try await services.move().verify(selection, chunkSize: chunkSize, progress: Output.progress(quiet: quiet))
             }
+            let reports = report.tenants
             if json {
-                struct Report: Encodable { var equal: Bool; var tenants: [Verifier.Report] }
-                try Output.json(Report(equal: reports.allSatisfy(\.equal), tenants: reports))
+                try Output.json(report)
             } else {
                 for report in reports where !report.equal {
                     Output.line("tenant \(report.tenant): differs")
@@ -412,7 +339,7 @@ struct VerifySyncCommand: AsyncParsableCommand {
                 let equal = reports.filter(\.equal).count
                 Output.line("\(equal) of \(reports.count) tenant(s) equal")
             }
-            if !reports.allSatisfy(\.equal) { throw ExitCode.failure }
+            if !report.equal { throw ExitCode.failure }
         }
     }
 }

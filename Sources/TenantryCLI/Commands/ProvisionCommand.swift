@@ -36,14 +36,12 @@ struct ProvisionCommand: AsyncParsableCommand {
                 if !quiet { Output.note("provisioning \(ids.count) tenant(s), \(concurrency) at a time") }
                 let started = ContinuousClock.now
                 return try await services.operations.provision(
-                    .tenants(ids), concurrency: concurrency, server: server, migrationsDirectory: migrations
-                ) { event in
-                    guard !quiet, let id = event.tenant else { return }
-                    let elapsed = ContinuousClock.now - started
-                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                    let rate = Double(event.done) / max(0.001, seconds)
-                    Output.note("[\(event.done)/\(event.total)] tenant \(id): \(event.message) — \(String(format: "%.1f", rate)) tenants/s")
-                }
+                    .tenants(ids), concurrency: concurrency, server: server, migrationsDirectory: migrations,
+                    progress: Output.progress(quiet: quiet) { event in
+                        let elapsed = ContinuousClock.now - started
+                        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                        return "\(String(format: "%.1f", Double(event.done) / max(0.001, seconds))) tenants/s"
+                    })
             }
             if json {
                 try Output.json(report)

@@ -31,7 +31,7 @@ struct RetireLegacyCommand: AsyncParsableCommand {
             let ids = try parseTenantIDs(tenants)
             let (archiveDir, dryRun) = (archiveDir, dryRun)
             let report = try await Services.with(context) { services in
-                try await MoveServices.make(services).move.retire(ids.isEmpty ? nil : ids, archiveDirectory: archiveDir, dryRun: dryRun)
+                try await services.move().retire(ids.isEmpty ? nil : ids, archiveDirectory: archiveDir, dryRun: dryRun)
             }
             if json { try Output.json(report); return }
             let total = report.tables.reduce(0) { $0 + $1.rows }
@@ -58,7 +58,7 @@ struct RestoreLegacyCommand: AsyncParsableCommand {
         try await runCommand {
             let context = try CommandContext.load()
             let archiveDir = archiveDir
-            let report = try await Services.with(context) { try await MoveServices.make($0).move.restore(archive: archiveDir) }
+            let report = try await Services.with(context) { try await $0.move().restore(archive: archiveDir) }
             if json { try Output.json(report); return }
             Output.line("restored \(report.tables.reduce(0) { $0 + $1.rows }) row(s) of \(report.tenants.count) tenant(s); "
                 + "they are dedicated again ('tenantry sync run' applies what changed since)")

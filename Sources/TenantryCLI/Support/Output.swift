@@ -15,6 +15,17 @@ enum Output {
         FileHandle.standardError.write(Data("tenantry: \(text)\n".utf8))
     }
 
+    /// Notes for a library operation's progress events: `[2/5] tenant 7: <message>`, followed by
+    /// ` — <detail>` when `detail` is given; an event without a tenant is noted as it is. `nil`
+    /// (no notes) when `quiet`.
+    static func progress(quiet: Bool, detail: (@Sendable (OperationProgress) -> String)? = nil) -> ProgressHandler? {
+        guard !quiet else { return nil }
+        return { event in
+            guard let tenant = event.tenant else { return note(event.message) }
+            note("[\(event.done)/\(event.total)] tenant \(tenant): \(event.message)" + (detail.map { " — \($0(event))" } ?? ""))
+        }
+    }
+
     /// One JSON object on one line (keys sorted, so output is stable).
     static func json<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder()

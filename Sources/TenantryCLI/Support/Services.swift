@@ -25,6 +25,11 @@ struct Services: Sendable {
         }
     }
 
+    /// The move components and phases over the unified database (reads the move plan from it).
+    func move() async throws -> MoveOperations {
+        try await operations.move()
+    }
+
     /// A provisioner (needs `TENANT_ENCRYPTION_KEY` and the fleet migration files).
     func provisioner(migrationsDirectory: String?, needsMigrations: Bool = true) throws -> TenantProvisioner {
         try operations.provisioner(migrationsDirectory: migrationsDirectory, needsMigrations: needsMigrations)
