@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 import Tenantry
 import TenantryCore
 
@@ -73,11 +74,12 @@ public struct HandyShopService: Sendable {
         return httpRouter
     }
 
-    /// The service as an application on `host:port`, running the router alongside.
-    public func makeApplication(host: String = "127.0.0.1", port: Int = 8081) -> some ApplicationProtocol {
+    /// The service as an application on `host:port`, running the router and `services` (e.g. the
+    /// relay its router drains after a synced write) alongside.
+    public func makeApplication(host: String = "127.0.0.1", port: Int = 8081, services: [any Service] = []) -> some ApplicationProtocol {
         Application(
             router: makeRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "handyshop"),
-            services: [router], logger: logger)
+            services: [router] + services, logger: logger)
     }
 
     // MARK: - Helpers

@@ -42,19 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
             let (settings, host, port, runRelay) = (configuration, host, port, !noRelay)
             try await Services.with(context) { services in
                 let operations = services.operations.acting(as: "api")
-                var relay: Relay?
-                if runRelay {
-                    do {
-                        let move = try await operations.move()
-                        if try await move.capture().isInstalled() {
-                            relay = move.relay()
-                        } else {
-                            Output.note("capture is not installed: the relay does not run ('tenantry init')")
-                        }
-                    } catch let error as TenantryError where error.code == .invalidArgument {
-                        Output.note("relay not started: \(error.message)")
-                    }
-                }
+                let relay = runRelay ? try await makeRelay(operations) : nil
                 let monitor = PerformanceMonitor(configuration: .init(context.configuration.monitor))
                 let api = AdminAPI(
                     configuration: settings, operations: operations, metrics: metrics, monitor: monitor, relay: relay,
@@ -69,6 +57,19 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
+/// A relay over the unified database to run in a service, or `nil` with a note when capture is
+/// not installed (nothing to relay yet).
+private func makeRelay(_ operations: Operations) async throws -> Relay? {
+    do {
+        let move = try await operations.move()
+        if try await move.capture().isInstalled() { return move.relay() }
+        Output.note("capture is not installed: the relay does not run ('tenantry init')")
+    } catch let error as TenantryError where error.code == .invalidArgument {
+        Output.note("relay not started: \(error.message)")
+    }
+    return nil
+}
+
 /// `tenantry handyshop serve`: the HandyShop example service over the router.
 struct HandyShopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -79,7 +80,8 @@ struct HandyShopCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Serve HandyShop's customers and repairs for every shop, wherever each shop's data lives now.",
             discussion: """
-                The shop comes from the X-Tenant-ID header (default), and with --subdomain DOMAIN from the host \
+                The relay (as 'tenantry sync run') runs in the same process, so a write for a shop being synced is \
+                in the shop's database when the request returns. The shop comes from the X-Tenant-ID header (default), and with --subdomain DOMAIN from the host \
                 (7.DOMAIN), with --path-prefix from /shops/7/…, with HANDYSHOP_JWT_SECRET from the shop_id claim of an \
                 HS256 bearer token. A shop_id in a JSON body is rejected (or stripped with --strip-shop-id).
                 """)
@@ -109,11 +111,15 @@ struct HandyShopCommand: AsyncParsableCommand {
                 PrometheusExporter.bootstrap()
                 let (settings, host, port) = (tenants, host, port)
                 try await Services.with(context) { services in
+                    let relay = try await makeRelay(services.operations)
                     let monitor = PerformanceMonitor(configuration: .init(context.configuration.monitor))
-                    let router = services.operations.router(keyring: keyring, monitor: monitor)
+                    let router = services.operations.router(keyring: keyring, monitor: monitor) { configuration in
+                        // Read-your-writes: a syncing shop's write reaches its database before the request returns.
+                        if let relay { configuration.afterSyncedWrite = { tenant in await relay.drain(tenant) } }
+                    }
                     let service = HandyShopService(router: router, catalog: services.catalog, tenants: settings, logger: context.logger)
-                    Output.note("HandyShop on http://\(host):\(port); Ctrl-C to stop")
-                    try await service.makeApplication(host: host, port: port).runService()
+                    Output.note("HandyShop on http://\(host):\(port)\(relay == nil ? "" : ", relay running"); Ctrl-C to stop")
+                    try await service.makeApplication(host: host, port: port, services: relay.map { [$0] } ?? []).runService()
                 }
             }
         }
