@@ -94,6 +94,9 @@ struct CaptureBench: AsyncParsableCommand {
         let chosen = only.map { Set($0.split(separator: ",").map(String.init)) }
         let contestants = Contestant.allCases.filter { chosen?.contains($0.rawValue) ?? true }
         var totals: [Contestant: WriteLoad.Result] = [:]
+        // Server CPU per write: the writing backends' user + system time (/proc/<pid>/stat), a
+        // measure other load on the machine moves far less than throughput.
+        var cpuTicks: [Contestant: Int] = [:]
         for round in 0..<(rounds + 1) {
             for offset in 0..<contestants.count {
                 let contestant = contestants[(round + offset) % contestants.count]
@@ -102,14 +105,24 @@ struct CaptureBench: AsyncParsableCommand {
                 let writes = try await CustomerWrites.make(url, shop: Self.writtenShop, tag: "r\(round)\(contestant.rawValue)")
                 // Round 0 warms every contestant up (connections, caches, plans) and is not counted.
                 if !json { Bench.note(round == 0 ? "warm-up: \(contestant.rawValue)…" : "round \(round)/\(rounds): \(contestant.rawValue)…") }
-                let result = try await WriteLoad.withConnections(url, count: clients) { connections in
-                    await WriteLoad.run(connections, duration: round == 0 ? .seconds(1) : duration, seed: UInt64(round)) {
+                let (result, ticks) = try await WriteLoad.withConnections(url, count: clients) { connections in
+                    var pids: [Int32] = []
+                    for connection in connections {
+                        pids.append(try await connection.query("SELECT pg_backend_pid()", logger: Bench.logger)
+                            .decode(Int32.self).first(where: { _ in true }) ?? 0)
+                    }
+                    let before = pids.map(Self.cpuTicks).reduce(0, +)
+                    let result = await WriteLoad.run(connections, duration: round == 0 ? .seconds(1) : duration, seed: UInt64(round)) {
                         connection, client, number, random in
                         try await writes.write(connection, client: client, number: number, random: &random)
                     }
+                    return (result, pids.map(Self.cpuTicks).reduce(0, +) - before)
                 }
                 if let error = result.firstError { throw ValidationError("\(contestant.rawValue) writes failed: \(error)") }
-                if round > 0 { totals[contestant, default: .init()] = totals[contestant, default: .init()] + result }
+                if round > 0 {
+                    totals[contestant, default: .init()] = totals[contestant, default: .init()] + result
+                    cpuTicks[contestant, default: 0] += ticks
+                }
             }
         }
         try await Self.prepare(.noTrigger, url: plainURL, tenant: tenant, bed: bed, capture: capture)
@@ -122,13 +135,34 @@ struct CaptureBench: AsyncParsableCommand {
             if let captured = totals[.captured] { fields["captured_vs_no_trigger"] = Bench.round(captured.throughput / base, 3) }
             if let uncaptured = totals[.uncaptured] { fields["uncaptured_vs_no_trigger"] = Bench.round(uncaptured.throughput / base, 3) }
         }
+        func cpuMicroseconds(_ contestant: Contestant) -> Double? {
+            let operations = totals[contestant]?.operations ?? 0
+            guard operations > 0, let ticks = cpuTicks[contestant], ticks > 0 else { return nil }
+            return Double(ticks) * 1_000_000 / Double(sysconf(Int32(_SC_CLK_TCK))) / Double(operations)
+        }
+        if let base = cpuMicroseconds(.noTrigger) {
+            // Inverted: writes per CPU second relative to the anchor, comparable with the throughput ratios.
+            if let captured = cpuMicroseconds(.captured) { fields["captured_cpu_vs_no_trigger"] = Bench.round(base / captured, 3) }
+            if let uncaptured = cpuMicroseconds(.uncaptured) { fields["uncaptured_cpu_vs_no_trigger"] = Bench.round(base / uncaptured, 3) }
+        }
         for contestant in contestants {
+            if let cpu = cpuMicroseconds(contestant) { fields["\(contestant.rawValue)_server_cpu_us_per_write"] = Bench.round(cpu, 1) }
             let result = totals[contestant, default: .init()]
             fields["\(contestant.rawValue)_writes_per_s"] = Bench.round(result.throughput, 0)
             fields["\(contestant.rawValue)_p50_ms"] = Bench.round(WriteLoad.percentileMs(result.latencies, 50))
             fields["\(contestant.rawValue)_p99_ms"] = Bench.round(WriteLoad.percentileMs(result.latencies, 99))
         }
         return fields
+    }
+
+    /// User plus system CPU time of process `pid` so far, in clock ticks (0 when unreadable).
+    static func cpuTicks(_ pid: Int32) -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        // Fields after the command name: state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13 else { return 0 }
+        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
     /// Sets the written tenant's capture state for `contestant` and vacuums what earlier rounds
