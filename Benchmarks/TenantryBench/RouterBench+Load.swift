@@ -1,4 +1,5 @@
 import Foundation
+import HandyShop
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,7 +37,7 @@ enum Load {
     /// every contestant).
     static func run(
         concurrency: Int, duration: Duration, keys: Int, seed: UInt64,
-        pick: @escaping @Sendable (inout SplitMix) -> Int,
+        pick: @escaping @Sendable (inout SeededRandom) -> Int,
         _ operation: @escaping @Sendable (Int, Int) async throws -> Void
     ) async -> Result {
         let start = ContinuousClock.now
@@ -44,7 +45,7 @@ enum Load {
         var total = await withTaskGroup(of: Result.self) { group in
             for task in 0..<concurrency {
                 group.addTask {
-                    var random = SplitMix(seed: seed &+ UInt64(task) &* 0x9E37_79B9)
+                    var random = SeededRandom(seed: seed, stream: "task \(task)")
                     var result = Result()
                     result.latencies.reserveCapacity(65_536)
                     while ContinuousClock.now < deadline {
@@ -71,50 +72,6 @@ enum Load {
         total.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return total
     }
-}
-
-/// A small seeded generator (SplitMix64), so every contestant sees the same request sequence.
-struct SplitMix: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
-
-/// Zipf-distributed ranks 0..<n: rank k has weight 1 / (k + 1)^s.
-struct Zipf: Sendable {
-    let cumulative: [Double]
-
-    init(count: Int, exponent: Double) {
-        var sum = 0.0
-        var cumulative: [Double] = []
-        cumulative.reserveCapacity(count)
-        for rank in 1...count {
-            sum += 1 / pow(Double(rank), exponent)
-            cumulative.append(sum)
-        }
-        self.cumulative = cumulative.map { $0 / sum }
-    }
-
-    func sample(_ random: inout SplitMix) -> Int {
-        let u = random.unit()
-        var (low, high) = (0, cumulative.count - 1)
-        while low < high {
-            let mid = (low + high) / 2
-            if cumulative[mid] < u { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
-
-    /// The share of requests the hottest `top` ranks get.
-    func share(top: Int) -> Double { cumulative[min(top, cumulative.count) - 1] }
 }
 
 /// This process's resident memory, from /proc/self/status (Linux).

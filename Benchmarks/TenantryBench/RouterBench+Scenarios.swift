@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HandyShop
 import PostgresNIO
 import Tenantry
 import TenantryCore
@@ -17,7 +18,7 @@ extension RouterBench {
                 try await connection.query("SELECT id, name, price FROM items WHERE id = \(key)")
             }
         }
-        let pick: @Sendable (inout SplitMix) -> Int = { distribution.sample(&$0) }
+        let pick: @Sendable (inout SeededRandom) -> Int = { distribution.sample(&$0) }
         let (result, before, after) = try await router.whileRunning {
             if !quiet { Bench.note("zipf: \(ids.count) tenants, cap \(zipfCap), warming up…") }
             _ = await Load.run(concurrency: tasks, duration: .seconds(2), keys: BenchFleet.rows, seed: 7, pick: pick, operation)

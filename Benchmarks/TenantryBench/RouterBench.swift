@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HandyShop
 import PostgresNIO
 import Tenantry
 import TenantryCore
@@ -83,7 +84,7 @@ struct RouterBench: AsyncParsableCommand {
         let (tasks, duration, quiet) = (concurrency, Duration.milliseconds(Int64(seconds * 1000)), json)
         let logger = Bench.logger
         let count = ids.count
-        let uniform: @Sendable (inout SplitMix) -> Int = { Int($0.next() % UInt64(count)) }
+        let uniform: @Sendable (inout SeededRandom) -> Int = { Int($0.next() % UInt64(count)) }
         let all: [(String, @Sendable (Int, Int) async throws -> Void)] = [
             ("direct", { tenant, key in
                 let rows = try await clients[tenant].query("SELECT id, name, price FROM items WHERE id = \(key)", logger: logger)

@@ -1,4 +1,5 @@
 import Foundation
+import HandyShop
 import Logging
 import PostgresNIO
 import Tenantry
@@ -29,7 +30,7 @@ struct CustomerWrites: Sendable {
 
     /// Write number `number` of `client`; returns the new customer's id for an INSERT.
     @discardableResult
-    func write(_ connection: PostgresConnection, client: Int, number: Int, random: inout WriteLoad.Random) async throws -> Int64? {
+    func write(_ connection: PostgresConnection, client: Int, number: Int, random: inout SeededRandom) async throws -> Int64? {
         let label = "\(tag)-\(client)-\(number)"
         if number % 2 == 0 {
             return try await connection.query("""
@@ -64,24 +65,11 @@ enum WriteLoad {
         }
     }
 
-    /// A small seeded generator (SplitMix64).
-    struct Random: Sendable {
-        private var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Runs `operation(connection, task, number, &random)` on every connection for `duration`
     /// (closed loop when `rate` is nil), or until `limit` operations in all were started.
     static func run(
         _ connections: [PostgresConnection], duration: Duration, rate: Double? = nil, limit: Int? = nil, seed: UInt64,
-        _ operation: @escaping @Sendable (PostgresConnection, Int, Int, inout Random) async throws -> Void
+        _ operation: @escaping @Sendable (PostgresConnection, Int, Int, inout SeededRandom) async throws -> Void
     ) async -> Result {
         let start = ContinuousClock.now
         let deadline = start + duration
@@ -89,7 +77,7 @@ enum WriteLoad {
         var total = await withTaskGroup(of: Result.self) { group in
             for (task, connection) in connections.enumerated() {
                 group.addTask {
-                    var random = Random(seed: seed &+ UInt64(task) &* 0x9E37_79B9)
+                    var random = SeededRandom(seed: seed, stream: "task \(task)")
                     var result = Result()
                     result.latencies.reserveCapacity(1 << 16)
                     var number = 0

@@ -90,7 +90,7 @@ public final class HandyShopLoad: Sendable {
     private let router: TenantRouter
     private let state = NIOLockedValueBox(State())
     private let stopFlag = NIOLockedValueBox(false)
-    private let cumulative: [Double]
+    private let zipf: Zipf
     private static let statuses = ["received", "diagnosing", "waiting_for_parts", "in_repair", "ready_for_pickup", "done"]
 
     /// A generator over `shops` (their ids must be HandyShop shop ids) through `router`.
@@ -105,10 +105,7 @@ public final class HandyShopLoad: Sendable {
         self.router = router
         self.shops = shops
         self.options = options
-        let weights = (1...shops.count).map { 1 / pow(Double($0), options.zipf) }
-        let total = weights.reduce(0, +)
-        var running = 0.0
-        cumulative = weights.map { running += $0 / total; return running }
+        zipf = Zipf(count: shops.count, exponent: options.zipf)
     }
 
     /// Runs until ``stop()``; errors of single operations are counted, never thrown.
@@ -193,7 +190,7 @@ public final class HandyShopLoad: Sendable {
     // MARK: - Workers
 
     private func work(_ worker: Int) async {
-        var random = LoadRandom(seed: options.seed &+ UInt64(worker) &* 0x9E37_79B9)
+        var random = SeededRandom(seed: options.seed, stream: "load worker \(worker)")
         let interval = Duration.seconds(Double(options.workers) / Double(options.rate))
         var next = ContinuousClock.now + interval * random.unit()
         var ownRepairs: [TenantID: [String]] = [:]
@@ -246,15 +243,7 @@ public final class HandyShopLoad: Sendable {
         }
     }
 
-    private func pickShop(_ random: inout LoadRandom) -> TenantID {
-        let u = random.unit()
-        var low = 0, high = cumulative.count - 1
-        while low < high {
-            let middle = (low + high) / 2
-            if cumulative[middle] < u { low = middle + 1 } else { high = middle }
-        }
-        return shops[low]
-    }
+    private func pickShop(_ random: inout SeededRandom) -> TenantID { shops[zipf.sample(&random)] }
 
     /// Registers a customer with a repair, in one transaction.
     private func register(_ code: String, shop: TenantID, worker: Int, count: Int) async throws -> Route.Source {
@@ -297,7 +286,7 @@ public final class HandyShopLoad: Sendable {
     }
 
     /// Lists the shop's newest customers and reads one repair.
-    private func read(_ shop: TenantID, random: inout LoadRandom) async throws -> Route.Source {
+    private func read(_ shop: TenantID, random: inout SeededRandom) async throws -> Route.Source {
         let offset = random.next() % 20
         return try await router.withConnection(tenant: shop, intent: .read) { connection in
             let filter = connection.source == .unified ? "WHERE shop_id = \(shop.rawValue) " : ""
@@ -310,21 +299,6 @@ public final class HandyShopLoad: Sendable {
             return connection.source
         }
     }
-}
-
-/// A small deterministic generator (SplitMix64).
-struct LoadRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 extension Duration {
