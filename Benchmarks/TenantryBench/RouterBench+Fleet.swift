@@ -110,18 +110,3 @@ final class ManagedCount: @unchecked Sendable {
         return value
     }
 }
-
-extension TenantRouter {
-    /// Runs `body` while the router runs, then stops it (closing its connections).
-    func whileRunning<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await self.run(); return nil }
-            group.addTask { try await body() }
-            defer { group.cancelAll() }
-            while let value = try await group.next() {
-                if let value { return value }
-            }
-            throw CancellationError()
-        }
-    }
-}

@@ -19,7 +19,7 @@ extension RouterBench {
             }
         }
         let pick: @Sendable (inout SeededRandom) -> Int = { distribution.sample(&$0) }
-        let (result, before, after) = try await router.whileRunning {
+        let (result, before, after) = try await router.running {
             if !quiet { Bench.note("zipf: \(ids.count) tenants, cap \(zipfCap), warming up…") }
             _ = await Load.run(concurrency: tasks, duration: .seconds(2), keys: BenchFleet.rows, seed: 7, pick: pick, operation)
             let before = try await Self.defaultPool(router)
