@@ -60,9 +60,11 @@ struct RouterResilienceTests {
         // First come, first served would make each other tenant's first read wait behind the
         // flood's whole backlog (76 leases, about the whole span; 2.47 s measured). Taking turns,
         // a waiting tenant is passed by at most one lease of each tenant with waiters (5) plus
-        // those granted between its grant and its look at the counter. On a quiet machine the
-        // worst wait is about 0.2 s of a 1.1 s span; both scale with the machine's load.
-        #expect(ahead <= 12, "up to \(ahead) leases went to others while one request waited")
+        // those granted between its grant and its look at the counter (more of those on a loaded
+        // machine: 13 seen once in a full suite run beside a benchmark; hence 20, still far from
+        // the 76 of first come, first served). On a quiet machine the worst wait is about 0.2 s of
+        // a 1.1 s span; both scale with the machine's load.
+        #expect(ahead <= 20, "up to \(ahead) leases went to others while one request waited")
         // The lease count above is the load-independent check; this one only rules out FCFS (a
         // wait of about the whole span) and leaves room for a loaded machine (0.51 of the span seen).
         #expect(worst < span * 0.8, "worst wait of the other tenants: \(worst) of the flood's \(span)")
