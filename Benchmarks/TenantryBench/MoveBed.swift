@@ -146,16 +146,6 @@ extension Bench {
     static func forEach<Item: Sendable>(
         _ items: [Item], width: Int, _ body: @escaping @Sendable (Item) async throws -> Void
     ) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var iterator = items.makeIterator()
-            for _ in 0..<max(1, width) {
-                guard let item = iterator.next() else { break }
-                group.addTask { try await body(item) }
-            }
-            while try await group.next() != nil {
-                guard let item = iterator.next() else { continue }
-                group.addTask { try await body(item) }
-            }
-        }
+        _ = try await concurrentMap(items, concurrency: width, body)
     }
 }

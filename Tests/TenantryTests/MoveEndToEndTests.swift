@@ -34,7 +34,7 @@ struct MoveEndToEndTests {
 
             // Copy and sync under load; verify twice (the verifier and an independent query).
             try await Task.sleep(for: .milliseconds(300))
-            _ = try await DemoLikeParallel.run(fixture.ids, concurrency: 2) { id in try await copier.copy(id) }
+            _ = try await concurrentMap(fixture.ids, concurrency: 2) { id in try await copier.copy(id) }
             _ = try await relay.catchUp(timeout: .seconds(60))
             let verifier = Verifier(plan: fixture.plan, logger: logger)
             for id in fixture.ids {
@@ -180,23 +180,6 @@ final class DirectWriters: Sendable {
                 }
             }
             try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-}
-
-/// Runs `body` for every element, at most `concurrency` at a time.
-enum DemoLikeParallel {
-    static func run<Element: Sendable, Result: Sendable>(
-        _ elements: [Element], concurrency: Int, _ body: @escaping @Sendable (Element) async throws -> Result
-    ) async throws -> [Result] {
-        try await withThrowingTaskGroup(of: Result.self) { group in
-            var results: [Result] = []
-            for (index, element) in elements.enumerated() {
-                if index >= concurrency, let result = try await group.next() { results.append(result) }
-                group.addTask { try await body(element) }
-            }
-            for try await result in group { results.append(result) }
-            return results
         }
     }
 }

@@ -106,6 +106,7 @@ enum CaptureSQL {
             DECLARE
                 tenant pg_catalog.text;
                 state record;
+                key_before pg_catalog.jsonb;
             BEGIN
             \(constant.map { "    tenant := \(literal($0.rawValue));" } ?? tenantFromRow)
                 SELECT lock_key INTO state FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant;
@@ -125,12 +126,17 @@ enum CaptureSQL {
                     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
                         INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key)
                         VALUES (tenant, \(tableLiteral), 'D', \(try key("OLD")));
-                    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND \(try key("OLD")) OPERATOR(pg_catalog.<>) \(try key("NEW")) THEN
+                    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+                        key_before := \(try key("OLD"));
+                        -- The old key only when the key changed (the relay deletes that row first).
+                        IF key_before OPERATOR(pg_catalog.=) \(try key("NEW")) THEN
+                            key_before := NULL;
+                        END IF;
                         INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key, row_data)
-                        VALUES (tenant, \(tableLiteral), 'U', \(try key("OLD")), \(image));
+                        VALUES (tenant, \(tableLiteral), 'U', key_before, \(image));
                     ELSE
                         INSERT INTO tenantry.changes (tenant_id, table_name, op, row_data)
-                        VALUES (tenant, \(tableLiteral), pg_catalog.left(TG_OP, 1), \(image));
+                        VALUES (tenant, \(tableLiteral), 'I', \(image));
                     END IF;
                 END IF;
                 RETURN NULL;

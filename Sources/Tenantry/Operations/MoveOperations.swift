@@ -89,23 +89,8 @@ func forEachTenant<Value: Sendable>(
     _ work: @escaping @Sendable (TenantID) async throws -> Value,
     finished: (TenantID, Result<Value, any Error>, Int) -> Void
 ) async throws {
-    guard !ids.isEmpty else { return }
-    try await withThrowingTaskGroup(of: (TenantID, Result<Value, any Error>).self) { group in
-        var next = 0
-        func add() {
-            let id = ids[next]
-            next += 1
-            group.addTask {
-                do { return (id, .success(try await work(id))) } catch { return (id, .failure(error)) }
-            }
-        }
-        for _ in 0..<min(max(1, concurrency), ids.count) { add() }
-        var done = 0
-        while let (id, result) = try await group.next() {
-            done += 1
-            finished(id, result, done)
-            if next < ids.count { add() }
-        }
+    try await forEachConcurrently(ids, concurrency: concurrency, work) { index, result, done in
+        finished(ids[index], result, done)
     }
 }
 

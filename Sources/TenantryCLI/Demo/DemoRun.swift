@@ -250,7 +250,7 @@ struct DemoRun: Sendable {
             catalog: catalog, servers: servers, keyring: keyring, naming: naming, migrations: [migration],
             connectionLimit: configuration.pool.maxPerTenant + 5, actor: "demo", logger: logger)
         _ = try await log.run("provision") {
-            _ = try await Self.forEach(shops, concurrency: 4) { shop in _ = try await provisioner.provision(shop) }
+            _ = try await concurrentMap(shops, concurrency: 4) { shop in _ = try await provisioner.provision(shop) }
             return ((), "\(shops.count) tenant databases, each with its own role")
         }
         let writesBefore = load.acknowledgedWrites
@@ -259,7 +259,7 @@ struct DemoRun: Sendable {
             capture: Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, enableTimeout: .seconds(60), logger: logger),
             actor: "demo", logger: logger)
         let rowsMoved = try await log.run("migrate-data") {
-            let reports = try await Self.forEach(shops, concurrency: 2) { shop in try await copier.copy(shop) }
+            let reports = try await concurrentMap(shops, concurrency: 2) { shop in try await copier.copy(shop) }
             let rows = reports.reduce(0) { $0 + $1.rows }
             return (rows, "\(rows) rows copied in one snapshot per shop; capture on, tenants syncing")
         }
@@ -274,7 +274,7 @@ struct DemoRun: Sendable {
         }
         let verifier = Verifier(plan: plan, logger: logger)
         func verifyAll() async throws -> [Verifier.Report] {
-            try await Self.forEach(shops, concurrency: 2) { shop in
+            try await concurrentMap(shops, concurrency: 2) { shop in
                 try await verifier.verify(
                     shop, unifiedURL: unifiedURL, tenantURL: try servers.adminURL(of: try await catalog.requireTenant(shop)),
                     settle: { _ = try await relay.catchUp([shop], timeout: .seconds(60)) })
@@ -376,29 +376,5 @@ struct DemoRun: Sendable {
             cutoverPauseMsP50: ((sortedPauses.isEmpty ? 0 : sortedPauses[sortedPauses.count / 2]) * 10).rounded() / 10,
             cutoverRetries: retries, rowsRetired: retired.tables.reduce(0) { $0 + $1.rows }, archive: retired.archive,
             phases: [], lost: Array(lost.prefix(20)), errorSamples: loadReport.errorSamples, differences: Array(differences.prefix(20)))
-    }
-
-    /// Runs `body` for every element, at most `concurrency` at a time; results in input order.
-    static func forEach<Element: Sendable, Result: Sendable>(
-        _ elements: [Element], concurrency: Int, _ body: @escaping @Sendable (Element) async throws -> Result
-    ) async throws -> [Result] {
-        try await withThrowingTaskGroup(of: (Int, Result).self) { group in
-            var results = [Result?](repeating: nil, count: elements.count)
-            var next = 0
-            while next < min(concurrency, elements.count) {
-                let index = next
-                group.addTask { (index, try await body(elements[index])) }
-                next += 1
-            }
-            while let (index, result) = try await group.next() {
-                results[index] = result
-                if next < elements.count {
-                    let index = next
-                    group.addTask { (index, try await body(elements[index])) }
-                    next += 1
-                }
-            }
-            return results.compactMap { $0 }
-        }
     }
 }
