@@ -119,8 +119,14 @@ public final class HandyShopLoad: Sendable {
         state.withLockedValue { $0.stopped = .now }
     }
 
-    /// Asks the workers to finish their current operation and return.
-    public func stop() { stopFlag.withLockedValue { $0 = true } }
+    /// Asks the workers to finish their current operation, and returns once ``run()`` has
+    /// returned (no operation in flight any more).
+    public func stop() async {
+        stopFlag.withLockedValue { $0 = true }
+        while state.withLockedValue({ $0.started != nil && $0.stopped == nil }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
 
     /// Latencies recorded from now on only (e.g. per phase of a demo).
     public func resetLatencies() {
@@ -155,8 +161,12 @@ public final class HandyShopLoad: Sendable {
     /// Checks every acknowledged write, row by row, in the database that holds each shop's data
     /// now (the router's write route): each registered customer and repair exists, and each repair
     /// has the last status acknowledged for it. Returns a description of each write missing or
-    /// different (empty: nothing lost).
+    /// different (empty: nothing lost). Only after ``stop()``: a write still in flight would be
+    /// in the database but not yet acknowledged, and reported as different.
     public func lostWrites() async throws -> [String] {
+        guard state.withLockedValue({ $0.started == nil || $0.stopped != nil }) else {
+            throw TenantryError(code: .conflict, message: "the load is still running: stop it before checking its writes")
+        }
         let repairs = state.withLockedValue { Array($0.repairs.values) }
         var lost: [String] = []
         for (shop, expected) in Dictionary(grouping: repairs, by: \.shop) {

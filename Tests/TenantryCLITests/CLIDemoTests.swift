@@ -18,7 +18,7 @@ struct CLIDemoTests {
         #expect(result.status == 0, "\(result.stderr.suffix(3000))")
         let report = try JSONSerialization.jsonObject(with: Data(result.lastLine.utf8)) as? [String: Any] ?? [:]
         #expect(report["verified"] as? Bool == true)
-        #expect(report["lost_rows"] as? Int == 0)
+        #expect(report["lost_rows"] as? Int == 0, "\(report["lost"] ?? "") \(report["differences"] ?? "")")
         #expect(report["load_errors"] as? Int == 0, "\(report["error_samples"] ?? "")")
         #expect((report["rows_moved"] as? Int ?? 0) > 100)
         #expect((report["writes_during_move"] as? Int ?? 0) > 0)

@@ -93,7 +93,7 @@ struct MoveEndToEndTests {
             #expect(try await router.withTransaction(tenant: rolledBack, intent: .write) { $0.source } == .unified)
             try await Task.sleep(for: .seconds(1))
 
-            load.stop()
+            await load.stop()
             await loadTask.value
             direct.stop.withLockedValue { $0 = true }
             for task in directTasks { try await task.value }

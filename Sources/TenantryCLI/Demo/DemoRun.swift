@@ -190,7 +190,7 @@ struct DemoRun: Sendable {
             let relayTask = Task { try await relay.run() }
             let loadTask = Task { await load.run() }
             func stopAll() async {
-                load.stop()
+                await load.stop()
                 await loadTask.value
                 relayTask.cancel()
                 routerTask.cancel()
@@ -353,7 +353,7 @@ struct DemoRun: Sendable {
             try await pause()
             return ((), "")
         }
-        load.stop()
+        await load.stop()
         let lost = try await log.run("final check") {
             let lost = try await load.lostWrites()
             return (lost, "\(load.acknowledgedWrites) acknowledged writes looked up row by row: \(lost.count) missing or different")
