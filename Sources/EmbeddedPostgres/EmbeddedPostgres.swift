@@ -131,6 +131,50 @@ public final class EmbeddedPostgres: Sendable {
         }
     }
 
+    /// How ``restart(mode:)`` stops the server (`pg_ctl stop -m`).
+    public struct StopMode: Sendable, Hashable, CustomStringConvertible {
+        fileprivate let name: String
+        /// Waits for every session to end.
+        public static let smart = StopMode(name: "smart")
+        /// Ends sessions, rolls back their transactions, checkpoints.
+        public static let fast = StopMode(name: "fast")
+        /// Quits at once, without a checkpoint: the next start runs crash recovery (for fault tests).
+        public static let immediate = StopMode(name: "immediate")
+        /// The `pg_ctl` name of the mode.
+        public var description: String { name }
+    }
+
+    /// Stops the running server in `mode` and starts it again on the same port, so URLs stay
+    /// valid (for fault tests: `.immediate` is a server crash, recovered on start). Open
+    /// connections are ended either way.
+    public func restart(mode: StopMode) async throws {
+        let binaries = try configuration.binaries ?? PostgresBinaries.locate()
+        let port = try currentState().port
+        let stopped = try await runner.run(
+            binaries.path(of: "pg_ctl"), ["-D", dataDirectory, "-m", mode.name, "-w", "-t", "60", "stop"])
+        if !stopped.succeeded, try await isRunning(binaries: binaries) {
+            throw EmbeddedPostgresError(
+                code: .stopFailed, message: "PostgreSQL in \(configuration.directory) did not stop", details: stopped.text)
+        }
+        removeStalePidFile()
+        var lastFailure = ""
+        // The port was just released; a start can still find it briefly busy: retry on it.
+        for _ in 0..<20 {
+            let timeout = Int(configuration.startTimeout.components.seconds)
+            let output = try await runner.run(
+                binaries.path(of: "pg_ctl"),
+                ["-D", dataDirectory, "-l", logFile, "-w", "-t", "\(timeout)", "-o", "-p \(port)", "start"],
+                currentDirectory: configuration.directory)
+            if output.succeeded { return }
+            lastFailure = output.text + "\n" + logTail()
+            guard lastFailure.contains("could not bind") || lastFailure.contains("Address already in use") else { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw EmbeddedPostgresError(
+            code: .startFailed, message: "PostgreSQL did not start again in \(configuration.directory); see \(logFile)",
+            details: lastFailure)
+    }
+
     /// Kills the server's postmaster with SIGKILL, as a crash would (for fault tests). The
     /// `postmaster.pid` file stays behind.
     public func kill() throws {
