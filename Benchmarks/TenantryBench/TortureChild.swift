@@ -1,0 +1,134 @@
+import Foundation
+import NIOConcurrencyHelpers
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `tenantry` executable, run as a child process of the torture: started with
+/// `posix_spawn` (every descriptor above 2 closed, output to a file: a grandchild such as
+/// `pg_dump` that outlives a killed parent keeps nothing of ours open), awaited with `waitpid`
+/// on a thread, killed with SIGKILL when asked.
+struct TenantryChild: Sendable {
+    /// The `tenantry` executable.
+    let binary: String
+    /// The complete environment of the child.
+    let environment: [String: String]
+    /// The working directory (migrations/, archives/).
+    let directory: String
+
+    /// `tenantry` in the directory of this executable (the same build directory).
+    static func locate() -> String {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        return me.deletingLastPathComponent().appendingPathComponent("tenantry").path
+    }
+
+    /// One finished run.
+    struct Outcome: Sendable {
+        var status: Int32
+        var output: String
+        var seconds: Double
+        /// Killed by our SIGKILL while it was still running.
+        var killed: Bool
+        var succeeded: Bool { status == 0 }
+        /// The last line of output, for one-line progress.
+        var lastLine: String {
+            output.split(separator: "\n").last.map { String($0.prefix(160)) } ?? ""
+        }
+    }
+
+    /// A started child.
+    final class Running: Sendable {
+        let pid: pid_t
+        let outputPath: String
+        let started = ContinuousClock.now
+        private let exitStatus = NIOLockedValueBox<Int32?>(nil)
+        private let killedBox = NIOLockedValueBox(false)
+
+        init(pid: pid_t, outputPath: String) {
+            self.pid = pid
+            self.outputPath = outputPath
+            let box = exitStatus
+            Thread.detachNewThread {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+                let exited = status & 0x7f == 0
+                box.withLockedValue { $0 = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+            }
+        }
+
+        /// The exit status, once it has ended.
+        var status: Int32? { exitStatus.withLockedValue { $0 } }
+
+        /// Waits until the child ends, or `timeout` passes (then `nil`).
+        func wait(timeout: Duration? = nil) async -> Int32? {
+            let deadline = timeout.map { ContinuousClock.now + $0 }
+            while true {
+                if let status { return status }
+                if let deadline, ContinuousClock.now >= deadline { return nil }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+
+        /// SIGKILL, if it still runs; whether it did (a kill point).
+        @discardableResult
+        func kill() -> Bool {
+            guard status == nil else { return false }
+            killedBox.withLockedValue { $0 = true }
+            return Glibc.kill(pid, SIGKILL) == 0
+        }
+
+        /// Waits for the end and collects the outcome.
+        func finish() async -> Outcome {
+            let status = await wait() ?? -1
+            let data = FileManager.default.contents(atPath: outputPath) ?? Data()
+            unlink(outputPath)
+            let killed = killedBox.withLockedValue { $0 } && status == 128 + SIGKILL
+            return Outcome(
+                status: status, output: String(decoding: data, as: UTF8.self),
+                seconds: (ContinuousClock.now - started).benchSeconds, killed: killed)
+        }
+    }
+
+    /// Starts `tenantry arguments…`.
+    func start(_ arguments: [String]) throws -> Running {
+        let outputPath = directory + "/child-\(UUID().uuidString.prefix(8)).out"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
+        if let addChdir = Self.addChdir { _ = addChdir(&actions, directory) }
+        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { env.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, binary, &actions, nil, argv, env)
+        guard result == 0 else {
+            throw TortureError("could not run \(binary): \(String(cString: strerror(result)))")
+        }
+        return Running(pid: pid, outputPath: outputPath)
+    }
+
+    /// Runs to the end (an hour at most).
+    func run(_ arguments: [String]) async throws -> Outcome {
+        let child = try start(arguments)
+        if await child.wait(timeout: .seconds(3600)) == nil { child.kill() }
+        return await child.finish()
+    }
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafeBitCast($0, to: AddCloseFrom.self) }
+    private static let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
+        .map { unsafeBitCast($0, to: AddChdir.self) }
+}
+
+/// A failure of the torture harness itself (not a finding).
+struct TortureError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

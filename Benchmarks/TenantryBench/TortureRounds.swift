@@ -1,0 +1,177 @@
+import Foundation
+import HandyShop
+import Tenantry
+import TenantryCore
+
+extension TortureBench {
+    /// The counts over all rounds.
+    struct Tally: Sendable {
+        var rounds = 0
+        var kills = 0
+        var restarts = 0
+        var finishedFirst = 0
+        /// Commands still running 30 s after a server restart (then killed).
+        var hung = 0
+        var unrecoverable = 0
+        var collisionsRemoved = 0
+        var killsByOperation: [String: Int] = [:]
+        var unrecoverableExamples: [String] = []
+        var settleNotes: [String] = []
+        var findings = TortureFindings()
+    }
+
+    func rounds(_ world: TortureWorld) async throws -> [String: any Sendable] {
+        var random = SeededRandom(seed: seed, stream: "torture rounds")
+        var tally = Tally()
+        var cycle: [TortureOperation] = []
+        for round in 1...rounds {
+            let load = try HandyShopLoad(
+                router: world.router, shops: world.bed.shops,
+                options: .init(rate: 20, workers: 4, writeShare: 0.5, seed: seed &* 10_000 &+ UInt64(round)))
+            world.loads.withLockedValue { $0.append(load) }
+            let loadTask = Task { await load.run() }
+            let writerTask = Task { await world.writers.run(round: round, workers: writers, pause: .milliseconds(40)) }
+            try await Task.sleep(for: .milliseconds(400))
+
+            if cycle.isEmpty { cycle = TortureOperation.allCases.shuffled(using: &random) }
+            let (operation, tenant) = try await pick(world, wanted: cycle.removeFirst(), random: &random)
+            var archive = world.archives.withLockedValue { $0[tenant] }
+            let before = try await world.situation(tenant)
+            var faults: [String] = []
+            for _ in 0..<(1 + random.int(0..<killsPerRound)) {
+                let now = try await world.situation(tenant)
+                guard operation.applies(to: now, archive: archive), !operation.reached(now) else { break }
+                let restart = world.server != nil && random.unit() < restartShare
+                let delay = random.unit() * world.estimate(operation)
+                let fault = try await interrupt(world, operation, tenant, archive: archive, after: delay, restart: restart, tally: &tally)
+                faults.append(fault)
+                if fault.hasPrefix("finished") { break }
+            }
+            var recovery: [String]
+            do {
+                recovery = try await world.recover(operation, tenant, archive: &archive)
+            } catch {
+                tally.unrecoverable += 1
+                recovery = ["UNRECOVERABLE: \(error)"]
+                if tally.unrecoverableExamples.count < 10 { tally.unrecoverableExamples.append("round \(round): \(error)") }
+            }
+            world.archives.withLockedValue { $0[tenant] = archive }
+
+            try await Task.sleep(for: .milliseconds(300))
+            world.writers.stop()
+            await writerTask.value
+            await load.stop()
+            await loadTask.value
+            if let note = try await world.settle(), tally.settleNotes.count < 10 { tally.settleNotes.append("round \(round): \(note)") }
+            let previous = tally.findings
+            try await world.check(into: &tally.findings)
+            tally.collisionsRemoved += try await world.removeCollisions()
+            tally.rounds = round
+            let found = tally.findings
+            Bench.note("""
+                round \(round)/\(rounds): \(operation.rawValue) tenant \(tenant) (\(before) → \(try await world.situation(tenant)))
+                  faults: \(faults.joined(separator: "; "))
+                  recovery: \(recovery.joined(separator: "; "))
+                  checks: lost +\(found.lost.count - previous.lost.count), duplicated +\(found.duplicated.count - previous.duplicated.count), \
+                cross-tenant +\(found.crossTenant.count - previous.crossTenant.count), \
+                copy differences +\(found.differences.count - previous.differences.count) \
+                (acknowledged so far \(acknowledged(world)), kills \(tally.kills), restarts \(tally.restarts))
+                """)
+            for line in found.lost.subtracting(previous.lost).sorted().prefix(3) { Bench.note("    lost: \(line)") }
+            for line in found.crossTenant.subtracting(previous.crossTenant).sorted().prefix(3) { Bench.note("    cross-tenant: \(line)") }
+            for line in found.differences.subtracting(previous.differences).sorted().prefix(3) { Bench.note("    differs: \(line)") }
+        }
+        return fields(world, tally)
+    }
+
+    /// Starts the operation and, after `delay` seconds, kills it or restarts the server under it.
+    private func interrupt(
+        _ world: TortureWorld, _ operation: TortureOperation, _ tenant: TenantID, archive: String?, after delay: Double,
+        restart: Bool, tally: inout Tally
+    ) async throws -> String {
+        let delayText = String(format: "%.2f s", delay)
+        let running = try world.child.start(operation.arguments(tenant, archive: archive, directory: world.directory))
+        if await running.wait(timeout: .milliseconds(Int64(delay * 1000))) != nil {
+            let outcome = await running.finish()
+            world.record(operation, outcome)
+            tally.finishedFirst += 1
+            return "finished before \(delayText) (exit \(outcome.status))"
+        }
+        if restart, let server = world.server {
+            try await server.restart(mode: .immediate)
+            tally.restarts += 1
+            // An operator gives a command half a minute after the server is back, then kills it.
+            let hung = await running.wait(timeout: .seconds(30)) == nil
+            if hung {
+                running.kill()
+                tally.hung += 1
+            }
+            let outcome = await running.finish()
+            return "PostgreSQL restarted (immediate) at \(delayText): the command "
+                + (hung ? "hung, killed after 30 s" : "exited \(outcome.status)")
+        }
+        running.kill()
+        let outcome = await running.finish()
+        guard outcome.killed else { return "finished at \(delayText), as the kill came (exit \(outcome.status))" }
+        tally.kills += 1
+        tally.killsByOperation[operation.rawValue, default: 0] += 1
+        return "SIGKILL at \(delayText)"
+    }
+
+    /// The operation wanted this round for a tenant it applies to; else any that applies.
+    private func pick(
+        _ world: TortureWorld, wanted: TortureOperation, random: inout SeededRandom
+    ) async throws -> (TortureOperation, TenantID) {
+        var pairs: [(TortureOperation, TenantID)] = []
+        for shop in world.bed.shops {
+            let situation = try await world.situation(shop)
+            let archive = world.archives.withLockedValue { $0[shop] }
+            for operation in TortureOperation.allCases where operation.applies(to: situation, archive: archive) {
+                pairs.append((operation, shop))
+            }
+        }
+        let matching = pairs.filter { $0.0 == wanted }
+        let choices = matching.isEmpty ? pairs : matching
+        guard !choices.isEmpty else { throw TortureError("no operation applies to any shop") }
+        return choices[random.int(0..<choices.count)]
+    }
+
+    private func acknowledged(_ world: TortureWorld) -> Int {
+        world.writers.counters.acknowledged.values.reduce(0, +) + world.loads.withLockedValue { $0.reduce(0) { $0 + $1.acknowledgedWrites } }
+    }
+
+    private func fields(_ world: TortureWorld, _ tally: Tally) -> [String: any Sendable] {
+        let counters = world.writers.counters
+        let found = tally.findings
+        return [
+            "rounds": tally.rounds,
+            "kills": tally.kills,
+            "server_restarts": tally.restarts,
+            "acknowledged_writes": acknowledged(world),
+            "lost_writes": found.lost.count,
+            "duplicated_rows": found.duplicated.count,
+            "cross_tenant_changes": found.crossTenant.count,
+            "unrecoverable_rounds": tally.unrecoverable,
+            "copy_differences": found.differences.count,
+            "kills_by_operation": tally.killsByOperation,
+            "finished_before_fault": tally.finishedFirst,
+            "hung_after_restart": tally.hung,
+            "acknowledged_by_isolation": Dictionary(uniqueKeysWithValues: counters.acknowledged.map { ($0.key.rawValue, $0.value) }),
+            "handyshop_writes": world.loads.withLockedValue { $0.reduce(0) { $0 + $1.acknowledgedWrites } },
+            "writer_retries": counters.retries,
+            "writes_given_up": counters.gaveUp,
+            "colliding_writes": counters.collisions,
+            "collisions_removed": tally.collisionsRemoved,
+            "in_doubt_commits": found.inDoubt,
+            "lost_examples": Array(found.lost.sorted().prefix(10)),
+            "duplicated_examples": Array(found.duplicated.sorted().prefix(5)),
+            "cross_tenant_examples": Array(found.crossTenant.sorted().prefix(10)),
+            "copy_difference_examples": Array(found.differences.sorted().prefix(10)),
+            "unrecoverable_examples": tally.unrecoverableExamples,
+            "settle_notes": tally.settleNotes,
+            "writer_errors": counters.firstErrors,
+            "seed": Int(truncatingIfNeeded: seed),
+            "shops": world.bed.shops.count,
+        ]
+    }
+}

@@ -1,0 +1,117 @@
+import EmbeddedPostgres
+import Foundation
+import HandyShop
+import NIOConcurrencyHelpers
+import PostgresNIO
+import Tenantry
+import TenantryCore
+
+/// Everything a torture run works with: the HandyShop bed, the catalog, the router the load goes
+/// through, the `tenantry` child runner with its environment, the writers and loads of every round.
+final class TortureWorld: Sendable {
+    let bed: MoveBed
+    let catalog: Catalog
+    let router: TenantRouter
+    let child: TenantryChild
+    let directory: String
+    let writers: TortureWriters
+    /// Our own server (restartable), `nil` with `--database-url`.
+    let server: EmbeddedPostgres?
+    let estimates = NIOLockedValueBox<[TortureOperation: Double]>([:])
+    /// Every round's HandyShop load, checked again after every later round.
+    let loads = NIOLockedValueBox<[HandyShopLoad]>([])
+    /// Per tenant, the archive of its last retire-legacy.
+    let archives = NIOLockedValueBox<[TenantID: String]>([:])
+    private let relayStop = NIOLockedValueBox(false)
+    private let relayChild = NIOLockedValueBox<TenantryChild.Running?>(nil)
+
+    init(bed: MoveBed, catalog: Catalog, router: TenantRouter, child: TenantryChild, directory: String, writers: TortureWriters,
+         server: EmbeddedPostgres?) {
+        self.bed = bed
+        self.catalog = catalog
+        self.router = router
+        self.child = child
+        self.directory = directory
+        self.writers = writers
+        self.server = server
+    }
+
+    /// The environment of every `tenantry` child: the bed's unified database and naming.
+    static func environment(_ bed: MoveBed, key: EncryptionKey) -> [String: String] {
+        [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "DATABASE_URL": bed.unifiedURL.urlStringWithPassword,
+            "TENANT_ENCRYPTION_KEY": key.hex,
+            "TENANTRY_DATABASE_TEMPLATE": MoveBed.naming.databaseTemplate,
+            "TENANTRY_ROLE_TEMPLATE": MoveBed.naming.roleTemplate,
+            "TENANTRY_TEMPLATE_DATABASE": MoveBed.naming.templateDatabase,
+            "TENANTRY_LOG_LEVEL": "error",
+        ]
+    }
+
+    /// Runs a setup command, which must succeed.
+    func setup(_ arguments: [String]) async throws {
+        let outcome = try await child.run(arguments)
+        guard outcome.succeeded else {
+            throw TortureError("setup: tenantry \(arguments.joined(separator: " ")) failed (\(outcome.status)): \(outcome.output.suffix(400))")
+        }
+    }
+
+    /// Brings the shops to a spread of phases, so that even a short run meets every kind of
+    /// operation: by index modulo 4 syncing, dedicated, provisioned, not provisioned.
+    func spreadPhases() async throws {
+        try await setup(["schema", "derive"])
+        let shops = bed.shops
+        let provisioned = shops.enumerated().filter { $0.offset % 4 != 3 }.map(\.element.rawValue)
+        let copied = shops.enumerated().filter { $0.offset % 4 < 2 }.map(\.element.rawValue)
+        let dedicated = shops.enumerated().filter { $0.offset % 4 == 1 }.map(\.element.rawValue)
+        if !provisioned.isEmpty { try await setup(["provision"] + provisioned) }
+        if !copied.isEmpty { try await setup(["migrate-data", "--tenant"] + copied) }
+        if !dedicated.isEmpty {
+            try await setup(["sync", "run", "--until-caught-up"])
+            try await setup(["cutover", "--tenant"] + dedicated + ["--max-pause", "2s"])
+        }
+    }
+
+    /// `tenantry sync run` as a service, restarted whenever it ends (a killed child, a server
+    /// restart), like a process supervisor would.
+    func superviseRelay() async {
+        while !relayStop.withLockedValue({ $0 }) {
+            guard let running = try? child.start(["sync", "run"]) else { return }
+            relayChild.withLockedValue { $0 = running }
+            _ = await running.wait()
+            _ = await running.finish()
+            relayChild.withLockedValue { $0 = nil }
+            try? await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    func stopRelay() {
+        relayStop.withLockedValue { $0 = true }
+        relayChild.withLockedValue { $0 }?.kill()
+    }
+
+    /// Customer ids of the other shops, per shop (the colliding writers' targets).
+    static func foreignIDs(_ bed: MoveBed) async throws -> [TenantID: [Int64]] {
+        let rows = try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            var rows: [(Int64, Int64)] = []
+            for try await row in try await connection.query(
+                "SELECT shop_id, id FROM customers ORDER BY id", logger: Bench.logger).decode((Int64, Int64).self) {
+                rows.append(row)
+            }
+            return rows
+        }
+        var result: [TenantID: [Int64]] = [:]
+        for shop in bed.shops {
+            result[shop] = Array(rows.filter { String($0.0) != shop.rawValue }.map(\.1).prefix(60))
+        }
+        return result
+    }
+
+    /// The database holding `tenant`'s data now (`nil`: the unified database).
+    func home(_ tenant: TenantID) async throws -> PostgresURL? {
+        let situation = try await situation(tenant)
+        return situation.placement == .dedicated && situation.provisioned ? bed.tenantURL(tenant) : nil
+    }
+}
