@@ -31,7 +31,7 @@ struct TortureBench: AsyncParsableCommand {
     @Option(help: "Most interruptions of one operation per round.") var killsPerRound = 3
     @Option(help: "Share of interruptions that restart PostgreSQL (immediate mode) instead of a SIGKILL.") var restartShare = 0.15
     @Option(help: "Writer tasks of the isolation-level load.") var writers = 4
-    @Option(help: "Share of writes that use another shop's customer id.") var collisionShare = 0.01
+    @Option(help: "Share of writes that use another shop's customer id.") var collisionShare = 0.05
     @Option(help: "A PostgreSQL server (superuser URL) to build the HandyShop bed on instead of a private one (no restarts).")
     var databaseURL: String?
     @Flag(help: "Print only the JSON object (progress still goes to standard error).") var json = false
@@ -96,7 +96,9 @@ struct TortureBench: AsyncParsableCommand {
             try await world.spreadPhases()
             let routerTask = Task { try await router.run() }
             let relayTask = Task { await world.superviseRelay() }
+            let watchdog = Task { await world.watchdog() }
             func cleanup() async {
+                watchdog.cancel()
                 world.stopRelay()
                 await relayTask.value
                 routerTask.cancel()

@@ -22,6 +22,8 @@ final class TortureWorld: Sendable {
     let loads = NIOLockedValueBox<[HandyShopLoad]>([])
     /// Per tenant, the archive of its last retire-legacy.
     let archives = NIOLockedValueBox<[TenantID: String]>([:])
+    /// What the run is doing now, and since when (the watchdog names a step that hangs).
+    let currentStep = NIOLockedValueBox<(String, ContinuousClock.Instant)>(("setup", .now))
     private let relayStop = NIOLockedValueBox(false)
     private let relayChild = NIOLockedValueBox<TenantryChild.Running?>(nil)
 
@@ -34,6 +36,19 @@ final class TortureWorld: Sendable {
         self.directory = directory
         self.writers = writers
         self.server = server
+    }
+
+    /// Records the step the run is at.
+    func step(_ name: String) { currentStep.withLockedValue { $0 = (name, .now) } }
+
+    /// Prints the step every minute while one step takes longer than a minute.
+    func watchdog() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(60))
+            let (name, since) = currentStep.withLockedValue { $0 }
+            let seconds = (ContinuousClock.now - since).benchSeconds
+            if seconds > 60 { Bench.note("    (still at: \(name), for \(Int(seconds)) s)") }
+        }
     }
 
     /// The environment of every `tenantry` child: the bed's unified database and naming.

@@ -49,6 +49,8 @@ final class TortureWriters: Sendable {
         var retries = 0
         var gaveUp = 0
         var collisions = 0
+        /// Transactions that had not ended 30 s after they began (abandoned and retried).
+        var stuck = 0
         var firstErrors: [String] = []
     }
 
@@ -67,6 +69,7 @@ final class TortureWriters: Sendable {
     let collisionShare: Double
     private let state = NIOLockedValueBox(State())
     private let stopFlag = NIOLockedValueBox(false)
+    private let colliding = NIOLockedValueBox(true)
 
     init(router: TenantRouter, shops: [TenantID], foreignIDs: [TenantID: [Int64]], seed: UInt64, collisionShare: Double) {
         self.router = router
@@ -95,13 +98,16 @@ final class TortureWriters: Sendable {
 
     func stop() { stopFlag.withLockedValue { $0 = true } }
 
+    /// Turns the colliding writers on or off (they run at the start of each round only).
+    func setColliding(_ on: Bool) { colliding.withLockedValue { $0 = on } }
+
     private func work(round: Int, worker: Int, pause: Duration) async {
         var random = SeededRandom(seed: seed, stream: "torture writer \(round)-\(worker)")
         var number = 0
         while !stopFlag.withLockedValue({ $0 }) {
             let shop = shops[random.int(0..<shops.count)]
             let isolation = Isolation.allCases[(number + worker) % 3]
-            if random.unit() < collisionShare {
+            if random.unit() < collisionShare, colliding.withLockedValue({ $0 }) {
                 await collide(shop, isolation: isolation, random: &random, label: "tc-r\(round)-w\(worker)-\(number)@torture.example")
             } else {
                 let mine = state.withLockedValue { $0.byShop[shop] ?? [] }
@@ -208,7 +214,16 @@ final class TortureWriters: Sendable {
     ) async -> Bool? {
         for attempt in 0..<retries {
             do {
-                return try await transaction(shop, isolation, body)
+                // An application's deadline: a query on a connection the server closed (a restart)
+                // may wait forever; the transaction is abandoned and retried (its COMMIT in doubt).
+                if let result = try await Self.within(.seconds(30), { try await self.transaction(shop, isolation, body) }) {
+                    return result
+                }
+                state.withLockedValue {
+                    $0.counters.stuck += 1
+                    if $0.counters.firstErrors.count < 8 { $0.counters.firstErrors.append("\(isolation.rawValue): no answer in 30 s") }
+                }
+                continue
             } catch {
                 let underlying = (error as? TenantryError)?.underlying ?? error
                 let sqlState = Database.sqlState(of: underlying) ?? ""
@@ -221,6 +236,26 @@ final class TortureWriters: Sendable {
                 if permanent { return nil }
                 try? await Task.sleep(for: .milliseconds(20 * Int64(min(attempt + 1, 25))))
             }
+        }
+        return nil
+    }
+
+    /// Runs `body` in a task of its own and waits at most `limit` for it; `nil` when it has not
+    /// ended by then (the task is left behind).
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+        let box = NIOLockedValueBox<Result<T, any Error>?>(nil)
+        Task {
+            do {
+                let value = try await body()
+                box.withLockedValue { $0 = .success(value) }
+            } catch {
+                box.withLockedValue { $0 = .failure(error) }
+            }
+        }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if let result = box.withLockedValue({ $0 }) { return try result.get() }
+            try? await Task.sleep(for: .milliseconds(2))
         }
         return nil
     }
