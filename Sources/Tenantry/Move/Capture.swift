@@ -85,13 +85,21 @@ public struct Capture: Sendable {
                 """, logger: logger)
             // Committed (autocommit). Transactions that started before now may still write
             // without seeing capture on (REPEATABLE READ snapshots); wait for them to end.
-            let since = try await connection.query("SELECT clock_timestamp()", logger: logger)
-                .decode(Date.self).first(where: { _ in true }) ?? Date()
-            try await waitForOlderTransactions(than: since, connection: connection, tenant: tenant)
+            // The transactions running now (their ids): a prepared (two-phase) transaction among them
+            // has left pg_stat_activity but may still commit writes made without capture.
+            var since = Date()
+            var running: [String] = []
+            for try await (now, xips) in try await connection.query(
+                "SELECT clock_timestamp(), ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text)", logger: logger
+            ).decode((Date, [String]).self) {
+                since = now
+                running = xips
+            }
+            try await waitForOlderTransactions(than: since, running: running, connection: connection, tenant: tenant)
         }
     }
 
-    func waitForOlderTransactions(than since: Date, connection: PostgresConnection, tenant: TenantID) async throws {
+    func waitForOlderTransactions(than since: Date, running: [String] = [], connection: PostgresConnection, tenant: TenantID) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + enableTimeout
         while true {
@@ -110,6 +118,16 @@ public struct Capture: Sendable {
                 """, logger: logger)
             for try await (pid, user, application, state, started) in rows.decode((Int, String, String, String, String).self) {
                 blockers.append("pid \(pid) (user \(user)\(application.isEmpty ? "" : ", application '\(application)'"), \(state), transaction open since \(started))")
+            }
+            let prepared = try await connection.query("""
+                SELECT gid, coalesce(owner::text, ''), to_char(prepared, 'YYYY-MM-DD HH24:MI:SS')
+                FROM pg_prepared_xacts
+                WHERE database = current_database()
+                  AND transaction::text = ANY(ARRAY(SELECT (x::numeric % 4294967296)::text FROM unnest(\(running)::text[]) AS x))
+                ORDER BY prepared
+                """, logger: logger)
+            for try await (gid, owner, prepared) in prepared.decode((String, String, String).self) {
+                blockers.append("prepared transaction '\(gid)' (owner \(owner), prepared at \(prepared)): COMMIT PREPARED or ROLLBACK PREPARED it")
             }
             if blockers.isEmpty { return }
             if clock.now >= deadline {
@@ -140,6 +158,18 @@ public struct Capture: Sendable {
                 UPDATE tenantry.capture_state SET sync_paused = \(paused), paused_reason = \(paused ? reason : nil), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
+        }
+    }
+
+    /// Refuses `action` (one clear error) when a tenant's stream, in either direction, is paused or
+    /// holds dead letters: a change that was not applied would be left behind.
+    public func requireStreamsClear(_ tenants: [TenantID], before action: String) async throws {
+        for state in try await states(tenants) where state.syncPaused || state.deadLetters > 0 {
+            throw TenantryError(
+                code: .conflict,
+                message: "\(action) of tenant \(state.tenant) refused: its sync is paused with \(state.deadLetters) dead letter(s) "
+                    + "(\(state.pausedReason ?? "paused")); see 'tenantry dlq list', fix the cause, then 'tenantry dlq replay --tenant \(state.tenant)'",
+                tenant: state.tenant.rawValue)
         }
     }
 
