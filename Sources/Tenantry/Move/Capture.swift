@@ -191,8 +191,12 @@ public struct Capture: Sendable {
         public var queueDepth: Int
         /// Age of the oldest waiting change, in seconds (0 when none wait).
         public var lagSeconds: Double
-        /// Dead letters.
+        /// Dead letters (both directions).
         public var deadLetters: Int
+        /// A dedicated tenant's id headroom: the fewest ids any of its sequences can still hand out
+        /// inside its reserved block (the relay extends a block when a quarter is left); nil when
+        /// it has none.
+        public var idHeadroom: Int64? = nil
     }
 
     /// The capture state of every tenant capture knows (or of `tenants`).
@@ -207,7 +211,7 @@ public struct Capture: Sendable {
         let rows = try await connection.query("""
             SELECT s.tenant_id, s.capturing, s.moved, s.sync_paused, s.paused_reason, s.snapshot IS NOT NULL,
                    coalesce(c.depth, 0)::int, coalesce(extract(epoch FROM clock_timestamp() - c.oldest), 0)::float8,
-                   (SELECT count(*)::int FROM tenantry.dead_letters d WHERE d.tenant_id = s.tenant_id)
+                   (SELECT count(*)::int FROM tenantry.dead_letters d WHERE d.tenant_id = s.tenant_id), s.id_headroom
             FROM tenantry.capture_state s
             LEFT JOIN LATERAL (SELECT count(*) AS depth, min(captured_at) AS oldest
                                FROM tenantry.changes ch WHERE ch.tenant_id = s.tenant_id) c ON true
@@ -215,11 +219,12 @@ public struct Capture: Sendable {
             ORDER BY length(s.tenant_id), s.tenant_id
             """, logger: logger)
         var result: [State] = []
-        for try await (id, capturing, moved, paused, reason, snapshot, depth, lag, dead) in rows.decode(
-            (String, Bool, Bool, Bool, String?, Bool, Int, Double, Int).self) {
+        for try await (id, capturing, moved, paused, reason, snapshot, depth, lag, dead, headroom) in rows.decode(
+            (String, Bool, Bool, Bool, String?, Bool, Int, Double, Int, Int64?).self) {
             result.append(State(
                 tenant: try TenantID(id), capturing: capturing, moved: moved, syncPaused: paused, pausedReason: reason,
-                hasSnapshot: snapshot, queueDepth: depth, lagSeconds: max(0, lag), deadLetters: dead))
+                hasSnapshot: snapshot, queueDepth: depth, lagSeconds: max(0, lag), deadLetters: dead,
+                idHeadroom: moved ? headroom : nil))
         }
         return result
     }

@@ -61,6 +61,16 @@ enum CaptureSQL {
         ALTER TABLE tenantry.dead_letters ADD COLUMN IF NOT EXISTS direction text NOT NULL DEFAULT 'forward';
         ALTER TABLE tenantry.dead_letters DROP CONSTRAINT IF EXISTS dead_letters_pkey;
         CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON tenantry.dead_letters (tenant_id, direction, id);
+        -- A dedicated tenant database's id blocks (SequenceSync): the ids its sequences may hand
+        -- out without colliding in unified; the relay extends a block before it runs out.
+        CREATE TABLE IF NOT EXISTS tenantry.id_blocks (
+            sequence_name text PRIMARY KEY,
+            block_start bigint NOT NULL,
+            block_end bigint NOT NULL,
+            block_size bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS id_headroom bigint;
         """
 
     /// The trigger function's name for `table` (unique, at most 63 bytes).

@@ -128,14 +128,15 @@ public struct Cutover: Sendable {
             try await takeFence(tenant, on: unified, maxPause: maxPause, what: "cutover")
             drained = await relay.drain(tenant)
             try await requireDrained(tenant, on: unified, what: "cutover", direction: "synced")
-            try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: tenantDatabase, unified: unified)
+            let headroom = try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: tenantDatabase, unified: unified)
             try await tenantDatabase.query("""
                 UPDATE tenantry.capture_state SET capturing = true, moved = false, sync_paused = false, paused_reason = NULL,
                     snapshot = pg_current_snapshot(), capture_enabled_at = clock_timestamp(), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
             try await unified.query("""
-                UPDATE tenantry.capture_state SET moved = true, capturing = false, updated_at = now() WHERE tenant_id = \(tenant.rawValue)
+                UPDATE tenantry.capture_state SET moved = true, capturing = false, id_headroom = \(headroom), updated_at = now()
+                WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
             let elapsed = ContinuousClock.now - started
             guard elapsed <= maxPause else {

@@ -37,6 +37,9 @@ public final class Relay: Sendable {
         /// The longest one batch may take (read, apply, record); past it, its connections are
         /// abandoned and the batch is retried like a connection failure.
         public var batchTimeout: Duration = .seconds(60)
+        /// How often a dedicated tenant's id blocks are checked, and extended when a quarter or
+        /// less of a block is left.
+        public var idBlockCheckInterval: Duration = .seconds(5)
         /// Creates the defaults.
         public init() {}
     }
@@ -116,6 +119,8 @@ public final class Relay: Sendable {
         var statistics = Statistics()
         /// Dedicated tenants: their tenant database's changes flow back to unified.
         var reverse: Set<TenantID> = []
+        /// When each dedicated tenant's id blocks were last checked.
+        var blockChecks: [TenantID: ContinuousClock.Instant] = [:]
     }
 
     /// Creates a relay. `unifiedURL` is the unified database (where `tenantry.changes` lives);
@@ -280,7 +285,9 @@ public final class Relay: Sendable {
         }
         do {
             let outcome = try await withDeadline(configuration.batchTimeout, "a relay batch for tenant \(tenant)") {
-                try await self.step(tenant, unified: source, waitForLock: waitForLock, reverse: reverse)
+                let outcome = try await self.step(tenant, unified: source, waitForLock: waitForLock, reverse: reverse)
+                if reverse { await self.maintainIdBlocks(tenant, tenantDatabase: source) }
+                return outcome
             }
             if reverse { checkinDestination(tenant, source) } else { checkinUnified(source) }
             return outcome
@@ -550,20 +557,29 @@ public final class Relay: Sendable {
         return .unreachable(message)
     }
 
+    /// Whether `tenant`'s id blocks are due for a check (at most every ``Configuration/idBlockCheckInterval``); marks it checked.
+    func takeBlockCheck(_ tenant: TenantID) -> Bool {
+        state.withLockedValue { state in
+            if let last = state.blockChecks[tenant], ContinuousClock.now - last < configuration.idBlockCheckInterval { return false }
+            state.blockChecks[tenant] = .now
+            return true
+        }
+    }
+
     private func resetStream(_ tenant: TenantID) {
         state.withLockedValue { _ = $0.streams.removeValue(forKey: tenant) }
     }
 
     // MARK: - Connections
 
-    private func checkoutUnified() async throws -> PostgresConnection {
+    func checkoutUnified() async throws -> PostgresConnection {
         if let connection = state.withLockedValue({ $0.unifiedConnections.popLast() }), !connection.isClosed {
             return connection
         }
         return try await Database.connect(unifiedURL, logger: logger)
     }
 
-    private func checkinUnified(_ connection: PostgresConnection) {
+    func checkinUnified(_ connection: PostgresConnection) {
         let surplus: PostgresConnection? = state.withLockedValue { state in
             guard state.unifiedConnections.count < max(1, configuration.concurrency) else { return connection }
             state.unifiedConnections.append(connection)
