@@ -8,6 +8,7 @@ public struct TenantryError: Error, Sendable, CustomStringConvertible, CustomDeb
             case malformedCiphertext, unknownKey, tamperedCiphertext, wrongCiphertextContext
             case catalogNotInitialized, catalogMigration, catalogNewerThanTool
             case tenantNotFound, database, conflict, invalidArgument, timeout
+            case crossTenantChange
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -42,6 +43,8 @@ public struct TenantryError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let invalidArgument = Code(.invalidArgument)
         /// An operation did not finish in time.
         public static let timeout = Code(.timeout)
+        /// A change would have touched a row of another tenant: refused (a dead letter, never an update).
+        public static let crossTenantChange = Code(.crossTenantChange)
 
         public var description: String { base.rawValue }
     }

@@ -54,7 +54,7 @@ private actor ServerBox {
     func get() async throws -> EmbeddedPostgres {
         if let task { return try await task.value }
         let task = Task {
-            let server = EmbeddedPostgres(configuration: .temporary(settings: ["log_statement": "all"]))
+            let server = EmbeddedPostgres(configuration: .temporary(settings: ["log_statement": "all", "max_prepared_transactions": "10"]))
             try await server.start()
             return server
         }

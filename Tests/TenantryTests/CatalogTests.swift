@@ -17,9 +17,9 @@ struct CatalogTests {
             #expect(try await catalog.version() == 0)
             await #expect(throws: TenantryError.self) { try await catalog.requireCurrent() }
             let first = try await catalog.migrate()
-            #expect(first.applied == [1, 2] && first.version == 2)
+            #expect(first.applied == [1, 2, 3] && first.version == 3)
             let second = try await catalog.migrate()
-            #expect(second.applied.isEmpty && second.version == 2)
+            #expect(second.applied.isEmpty && second.version == 3)
             try await catalog.requireCurrent()
         }
         let tables = try await TestPostgres.strings(url, """
@@ -38,10 +38,10 @@ struct CatalogTests {
             return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(reports.count == 10)
-        #expect(reports.filter { $0.applied == [1, 2] }.count == 1)
+        #expect(reports.filter { $0.applied == [1, 2, 3] }.count == 1)
         #expect(reports.filter { $0.applied.isEmpty }.count == 9)
-        #expect(reports.allSatisfy { $0.version == 2 })
-        #expect(try await TestPostgres.strings(url, "SELECT count(*)::text FROM tenantry.catalog_migrations") == ["2"])
+        #expect(reports.allSatisfy { $0.version == 3 })
+        #expect(try await TestPostgres.strings(url, "SELECT count(*)::text FROM tenantry.catalog_migrations") == ["3"])
     }
 
     @Test("an edited catalog migration is detected")

@@ -31,6 +31,42 @@ extension Catalog {
             "UPDATE tenantry.credentials SET last_used_at = now() WHERE tenant_id = \(tenant.rawValue)", logger: logger)
     }
 
+    /// The sealed password a rotation stored as pending and has not promoted yet, or `nil`.
+    public func pendingPassword(_ tenant: TenantID, on connection: PostgresConnection) async throws -> String? {
+        let rows = try await connection.query(
+            "SELECT pending_password_sealed FROM tenantry.credentials WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+        for try await sealed in rows.decode(String?.self) { return sealed }
+        return nil
+    }
+
+    /// Stores a rotation's new password (sealed) as pending, next to the active one.
+    public func storePendingPassword(_ tenant: TenantID, sealed: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE tenantry.credentials SET pending_password_sealed = \(sealed), pending_since = now()
+            WHERE tenant_id = \(tenant.rawValue)
+            """, logger: logger)
+    }
+
+    /// Makes the pending password `sealed` the active one (after `ALTER ROLE` set it).
+    public func promotePendingPassword(_ tenant: TenantID, sealed: String, on connection: PostgresConnection) async throws {
+        let keyID = Keyring.keyID(of: sealed) ?? "unknown"
+        try await connection.query("""
+            UPDATE tenantry.credentials SET password_sealed = pending_password_sealed, key_id = \(keyID), rotated_at = now(),
+                active = true, pending_password_sealed = NULL, pending_since = NULL
+            WHERE tenant_id = \(tenant.rawValue) AND pending_password_sealed = \(sealed)
+            """, logger: logger)
+    }
+
+    /// Every pending password, sealed (for key rotation).
+    public func pendingPasswords() async throws -> [(tenant: TenantID, sealed: String)] {
+        let rows = try await client.query(
+            "SELECT tenant_id, pending_password_sealed FROM tenantry.credentials WHERE pending_password_sealed IS NOT NULL",
+            logger: logger)
+        var result: [(tenant: TenantID, sealed: String)] = []
+        for try await (id, sealed) in rows.decode((String, String).self) { result.append((try TenantID(id), sealed)) }
+        return result
+    }
+
     /// Removes a tenant's credential.
     public func deleteCredential(_ tenant: TenantID) async throws {
         try await client.query("DELETE FROM tenantry.credentials WHERE tenant_id = \(tenant.rawValue)", logger: logger)

@@ -75,6 +75,7 @@ public struct Catalog: Sendable {
                 try await connection.query(
                     "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.catalogMigration))",
                     logger: logger)
+                try await requireTrustedSchemaOwner(on: connection)
                 try await connection.query("CREATE SCHEMA IF NOT EXISTS tenantry", logger: logger)
                 try await connection.query("""
                     CREATE TABLE IF NOT EXISTS tenantry.catalog_migrations (
@@ -120,6 +121,25 @@ public struct Catalog: Sendable {
                 }
                 return MigrationReport(applied: applied, version: CatalogMigrations.latestVersion)
             }
+        }
+    }
+
+    /// Refuses a `tenantry` schema that exists and is owned by a role other than the connecting
+    /// login, unless that owner is a superuser: its owner could plant functions or tables there
+    /// that Tenantry's own (often superuser) sessions would then run. A superuser-owned schema is
+    /// accepted because a superuser can do anything on the server anyway.
+    func requireTrustedSchemaOwner(on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT r.rolname, r.rolsuper, current_user::text
+            FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'tenantry'
+            """, logger: logger)
+        for try await (owner, ownerIsSuperuser, login) in rows.decode((String, Bool, String).self)
+        where owner != login && !ownerIsSuperuser {
+            throw TenantryError(
+                code: .catalogMigration,
+                message: "schema tenantry already exists and is owned by role \(owner), not by \(login): "
+                    + "its owner could plant functions that Tenantry would run; drop it or change its owner "
+                    + "(ALTER SCHEMA tenantry OWNER TO \(login)) after checking its contents")
         }
     }
 

@@ -16,6 +16,7 @@ enum CatalogMigrations {
     static let all: [Migration] = [
         Migration(version: 1, name: "control plane", sql: v1),
         Migration(version: 2, name: "route notifications for moves", sql: v2),
+        Migration(version: 3, name: "pending passwords for rotation", sql: v3),
     ]
 
     static var latestVersion: Int { all.last?.version ?? 0 }
@@ -114,5 +115,13 @@ enum CatalogMigrations {
     $$;
     CREATE TRIGGER moves_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.moves
         FOR EACH ROW EXECUTE FUNCTION tenantry.notify_move_change();
+    """
+
+    /// A password rotation stores the new password here first, then changes the role, then
+    /// promotes it: a crash or a failed catalog write in between never loses the password.
+    static let v3 = """
+    ALTER TABLE tenantry.credentials
+        ADD COLUMN pending_password_sealed text,
+        ADD COLUMN pending_since timestamptz;
     """
 }

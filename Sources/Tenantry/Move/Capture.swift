@@ -85,13 +85,21 @@ public struct Capture: Sendable {
                 """, logger: logger)
             // Committed (autocommit). Transactions that started before now may still write
             // without seeing capture on (REPEATABLE READ snapshots); wait for them to end.
-            let since = try await connection.query("SELECT clock_timestamp()", logger: logger)
-                .decode(Date.self).first(where: { _ in true }) ?? Date()
-            try await waitForOlderTransactions(than: since, connection: connection, tenant: tenant)
+            // The transactions running now (their ids): a prepared (two-phase) transaction among them
+            // has left pg_stat_activity but may still commit writes made without capture.
+            var since = Date()
+            var running: [String] = []
+            for try await (now, xips) in try await connection.query(
+                "SELECT clock_timestamp(), ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text)", logger: logger
+            ).decode((Date, [String]).self) {
+                since = now
+                running = xips
+            }
+            try await waitForOlderTransactions(than: since, running: running, connection: connection, tenant: tenant)
         }
     }
 
-    func waitForOlderTransactions(than since: Date, connection: PostgresConnection, tenant: TenantID) async throws {
+    func waitForOlderTransactions(than since: Date, running: [String] = [], connection: PostgresConnection, tenant: TenantID) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + enableTimeout
         while true {
@@ -110,6 +118,16 @@ public struct Capture: Sendable {
                 """, logger: logger)
             for try await (pid, user, application, state, started) in rows.decode((Int, String, String, String, String).self) {
                 blockers.append("pid \(pid) (user \(user)\(application.isEmpty ? "" : ", application '\(application)'"), \(state), transaction open since \(started))")
+            }
+            let prepared = try await connection.query("""
+                SELECT gid, coalesce(owner::text, ''), to_char(prepared, 'YYYY-MM-DD HH24:MI:SS')
+                FROM pg_prepared_xacts
+                WHERE database = current_database()
+                  AND transaction::text = ANY(ARRAY(SELECT (x::numeric % 4294967296)::text FROM unnest(\(running)::text[]) AS x))
+                ORDER BY prepared
+                """, logger: logger)
+            for try await (gid, owner, prepared) in prepared.decode((String, String, String).self) {
+                blockers.append("prepared transaction '\(gid)' (owner \(owner), prepared at \(prepared)): COMMIT PREPARED or ROLLBACK PREPARED it")
             }
             if blockers.isEmpty { return }
             if clock.now >= deadline {
@@ -143,6 +161,18 @@ public struct Capture: Sendable {
         }
     }
 
+    /// Refuses `action` (one clear error) when a tenant's stream, in either direction, is paused or
+    /// holds dead letters: a change that was not applied would be left behind.
+    public func requireStreamsClear(_ tenants: [TenantID], before action: String) async throws {
+        for state in try await states(tenants) where state.syncPaused || state.deadLetters > 0 {
+            throw TenantryError(
+                code: .conflict,
+                message: "\(action) of tenant \(state.tenant) refused: its sync is paused with \(state.deadLetters) dead letter(s) "
+                    + "(\(state.pausedReason ?? "paused")); see 'tenantry dlq list', fix the cause, then 'tenantry dlq replay --tenant \(state.tenant)'",
+                tenant: state.tenant.rawValue)
+        }
+    }
+
     /// One tenant's capture state, as `tenantry status` shows it.
     public struct State: Sendable, Codable, Equatable {
         /// The tenant.
@@ -161,8 +191,12 @@ public struct Capture: Sendable {
         public var queueDepth: Int
         /// Age of the oldest waiting change, in seconds (0 when none wait).
         public var lagSeconds: Double
-        /// Dead letters.
+        /// Dead letters (both directions).
         public var deadLetters: Int
+        /// A dedicated tenant's id headroom: the fewest ids any of its sequences can still hand out
+        /// inside its reserved block (the relay extends a block when a quarter is left); nil when
+        /// it has none.
+        public var idHeadroom: Int64? = nil
     }
 
     /// The capture state of every tenant capture knows (or of `tenants`).
@@ -177,7 +211,7 @@ public struct Capture: Sendable {
         let rows = try await connection.query("""
             SELECT s.tenant_id, s.capturing, s.moved, s.sync_paused, s.paused_reason, s.snapshot IS NOT NULL,
                    coalesce(c.depth, 0)::int, coalesce(extract(epoch FROM clock_timestamp() - c.oldest), 0)::float8,
-                   (SELECT count(*)::int FROM tenantry.dead_letters d WHERE d.tenant_id = s.tenant_id)
+                   (SELECT count(*)::int FROM tenantry.dead_letters d WHERE d.tenant_id = s.tenant_id), s.id_headroom
             FROM tenantry.capture_state s
             LEFT JOIN LATERAL (SELECT count(*) AS depth, min(captured_at) AS oldest
                                FROM tenantry.changes ch WHERE ch.tenant_id = s.tenant_id) c ON true
@@ -185,11 +219,12 @@ public struct Capture: Sendable {
             ORDER BY length(s.tenant_id), s.tenant_id
             """, logger: logger)
         var result: [State] = []
-        for try await (id, capturing, moved, paused, reason, snapshot, depth, lag, dead) in rows.decode(
-            (String, Bool, Bool, Bool, String?, Bool, Int, Double, Int).self) {
+        for try await (id, capturing, moved, paused, reason, snapshot, depth, lag, dead, headroom) in rows.decode(
+            (String, Bool, Bool, Bool, String?, Bool, Int, Double, Int, Int64?).self) {
             result.append(State(
                 tenant: try TenantID(id), capturing: capturing, moved: moved, syncPaused: paused, pausedReason: reason,
-                hasSnapshot: snapshot, queueDepth: depth, lagSeconds: max(0, lag), deadLetters: dead))
+                hasSnapshot: snapshot, queueDepth: depth, lagSeconds: max(0, lag), deadLetters: dead,
+                idHeadroom: moved ? headroom : nil))
         }
         return result
     }

@@ -55,6 +55,22 @@ enum CaptureSQL {
             dead_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX IF NOT EXISTS dead_letters_tenant_id ON tenantry.dead_letters (tenant_id, id);
+        -- Reverse-sync dead letters are mirrored into the unified database (direction 'reverse'),
+        -- so status, dlq, rollback and retirement see both directions in one place. Their ids come
+        -- from the tenant database's sequence: unique per tenant and direction, not globally.
+        ALTER TABLE tenantry.dead_letters ADD COLUMN IF NOT EXISTS direction text NOT NULL DEFAULT 'forward';
+        ALTER TABLE tenantry.dead_letters DROP CONSTRAINT IF EXISTS dead_letters_pkey;
+        CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON tenantry.dead_letters (tenant_id, direction, id);
+        -- A dedicated tenant database's id blocks (SequenceSync): the ids its sequences may hand
+        -- out without colliding in unified; the relay extends a block before it runs out.
+        CREATE TABLE IF NOT EXISTS tenantry.id_blocks (
+            sequence_name text PRIMARY KEY,
+            block_start bigint NOT NULL,
+            block_end bigint NOT NULL,
+            block_size bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS id_headroom bigint;
         """
 
     /// The trigger function's name for `table` (unique, at most 63 bytes).
@@ -100,9 +116,7 @@ enum CaptureSQL {
                     END IF;
                 END IF;
             """
-        return """
-            CREATE OR REPLACE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql
-                SECURITY DEFINER AS $tenantry$
+        let body = """
             DECLARE
                 tenant pg_catalog.text;
                 state record;
@@ -113,11 +127,27 @@ enum CaptureSQL {
                 IF NOT FOUND THEN
                     RETURN NULL;
                 END IF;
+                -- Tenantry's own apply sessions (relay, copier, retirement) skip capture and the guard.
+                -- Only they may: the session's login must own this function or be a superuser.
                 IF pg_catalog.current_setting('tenantry.applying', true) OPERATOR(pg_catalog.=) 'on' THEN
-                    RETURN NULL;
+                    IF SESSION_USER OPERATOR(pg_catalog.=) CURRENT_USER OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                            WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER) THEN
+                        RETURN NULL;
+                    END IF;
+                    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                        MESSAGE = pg_catalog.format('tenantry.applying is reserved for Tenantry''s apply sessions (role %s may not skip capture)', SESSION_USER);
                 END IF;
                 PERFORM pg_catalog.pg_advisory_xact_lock_shared(\(AdvisoryLock.namespace), state.lock_key);
-                SELECT capturing, moved INTO state FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant;
+                -- Decide with the state as of now, not as of an older snapshot: in READ COMMITTED this
+                -- statement takes a new snapshot (after the fence). A REPEATABLE READ or SERIALIZABLE
+                -- transaction keeps the snapshot it began with, which may predate a cutover or rollback:
+                -- FOR SHARE then fails with 40001 (could not serialize) when the row changed since, so
+                -- such a write is retried by the application instead of landing on the wrong side.
+                IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
+                    SELECT capturing, moved INTO state FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant;
+                ELSE
+                    SELECT capturing, moved INTO state FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant FOR SHARE;
+                END IF;
                 IF state.moved THEN
                     RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
                         MESSAGE = pg_catalog.format('tenant %s has moved to its own database: write through the router', tenant);
@@ -141,11 +171,30 @@ enum CaptureSQL {
                 END IF;
                 RETURN NULL;
             END
-            $tenantry$;
+            """
+        // A table or column name may contain any text, including a dollar-quote tag: pick one the
+        // body does not contain, so no name can end the function body early.
+        let tag = dollarTag(notIn: body)
+        return """
+            CREATE OR REPLACE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql
+                SECURITY DEFINER AS \(tag)
+            \(body)
+            \(tag);
             DROP TRIGGER IF EXISTS tenantry_capture ON \(plan.unifiedName(table));
             CREATE TRIGGER tenantry_capture AFTER INSERT OR UPDATE OR DELETE ON \(plan.unifiedName(table))
                 FOR EACH ROW EXECUTE FUNCTION \(function)();
             """
+    }
+
+    /// A dollar-quote tag (`$tenantry$`, `$tenantry1$`, …) that does not occur in `body`.
+    static func dollarTag(notIn body: String) -> String {
+        var candidate = "$tenantry$"
+        var counter = 0
+        while body.contains(candidate) {
+            counter += 1
+            candidate = "$tenantry\(counter)$"
+        }
+        return candidate
     }
 
     static func literal(_ text: String) -> String {

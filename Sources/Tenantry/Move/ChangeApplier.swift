@@ -15,6 +15,8 @@ struct CapturedChange: Sendable {
     /// Whether the copy snapshot already saw this change's transaction (then it is skipped).
     var inCopy: Bool
     var attempts: Int
+    /// When it was captured.
+    var capturedAt: Date = Date()
 }
 
 /// Applies captured changes to a tenant database: upserts by primary key, deletes by key, runs of
@@ -94,8 +96,18 @@ struct ChangeApplier: Sendable {
         case .upsert(let table, let rows):
             var query = PostgresQuery(unsafeSQL: upsertSQL(table))
             query.binds.append("[" + rows.joined(separator: ",") + "]")
-            if let reverseTenant { query.binds.append(reverseTenant.rawValue) }
-            try await connection.query(query, logger: logger)
+            guard let reverseTenant else {
+                try await connection.query(query, logger: logger)
+                return
+            }
+            // Reverse sync: a conflicting row of another tenant is never updated (the WHERE of the
+            // upsert), and a row not written is an error naming both tenants.
+            query.binds.append(reverseTenant.rawValue)
+            var written = 0
+            for try await _ in try await connection.query(query, logger: logger) { written += 1 }
+            if written < rows.count {
+                throw try await crossTenantError(table, rows: rows, tenant: reverseTenant, on: connection)
+            }
         case .delete(let table, let keys):
             var query = PostgresQuery(unsafeSQL: deleteSQL(table))
             query.binds.append("[" + keys.joined(separator: ",") + "]")
@@ -112,7 +124,16 @@ struct ChangeApplier: Sendable {
         let columns = (reverse ? [discriminator] : []) + table.writableColumns.map(MovePlan.quote)
         let updates = table.writableColumns.filter { !key.contains($0) }
             .map { "\(MovePlan.quote($0)) = EXCLUDED.\(MovePlan.quote($0))" }
-        let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET \(updates.joined(separator: ", "))"
+        let conflict: String
+        if reverse {
+            // Only a row of the same tenant may be updated; a key held by another tenant's row
+            // writes nothing, and RETURNING tells (see run(_:on:)). With no other column to
+            // update, setting the discriminator to itself makes the same-tenant case return a row.
+            let set = updates.isEmpty ? ["\(discriminator) = EXCLUDED.\(discriminator)"] : updates
+            conflict = "DO UPDATE SET \(set.joined(separator: ", ")) WHERE \(target).\(discriminator) = EXCLUDED.\(discriminator) RETURNING 1"
+        } else {
+            conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET \(updates.joined(separator: ", "))"
+        }
         // Most columns come from jsonb_populate_record; those captured as text are cast back.
         let textEncoded = table.textEncodedColumns
         let values = (reverse ? ["CAST($2 AS \(plan.discriminatorType))"] : []) + table.writableColumns.map { column in
@@ -127,6 +148,37 @@ struct ChangeApplier: Sendable {
                 LATERAL jsonb_populate_record(NULL::\(target), r.image) AS p
             ON CONFLICT (\(table.list(key))) \(conflict)
             """
+    }
+
+    /// The error for a reverse upsert that would have overwritten another tenant's row: names the
+    /// table, the key and both tenants.
+    private func crossTenantError(
+        _ table: MovePlan.Table, rows: [String], tenant: TenantID, on connection: PostgresConnection
+    ) async throws -> TenantryError {
+        let target = plan.unifiedName(table)
+        let discriminator = MovePlan.quote(plan.discriminator)
+        let match = table.unifiedPrimaryKey.filter { $0 != plan.discriminator }
+            .map { "t.\(MovePlan.quote($0)) = k.\(MovePlan.quote($0))" }.joined(separator: " AND ")
+        var query = PostgresQuery(unsafeSQL: """
+            SELECT t.\(discriminator)::text, (SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(k))
+                                             WHERE key = ANY($3::text[]))::text
+            FROM \(target) t JOIN jsonb_populate_recordset(NULL::\(target), $1::jsonb) k ON \(match.isEmpty ? "true" : match)
+            WHERE t.\(discriminator) <> CAST($2 AS \(plan.discriminatorType)) LIMIT 1
+            """)
+        query.binds.append("[" + rows.joined(separator: ",") + "]")
+        query.binds.append(tenant.rawValue)
+        query.binds.append(table.unifiedPrimaryKey)
+        var owner = "another tenant"
+        var key = "?"
+        for try await (other, otherKey) in try await connection.query(query, logger: logger).decode((String, String?).self) {
+            owner = "tenant \(other)"
+            key = otherKey ?? "?"
+        }
+        return TenantryError(
+            code: .crossTenantChange,
+            message: "tenant \(tenant)'s change to \(table.name) \(key) would overwrite a row of \(owner) in the unified database: "
+                + "refused (the same key exists for both tenants; see docs/reliability.md)",
+            tenant: tenant.rawValue, table: table.name)
     }
 
     func deleteSQL(_ table: MovePlan.Table) -> String {

@@ -28,8 +28,20 @@ public struct Cutover: Sendable {
     let unifiedURL: PostgresURL
     let plan: MovePlan
     let relay: Relay
+    /// Test hooks: faults injected at the decisive points of a switch.
+    var faults = Faults()
     let actor: String
     let logger: Logger
+
+    /// Faults a test injects: each hook runs at its point of a cutover or rollback and may throw.
+    struct Faults: Sendable {
+        /// Just before the COMMIT that decides the switch.
+        var beforeDecisiveCommit: (@Sendable () async throws -> Void)?
+        /// Just after that COMMIT succeeded (an error here looks like a lost COMMIT reply).
+        var afterDecisiveCommit: (@Sendable () async throws -> Void)?
+        /// Before the catalog flip that follows a committed switch.
+        var beforeCatalogFlip: (@Sendable () async throws -> Void)?
+    }
 
     /// Creates a cutover handle; `relay` drains the last changes during the pause.
     public init(catalog: Catalog, servers: ServerDirectory, unifiedURL: PostgresURL, plan: MovePlan, relay: Relay,
@@ -43,7 +55,7 @@ public struct Cutover: Sendable {
         self.logger = logger
     }
 
-    private func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
+    func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
         try servers.adminURL(of: try await catalog.requireTenant(tenant))
     }
 
@@ -64,62 +76,67 @@ public struct Cutover: Sendable {
     }
 
     /// Cuts `tenant` over. Refuses unless it is syncing (or reads switched), caught up enough,
-    /// and free of dead letters.
+    /// and free of dead letters. A cutover whose switch committed but whose catalog flip did not
+    /// happen (a crash, a lost connection) is finished by running it again.
     public func cutover(_ tenant: TenantID, maxPause: Duration = .milliseconds(500)) async throws -> Report {
         let phase = try await catalog.move(tenant)?.phase ?? .shared
-        guard phase == .syncing || phase == .readsSwitched else {
+        guard phase == .syncing || phase == .readsSwitched || phase == .cutover else {
             throw TenantryError(
                 code: .conflict, message: "tenant \(tenant) is in phase \(phase): cutover needs syncing (run migrate-data first)",
                 tenant: tenant.rawValue)
         }
         let capture = Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
-        guard let state = try await capture.states([tenant]).first, state.capturing, state.hasSnapshot else {
+        let state = try await capture.states([tenant]).first
+        if let state, state.moved {
+            // The switch committed in the unified database before: only the catalog flip is left.
+            try await finish(tenant, to: .dedicated, action: "cutover")
+            return Report(tenant: tenant, pauseMilliseconds: 0, drained: 0)
+        }
+        guard let state, state.capturing, state.hasSnapshot else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) is not being captured", tenant: tenant.rawValue)
         }
-        guard state.deadLetters == 0, !state.syncPaused else {
-            throw TenantryError(
-                code: .conflict,
-                message: "tenant \(tenant)'s sync is paused (\(state.pausedReason ?? "dead letters")): fix and replay first",
-                tenant: tenant.rawValue)
-        }
+        try await capture.requireStreamsClear([tenant], before: "cutover")
         // Most of the backlog goes before the pause (writes may keep coming: a bounded drain).
         try await relay.refresh()
         await relay.drain(tenant, budget: .seconds(5))
         let tenantURL = try await tenantURL(tenant)
-        return try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
+        let report = try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
             try await installReverseCapture(tenant, on: tenantDatabase)
             return try await Database.withConnection(unifiedURL, logger: logger) { unified in
                 try await pauseAndSwitch(tenant, unified: unified, tenantDatabase: tenantDatabase, maxPause: maxPause)
             }
         }
+        try await finish(tenant, to: .dedicated, action: "cutover")
+        try? await catalog.audit(
+            actor: actor, action: "cutover", tenant: tenant, outcome: .ok,
+            detail: ["pause_ms": String(format: "%.1f", report.pauseMilliseconds), "drained": "\(report.drained)"])
+        return report
     }
 
+    /// The switch under the fence. The unified database's COMMIT (the tenant marked moved) is the
+    /// one point that decides: before it nothing has changed for the application (the catalog
+    /// still routes to unified); after it unified refuses the tenant's writes, and the catalog
+    /// flip follows (``finish(_:to:action:)``). A COMMIT whose outcome is unknown is decided by
+    /// reading the state again on a new connection, never by guessing.
     private func pauseAndSwitch(
         _ tenant: TenantID, unified: PostgresConnection, tenantDatabase: PostgresConnection, maxPause: Duration
     ) async throws -> Report {
         try await unified.query("BEGIN", logger: logger)
         let started = ContinuousClock.now
-        var flipped = false
+        var drained = 0
         do {
             try await takeFence(tenant, on: unified, maxPause: maxPause, what: "cutover")
-            let drained = await relay.drain(tenant)
-            let waiting = try await unified.query(
-                "SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
-                .decode(Int.self).first(where: { _ in true }) ?? 0
-            guard waiting == 0 else {
-                throw TenantryError(
-                    code: .conflict,
-                    message: "cutover of tenant \(tenant) aborted: \(waiting) change(s) could not be applied (see tenantry status); nothing changed",
-                    tenant: tenant.rawValue)
-            }
-            try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: tenantDatabase, unified: unified)
+            drained = await relay.drain(tenant)
+            try await requireDrained(tenant, on: unified, what: "cutover", direction: "synced")
+            let headroom = try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: tenantDatabase, unified: unified)
             try await tenantDatabase.query("""
                 UPDATE tenantry.capture_state SET capturing = true, moved = false, sync_paused = false, paused_reason = NULL,
                     snapshot = pg_current_snapshot(), capture_enabled_at = clock_timestamp(), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
             try await unified.query("""
-                UPDATE tenantry.capture_state SET moved = true, capturing = false, updated_at = now() WHERE tenant_id = \(tenant.rawValue)
+                UPDATE tenantry.capture_state SET moved = true, capturing = false, id_headroom = \(headroom), updated_at = now()
+                WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
             let elapsed = ContinuousClock.now - started
             guard elapsed <= maxPause else {
@@ -128,133 +145,107 @@ public struct Cutover: Sendable {
                     message: "cutover of tenant \(tenant) aborted: the pause reached \(elapsed) (max \(maxPause)); nothing changed, retry",
                     tenant: tenant.rawValue)
             }
-            // The route flips while the fence is held: writers rejected after the release find the new route.
-            try await flipPlacement(tenant, to: .dedicated)
-            flipped = true
-            try await unified.query("COMMIT", logger: logger)
-            let pause = (ContinuousClock.now - started).seconds * 1000
-            try? await catalog.audit(
-                actor: actor, action: "cutover", tenant: tenant, outcome: .ok,
-                detail: ["pause_ms": String(format: "%.1f", pause), "drained": "\(drained)"])
-            return Report(tenant: tenant, pauseMilliseconds: pause, drained: drained)
+            try await faults.beforeDecisiveCommit?()
         } catch {
-            _ = try? await unified.query("ROLLBACK", logger: logger)
-            _ = try? await tenantDatabase.query(
-                "UPDATE tenantry.capture_state SET capturing = false WHERE tenant_id = \(tenant.rawValue)", logger: logger)
-            if flipped { try? await flipPlacement(tenant, to: .shared) }
+            _ = try? await unified.queryIfOpen("ROLLBACK", logger: logger)
+            await undoReverseCapture(tenant, on: tenantDatabase)
             try? await catalog.audit(
                 actor: actor, action: "cutover", tenant: tenant, outcome: .failed, detail: ["error": Database.message(of: error)])
             throw error
         }
-    }
-
-    /// Takes the tenant's fence exclusively in the open transaction on `connection`, waiting at
-    /// most `maxPause` for in-flight writes (then one clear error; nothing has changed yet).
-    private func takeFence(_ tenant: TenantID, on connection: PostgresConnection, maxPause: Duration, what: String) async throws {
-        try await connection.query(
-            PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
         do {
-            try await connection.query(
-                "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-        } catch where Database.sqlState(of: error) == "55P03" {
+            try await commitDecisive(unified)
+            try await faults.afterDecisiveCommit?()
+        } catch {
+            guard try await decidedMoved(tenant, url: unifiedURL, error: error, what: "cutover") else {
+                // It did not commit: nothing was switched, and no write reached the tenant database
+                // (the catalog never routed there).
+                await undoReverseCapture(tenant, on: tenantDatabase)
+                try? await catalog.audit(
+                    actor: actor, action: "cutover", tenant: tenant, outcome: .failed, detail: ["error": Database.message(of: error)])
+                throw error
+            }
+            logger.warning("cutover: the COMMIT reported an error but had committed", metadata: [
+                "tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+        }
+        return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
+    }
+
+    /// COMMITs the transaction that decides a switch: at once an error on a connection the server
+    /// already closed, and bounded in time (PostgresNIO can wait forever for a reply on such a
+    /// connection); on any error the connection is closed, so the outcome is read back elsewhere.
+    func commitDecisive(_ connection: PostgresConnection) async throws {
+        let logger = logger
+        do {
+            try await withDeadline(.seconds(30), "the COMMIT of a switch") {
+                try await connection.queryIfOpen("COMMIT", logger: logger)
+            }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    /// Turns the tenant database's reverse capture off again after a switch that did not happen.
+    private func undoReverseCapture(_ tenant: TenantID, on tenantDatabase: PostgresConnection) async {
+        _ = try? await tenantDatabase.query(
+            "UPDATE tenantry.capture_state SET capturing = false WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+    }
+
+    /// Fails unless the stream that the open transaction on `connection` fences is empty and has no
+    /// dead letter (letters made by the last drain included).
+    func requireDrained(_ tenant: TenantID, on connection: PostgresConnection, what: String, direction: String) async throws {
+        let rows = try await connection.query("""
+            SELECT (SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)),
+                   (SELECT count(*)::int FROM tenantry.dead_letters WHERE tenant_id = \(tenant.rawValue))
+            """, logger: logger)
+        for try await (waiting, dead) in rows.decode((Int, Int).self) where waiting > 0 || dead > 0 {
             throw TenantryError(
-                code: .timeout,
-                message: "\(what) of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
+                code: .conflict,
+                message: "\(what) of tenant \(tenant) aborted: \(waiting) change(s) could not be \(direction) and \(dead) are dead letters "
+                    + "(see tenantry status and tenantry dlq list); nothing changed",
                 tenant: tenant.rawValue)
         }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-    }
-
-    private func flipPlacement(_ tenant: TenantID, to placement: TenantRecord.Placement) async throws {
-        var record = try await catalog.requireTenant(tenant)
-        record.placement = placement
-        try await catalog.upsertTenant(record)
-        if placement == .dedicated {
-            let phase = try await catalog.move(tenant)?.phase ?? .shared
-            if phase != .cutover { try await catalog.setPhase(tenant, to: .cutover) }
-            try await catalog.setPhase(tenant, to: .dedicated)
-        } else {
-            try await catalog.setPhase(tenant, to: .shared)
-        }
-    }
-
-    /// Rolls `tenant` back to `shared`, losing nothing. Before cutover: capture stops and every
-    /// read and write is the unified database's again (the tenant database is left as it is; a
-    /// later `migrate-data` copies afresh). After cutover: a cutover in the other direction — the
-    /// fence is taken in the tenant database, reverse sync drains, the tenant database is marked
-    /// moved (its writes rejected), unified accepts the tenant's writes again, the placement flips.
-    public func rollback(_ tenant: TenantID, maxPause: Duration = .seconds(5)) async throws -> Report {
-        let phase = try await catalog.move(tenant)?.phase ?? .shared
-        let started = ContinuousClock.now
-        switch phase {
-        case .shared:
-            return Report(tenant: tenant, pauseMilliseconds: 0, drained: 0)
-        case .provisioned, .copying, .syncing, .readsSwitched:
-            try await Database.withConnection(unifiedURL, logger: logger) { unified in
-                try await Database.withTransaction(unified, logger: logger) { unified in
-                    try await unified.query("""
-                        UPDATE tenantry.capture_state SET capturing = false, snapshot = NULL, sync_paused = false,
-                            paused_reason = NULL, updated_at = now()
-                        WHERE tenant_id = \(tenant.rawValue)
-                        """, logger: logger)
-                    try await unified.query("DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
-                    try await unified.query("DELETE FROM tenantry.dead_letters WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+    /// After a COMMIT that reported `error`: waits for the tenant's fence on a new connection to
+    /// `url` (so the transaction has ended, one way or the other) and reads whether the tenant is
+    /// marked moved there. When that cannot be read, one error says how to finish.
+    func decidedMoved(_ tenant: TenantID, url: PostgresURL, error: any Error, what: String) async throws -> Bool {
+        do {
+            return try await Database.withConnection(url, logger: logger) { connection in
+                try await Database.withTransaction(connection, logger: logger) { connection in
+                    try await connection.query("SET LOCAL lock_timeout = '30s'", logger: logger)
+                    try await connection.query(
+                        "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+                    return try await connection.query(
+                        "SELECT moved FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+                        .decode(Bool.self).first(where: { _ in true }) ?? false
                 }
             }
-            try await catalog.setPhase(tenant, to: .shared)
-            try? await catalog.audit(actor: actor, action: "rollback", tenant: tenant, outcome: .ok, detail: ["from": phase.rawValue])
-            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: 0)
-        case .cutover, .dedicated:
-            let report = try await reverseCutover(tenant, maxPause: maxPause)
-            try? await catalog.audit(
-                actor: actor, action: "rollback", tenant: tenant, outcome: .ok,
-                detail: ["from": phase.rawValue, "pause_ms": String(format: "%.1f", report.pauseMilliseconds)])
-            return report
-        default:
+        } catch let failure {
             throw TenantryError(
-                code: .conflict, message: "tenant \(tenant) is \(phase): its unified rows are gone (restore-legacy first)",
-                tenant: tenant.rawValue)
+                code: .database,
+                message: "\(what) of tenant \(tenant): the outcome of its COMMIT is unknown (\(Database.message(of: error))) and could not be "
+                    + "read back (\(Database.message(of: failure))); no write is lost (both sides refuse or capture the tenant's writes): "
+                    + "run '\(what == "cutover" ? "tenantry cutover" : "tenantry rollback") --tenant \(tenant)' again to finish",
+                tenant: tenant.rawValue, underlying: error)
         }
     }
 
-    private func reverseCutover(_ tenant: TenantID, maxPause: Duration) async throws -> Report {
-        try await relay.refresh()
-        await relay.drain(tenant, budget: .seconds(5))
-        let tenantURL = try await tenantURL(tenant)
-        return try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
-            try await Database.withConnection(unifiedURL, logger: logger) { unified in
-                try await tenantDatabase.query("BEGIN", logger: logger)
-                let started = ContinuousClock.now
-                do {
-                    try await takeFence(tenant, on: tenantDatabase, maxPause: maxPause, what: "rollback")
-                    let drained = await relay.drain(tenant)
-                    let waiting = try await tenantDatabase.query(
-                        "SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
-                        .decode(Int.self).first(where: { _ in true }) ?? 0
-                    guard waiting == 0 else {
-                        throw TenantryError(
-                            code: .conflict,
-                            message: "rollback of tenant \(tenant) aborted: \(waiting) change(s) could not be synced back; nothing changed",
-                            tenant: tenant.rawValue)
-                    }
-                    try await tenantDatabase.query("""
-                        UPDATE tenantry.capture_state SET moved = true, capturing = false, updated_at = now() WHERE tenant_id = \(tenant.rawValue)
-                        """, logger: logger)
-                    try await unified.query("""
-                        UPDATE tenantry.capture_state SET moved = false, capturing = false, snapshot = NULL, updated_at = now()
-                        WHERE tenant_id = \(tenant.rawValue)
-                        """, logger: logger)
-                    try await flipPlacement(tenant, to: .shared)
-                    try await tenantDatabase.query("COMMIT", logger: logger)
-                    return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
-                } catch {
-                    _ = try? await tenantDatabase.query("ROLLBACK", logger: logger)
-                    throw error
-                }
-            }
+    /// Flips the catalog after a committed switch: the placement (epoch + 1, NOTIFY) and the phase.
+    /// A failure here leaves the switch committed: running the same command again finishes it.
+    func finish(_ tenant: TenantID, to placement: TenantRecord.Placement, action: String) async throws {
+        do {
+            try await faults.beforeCatalogFlip?()
+            try await flipPlacement(tenant, to: placement)
+        } catch {
+            throw TenantryError(
+                code: .database,
+                message: "\(action) of tenant \(tenant) is committed in the databases but the catalog was not updated "
+                    + "(\(Database.message(of: error))); the tenant's writes are refused meanwhile, none is lost: "
+                    + "run 'tenantry \(action) --tenant \(tenant)' again to finish",
+                tenant: tenant.rawValue, underlying: error)
         }
     }
 }

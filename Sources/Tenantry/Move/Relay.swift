@@ -37,6 +37,9 @@ public final class Relay: Sendable {
         /// The longest one batch may take (read, apply, record); past it, its connections are
         /// abandoned and the batch is retried like a connection failure.
         public var batchTimeout: Duration = .seconds(60)
+        /// How often a dedicated tenant's id blocks are checked, and extended when a quarter or
+        /// less of a block is left.
+        public var idBlockCheckInterval: Duration = .seconds(5)
         /// Creates the defaults.
         public init() {}
     }
@@ -116,6 +119,8 @@ public final class Relay: Sendable {
         var statistics = Statistics()
         /// Dedicated tenants: their tenant database's changes flow back to unified.
         var reverse: Set<TenantID> = []
+        /// When each dedicated tenant's id blocks were last checked.
+        var blockChecks: [TenantID: ContinuousClock.Instant] = [:]
     }
 
     /// Creates a relay. `unifiedURL` is the unified database (where `tenantry.changes` lives);
@@ -280,7 +285,9 @@ public final class Relay: Sendable {
         }
         do {
             let outcome = try await withDeadline(configuration.batchTimeout, "a relay batch for tenant \(tenant)") {
-                try await self.step(tenant, unified: source, waitForLock: waitForLock, reverse: reverse)
+                let outcome = try await self.step(tenant, unified: source, waitForLock: waitForLock, reverse: reverse)
+                if reverse { await self.maintainIdBlocks(tenant, tenantDatabase: source) }
+                return outcome
             }
             if reverse { checkinDestination(tenant, source) } else { checkinUnified(source) }
             return outcome
@@ -339,7 +346,8 @@ public final class Relay: Sendable {
             FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) ORDER BY id LIMIT \(configuration.batchSize)
             """, logger: logger).decode((Int64, String, String, String?, String?, Bool, Int, Date).self) {
             changes.append(CapturedChange(
-                id: id, table: table, op: op.first ?? "U", oldKey: oldKey, row: row, inCopy: inCopy, attempts: attempts))
+                id: id, table: table, op: op.first ?? "U", oldKey: oldKey, row: row, inCopy: inCopy, attempts: attempts,
+                capturedAt: captured))
             oldestCapture = min(oldestCapture ?? captured, captured)
         }
         guard !changes.isEmpty else {
@@ -353,8 +361,10 @@ public final class Relay: Sendable {
                 "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = ANY(\(done.map(\.id)))", logger: logger)
         }
         var outcome = StepOutcome.applied(done.count)
-        if let (change, message) = failure {
-            outcome = try await recordFailure(change, message: message, tenant: tenant, on: unified)
+        if let failure {
+            outcome = try await recordFailure(
+                failure.change, message: failure.message, permanent: failure.permanent, tenant: tenant, on: unified,
+                reverse: reverse)
         }
         try await unified.query("COMMIT", logger: logger)
         state.withLockedValue { state in
@@ -385,7 +395,7 @@ public final class Relay: Sendable {
     /// done and the first failure.
     private func applyBatch(
         _ changes: [CapturedChange], tenant: TenantID, reverse: Bool
-    ) async throws -> ([CapturedChange], (CapturedChange, String)?) {
+    ) async throws -> ([CapturedChange], Failure?) {
         logger.trace("relay: applying", metadata: ["tenant": "\(tenant)", "changes": "\(changes.count)", "reverse": "\(reverse)"])
         let destination = reverse ? try await checkoutUnified() : try await checkoutDestination(tenant)
         let applier = reverse ? ChangeApplier(plan: plan, logger: logger, reverseTenant: tenant) : self.applier
@@ -420,11 +430,12 @@ public final class Relay: Sendable {
                     } catch {
                         if Self.isConnectionFailure(error) { throw error }
                         try await connection.query("ROLLBACK TO SAVEPOINT tenantry_change", logger: logger)
-                        return (done, (change, Database.message(of: error)) as (CapturedChange, String)?)
+                        let permanent = (error as? TenantryError)?.code == .crossTenantChange
+                        return (done, Failure?.some(Failure(change: change, message: Database.message(of: error), permanent: permanent)))
                     }
                 }
                 // Each change applied alone: only the deferred constraints at COMMIT can fail.
-                return (done, nil)
+                return (done, Failure?.none)
             }
             checkin()
             return result
@@ -439,22 +450,40 @@ public final class Relay: Sendable {
         try await connection.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
     }
 
+    /// The first change of a batch that failed to apply.
+    private struct Failure: Sendable {
+        var change: CapturedChange
+        var message: String
+        /// A failure no retry can mend (a change that would touch another tenant's row).
+        var permanent: Bool
+    }
+
     /// Counts a failed attempt: schedules the retry, or moves the change to the dead letters and
-    /// pauses the tenant when the retries are spent.
+    /// pauses the tenant when the retries are spent (at once for a permanent failure). `source` is
+    /// the database the stream comes from: unified (forward) or the tenant database (reverse).
     private func recordFailure(
-        _ change: CapturedChange, message: String, tenant: TenantID, on unified: PostgresConnection
+        _ change: CapturedChange, message: String, permanent: Bool, tenant: TenantID, on source: PostgresConnection,
+        reverse: Bool
     ) async throws -> StepOutcome {
         let attempts = change.attempts + 1
-        if attempts > configuration.retryDelays.count {
-            try await unified.query("""
+        if permanent || attempts > configuration.retryDelays.count {
+            let reason = "\(reverse ? "reverse " : "")dead letter \(change.id) (\(change.table)): \(message)"
+            if reverse {
+                // The stream lives in the tenant database; the unified database gets a copy of the
+                // letter and the pause first (status, dlq, rollback and retirement read them there).
+                // A crash before the source commits leaves the change in its stream: it fails again
+                // and the copy is written again (idempotent).
+                try await mirrorReverseDeadLetter(change, attempts: attempts, message: message, reason: reason, tenant: tenant)
+            }
+            try await source.query("""
                 INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, attempts, error)
                 SELECT id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, \(attempts), \(message)
                 FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)
+                ON CONFLICT DO NOTHING
                 """, logger: logger)
-            try await unified.query(
+            try await source.query(
                 "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)", logger: logger)
-            let reason = "dead letter \(change.id) (\(change.table)): \(message)"
-            try await unified.query("""
+            try await source.query("""
                 UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
@@ -470,7 +499,7 @@ public final class Relay: Sendable {
             Counter(label: MetricName.deadLettered, dimensions: [("table", change.table)]).increment()
             return .paused
         }
-        try await unified.query("""
+        try await source.query("""
             UPDATE tenantry.changes SET attempts = \(attempts), last_error = \(message)
             WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)
             """, logger: logger)
@@ -484,6 +513,33 @@ public final class Relay: Sendable {
         }
         Counter(label: MetricName.failed, dimensions: [("table", change.table)]).increment()
         return .waiting
+    }
+
+    /// Copies a reverse-sync dead letter (read from the tenant database) into the unified
+    /// database's dead letters, direction `reverse`, and pauses the tenant there too.
+    private func mirrorReverseDeadLetter(
+        _ change: CapturedChange, attempts: Int, message: String, reason: String, tenant: TenantID
+    ) async throws {
+        let unified = try await checkoutUnified()
+        do {
+            try await Database.withTransaction(unified, logger: logger) { unified in
+                try await unified.query("""
+                    INSERT INTO tenantry.dead_letters
+                        (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at, attempts, error, direction)
+                    VALUES (\(change.id), \(tenant.rawValue), \(change.table), \(String(change.op)), \(change.oldKey)::jsonb,
+                            \(change.row)::jsonb, pg_current_xact_id(), \(change.capturedAt), \(attempts), \(message), 'reverse')
+                    ON CONFLICT (tenant_id, direction, id) DO UPDATE SET attempts = EXCLUDED.attempts, error = EXCLUDED.error
+                    """, logger: logger)
+                try await unified.query("""
+                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason), updated_at = now()
+                    WHERE tenant_id = \(tenant.rawValue)
+                    """, logger: logger)
+            }
+            checkinUnified(unified)
+        } catch {
+            try? await unified.close()
+            throw error
+        }
     }
 
     private func unreachable(_ tenant: TenantID, _ error: any Error) -> StepOutcome {
@@ -501,20 +557,29 @@ public final class Relay: Sendable {
         return .unreachable(message)
     }
 
+    /// Whether `tenant`'s id blocks are due for a check (at most every ``Configuration/idBlockCheckInterval``); marks it checked.
+    func takeBlockCheck(_ tenant: TenantID) -> Bool {
+        state.withLockedValue { state in
+            if let last = state.blockChecks[tenant], ContinuousClock.now - last < configuration.idBlockCheckInterval { return false }
+            state.blockChecks[tenant] = .now
+            return true
+        }
+    }
+
     private func resetStream(_ tenant: TenantID) {
         state.withLockedValue { _ = $0.streams.removeValue(forKey: tenant) }
     }
 
     // MARK: - Connections
 
-    private func checkoutUnified() async throws -> PostgresConnection {
+    func checkoutUnified() async throws -> PostgresConnection {
         if let connection = state.withLockedValue({ $0.unifiedConnections.popLast() }), !connection.isClosed {
             return connection
         }
         return try await Database.connect(unifiedURL, logger: logger)
     }
 
-    private func checkinUnified(_ connection: PostgresConnection) {
+    func checkinUnified(_ connection: PostgresConnection) {
         let surplus: PostgresConnection? = state.withLockedValue { state in
             guard state.unifiedConnections.count < max(1, configuration.concurrency) else { return connection }
             state.unifiedConnections.append(connection)

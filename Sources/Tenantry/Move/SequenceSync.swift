@@ -31,7 +31,7 @@ struct SequenceSync: Sendable {
             coalesce(pg_catalog.pg_sequence_last_value(pg_catalog.pg_get_serial_sequence(q, c)::regclass) + 1, 1)::int8
             """)
         try await setSequences(tenantDatabase, owned.enumerated().map { index, column in
-            (column.sequence, max(localMax[index] + 1, unifiedNext[index] ?? 1, 1))
+            (column.sequence, max(localMax[index] + 1, unifiedNext[index] ?? 1, 1), nil)
         })
     }
 
@@ -41,9 +41,11 @@ struct SequenceSync: Sendable {
     /// flow back (reverse sync, rollback) without colliding with other tenants' rows under a
     /// unified key that is global (`id` alone). Block: 10^9 ids for bigint columns, 10^6 for
     /// integer, 10^3 for smallint; the tenant keeps the upper half.
-    func reserveBlock(tenantDatabase: PostgresConnection, unified: PostgresConnection) async throws {
+    /// Returns the headroom: the fewest ids any sequence can hand out inside its block (nil: no block).
+    @discardableResult
+    func reserveBlock(tenantDatabase: PostgresConnection, unified: PostgresConnection) async throws -> Int64? {
         let owned = try await ownedSequences(tenantDatabase)
-        guard !owned.isEmpty else { return }
+        guard !owned.isEmpty else { return nil }
         let localMax = try await maxima(owned, tenantDatabase)
         let blocks = owned.map { column -> Int64 in
             let type = plan.table(column.table)?.type(of: column.column) ?? "bigint"
@@ -53,11 +55,84 @@ struct SequenceSync: Sendable {
             pg_catalog.setval(pg_catalog.pg_get_serial_sequence(q, c),
                 pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(q, c)) + b)::int8
             """, blocks: blocks)
+        var blockRows: [String] = []
+        var headroom: Int64?
         try await setSequences(tenantDatabase, owned.enumerated().map { index, column in
             var start = localMax[index] + 1
-            if let reserved = reserved[index] { start = max(start, reserved - blocks[index] / 2) }
-            return (column.sequence, start)
+            guard let reserved = reserved[index] else { return (column.sequence, start, nil) }
+            start = max(start, reserved - blocks[index] / 2)
+            // The block ends where the unified sequence resumes: past it the tenant's nextval fails
+            // loudly instead of handing out an id that another tenant may hold in unified.
+            guard start <= reserved else { return (column.sequence, start, nil) }
+            blockRows.append("(\(CaptureSQL.literal(column.sequence)), \(start), \(reserved), \(blocks[index]))")
+            headroom = min(headroom ?? .max, reserved - start + 1)
+            return (column.sequence, start, reserved)
         })
+        try await tenantDatabase.query("DELETE FROM tenantry.id_blocks", logger: logger)
+        if !blockRows.isEmpty {
+            try await tenantDatabase.query(PostgresQuery(unsafeSQL: """
+                INSERT INTO tenantry.id_blocks (sequence_name, block_start, block_end, block_size) VALUES \(blockRows.joined(separator: ", "))
+                """), logger: logger)
+        }
+        return headroom
+    }
+
+    /// One id block of a dedicated tenant's sequence and what is left of it.
+    struct Block: Sendable {
+        var sequence: String
+        var end: Int64
+        var size: Int64
+        /// Ids the tenant database can still hand out before the block ends.
+        var remaining: Int64
+    }
+
+    /// The id blocks of a tenant database (empty before its first cutover).
+    func blocks(tenantDatabase: PostgresConnection) async throws -> [Block] {
+        let rows = try await tenantDatabase.query("""
+            SELECT sequence_name, block_end, block_size,
+                   block_end - coalesce(pg_catalog.pg_sequence_last_value(sequence_name::regclass), block_start - 1)
+            FROM tenantry.id_blocks ORDER BY sequence_name
+            """, logger: logger)
+        var result: [Block] = []
+        for try await (sequence, end, size, remaining) in rows.decode((String, Int64, Int64, Int64).self) {
+            result.append(Block(sequence: sequence, end: end, size: size, remaining: remaining))
+        }
+        return result
+    }
+
+    /// Gives every block with less than a quarter of its size left a new block (the unified
+    /// sequence pushed past it, the tenant sequence restarted inside it). Returns the headroom
+    /// afterwards: the fewest ids any sequence can still hand out (nil when there is no block).
+    @discardableResult
+    func extendBlocks(tenantDatabase: PostgresConnection, unified: PostgresConnection) async throws -> Int64? {
+        let blocks = try await blocks(tenantDatabase: tenantDatabase)
+        var headroom = blocks.map(\.remaining).min()
+        let low = blocks.filter { $0.remaining < $0.size / 4 }
+        guard !low.isEmpty else { return headroom }
+        let owned = try await ownedSequences(tenantDatabase).filter { column in low.contains { $0.sequence == column.sequence } }
+        let sizes = owned.map { column in low.first { $0.sequence == column.sequence }!.size }
+        let reserved = try await keyed(owned, unified, """
+            pg_catalog.setval(pg_catalog.pg_get_serial_sequence(q, c),
+                pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(q, c)) + b)::int8
+            """, blocks: sizes)
+        var values: [(String, Int64, Int64?)] = []
+        var rows: [String] = []
+        for (index, column) in owned.enumerated() {
+            guard let end = reserved[index] else { continue }
+            let start = end - sizes[index] / 2
+            values.append((column.sequence, start, end))
+            rows.append("(\(CaptureSQL.literal(column.sequence)), \(start), \(end), \(sizes[index]))")
+        }
+        guard !values.isEmpty else { return headroom }
+        try await setSequences(tenantDatabase, values)
+        try await tenantDatabase.query(PostgresQuery(unsafeSQL: """
+            INSERT INTO tenantry.id_blocks (sequence_name, block_start, block_end, block_size) VALUES \(rows.joined(separator: ", "))
+            ON CONFLICT (sequence_name) DO UPDATE SET block_start = EXCLUDED.block_start, block_end = EXCLUDED.block_end,
+                block_size = EXCLUDED.block_size, updated_at = now()
+            """), logger: logger)
+        headroom = try await self.blocks(tenantDatabase: tenantDatabase).map(\.remaining).min()
+        logger.info("id blocks extended", metadata: ["sequences": "\(values.map(\.0))", "headroom": "\(headroom ?? 0)"])
+        return headroom
     }
 
     /// `max(column)` (0 when empty) of every owned column, in one query.
@@ -90,9 +165,16 @@ struct SequenceSync: Sendable {
         return values
     }
 
-    private func setSequences(_ connection: PostgresConnection, _ values: [(String, Int64)]) async throws {
-        let calls = values.map { "pg_catalog.setval(\(CaptureSQL.literal($0.0))::regclass, \($0.1), false)" }
-        try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(calls.joined(separator: ", "))"), logger: logger)
+    /// Restarts each sequence at its value, with its block's end as MAXVALUE (none when nil), in
+    /// one round trip.
+    private func setSequences(_ connection: PostgresConnection, _ values: [(String, Int64, Int64?)]) async throws {
+        let statements = values.map { sequence, start, end in
+            let limit = end.map { "MAXVALUE \($0)" } ?? "NO MAXVALUE"
+            return "ALTER SEQUENCE \(sequence) \(limit) RESTART WITH \(start);"
+        }
+        let body = statements.joined(separator: "\n")
+        let tag = CaptureSQL.dollarTag(notIn: body)
+        try await connection.query(PostgresQuery(unsafeSQL: "DO \(tag) BEGIN\n\(body)\nEND \(tag)"), logger: logger)
     }
 
     private func ownedSequences(_ connection: PostgresConnection) async throws -> [Owned] {

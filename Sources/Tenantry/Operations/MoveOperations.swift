@@ -44,7 +44,9 @@ public struct MoveOperations: Sendable {
     }
 
     /// The dead letter queue.
-    public func deadLetters() -> DeadLetters { DeadLetters(unifiedURL: unifiedURL, logger: logger) }
+    public func deadLetters() -> DeadLetters {
+        DeadLetters(unifiedURL: unifiedURL, tenantURL: { [self] tenant in try await tenantURL(tenant) }, logger: logger)
+    }
 
     /// Cutover and rollback over `relay`.
     public func cutover(relay: Relay) -> Cutover {

@@ -45,6 +45,12 @@ public struct CredentialRotation: Sendable {
                 credentialUpdates.append((credential.tenant, resealed))
             } else { report.alreadyCurrent += 1 }
         }
+        var pendingUpdates: [(TenantID, String)] = []
+        for (tenant, sealed) in try await catalog.pendingPasswords() {
+            if let resealed = try keyring.reseal(sealed, tenant: tenant.rawValue, field: "password") {
+                pendingUpdates.append((tenant, resealed))
+            }
+        }
         var serverUpdates: [(String, String)] = []
         for server in servers {
             guard let sealed = server.adminPasswordSealed else { continue }
@@ -56,12 +62,18 @@ public struct CredentialRotation: Sendable {
         let logger = logger
         let credentialUpdatesFinal = credentialUpdates
         let serverUpdatesFinal = serverUpdates
+        let pendingUpdatesFinal = pendingUpdates
         try await catalog.client.withConnection { connection in
             try await Database.withTransaction(connection, logger: logger) { connection in
                 for (tenant, sealed) in credentialUpdatesFinal {
                     try await connection.query("""
                         UPDATE tenantry.credentials SET password_sealed = \(sealed), key_id = \(keyID), rotated_at = now()
                         WHERE tenant_id = \(tenant.rawValue)
+                        """, logger: logger)
+                }
+                for (tenant, sealed) in pendingUpdatesFinal {
+                    try await connection.query("""
+                        UPDATE tenantry.credentials SET pending_password_sealed = \(sealed) WHERE tenant_id = \(tenant.rawValue)
                         """, logger: logger)
                 }
                 for (name, sealed) in serverUpdatesFinal {
@@ -80,22 +92,31 @@ public struct CredentialRotation: Sendable {
 
     /// Gives a tenant role a new password (a SCRAM verifier via `ALTER ROLE`), stores it sealed and
     /// drops the registry's cached copy. Open sessions keep working; new ones use the new password.
+    ///
+    /// Under the tenant's lock: the new password is stored as pending first, then the role gets
+    /// it, then it is promoted to the active one. If the promotion fails, the role gets its old
+    /// password back (the stored one keeps working). A rotation that finds a pending password (a
+    /// crash or failure between the steps) completes that one instead of making another.
     public func rotatePassword(of tenant: TenantID, servers: ServerDirectory, registry: CredentialRegistry? = nil) async throws {
         let record = try await catalog.requireTenant(tenant)
-        guard let role = record.roleName, let credential = try await catalog.credential(tenant) else {
+        guard let role = record.roleName, try await catalog.credential(tenant) != nil else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) has no provisioned role", tenant: tenant.rawValue)
         }
-        let password = SCRAMVerifier.generatePassword()
-        let verifier = try SCRAMVerifier.make(password: password)
         let admin = try servers.adminURL(server: record.serverName, database: "postgres")
         do {
-            try await Database.withConnection(admin, logger: logger) { connection in
-                try await connection.query(PostgresQuery(unsafeSQL:
-                    "ALTER ROLE \(try SQLIdentifier.quoted(role)) PASSWORD \(SchemaDDL.literal(verifier))"), logger: logger)
+            try await catalog.withDedicatedConnection { connection in
+                try await connection.query(
+                    "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+                do {
+                    try await rotate(tenant, role: role, admin: admin, catalogConnection: connection)
+                } catch {
+                    _ = try? await connection.query(
+                        "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+                    throw error
+                }
+                try await connection.query(
+                    "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
             }
-            try await catalog.storeCredential(
-                tenant: tenant, username: credential.username,
-                passwordSealed: try keyring.seal(password, tenant: tenant.rawValue, field: "password"))
         } catch {
             try? await catalog.audit(actor: actor, action: "credentials.rotate", tenant: tenant, outcome: .failed,
                                      detail: ["error": Database.message(of: error)])
@@ -103,5 +124,40 @@ public struct CredentialRotation: Sendable {
         }
         await registry?.invalidate(tenant)
         try await catalog.audit(actor: actor, action: "credentials.rotate", tenant: tenant, outcome: .ok, detail: ["role": role])
+    }
+
+    /// The three steps, with the tenant lock held on `catalogConnection`.
+    private func rotate(_ tenant: TenantID, role: String, admin: PostgresURL, catalogConnection: PostgresConnection) async throws {
+        guard let current = try await catalog.credential(tenant) else {
+            throw TenantryError(code: .conflict, message: "tenant \(tenant) has no provisioned role", tenant: tenant.rawValue)
+        }
+        let sealed: String
+        let password: String
+        if let pending = try await catalog.pendingPassword(tenant, on: catalogConnection) {
+            sealed = pending
+            password = try keyring.open(pending, tenant: tenant.rawValue, field: "password")
+        } else {
+            password = SCRAMVerifier.generatePassword()
+            sealed = try keyring.seal(password, tenant: tenant.rawValue, field: "password")
+            try await catalog.storePendingPassword(tenant, sealed: sealed, on: catalogConnection)
+        }
+        try await setPassword(password, of: role, admin: admin)
+        do {
+            try await catalog.promotePendingPassword(tenant, sealed: sealed, on: catalogConnection)
+        } catch {
+            // The role must keep the password the catalog hands out; the pending one stays for a retry.
+            if let old = try? keyring.open(current.passwordSealed, tenant: tenant.rawValue, field: "password") {
+                try? await setPassword(old, of: role, admin: admin)
+            }
+            throw error
+        }
+    }
+
+    private func setPassword(_ password: String, of role: String, admin: PostgresURL) async throws {
+        let verifier = try SCRAMVerifier.make(password: password)
+        try await Database.withConnection(admin, logger: logger) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL:
+                "ALTER ROLE \(try SQLIdentifier.quoted(role)) PASSWORD \(SchemaDDL.literal(verifier))"), logger: logger)
+        }
     }
 }

@@ -7,9 +7,11 @@ import TenantryCore
 /// Retires dedicated tenants' rows from the unified database (the seeds' LegacyRetirement), and
 /// restores them from the archive.
 ///
-/// Retire: every tenant is verified first (``Verifier``; refused if one differs), its rows are
-/// archived table by table in COPY text format with a manifest (pg_dump cannot select one tenant's
-/// rows), then deleted in one unified transaction per tenant, children first. The tenant goes to
+/// Retire: every tenant is verified first (``Verifier``; refused if one differs), its reverse
+/// stream is paused, then in one repeatable-read transaction of the unified database per tenant
+/// its rows are archived table by table in COPY text format (pg_dump cannot select one tenant's
+/// rows) and exactly those rows deleted, children first (per-table counts compared, rolled back on
+/// any mismatch); the manifest is written last, atomically, before the commit. The tenant goes to
 /// `retired`: the relay stops applying its changes back, but reverse capture keeps recording them
 /// in its tenant database, so ``restore(archive:)`` followed by the relay brings the unified rows
 /// fully up to date again.
@@ -57,6 +59,9 @@ public struct Retirement: Sendable {
     let verifyFirst: Bool
     let actor: String
     let logger: Logger
+    /// Runs between a tenant's archive and its delete, inside their transaction (tests: a write
+    /// landing in that window).
+    var beforeDelete: (@Sendable (TenantID) async throws -> Void)?
 
     /// Creates a retirement handle (`verifyFirst`: `VERIFY_BEFORE_RETIREMENT`).
     public init(catalog: Catalog, servers: ServerDirectory, unifiedURL: PostgresURL, plan: MovePlan, relay: Relay,
@@ -71,7 +76,7 @@ public struct Retirement: Sendable {
         self.logger = logger
     }
 
-    private func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
+    func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
         try servers.adminURL(of: try await catalog.requireTenant(tenant))
     }
 
@@ -108,156 +113,184 @@ public struct Retirement: Sendable {
                         + "nothing was deleted (see tenantry verify-sync)")
             }
         }
-        return try await Database.withConnection(unifiedURL, logger: logger) { unified in
-            var rows: [TableRows] = []
-            for id in ids {
-                for table in plan.tables {
-                    var query = PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-                    query.binds.append(id.rawValue)
-                    let count = try await unified.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
-                    rows.append(TableRows(tenant: id, table: table.name, rows: count))
-                }
-            }
-            if dryRun { return Report(tenants: ids, dryRun: true, archive: nil, tables: rows) }
-            var archive: String?
-            if let archiveDirectory {
-                archive = try await writeArchive(ids, to: archiveDirectory, on: unified)
-            }
-            var deleted: [TableRows] = []
-            for id in ids {
-                // Reverse sync stops first: under the relay's stream lock for this tenant (taken in
-                // the tenant database, where the reverse stream lives), a batch in flight finishes,
-                // the stream is paused, and only then are the unified rows deleted. A batch applied
-                // between two deletes would otherwise re-insert rows (a new repair of a customer
-                // about to go) and break the delete or leave orphans. Reverse capture goes on
-                // recording; restore-legacy resumes the stream.
-                try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
-                    try await Database.withTransaction(tenantDatabase, logger: logger) { tenantDatabase in
-                        try await tenantDatabase.query(
-                            "SELECT pg_advisory_xact_lock(\(AdvisoryLock.relayNamespace), \(AdvisoryLock.tenant(id)))", logger: logger)
-                        try await tenantDatabase.query("""
-                            UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = 'retired from the unified database',
-                                updated_at = now() WHERE tenant_id = \(id.rawValue)
-                            """, logger: logger)
-                        try await Database.withTransaction(unified, logger: logger) { unified in
-                            // Tenantry's own write: past the moved-tenant guard, not captured.
-                            try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
-                            for table in plan.tables.reversed() {
-                                var query = PostgresQuery(unsafeSQL: "DELETE FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-                                query.binds.append(id.rawValue)
-                                for try await _ in try await unified.query(query, logger: logger) {}
-                                let count = rows.first { $0.tenant == id && $0.table == table.name }?.rows ?? 0
-                                deleted.append(TableRows(tenant: id, table: table.name, rows: count))
-                            }
-                        }
+        if dryRun {
+            return try await Database.withConnection(unifiedURL, logger: logger) { unified in
+                var rows: [TableRows] = []
+                for id in ids {
+                    for table in plan.tables {
+                        rows.append(TableRows(tenant: id, table: table.name, rows: try await count(table, of: id, on: unified)))
                     }
                 }
-                try await catalog.setPhase(id, to: .retired)
-                try? await catalog.audit(
-                    actor: actor, action: "retire-legacy", tenant: id, outcome: .ok,
-                    detail: ["rows": "\(deleted.filter { $0.tenant == id }.reduce(0) { $0 + $1.rows })", "archive": archive ?? "none"])
+                return Report(tenants: ids, dryRun: true, archive: nil, tables: rows)
             }
-            return Report(tenants: ids, dryRun: false, archive: archive, tables: deleted)
+        }
+        var archive: String?
+        if let archiveDirectory {
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            let root = (archiveDirectory as NSString).appendingPathComponent("retire-\(stamp)")
+            try ArchiveFiles.makeDirectory(root)
+            archive = root
+        }
+        var manifest = Manifest(createdAt: Date(), discriminator: plan.discriminator, tables: [])
+        var deleted: [TableRows] = []
+        for id in ids {
+            // Reverse sync stops FIRST, and only then is the snapshot taken: a reverse batch applied
+            // after the archive's snapshot but before the delete would put a row in unified that the
+            // delete removes and the archive lacks (its change already consumed: lost on restore).
+            let wasPaused = try await pauseReverseStream(id)
+            do {
+                let (tables, entries) = try await Database.withConnection(unifiedURL, logger: logger) { unified in
+                    try await archiveAndDelete(id, archive: archive, manifest: manifest, on: unified)
+                }
+                manifest.tables += entries
+                deleted += tables
+            } catch {
+                if !wasPaused { try? await resumeReverseStream(id) }
+                throw error
+            }
+            try await catalog.setPhase(id, to: .retired)
+            try? await catalog.audit(
+                actor: actor, action: "retire-legacy", tenant: id, outcome: .ok,
+                detail: ["rows": "\(deleted.filter { $0.tenant == id }.reduce(0) { $0 + $1.rows })", "archive": archive ?? "none"])
+        }
+        return Report(tenants: ids, dryRun: false, archive: archive, tables: deleted)
+    }
+
+    private func count(_ table: MovePlan.Table, of id: TenantID, on connection: PostgresConnection) async throws -> Int {
+        var query = PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
+        query.binds.append(id.rawValue)
+        return try await connection.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
+    }
+
+    /// Pauses the tenant's reverse stream under the relay's stream lock (taken in the tenant
+    /// database, where the reverse stream lives): a batch in flight finishes first, and once this
+    /// commits the relay applies nothing more of the tenant to unified. Reverse capture goes on
+    /// recording; restore-legacy resumes the stream. Returns whether it was paused already.
+    private func pauseReverseStream(_ id: TenantID) async throws -> Bool {
+        try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
+            try await Database.withTransaction(tenantDatabase, logger: logger) { tenantDatabase in
+                try await tenantDatabase.query(
+                    "SELECT pg_advisory_xact_lock(\(AdvisoryLock.relayNamespace), \(AdvisoryLock.tenant(id)))", logger: logger)
+                let paused = try await tenantDatabase.query(
+                    "SELECT sync_paused FROM tenantry.capture_state WHERE tenant_id = \(id.rawValue)", logger: logger)
+                    .decode(Bool.self).first(where: { _ in true }) ?? false
+                try await tenantDatabase.query("""
+                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(Self.pausedReason),
+                        updated_at = now() WHERE tenant_id = \(id.rawValue) AND NOT sync_paused
+                    """, logger: logger)
+                return paused
+            }
         }
     }
 
-    private func writeArchive(_ ids: [TenantID], to directory: String, on unified: PostgresConnection) async throws -> String {
-        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-        let root = (directory as NSString).appendingPathComponent("retire-\(stamp)")
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        var manifest = Manifest(createdAt: Date(), discriminator: plan.discriminator, tables: [])
-        // One snapshot for the whole archive.
-        try await unified.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-        do {
-            for id in ids {
-                for (index, table) in plan.tables.enumerated() {
-                    let columns = [plan.discriminator] + table.writableColumns
-                    let file = "\(id.rawValue)/\(String(format: "%03d", index))_\(table.name.unicodeScalars.filter { $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }.map(String.init).joined()).copy"
-                    let path = (root as NSString).appendingPathComponent(file)
-                    try FileManager.default.createDirectory(
-                        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                    FileManager.default.createFile(atPath: path, contents: nil)
-                    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-                    var query = PostgresQuery(unsafeSQL: "SELECT \(columns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")) "
-                        + "FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-                    query.binds.append(id.rawValue)
-                    var encoder = CopyEncoder()
-                    var count = 0
-                    for try await row in try await unified.query(query, logger: logger) {
-                        encoder.append(row)
-                        count += 1
-                        if encoder.readableBytes >= 1 << 18 { try handle.write(contentsOf: Array(buffer: encoder.take())) }
-                    }
-                    try handle.write(contentsOf: Array(buffer: encoder.take()))
-                    try handle.close()
-                    manifest.tables.append(.init(tenant: id.rawValue, table: table.name, columns: columns, file: file, rows: count))
-                }
-            }
-            try await unified.query("COMMIT", logger: logger)
-        } catch {
-            _ = try? await unified.query("ROLLBACK", logger: logger)
-            throw Database.wrap(error, "archiving to \(root)")
+    /// Undoes ``pauseReverseStream(_:)`` after a retirement that changed nothing.
+    private func resumeReverseStream(_ id: TenantID) async throws {
+        try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
+            try await tenantDatabase.query("""
+                UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
+                WHERE tenant_id = \(id.rawValue) AND paused_reason = \(Self.pausedReason)
+                """, logger: logger)
         }
+    }
+
+    static let pausedReason = "retired from the unified database"
+
+    /// In ONE repeatable-read transaction of the unified database: archives the tenant's rows
+    /// (when `archive` is set; each file fsynced, the tenant's directory too), deletes them,
+    /// children first, checks per table that it deleted exactly the rows it archived (or counted),
+    /// writes the manifest (atomically, with this tenant's entries) and commits. Any mismatch or
+    /// failure rolls the delete back and leaves the manifest as it was.
+    private func archiveAndDelete(
+        _ id: TenantID, archive root: String?, manifest: Manifest, on unified: PostgresConnection
+    ) async throws -> ([TableRows], [Manifest.Table]) {
+        var entries: [Manifest.Table] = []
+        var manifestWritten = false
+        var createdDirectory = false
+        let tenantDirectory = root.map { ($0 as NSString).appendingPathComponent(id.rawValue) }
+        do {
+            let tables = try await Database.withTransaction(unified, logger: logger) { unified in
+                try await unified.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
+                // Tenantry's own write: past the moved-tenant guard, not captured.
+                try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
+                var archived: [String: Int] = [:]
+                if let root, let tenantDirectory {
+                    try ArchiveFiles.makeDirectory(tenantDirectory)
+                    createdDirectory = true
+                    for (index, table) in plan.tables.enumerated() {
+                        let entry = try await archiveTable(table, index: index, of: id, root: root, on: unified)
+                        archived[table.name] = entry.rows
+                        entries.append(entry)
+                    }
+                    try ArchiveFiles.syncDirectory(tenantDirectory)
+                } else {
+                    for table in plan.tables { archived[table.name] = try await count(table, of: id, on: unified) }
+                }
+                try await beforeDelete?(id)
+                var tables: [TableRows] = []
+                for table in plan.tables.reversed() {
+                    var query = PostgresQuery(unsafeSQL: "WITH deleted AS (DELETE FROM \(plan.unifiedName(table)) "
+                        + "WHERE \(plan.tenantFilter(parameter: 1)) RETURNING 1) SELECT count(*)::int FROM deleted")
+                    query.binds.append(id.rawValue)
+                    let count = try await unified.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
+                    guard count == archived[table.name] else {
+                        throw TenantryError(
+                            code: .conflict,
+                            message: "retire-legacy rolled back for tenant \(id): \(table.name) had \(archived[table.name] ?? 0) row(s) "
+                                + "archived but \(count) deleted; nothing of this tenant was deleted",
+                            tenant: id.rawValue)
+                    }
+                    tables.append(TableRows(tenant: id, table: table.name, rows: count))
+                }
+                if let root {
+                    var complete = manifest
+                    complete.tables += entries
+                    try ArchiveFiles.writeAtomically(try Self.encode(complete), to: (root as NSString).appendingPathComponent("manifest.json"))
+                    manifestWritten = true
+                }
+                return tables
+            }
+            return (tables, entries)
+        } catch {
+            if let root {
+                // The rows stay in unified: the manifest must not list them, nor the directory hold their files.
+                if manifestWritten {
+                    try? ArchiveFiles.writeAtomically(try Self.encode(manifest), to: (root as NSString).appendingPathComponent("manifest.json"))
+                }
+                if createdDirectory, let tenantDirectory { try? FileManager.default.removeItem(atPath: tenantDirectory) }
+            }
+            throw Database.wrap(error, "retiring tenant \(id)", tenant: id.rawValue)
+        }
+    }
+
+    /// Writes one table's rows of the tenant, in COPY text format, to a new 0600 file (fsynced).
+    private func archiveTable(
+        _ table: MovePlan.Table, index: Int, of id: TenantID, root: String, on unified: PostgresConnection
+    ) async throws -> Manifest.Table {
+        let columns = [plan.discriminator] + table.writableColumns
+        let safeName = table.name.unicodeScalars
+            .filter { $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }
+            .map(String.init).joined()
+        let file = "\(id.rawValue)/\(String(format: "%03d", index))_\(safeName).copy"
+        var writer = try ArchiveFiles.create((root as NSString).appendingPathComponent(file))
+        var query = PostgresQuery(unsafeSQL: "SELECT \(columns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")) "
+            + "FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
+        query.binds.append(id.rawValue)
+        var encoder = CopyEncoder()
+        var count = 0
+        for try await row in try await unified.query(query, logger: logger) {
+            encoder.append(row)
+            count += 1
+            if encoder.readableBytes >= 1 << 18 { try writer.write(encoder.take()) }
+        }
+        try writer.write(encoder.take())
+        try writer.finish()
+        return Manifest.Table(tenant: id.rawValue, table: table.name, columns: columns, file: file, rows: count)
+    }
+
+    static func encode(_ manifest: Manifest) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
-        try encoder.encode(manifest).write(to: URL(fileURLWithPath: (root as NSString).appendingPathComponent("manifest.json")))
-        return root
-    }
-
-    /// Restores the rows of an archive written by ``retire(_:archiveDirectory:dryRun:)`` into the
-    /// unified database and puts its tenants back to `dedicated`: the relay then applies what their
-    /// tenant databases recorded since, so unified is current again.
-    public func restore(archive root: String) async throws -> Report {
-        let manifestPath = (root as NSString).appendingPathComponent("manifest.json")
-        guard let data = FileManager.default.contents(atPath: manifestPath) else {
-            throw TenantryError(code: .invalidArgument, message: "\(root) is not a retire-legacy archive (no manifest.json)")
-        }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let manifest: Manifest
-        do {
-            manifest = try decoder.decode(Manifest.self, from: data)
-        } catch {
-            throw TenantryError(code: .invalidArgument, message: "\(manifestPath) is not a valid archive manifest")
-        }
-        let ids = try Array(Set(manifest.tables.map(\.tenant))).map { try TenantID($0) }.sorted()
-        var restored: [TableRows] = []
-        try await Database.withConnection(unifiedURL, logger: logger) { unified in
-            for id in ids {
-                guard try await catalog.move(id)?.phase == .retired else {
-                    throw TenantryError(
-                        code: .conflict, message: "tenant \(id) is not retired: its rows are in the unified database already",
-                        tenant: id.rawValue)
-                }
-                try await Database.withTransaction(unified, logger: logger) { unified in
-                    try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
-                    for entry in manifest.tables where entry.tenant == id.rawValue {
-                        guard plan.table(entry.table) != nil else {
-                            throw TenantryError(code: .conflict, message: "archive table \(entry.table) is not a tenant table of the unified schema")
-                        }
-                        let path = (root as NSString).appendingPathComponent(entry.file)
-                        guard let handle = FileHandle(forReadingAtPath: path) else {
-                            throw TenantryError(code: .invalidArgument, message: "archive file \(path) is missing")
-                        }
-                        defer { try? handle.close() }
-                        try await unified.copyFrom(
-                            table: Copier.escapeQuotes(entry.table), columns: entry.columns.map(Copier.escapeQuotes), logger: logger
-                        ) { writer in
-                            while let chunk = try handle.read(upToCount: 1 << 18), !chunk.isEmpty {
-                                try await writer.write(ByteBuffer(bytes: chunk))
-                            }
-                        }
-                        restored.append(TableRows(tenant: id, table: entry.table, rows: entry.rows))
-                    }
-                }
-                try await catalog.setPhase(id, to: .dedicated)
-                // Reverse sync resumes: what the tenant database recorded since retirement flows back.
-                try await Capture(unifiedURL: try await tenantURL(id), discriminator: plan.discriminator, logger: logger)
-                    .setSyncPaused(id, false)
-                try? await catalog.audit(actor: actor, action: "restore-legacy", tenant: id, outcome: .ok, detail: ["archive": root])
-            }
-        }
-        return Report(tenants: ids, dryRun: false, archive: root, tables: restored)
+        return try encoder.encode(manifest)
     }
 }

@@ -3,11 +3,23 @@ import PostgresNIO
 import TenantryCore
 
 extension TenantRouter {
+    /// A transaction's isolation level (PostgreSQL's three).
+    public enum Isolation: String, Sendable, CaseIterable, Codable {
+        /// `READ COMMITTED` (PostgreSQL's default).
+        case readCommitted = "read committed"
+        /// `REPEATABLE READ`.
+        case repeatableRead = "repeatable read"
+        /// `SERIALIZABLE`.
+        case serializable
+
+        var sql: String { rawValue.uppercased() }
+    }
+
     /// Leases a connection on `source` for the route's tenant, runs `body`, releases it. A broken
     /// connection is discarded; when `retrySafe` (reads, or before the body started) the lease is
     /// retried once.
     func run<Result: Sendable>(
-        on source: Route.Source, route: Route, retrySafe: Bool, transaction: Bool,
+        on source: Route.Source, route: Route, retrySafe: Bool, transaction: Bool, isolation: Isolation = .readCommitted,
         _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
         let (pool, key) = try poolAndKey(source, route: route)
@@ -18,7 +30,9 @@ extension TenantRouter {
                 let connection = RoutedConnection(
                     connection: lease.connection, tenant: route.tenant, source: source, logger: logger,
                     monitor: configuration.monitor, observer: observer)
-                if transaction { try await lease.connection.queryIfOpen("BEGIN", logger: logger) }
+                if transaction {
+                    try await lease.connection.queryIfOpen(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)"), logger: logger)
+                }
                 if source == .unified {
                     try await lease.connection.queryIfOpen(
                         "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)

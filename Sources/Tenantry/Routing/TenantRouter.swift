@@ -131,22 +131,39 @@ public final class TenantRouter: Service, Sendable {
 
     /// Like ``withConnection(tenant:intent:_:)`` inside a transaction (`BEGIN` … `COMMIT`; on the
     /// unified database `tenantry.tenant` is set with `SET LOCAL` semantics).
+    ///
+    /// With `isolation` `.repeatableRead` or `.serializable`, a write whose snapshot predates a
+    /// cutover or rollback of its tenant fails with SQLSTATE 40001 (retry it, as for any
+    /// serialization failure); it never lands on the side that no longer serves the tenant.
     public func withTransaction<Result: Sendable>(
-        tenant: TenantID, intent: Intent, _ body: (RoutedConnection) async throws -> Result
+        tenant: TenantID, intent: Intent, isolation: Isolation = .readCommitted, _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
         let route = try await route(for: tenant)
         let source = intent == .write ? route.writeSource : route.readSource(try await readPolicy())
         countRead(intent, source)
         do {
-            let result = try await run(on: source, route: route, retrySafe: true, transaction: true, body)
+            let result = try await run(on: source, route: route, retrySafe: true, transaction: true, isolation: isolation, body)
             if intent == .write { await syncedWrite(route, source) }
             return result
         } catch where intent == .write && Self.isMovedRejection(error) {
             // The tenant was cut over (or rolled back) while this write waited on its fence: the
-            // transaction was rolled back; run it again on the new route.
+            // transaction was rolled back; run it again on the new route once the catalog has it
+            // (the databases switch first, the catalog right after).
+            let moved = try await newRoute(for: tenant, leaving: source, rejection: error)
+            return try await run(on: moved.writeSource, route: moved, retrySafe: true, transaction: true, isolation: isolation, body)
+        }
+    }
+
+    /// Waits (up to the lease timeout) until the catalog routes `tenant`'s writes elsewhere than
+    /// `source`, then returns that route; past the timeout, rethrows `rejection`.
+    private func newRoute(for tenant: TenantID, leaving source: Route.Source, rejection: any Error) async throws -> Route {
+        let deadline = ContinuousClock.now + configuration.pool.leaseTimeout
+        while true {
             invalidateRoutes(tenant)
-            let moved = try await self.route(for: tenant)
-            return try await run(on: moved.writeSource, route: moved, retrySafe: true, transaction: true, body)
+            let route = try await self.route(for: tenant)
+            if route.writeSource != source { return route }
+            guard ContinuousClock.now < deadline else { throw rejection }
+            try await Task.sleep(for: .milliseconds(10))
         }
     }
 

@@ -1,37 +1,115 @@
 import NIOConcurrencyHelpers
 import TenantryCore
 
-/// Runs `body` and returns its result, or throws ``TenantryError/Code/timeout`` after `limit`.
+/// The one deadline primitive: a task group races the body against a sleep; whichever finishes
+/// first wins and the other is cancelled before the call returns.
 ///
-/// A PostgresNIO query sent on a connection the server has just closed can wait forever (the
-/// write fails without completing the query). Work that must keep going — the relay — bounds
-/// each database round with this and abandons the connection when it expires. The abandoned
-/// body keeps its task until it ends (it holds no lock once its connections are closed).
+/// A PostgresNIO query sent on a connection the server has just closed can wait forever, ignoring
+/// cancellation (the write fails without completing the query). So the group's body child awaits
+/// the operation through a bridge it can abandon: when the sleep wins (or the caller is
+/// cancelled), the operation is cancelled and the child ends at once, and a result arriving later
+/// goes to `onLate` (a connection nobody will use gets closed). The sleep is always a child of the
+/// group: no timer outlives the call.
+enum Deadline {
+    /// Runs `operation` and returns its result, throws `timeout()` at `deadline`, or
+    /// `CancellationError` when the caller is cancelled, whichever comes first. `sleep` is the
+    /// timer child (tests pass one that observes its cancellation).
+    static func run<T: Sendable>(
+        until deadline: ContinuousClock.Instant,
+        timeout: @escaping @Sendable () -> any Error,
+        onLate: @escaping @Sendable (T) -> Void = { _ in },
+        sleep: @escaping @Sendable (ContinuousClock.Instant) async throws -> Void = { try await Task.sleep(until: $0) },
+        _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let race = DeadlineRace<T>()
+        let work = Task {
+            do {
+                let value = try await operation()
+                if !race.finish(.success(value)) { onLate(value) }
+            } catch {
+                race.finish(.failure(error))
+            }
+        }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in race.start(continuation) }
+                } onCancel: {
+                    work.cancel()
+                    race.finish(.failure(CancellationError()))
+                }
+            }
+            group.addTask {
+                try await sleep(deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw CancellationError() }
+            guard let value = first else {
+                // The sleep won. The body child ends as soon as the group cancels it.
+                if Task.isCancelled { throw CancellationError() }
+                throw timeout()
+            }
+            return value
+        }
+    }
+}
+
+/// Runs `body` and returns its result, or throws ``TenantryError/Code/timeout`` after `limit`
+/// (``Deadline/run(until:timeout:onLate:sleep:_:)``; the relay bounds each batch with it).
 func withDeadline<T: Sendable>(
     _ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    let slot = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
-    let work = NIOLockedValueBox<Task<Void, Never>?>(nil)
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-            slot.withLockedValue { $0 = continuation }
-            let task = Task {
-                let outcome: Result<T, any Error>
-                do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-                slot.withLockedValue { $0.take() }?.resume(with: outcome)
-            }
-            work.withLockedValue { $0 = task }
-            Task {
-                try? await Task.sleep(for: limit)
-                if let continuation = slot.withLockedValue({ $0.take() }) {
-                    task.cancel()
-                    continuation.resume(throwing: TenantryError(code: .timeout, message: "\(what) took longer than \(limit)"))
-                }
+    try await Deadline.run(
+        until: .now + limit,
+        timeout: { TenantryError(code: .timeout, message: "\(what) took longer than \(limit)") },
+        body)
+}
+
+/// The first of several results wins; later ones are refused.
+final class DeadlineRace<T: Sendable>: Sendable {
+    private enum State {
+        case waiting
+        case started(CheckedContinuation<T, any Error>)
+        case early(Result<T, any Error>)
+        case finished
+    }
+
+    private let state = NIOLockedValueBox(State.waiting)
+
+    /// Installs the continuation; resumes it at once when a result came first.
+    func start(_ continuation: CheckedContinuation<T, any Error>) {
+        let early: Result<T, any Error>? = state.withLockedValue { state in
+            switch state {
+            case .waiting:
+                state = .started(continuation)
+                return nil
+            case .early(let result):
+                state = .finished
+                return result
+            case .started, .finished:
+                preconditionFailure("DeadlineRace started twice")
             }
         }
-    } onCancel: {
-        work.withLockedValue { $0 }?.cancel()
-        // Do not wait for a body stuck in a query: the caller is cancelled, it goes now.
-        slot.withLockedValue { $0.take() }?.resume(throwing: CancellationError())
+        if let early { continuation.resume(with: early) }
+    }
+
+    /// Offers a result; `false` when another one already won.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (won, continuation): (Bool, CheckedContinuation<T, any Error>?) = state.withLockedValue { state in
+            switch state {
+            case .waiting:
+                state = .early(result)
+                return (true, nil)
+            case .started(let continuation):
+                state = .finished
+                return (true, continuation)
+            case .early, .finished:
+                return (false, nil)
+            }
+        }
+        continuation?.resume(with: result)
+        return won
     }
 }

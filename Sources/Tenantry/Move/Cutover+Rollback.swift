@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TenantryCore
+
+extension Cutover {
+    /// Rolls `tenant` back to `shared`, losing nothing. Before cutover: capture stops and every
+    /// read and write is the unified database's again (the tenant database is left as it is; a
+    /// later `migrate-data` copies afresh). After cutover: a cutover in the other direction — the
+    /// fence is taken in the tenant database, reverse sync drains, the tenant database is marked
+    /// moved (its writes rejected; this COMMIT decides), unified accepts the tenant's writes again,
+    /// the placement flips. Refused while reverse sync is paused or holds dead letters. A rollback
+    /// that committed in the tenant database but did not finish is finished by running it again.
+    public func rollback(_ tenant: TenantID, maxPause: Duration = .seconds(5)) async throws -> Report {
+        let phase = try await catalog.move(tenant)?.phase ?? .shared
+        let started = ContinuousClock.now
+        switch phase {
+        case .shared:
+            return Report(tenant: tenant, pauseMilliseconds: 0, drained: 0)
+        case .provisioned, .copying, .syncing, .readsSwitched:
+            try await Database.withConnection(unifiedURL, logger: logger) { unified in
+                try await Database.withTransaction(unified, logger: logger) { unified in
+                    try await unified.query("""
+                        UPDATE tenantry.capture_state SET capturing = false, snapshot = NULL, sync_paused = false,
+                            paused_reason = NULL, updated_at = now()
+                        WHERE tenant_id = \(tenant.rawValue)
+                        """, logger: logger)
+                    try await unified.query("DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+                    try await unified.query("DELETE FROM tenantry.dead_letters WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+                }
+            }
+            try await catalog.setPhase(tenant, to: .shared)
+            try? await catalog.audit(actor: actor, action: "rollback", tenant: tenant, outcome: .ok, detail: ["from": phase.rawValue])
+            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: 0)
+        case .cutover, .dedicated:
+            let tenantURL = try await tenantURL(tenant)
+            let committed = try await Database.withConnection(tenantURL, logger: logger) { connection in
+                try await connection.query(
+                    "SELECT coalesce((SELECT moved FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)), false)",
+                    logger: logger).decode(Bool.self).first(where: { _ in true }) ?? false
+            }
+            var report = Report(tenant: tenant, pauseMilliseconds: 0, drained: 0)
+            if !committed {
+                try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
+                    .requireStreamsClear([tenant], before: "rollback")
+                report = try await reverseCutover(tenant, tenantURL: tenantURL, maxPause: maxPause)
+            }
+            try await reopenUnified(tenant)
+            try await finish(tenant, to: .shared, action: "rollback")
+            try? await catalog.audit(
+                actor: actor, action: "rollback", tenant: tenant, outcome: .ok,
+                detail: ["from": phase.rawValue, "pause_ms": String(format: "%.1f", report.pauseMilliseconds),
+                         "resumed": "\(committed)"])
+            return report
+        default:
+            throw TenantryError(
+                code: .conflict, message: "tenant \(tenant) is \(phase): its unified rows are gone (restore-legacy first)",
+                tenant: tenant.rawValue)
+        }
+    }
+
+    /// The switch back under the tenant database's fence; its COMMIT (the tenant database marked
+    /// moved) decides. Until the unified database is reopened, both sides refuse the tenant's
+    /// writes: loud, and nothing lands where it would be lost.
+    private func reverseCutover(_ tenant: TenantID, tenantURL: PostgresURL, maxPause: Duration) async throws -> Report {
+        try await relay.refresh()
+        await relay.drain(tenant, budget: .seconds(5))
+        return try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
+            try await tenantDatabase.query("BEGIN", logger: logger)
+            let started = ContinuousClock.now
+            var drained = 0
+            do {
+                try await takeFence(tenant, on: tenantDatabase, maxPause: maxPause, what: "rollback")
+                drained = await relay.drain(tenant)
+                try await requireDrained(tenant, on: tenantDatabase, what: "rollback", direction: "synced back")
+                try await tenantDatabase.query("""
+                    UPDATE tenantry.capture_state SET moved = true, capturing = false, updated_at = now() WHERE tenant_id = \(tenant.rawValue)
+                    """, logger: logger)
+                try await faults.beforeDecisiveCommit?()
+            } catch {
+                _ = try? await tenantDatabase.queryIfOpen("ROLLBACK", logger: logger)
+                throw error
+            }
+            do {
+                try await commitDecisive(tenantDatabase)
+                try await faults.afterDecisiveCommit?()
+            } catch {
+                guard try await decidedMoved(tenant, url: tenantURL, error: error, what: "rollback") else { throw error }
+            }
+            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
+        }
+    }
+
+    /// Lets the unified database take the tenant's writes again (after the tenant database
+    /// refuses them). Idempotent.
+    private func reopenUnified(_ tenant: TenantID) async throws {
+        do {
+            try await Database.withConnection(unifiedURL, logger: logger) { unified in
+                try await unified.query("""
+                    UPDATE tenantry.capture_state SET moved = false, capturing = false, snapshot = NULL, updated_at = now()
+                    WHERE tenant_id = \(tenant.rawValue)
+                    """, logger: logger)
+            }
+        } catch {
+            throw TenantryError(
+                code: .database,
+                message: "rollback of tenant \(tenant) is committed in its database but the unified database was not reopened "
+                    + "(\(Database.message(of: error))); its writes are refused meanwhile, none is lost: "
+                    + "run 'tenantry rollback --tenant \(tenant)' again to finish",
+                tenant: tenant.rawValue, underlying: error)
+        }
+    }
+
+    /// Takes the tenant's fence exclusively in the open transaction on `connection`, waiting at
+    /// most `maxPause` for in-flight writes (then one clear error; nothing has changed yet).
+    func takeFence(_ tenant: TenantID, on connection: PostgresConnection, maxPause: Duration, what: String) async throws {
+        try await connection.query(
+            PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
+        do {
+            try await connection.query(
+                "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+        } catch where Database.sqlState(of: error) == "55P03" {
+            throw TenantryError(
+                code: .timeout,
+                message: "\(what) of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
+                tenant: tenant.rawValue)
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    func flipPlacement(_ tenant: TenantID, to placement: TenantRecord.Placement) async throws {
+        var record = try await catalog.requireTenant(tenant)
+        record.placement = placement
+        try await catalog.upsertTenant(record)
+        if placement == .dedicated {
+            let phase = try await catalog.move(tenant)?.phase ?? .shared
+            if phase != .cutover { try await catalog.setPhase(tenant, to: .cutover) }
+            try await catalog.setPhase(tenant, to: .dedicated)
+        } else {
+            try await catalog.setPhase(tenant, to: .shared)
+        }
+    }
+
+}
