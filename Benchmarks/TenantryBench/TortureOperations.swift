@@ -137,11 +137,9 @@ extension TortureWorld {
             }
             if text.contains("dead letter") || text.contains("paused") || text.contains("could not be") {
                 // Runbook, "A dead letter": list, fix the cause, replay, let sync catch up.
-                let list = try await child.run(["dlq", "list"])
-                steps.append("dlq list: \(list.lastLine)")
-                _ = try await child.run(["dlq", "replay"])
+                let (discarded, replayed) = try await resolveDeadLetters()
                 _ = try await child.run(["sync", "run", "--until-caught-up", "--timeout", "60"])
-                steps.append("dlq replay + sync run --until-caught-up")
+                steps.append("dead letters: \(discarded) cross-tenant discarded, \(replayed) replayed; sync run --until-caught-up")
             }
             try await Task.sleep(for: .milliseconds(300 * (attempt + 1)))
         }

@@ -24,6 +24,11 @@ final class TortureWorld: Sendable {
     let archives = NIOLockedValueBox<[TenantID: String]>([:])
     /// What the run is doing now, and since when (the watchdog names a step that hangs).
     let currentStep = NIOLockedValueBox<(String, ContinuousClock.Instant)>(("setup", .now))
+    /// Reverse dead letters of colliding ids dropped (`dlq discard`) after their rows were removed.
+    let discardedLetters = NIOLockedValueBox(0)
+    /// Shops left alone after an unrecoverable round (no more operations; their copies are not
+    /// compared again, their acknowledged writes still are).
+    let quarantined = NIOLockedValueBox<Set<TenantID>>([])
     private let relayStop = NIOLockedValueBox(false)
     private let relayChild = NIOLockedValueBox<TenantryChild.Running?>(nil)
 

@@ -7,8 +7,9 @@ import Tenantry
 import TenantryCore
 
 /// The torture's application writers: customers of HandyShop written through ``TenantRouter`` in
-/// READ COMMITTED (the router's `withTransaction`), REPEATABLE READ and SERIALIZABLE
-/// (`BEGIN ISOLATION LEVEL …` on a routed connection), retried like an application retries
+/// READ COMMITTED and REPEATABLE READ (the router's `withTransaction(isolation:)`) and
+/// SERIALIZABLE (the application's own `BEGIN ISOLATION LEVEL …` on a routed connection, as an
+/// application that predates that API does), retried like an application retries
 /// (serialization failures, deadlocks, "tenant has moved", lost connections, pool timeouts).
 ///
 /// Each logical row has a unique label (its e-mail) and a version in `notes`
@@ -263,8 +264,10 @@ final class TortureWriters: Sendable {
     private func transaction(
         _ shop: TenantID, _ isolation: Isolation, _ body: @escaping @Sendable (RoutedConnection) async throws -> Bool
     ) async throws -> Bool {
-        if isolation == .readCommitted {
-            return try await router.withTransaction(tenant: shop, intent: .write, body)
+        switch isolation {
+        case .readCommitted: return try await router.withTransaction(tenant: shop, intent: .write, body)
+        case .repeatableRead: return try await router.withTransaction(tenant: shop, intent: .write, isolation: .repeatableRead, body)
+        case .serializable: break  // the application's own BEGIN on a routed connection, below
         }
         return try await router.withConnection(tenant: shop, intent: .write) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.rawValue)"))

@@ -49,6 +49,23 @@ struct EmbeddedPostgresTests {
         try await server.stop()
     }
 
+    @Test("restart(mode: .immediate): same port and URL, committed rows survive crash recovery")
+    func immediateRestart() async throws {
+        let server = EmbeddedPostgres(configuration: .temporary(settings: ["synchronous_commit": "on"]))
+        try await server.start()
+        let url = try server.url()
+        let port = try server.port
+        _ = try await psql(url, "create table survived (v int); insert into survived values (7)")
+        try await server.restart(mode: .immediate)
+        #expect(try server.port == port)
+        #expect(try server.url() == url)
+        #expect(try await psql(url, "select v from survived") == "7")
+        let log = try String(contentsOfFile: server.logFilePath, encoding: .utf8)
+        #expect(log.contains("immediate shutdown"), "the server stopped without a checkpoint")
+        #expect(log.contains("not properly shut down") || log.contains("automatic recovery"), "the start ran crash recovery")
+        try await server.stop()
+    }
+
     @Test("a killed server leaves a stale postmaster.pid; start recovers")
     func stalePidFile() async throws {
         // Durable commits for this one: the test kills the server right after committing.
