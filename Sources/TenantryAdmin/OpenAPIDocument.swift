@@ -162,41 +162,6 @@ public enum OpenAPIDocument {
           "progress"
         ]
       },
-      "TenantsRequest": {
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-          "tenants": {
-            "type": "array",
-            "items": {
-              "$ref": "#/components/schemas/TenantID"
-            },
-            "description": "Tenant ids; omitted: every tenant the operation applies to"
-          },
-          "concurrency": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 64
-          },
-          "server": {
-            "type": "string"
-          },
-          "captureTimeoutSeconds": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 3600
-          },
-          "chunkSize": {
-            "type": "integer",
-            "minimum": 2
-          },
-          "maxPauseMs": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 600000
-          }
-        }
-      },
       "ReadPolicy": {
         "type": "object",
         "properties": {
@@ -249,6 +214,232 @@ public enum OpenAPIDocument {
             }
           }
         }
+      },
+      "TenantList": {
+        "type": "array",
+        "items": {
+          "$ref": "#/components/schemas/TenantID"
+        },
+        "minItems": 1,
+        "maxItems": 10000,
+        "description": "Tenant ids (at least one). To act on every tenant, send \"all\": true instead."
+      },
+      "AllTenants": {
+        "type": "boolean",
+        "enum": [
+          true
+        ],
+        "description": "true: every tenant the operation applies to. Exactly one of `tenants` and `all` is required: a destructive request says what it acts on."
+      },
+      "ProvisionRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 64,
+            "default": 4
+          },
+          "server": {
+            "type": "string",
+            "description": "A registered server to place new databases on (default: spread over every server)"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "MigrateDataRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 32,
+            "default": 2
+          },
+          "captureTimeoutSeconds": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 3600,
+            "default": 30
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "VerifySyncRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "chunkSize": {
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 10000000,
+            "default": 10000
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "CutoverRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "maxPauseMs": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 600000,
+            "default": 500
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "RollbackRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "maxPauseMs": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 600000,
+            "default": 5000
+          }
+        },
+        "required": [
+          "tenants"
+        ]
+      },
+      "DualWriteRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "enabled": {
+            "type": "boolean",
+            "default": true,
+            "description": "false pauses sync instead (capture keeps the backlog)"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "RetireRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "dryRun": {
+            "type": "boolean",
+            "default": true,
+            "description": "Default true: verify and count only. false archives and deletes, and needs confirm: true"
+          },
+          "confirm": {
+            "type": "boolean",
+            "description": "Must be true when dryRun is false"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
       }
     }
   },
@@ -273,7 +464,11 @@ public enum OpenAPIDocument {
                     "catalogVersion": {
                       "type": "integer"
                     }
-                  }
+                  },
+                  "additionalProperties": false,
+                  "required": [
+                    "status"
+                  ]
                 }
               }
             }
@@ -294,12 +489,23 @@ public enum OpenAPIDocument {
                     "error": {
                       "type": "string"
                     }
-                  }
+                  },
+                  "additionalProperties": false,
+                  "required": [
+                    "status"
+                  ]
                 }
               }
             }
           }
-        }
+        },
+        "description": "Anonymous callers get only `status`. With the admin bearer token, also the catalog version, or the error (which may name a host or database).",
+        "security": [
+          {},
+          {
+            "bearer": []
+          }
+        ]
       }
     },
     "/metrics": {
@@ -372,18 +578,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/provision-all": {
       "post": {
         "summary": "Provision all shops",
-        "description": "One database and role per tenant, from the derived schema (`tenantry provision --all`). Unknown tenant ids (not in the unified database) are 404.",
+        "description": "One database and role per tenant, from the derived schema (`tenantry provision`). `tenants` or `\"all\": true` (every shop of the unified database). Unknown tenant ids (not in the unified database) are 404.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/ProvisionRequest"
               }
             }
           }
@@ -400,7 +606,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -421,6 +627,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -455,18 +671,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/migrate-data": {
       "post": {
         "summary": "Bulk data migration",
-        "description": "Capture on, one snapshot, COPY into each tenant database (`tenantry migrate-data`). Resumable.",
+        "description": "Capture on, one snapshot, COPY into each tenant database (`tenantry migrate-data`). `tenants` or `\"all\": true`. Resumable.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/MigrateDataRequest"
               }
             }
           }
@@ -483,7 +699,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -504,6 +720,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -538,32 +764,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/enable-dual-write": {
       "post": {
         "summary": "Enable (or pause) dual-write",
-        "description": "Capture on and sync resumed; `enabled: false` pauses sync (capture keeps the backlog). Synchronous.",
+        "description": "Capture on and sync resumed; `enabled: false` pauses sync (capture keeps the backlog). `tenants` or `\"all\": true`. Synchronous.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "tenants": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "description": "Tenant ids; omitted: every tenant the operation applies to"
-                  },
-                  "enabled": {
-                    "type": "boolean",
-                    "default": true
-                  }
-                }
+                "$ref": "#/components/schemas/DualWriteRequest"
               }
             }
           }
@@ -592,7 +804,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -613,6 +825,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -647,18 +869,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/verify-sync": {
       "post": {
         "summary": "Verify data synchronization",
-        "description": "Counts, chunk checksums and differing rows per table (`tenantry verify-sync`). The job fails with `not_equal` when a tenant differs; the result names the rows.",
+        "description": "Counts, chunk checksums and differing rows per table (`tenantry verify-sync`). `tenants` or `\"all\": true`. The job fails with `not_equal` when a tenant differs; the result names the rows.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/VerifySyncRequest"
               }
             }
           }
@@ -675,7 +897,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -696,6 +918,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -763,13 +995,17 @@ public enum OpenAPIDocument {
                     "type": "array",
                     "items": {
                       "$ref": "#/components/schemas/TenantID"
-                    }
+                    },
+                    "minItems": 1,
+                    "maxItems": 10000
                   },
                   "canary": {
                     "type": "array",
                     "items": {
                       "$ref": "#/components/schemas/TenantID"
-                    }
+                    },
+                    "minItems": 1,
+                    "maxItems": 10000
                   },
                   "enableFallback": {
                     "type": "boolean"
@@ -802,7 +1038,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -823,6 +1059,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -875,7 +1121,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -896,6 +1142,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -951,7 +1207,8 @@ public enum OpenAPIDocument {
             "in": "query",
             "description": "Comma-separated tenant ids to measure (default: every provisioned tenant)",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "pattern": "^[a-z0-9][a-z0-9_]{0,39}(,[a-z0-9][a-z0-9_]{0,39})*$"
             }
           }
         ],
@@ -1034,35 +1291,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/retire-legacy": {
       "post": {
         "summary": "Retire legacy tables",
-        "description": "Verify, archive (on the server, in its --archive-dir) and delete dedicated tenants' rows from the unified database (`tenantry retire-legacy`). Needs `confirm: true` unless `dryRun`.",
+        "description": "Verify, archive (on the server, in its --archive-dir) and delete dedicated tenants' rows from the unified database (`tenantry retire-legacy`). `tenants` or `\"all\": true`. A dry run (verify and count) unless `\"dryRun\": false`, which needs `\"confirm\": true`.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "tenants": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "description": "Tenant ids; omitted: every tenant the operation applies to"
-                  },
-                  "dryRun": {
-                    "type": "boolean",
-                    "default": false
-                  },
-                  "confirm": {
-                    "type": "boolean"
-                  }
-                }
+                "$ref": "#/components/schemas/RetireRequest"
               }
             }
           }
@@ -1079,7 +1319,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1100,6 +1340,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1134,18 +1384,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/cutover": {
       "post": {
         "summary": "Cut over writes",
-        "description": "Per tenant: a short write pause, then writes go to the tenant database (`tenantry cutover`). Omitted tenants: every syncing tenant.",
+        "description": "Per tenant: a short write pause, then writes go to the tenant database (`tenantry cutover`). `tenants` or `\"all\": true` (every syncing tenant).",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/CutoverRequest"
               }
             }
           }
@@ -1162,7 +1412,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1183,6 +1433,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1224,11 +1484,11 @@ public enum OpenAPIDocument {
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/RollbackRequest"
               }
             }
           }
@@ -1245,7 +1505,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1266,6 +1526,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
