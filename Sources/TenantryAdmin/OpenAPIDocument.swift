@@ -440,6 +440,140 @@ public enum OpenAPIDocument {
             ]
           }
         ]
+      },
+      "ActivateReadsRequest": {
+        "description": "The strategy, and the one field it needs: percentage for percentage, shops for shop-list, canary for canary; no other strategy's field.",
+        "oneOf": [
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "unified",
+                  "tenant"
+                ]
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "percentage"
+                ]
+              },
+              "percentage": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "percentage"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "shop-list"
+                ]
+              },
+              "shops": {
+                "type": "array",
+                "items": {
+                  "$ref": "#/components/schemas/TenantID"
+                },
+                "minItems": 1,
+                "maxItems": 10000
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "shops"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "canary"
+                ]
+              },
+              "canary": {
+                "type": "array",
+                "items": {
+                  "$ref": "#/components/schemas/TenantID"
+                },
+                "minItems": 1,
+                "maxItems": 10000
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "canary"
+            ]
+          }
+        ]
       }
     }
   },
@@ -973,55 +1107,7 @@ public enum OpenAPIDocument {
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "strategy": {
-                    "type": "string",
-                    "enum": [
-                      "unified",
-                      "tenant",
-                      "percentage",
-                      "shop-list",
-                      "canary"
-                    ]
-                  },
-                  "percentage": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 100
-                  },
-                  "shops": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "minItems": 1,
-                    "maxItems": 10000
-                  },
-                  "canary": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "minItems": 1,
-                    "maxItems": 10000
-                  },
-                  "enableFallback": {
-                    "type": "boolean"
-                  },
-                  "verifyConsistency": {
-                    "type": "boolean"
-                  },
-                  "sampleRate": {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": 1
-                  }
-                },
-                "required": [
-                  "strategy"
-                ]
+                "$ref": "#/components/schemas/ActivateReadsRequest"
               }
             }
           }
