@@ -28,7 +28,8 @@ public enum OpenAPIDocument {
     "schemas": {
       "TenantID": {
         "type": "string",
-        "pattern": "^[a-z0-9][a-z0-9_]{0,39}$"
+        "pattern": "^[a-z0-9][a-z0-9_]{0,39}$",
+        "example": "1"
       },
       "Error": {
         "type": "object",
@@ -222,7 +223,11 @@ public enum OpenAPIDocument {
         },
         "minItems": 1,
         "maxItems": 10000,
-        "description": "Tenant ids (at least one). To act on every tenant, send \"all\": true instead."
+        "description": "Tenant ids (at least one). To act on every tenant, send \"all\": true instead.",
+        "example": [
+          "1",
+          "2"
+        ]
       },
       "AllTenants": {
         "type": "boolean",

@@ -12,7 +12,8 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the admin API (superadmin migration endpoints, jobs, /metrics, /health) and the relay.",
         discussion: """
             Requires TENANTRY_ADMIN_TOKEN (at least 16 characters): every /api/superadmin request must send \
-            'Authorization: Bearer <token>'. /health, /metrics and /openapi.json need no token. The relay \
+            'Authorization: Bearer <token>'. /health (only its status without the token), /metrics and \
+            /openapi.json need no token. The relay \
             (as 'tenantry sync run') runs in the same process unless --no-relay. See docs/api.md.
             """)
 
