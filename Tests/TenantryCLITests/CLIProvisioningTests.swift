@@ -302,21 +302,31 @@ struct CLIProvisioningTests {
         // sslmode=require against the embedded server (no TLS): one clear line, nothing stored.
         var required = server
         required.tls = .require
-        let tls = try await fixture.run(["servers", "add", "tls"], ["TENANTRY_SERVER_URL": required.urlStringWithPassword])
+        let tls = try await fixture.run(
+            ["servers", "add", "tls"], ["TENANTRY_SERVER_URL": required.urlStringWithPassword, "DATABASE_URL": required.with(database: fixture.url.database).urlStringWithPassword])
         #expect(tls.status != 0)
         #expect(tls.stderr.split(separator: "\n").count == 1 && tls.stderr.contains("does not support TLS"), "\(tls.stderr)")
         #expect(!tls.stderr.contains(password))
+        // A stricter sslmode than DATABASE_URL's is refused: later connections would not honour it.
+        let stricter = try await fixture.run(["servers", "add", "strict"], ["TENANTRY_SERVER_URL": required.urlStringWithPassword])
+        #expect(stricter.status != 0 && stricter.stderr.contains("set sslmode=require in DATABASE_URL"), "\(stricter.stderr)")
 
-        // No sslmode: prefer, which falls back to plain on a server without TLS.
-        var preferred = server
-        preferred.tls = .prefer
-        #expect(!preferred.urlStringWithPassword.contains("sslmode"))
-        let viaEnvironment = try await fixture.run(["servers", "add", "env"], ["TENANTRY_SERVER_URL": preferred.urlStringWithPassword])
+        let viaEnvironment = try await fixture.run(["servers", "add", "env"], ["TENANTRY_SERVER_URL": server.urlStringWithPassword])
         #expect(viaEnvironment.status == 0, "\(viaEnvironment.stderr)")
-        let viaStdin = try await fixture.run(["servers", "add", "stdin"], input: preferred.urlStringWithPassword + "\n")
+        let viaStdin = try await fixture.run(["servers", "add", "stdin"], input: server.urlStringWithPassword + "\n")
         #expect(viaStdin.status == 0, "\(viaStdin.stderr)")
         #expect(!(viaEnvironment.stdout + viaEnvironment.stderr + viaStdin.stdout + viaStdin.stderr).contains(password))
         #expect(try await TestPostgres.strings(fixture.url, "SELECT name FROM tenantry.servers ORDER BY 1") == ["env", "stdin"])
+
+        // No sslmode: prefer, which falls back to plain on a server without TLS (the catalog's
+        // PostgresClient pool, provisioning's single connections).
+        var preferred = fixture.url
+        preferred.tls = .prefer
+        #expect(!preferred.urlStringWithPassword.contains("sslmode"))
+        let status = try await fixture.run(["status"], ["DATABASE_URL": preferred.urlStringWithPassword])
+        #expect(status.status == 0, "\(status.stderr)")
+        let provision = try await fixture.run(["provision", "1"], ["DATABASE_URL": preferred.urlStringWithPassword])
+        #expect(provision.status == 0, "\(provision.stdout)\n\(provision.stderr)")
     }
 
     @Test("concurrent provisions (the default --concurrency 4) spread over two servers too")

@@ -32,6 +32,15 @@ struct ServersCommand: AsyncParsableCommand {
                         code: .invalidArgument, message: "server name must be 1-40 characters of a-z, 0-9, _ and - (and not 'default')")
                 }
                 let keyring = try context.configuration.requireKeyring()
+                // Registered servers are reached with DATABASE_URL's sslmode (the catalog keeps no
+                // mode per server): refuse a URL that asks for more than that would give.
+                let unified = try await context.databaseURL()
+                guard Self.strength(parsed.tls) <= Self.strength(unified.tls) else {
+                    throw TenantryError(
+                        code: .invalidArgument,
+                        message: "the server URL asks for sslmode=\(parsed.tls.rawValue) but registered servers are reached with "
+                            + "DATABASE_URL's sslmode=\(unified.tls.rawValue): set sslmode=\(parsed.tls.rawValue) in DATABASE_URL too")
+                }
                 // Check the login before storing it.
                 try await Database.withConnection(parsed, logger: context.logger) { connection in
                     try await connection.query("SELECT 1", logger: context.logger)
@@ -46,6 +55,17 @@ struct ServersCommand: AsyncParsableCommand {
                         detail: ["server": name, "host": parsed.host, "port": "\(parsed.port)"])
                 }
                 Output.line("registered server \(name) at \(parsed.host):\(parsed.port) (admin \(parsed.user))")
+            }
+        }
+
+        /// How much an `sslmode` protects, for comparing two.
+        static func strength(_ mode: PostgresURL.TLSMode) -> Int {
+            switch mode {
+            case .disable: 0
+            case .prefer: 1
+            case .require: 2
+            case .verifyCA: 3
+            case .verifyFull: 4
             }
         }
 
