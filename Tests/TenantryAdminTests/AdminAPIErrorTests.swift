@@ -184,6 +184,17 @@ struct AdminAPIErrorTests {
         for path in ["/health", "/metrics", "/openapi.json", "/api/superadmin/jobs/{id}"] { #expect(paths[path] != nil) }
     }
 
+    @Test("tenantry handyshop serve refuses a HANDYSHOP_JWT_SECRET shorter than 32 bytes, with one line")
+    func handyShopShortSecret() async throws {
+        let result = try await CLIRunner.run(["handyshop", "serve", "--port", "0"], environment: [
+            "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none", "TENANT_ENCRYPTION_KEY": String(repeating: "ab", count: 32),
+            "HANDYSHOP_JWT_SECRET": "only-24-bytes-of-secret!",
+        ])
+        #expect(result.status != 0)
+        #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.contains("HANDYSHOP_JWT_SECRET must be at least 32 bytes"), "\(result.stderr)")
+        #expect(!result.stderr.contains("only-24-bytes"))
+    }
+
     @Test("tenantry serve refuses to start without TENANTRY_ADMIN_TOKEN, with one line")
     func serveNeedsToken() async throws {
         let result = try await CLIRunner.run(["serve", "--port", "0"], environment: ["DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"])
