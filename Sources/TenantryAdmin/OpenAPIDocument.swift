@@ -28,7 +28,8 @@ public enum OpenAPIDocument {
     "schemas": {
       "TenantID": {
         "type": "string",
-        "pattern": "^[a-z0-9][a-z0-9_]{0,39}$"
+        "pattern": "^[a-z0-9][a-z0-9_]{0,39}$",
+        "example": "1"
       },
       "Error": {
         "type": "object",
@@ -162,41 +163,6 @@ public enum OpenAPIDocument {
           "progress"
         ]
       },
-      "TenantsRequest": {
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-          "tenants": {
-            "type": "array",
-            "items": {
-              "$ref": "#/components/schemas/TenantID"
-            },
-            "description": "Tenant ids; omitted: every tenant the operation applies to"
-          },
-          "concurrency": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 64
-          },
-          "server": {
-            "type": "string"
-          },
-          "captureTimeoutSeconds": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 3600
-          },
-          "chunkSize": {
-            "type": "integer",
-            "minimum": 2
-          },
-          "maxPauseMs": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 600000
-          }
-        }
-      },
       "ReadPolicy": {
         "type": "object",
         "properties": {
@@ -249,6 +215,370 @@ public enum OpenAPIDocument {
             }
           }
         }
+      },
+      "TenantList": {
+        "type": "array",
+        "items": {
+          "$ref": "#/components/schemas/TenantID"
+        },
+        "minItems": 1,
+        "maxItems": 10000,
+        "description": "Tenant ids (at least one). To act on every tenant, send \"all\": true instead.",
+        "example": [
+          "1",
+          "2"
+        ]
+      },
+      "AllTenants": {
+        "type": "boolean",
+        "enum": [
+          true
+        ],
+        "description": "true: every tenant the operation applies to. Exactly one of `tenants` and `all` is required: a destructive request says what it acts on."
+      },
+      "ProvisionRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 64,
+            "default": 4
+          },
+          "server": {
+            "type": "string",
+            "description": "A registered server to place new databases on (default: spread over every server)"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "MigrateDataRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 32,
+            "default": 2
+          },
+          "captureTimeoutSeconds": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 3600,
+            "default": 30
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "VerifySyncRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "chunkSize": {
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 10000000,
+            "default": 10000
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "CutoverRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "maxPauseMs": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 600000,
+            "default": 500
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "RollbackRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "maxPauseMs": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 600000,
+            "default": 5000
+          }
+        },
+        "required": [
+          "tenants"
+        ]
+      },
+      "DualWriteRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "enabled": {
+            "type": "boolean",
+            "default": true,
+            "description": "false pauses sync instead (capture keeps the backlog)"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "RetireRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "dryRun": {
+            "type": "boolean",
+            "default": true,
+            "description": "Default true: verify and count only. false archives and deletes, and needs confirm: true"
+          },
+          "confirm": {
+            "type": "boolean",
+            "description": "Must be true when dryRun is false"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "ActivateReadsRequest": {
+        "description": "The strategy, and the one field it needs: percentage for percentage, shops for shop-list, canary for canary; no other strategy's field.",
+        "oneOf": [
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "unified",
+                  "tenant"
+                ]
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "percentage"
+                ]
+              },
+              "percentage": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "percentage"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "shop-list"
+                ]
+              },
+              "shops": {
+                "type": "array",
+                "items": {
+                  "$ref": "#/components/schemas/TenantID"
+                },
+                "minItems": 1,
+                "maxItems": 10000
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "shops"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "canary"
+                ]
+              },
+              "canary": {
+                "type": "array",
+                "items": {
+                  "$ref": "#/components/schemas/TenantID"
+                },
+                "minItems": 1,
+                "maxItems": 10000
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "canary"
+            ]
+          }
+        ]
       }
     }
   },
@@ -273,7 +603,11 @@ public enum OpenAPIDocument {
                     "catalogVersion": {
                       "type": "integer"
                     }
-                  }
+                  },
+                  "additionalProperties": false,
+                  "required": [
+                    "status"
+                  ]
                 }
               }
             }
@@ -294,12 +628,23 @@ public enum OpenAPIDocument {
                     "error": {
                       "type": "string"
                     }
-                  }
+                  },
+                  "additionalProperties": false,
+                  "required": [
+                    "status"
+                  ]
                 }
               }
             }
           }
-        }
+        },
+        "description": "Anonymous callers get only `status`. With the admin bearer token, also the catalog version, or the error (which may name a host or database).",
+        "security": [
+          {},
+          {
+            "bearer": []
+          }
+        ]
       }
     },
     "/metrics": {
@@ -372,18 +717,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/provision-all": {
       "post": {
         "summary": "Provision all shops",
-        "description": "One database and role per tenant, from the derived schema (`tenantry provision --all`). Unknown tenant ids (not in the unified database) are 404.",
+        "description": "One database and role per tenant, from the derived schema (`tenantry provision`). `tenants` or `\"all\": true` (every shop of the unified database). Unknown tenant ids (not in the unified database) are 404.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/ProvisionRequest"
               }
             }
           }
@@ -400,7 +745,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -421,6 +766,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -455,18 +810,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/migrate-data": {
       "post": {
         "summary": "Bulk data migration",
-        "description": "Capture on, one snapshot, COPY into each tenant database (`tenantry migrate-data`). Resumable.",
+        "description": "Capture on, one snapshot, COPY into each tenant database (`tenantry migrate-data`). `tenants` or `\"all\": true`. Resumable.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/MigrateDataRequest"
               }
             }
           }
@@ -483,7 +838,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -504,6 +859,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -538,32 +903,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/enable-dual-write": {
       "post": {
         "summary": "Enable (or pause) dual-write",
-        "description": "Capture on and sync resumed; `enabled: false` pauses sync (capture keeps the backlog). Synchronous.",
+        "description": "Capture on and sync resumed; `enabled: false` pauses sync (capture keeps the backlog). `tenants` or `\"all\": true`. Synchronous.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "tenants": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "description": "Tenant ids; omitted: every tenant the operation applies to"
-                  },
-                  "enabled": {
-                    "type": "boolean",
-                    "default": true
-                  }
-                }
+                "$ref": "#/components/schemas/DualWriteRequest"
               }
             }
           }
@@ -592,7 +943,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -613,6 +964,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -647,18 +1008,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/verify-sync": {
       "post": {
         "summary": "Verify data synchronization",
-        "description": "Counts, chunk checksums and differing rows per table (`tenantry verify-sync`). The job fails with `not_equal` when a tenant differs; the result names the rows.",
+        "description": "Counts, chunk checksums and differing rows per table (`tenantry verify-sync`). `tenants` or `\"all\": true`. The job fails with `not_equal` when a tenant differs; the result names the rows.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/VerifySyncRequest"
               }
             }
           }
@@ -675,7 +1036,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -696,6 +1057,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -741,51 +1112,7 @@ public enum OpenAPIDocument {
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "strategy": {
-                    "type": "string",
-                    "enum": [
-                      "unified",
-                      "tenant",
-                      "percentage",
-                      "shop-list",
-                      "canary"
-                    ]
-                  },
-                  "percentage": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 100
-                  },
-                  "shops": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    }
-                  },
-                  "canary": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    }
-                  },
-                  "enableFallback": {
-                    "type": "boolean"
-                  },
-                  "verifyConsistency": {
-                    "type": "boolean"
-                  },
-                  "sampleRate": {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": 1
-                  }
-                },
-                "required": [
-                  "strategy"
-                ]
+                "$ref": "#/components/schemas/ActivateReadsRequest"
               }
             }
           }
@@ -802,7 +1129,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -823,6 +1150,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -875,7 +1212,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -896,6 +1233,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -951,7 +1298,8 @@ public enum OpenAPIDocument {
             "in": "query",
             "description": "Comma-separated tenant ids to measure (default: every provisioned tenant)",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "pattern": "^[a-z0-9][a-z0-9_]{0,39}(,[a-z0-9][a-z0-9_]{0,39})*$"
             }
           }
         ],
@@ -1034,35 +1382,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/retire-legacy": {
       "post": {
         "summary": "Retire legacy tables",
-        "description": "Verify, archive (on the server, in its --archive-dir) and delete dedicated tenants' rows from the unified database (`tenantry retire-legacy`). Needs `confirm: true` unless `dryRun`.",
+        "description": "Verify, archive (on the server, in its --archive-dir) and delete dedicated tenants' rows from the unified database (`tenantry retire-legacy`). `tenants` or `\"all\": true`. A dry run (verify and count) unless `\"dryRun\": false`, which needs `\"confirm\": true`.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "tenants": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "description": "Tenant ids; omitted: every tenant the operation applies to"
-                  },
-                  "dryRun": {
-                    "type": "boolean",
-                    "default": false
-                  },
-                  "confirm": {
-                    "type": "boolean"
-                  }
-                }
+                "$ref": "#/components/schemas/RetireRequest"
               }
             }
           }
@@ -1079,7 +1410,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1100,6 +1431,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1134,18 +1475,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/cutover": {
       "post": {
         "summary": "Cut over writes",
-        "description": "Per tenant: a short write pause, then writes go to the tenant database (`tenantry cutover`). Omitted tenants: every syncing tenant.",
+        "description": "Per tenant: a short write pause, then writes go to the tenant database (`tenantry cutover`). `tenants` or `\"all\": true` (every syncing tenant).",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/CutoverRequest"
               }
             }
           }
@@ -1162,7 +1503,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1183,6 +1524,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1224,11 +1575,11 @@ public enum OpenAPIDocument {
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/RollbackRequest"
               }
             }
           }
@@ -1245,7 +1596,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1266,6 +1617,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {

@@ -17,6 +17,9 @@ struct AdminAPIFlowTests {
             // Unauthenticated endpoints.
             let health = try await client.call(.get, "/health", token: nil)
             #expect(health.status == .ok && health.json["status"] as? String == "ok", "\(health.text)")
+            #expect(health.json.keys.sorted() == ["status"], "anonymous /health shows only the status: \(health.text)")
+            let detailed = try await client.call(.get, "/health")
+            #expect(detailed.json["catalogVersion"] as? Int != nil, "with the token, the details: \(detailed.text)")
             let openapi = try await client.call(.get, "/openapi.json", token: nil)
             #expect(openapi.status == .ok)
             #expect((openapi.json["paths"] as? [String: Any])?["/api/superadmin/migration/cutover"] != nil)
@@ -27,7 +30,7 @@ struct AdminAPIFlowTests {
             #expect((before.json["capture"] as? [Any])?.isEmpty == true, "capture installed, nobody captured yet")
 
             // provision-all: every shop of the unified database.
-            let provision = try await client.runJob("provision-all", body: #"{"concurrency": 2}"#)
+            let provision = try await client.runJob("provision-all", body: #"{"all": true, "concurrency": 2}"#)
             #expect(provision.job["state"] as? String == "succeeded", "\(provision.job)")
             let provisioned = (provision.job["result"] as? [String: Any])?["provisioned"] as? [[String: Any]]
             #expect(provisioned?.map { $0["tenant"] as? String } == ["1", "2", "3"])
@@ -74,7 +77,7 @@ struct AdminAPIFlowTests {
             let status = try await client.call(.get, "/api/superadmin/migration/status")
             #expect((status.json["byPhase"] as? [String: Int])?["dedicated"] == 1, "\(status.text)")
 
-            let retire = try await client.runJob("retire-legacy", body: #"{"dryRun": true}"#)
+            let retire = try await client.runJob("retire-legacy", body: #"{"all": true}"#)
             #expect(retire.job["state"] as? String == "succeeded", "\(retire.job)")
             #expect((retire.job["result"] as? [String: Any])?["tenants"] as? [String] == ["1"])
             #expect((retire.job["result"] as? [String: Any])?["dryRun"] as? Bool == true)

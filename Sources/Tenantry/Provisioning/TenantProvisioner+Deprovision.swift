@@ -68,7 +68,8 @@ extension TenantProvisioner {
         let binaries = try PostgresBinaries.locate()
         var environment = ProcessInfo.processInfo.environment
         environment["PGPASSWORD"] = url.password ?? ""
-        environment["PGSSLMODE"] = url.tls == .disable ? "disable" : (url.tls == .require ? "require" : "prefer")
+        environment["PGSSLMODE"] = url.tls.rawValue
+        if let rootCertificate = url.rootCertificate { environment["PGSSLROOTCERT"] = rootCertificate }
         let output = try await ProcessRunner().run(
             binaries.path(of: "pg_dump"),
             ["--format=custom", "--file=\(file)", "--host=\(url.host)", "--port=\(url.port)", "--username=\(url.user)",
