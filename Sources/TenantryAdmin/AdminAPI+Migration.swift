@@ -146,6 +146,16 @@ extension AdminAPI {
             }
         }
 
+        group.get("dead-letters") { request, context in
+            let tenants = try parseTenants(request.uri.queryParameters.get("tenant").map { $0.split(separator: ",").map(String.init) })
+            let operations = try await operations(for: context)
+            try await requireKnown(tenants, operations)
+            let move = try await operations.move()
+            try await move.requireCapture()
+            struct Result: Encodable { var deadLetters: [DeadLetters.Letter] }
+            return try Self.json(Result(deadLetters: try await move.deadLetters().list(tenants: tenants)))
+        }
+
         group.post("retire-legacy") { request, context in
             try await audited(context, "retire-legacy") {
                 var request = request

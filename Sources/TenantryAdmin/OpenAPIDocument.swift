@@ -579,6 +579,65 @@ public enum OpenAPIDocument {
             ]
           }
         ]
+      },
+      "DeadLetter": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "id",
+          "tenant",
+          "table",
+          "operation",
+          "key",
+          "attempts",
+          "error",
+          "capturedAt",
+          "deadAt",
+          "direction"
+        ],
+        "properties": {
+          "id": {
+            "type": "integer"
+          },
+          "tenant": {
+            "$ref": "#/components/schemas/TenantID"
+          },
+          "table": {
+            "type": "string"
+          },
+          "operation": {
+            "type": "string",
+            "enum": [
+              "insert",
+              "update",
+              "delete"
+            ]
+          },
+          "key": {
+            "type": "string",
+            "description": "The row's key (or image), as JSON"
+          },
+          "attempts": {
+            "type": "integer"
+          },
+          "error": {
+            "type": "string"
+          },
+          "capturedAt": {
+            "type": "string"
+          },
+          "deadAt": {
+            "type": "string"
+          },
+          "direction": {
+            "type": "string",
+            "enum": [
+              "forward",
+              "reverse"
+            ],
+            "description": "forward: unified → tenant database (before cutover); reverse: tenant database → unified (after cutover; kept in the tenant database, copied into unified)"
+          }
+        }
       }
     }
   },
@@ -1358,6 +1417,92 @@ public enum OpenAPIDocument {
           },
           "413": {
             "description": "Body larger than 64 KiB",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The catalog or a database is unavailable, or the service is not configured",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/api/superadmin/migration/dead-letters": {
+      "get": {
+        "summary": "Dead letters",
+        "description": "Changes the relay gave up on, in both directions (reverse-sync letters included), oldest first. A tenant with a dead letter is paused: `status` shows it, and cutover, rollback and retire-legacy refuse it until the letter is replayed or discarded (`tenantry dlq replay|discard`).",
+        "security": [
+          {
+            "bearer": []
+          }
+        ],
+        "parameters": [
+          {
+            "name": "tenant",
+            "in": "query",
+            "description": "Comma-separated tenant ids (default: all)",
+            "schema": {
+              "type": "string",
+              "pattern": "^[a-z0-9][a-z0-9_]{0,39}(,[a-z0-9][a-z0-9_]{0,39})*$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The dead letters",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "additionalProperties": false,
+                  "required": [
+                    "deadLetters"
+                  ],
+                  "properties": {
+                    "deadLetters": {
+                      "type": "array",
+                      "items": {
+                        "$ref": "#/components/schemas/DeadLetter"
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "Missing or wrong bearer token",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "Unknown tenant",
             "content": {
               "application/json": {
                 "schema": {

@@ -77,6 +77,30 @@ struct AdminAPIFlowTests {
             let status = try await client.call(.get, "/api/superadmin/migration/status")
             #expect((status.json["byPhase"] as? [String: Int])?["dedicated"] == 1, "\(status.text)")
 
+            // A reverse-sync dead letter of the dedicated shop shows in the API (and in status).
+            let shopDatabase = try await api.operations.move().tenantURL(try TenantID("1"))
+            try await Database.withConnection(shopDatabase, logger: AdminFixture.logger) { connection in
+                try await connection.query("""
+                    INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, row_data, xid, captured_at, attempts, error)
+                    VALUES (77, '1', 'customers', 'I', '{"id": 1}', pg_current_xact_id(), now(), 4, 'test letter')
+                    """, logger: AdminFixture.logger)
+            }
+            try await Database.withConnection(fixture.url, logger: AdminFixture.logger) { connection in
+                try await connection.query("""
+                    INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, row_data, xid, captured_at, attempts, error, direction)
+                    VALUES (77, '1', 'customers', 'I', '{"id": 1}', pg_current_xact_id(), now(), 4, 'test letter', 'reverse')
+                    """, logger: AdminFixture.logger)
+            }
+            let letters = try await client.call(.get, "/api/superadmin/migration/dead-letters?tenant=1")
+            #expect(letters.status == .ok, "\(letters.text)")
+            let listed = letters.json["deadLetters"] as? [[String: Any]]
+            #expect(listed?.count == 1 && listed?.first?["direction"] as? String == "reverse", "\(letters.text)")
+            let withLetter = try await client.call(.get, "/api/superadmin/migration/status")
+            let captured = (withLetter.json["capture"] as? [[String: Any]])?.first { $0["tenant"] as? String == "1" }
+            #expect(captured?["deadLetters"] as? Int == 1, "\(withLetter.text)")
+            #expect(try await client.call(.get, "/api/superadmin/migration/dead-letters?tenant=404").status == .notFound)
+            _ = try await api.operations.move().deadLetters().discard(tenant: try TenantID("1"))
+
             let retire = try await client.runJob("retire-legacy", body: #"{"all": true}"#)
             #expect(retire.job["state"] as? String == "succeeded", "\(retire.job)")
             #expect((retire.job["result"] as? [String: Any])?["tenants"] as? [String] == ["1"])
