@@ -63,12 +63,20 @@ extension TenantProvisioner {
         }
     }
 
+    /// The environment of a `pg_dump` (or `psql`, `pg_restore`) of `url`: PATH, HOME, locale, and
+    /// the login's password and TLS mode; nothing else of this process's environment (which holds
+    /// `TENANT_ENCRYPTION_KEY` and the admin token).
+    static func clientEnvironment(for url: PostgresURL, from base: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        ProcessRunner.minimalEnvironment([
+            "PGPASSWORD": url.password ?? "",
+            "PGSSLMODE": url.tls == .disable ? "disable" : (url.tls == .require ? "require" : "prefer"),
+        ], from: base)
+    }
+
     /// `pg_dump -Fc` of `url`'s database into `file`; the password goes through the environment.
     static func dump(_ url: PostgresURL, to file: String, logger: Logger) async throws {
         let binaries = try PostgresBinaries.locate()
-        var environment = ProcessInfo.processInfo.environment
-        environment["PGPASSWORD"] = url.password ?? ""
-        environment["PGSSLMODE"] = url.tls == .disable ? "disable" : (url.tls == .require ? "require" : "prefer")
+        let environment = clientEnvironment(for: url)
         let output = try await ProcessRunner().run(
             binaries.path(of: "pg_dump"),
             ["--format=custom", "--file=\(file)", "--host=\(url.host)", "--port=\(url.port)", "--username=\(url.user)",

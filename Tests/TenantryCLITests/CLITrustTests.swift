@@ -1,0 +1,55 @@
+import EmbeddedPostgres
+import Foundation
+import PostgresNIO
+import Tenantry
+import TenantryCore
+import TenantryTestSupport
+import Testing
+
+@Suite("CLI: secrets stay in the process", .timeLimit(.minutes(5)))
+struct CLITrustTests {
+    @Test("a child program's environment: PATH, HOME, locale and what is added; never a key or token")
+    func childEnvironment() {
+        let parent = [
+            "PATH": "/usr/bin:/bin", "HOME": "/home/t", "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC",
+            "TENANT_ENCRYPTION_KEY": String(repeating: "ab", count: 32), "TENANT_ENCRYPTION_PREVIOUS_KEYS": "cd",
+            "TENANTRY_ADMIN_TOKEN": "secret-token-0123456789", "POSTGRES_SUPERUSER_PASSWORD": "pw",
+            "DATABASE_URL": "postgres://u:pw@h/d", "PGPASSWORD": "inherited", "AWS_SECRET_ACCESS_KEY": "x",
+        ]
+        let environment = ProcessRunner.minimalEnvironment(["PGPASSWORD": "the-login's"], from: parent)
+        #expect(environment == [
+            "PATH": "/usr/bin:/bin", "HOME": "/home/t", "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC", "PGPASSWORD": "the-login's",
+        ])
+        #expect(ProcessRunner.minimalEnvironment(from: [:])["PATH"] != nil)
+    }
+
+    @Test("deprovision's pg_dump gets PGPASSWORD for its login, never TENANT_ENCRYPTION_KEY, the admin token or DATABASE_URL")
+    func pgDumpEnvironment() async throws {
+        let fixture = try await CLIProvisioningFixture.make("clienv")
+        defer { fixture.remove() }
+        let provision = try await fixture.run(["provision", "1"])
+        try #require(provision.status == 0, "\(provision.stderr)")
+        // TENANTRY_PG_BIN pointing at the real programs, with a pg_dump that records its environment first.
+        let real = try PostgresBinaries.locate()
+        let bin = "\(fixture.directory)/pgbin"
+        let recorded = "\(fixture.directory)/pg_dump.env"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        for program in ["initdb", "pg_ctl"] {
+            try FileManager.default.createSymbolicLink(atPath: "\(bin)/\(program)", withDestinationPath: real.path(of: program))
+        }
+        try "#!/bin/sh\nenv > \(ProcessRunner.quote(recorded))\nexec \(ProcessRunner.quote(real.path(of: "pg_dump"))) \"$@\"\n"
+            .write(toFile: "\(bin)/pg_dump", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(bin)/pg_dump")
+
+        let token = "admin-token-\(UUID().uuidString)"
+        let run = try await fixture.run(
+            ["deprovision", "1", "--yes", "--archive-dir", "\(fixture.directory)/arch"],
+            ["TENANTRY_PG_BIN": bin, "TENANTRY_ADMIN_TOKEN": token])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let environment = try String(contentsOfFile: recorded, encoding: .utf8)
+        let names = Set(environment.split(separator: "\n").compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        #expect(!environment.contains(fixture.key.hex) && !environment.contains(token), "\(names)")
+        #expect(names.isDisjoint(with: ["TENANT_ENCRYPTION_KEY", "TENANTRY_ADMIN_TOKEN", "DATABASE_URL", "TENANTRY_PG_BIN"]), "\(names)")
+        #expect(names.contains("PGPASSWORD") && names.contains("PATH"), "\(names)")
+    }
+}
