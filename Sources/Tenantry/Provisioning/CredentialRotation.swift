@@ -90,8 +90,10 @@ public struct CredentialRotation: Sendable {
         let admin = try servers.adminURL(server: record.serverName, database: "postgres")
         do {
             try await Database.withConnection(admin, logger: logger) { connection in
-                try await connection.query(PostgresQuery(unsafeSQL:
-                    "ALTER ROLE \(try SQLIdentifier.quoted(role)) PASSWORD \(SchemaDDL.literal(verifier))"), logger: logger)
+                // Statement logging off for this transaction: the verifier stays out of the server log.
+                try await RoleDDL.run(
+                    ["ALTER ROLE \(try SQLIdentifier.quoted(role)) PASSWORD \(SchemaDDL.literal(verifier))"],
+                    on: connection, logger: logger)
             }
             try await catalog.storeCredential(
                 tenant: tenant, username: credential.username,
