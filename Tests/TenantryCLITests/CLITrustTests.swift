@@ -6,7 +6,7 @@ import TenantryCore
 import TenantryTestSupport
 import Testing
 
-@Suite("CLI: secrets stay in the process", .timeLimit(.minutes(5)))
+@Suite("CLI: secrets stay in the process; tenant roles shut out of shared databases", .timeLimit(.minutes(5)))
 struct CLITrustTests {
     @Test("a child program's environment: PATH, HOME, locale and what is added; never a key or token")
     func childEnvironment() {
@@ -51,5 +51,46 @@ struct CLITrustTests {
         #expect(!environment.contains(fixture.key.hex) && !environment.contains(token), "\(names)")
         #expect(names.isDisjoint(with: ["TENANT_ENCRYPTION_KEY", "TENANTRY_ADMIN_TOKEN", "DATABASE_URL", "TENANTRY_PG_BIN"]), "\(names)")
         #expect(names.contains("PGPASSWORD") && names.contains("PATH"), "\(names)")
+    }
+
+    @Test("guard install --dry-run says what it would do and does nothing; install says it, then shuts tenant roles out; doctor checks it")
+    func connectLockdown() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 20)
+        for arguments in [["schema", "derive"], ["init"], ["provision", "--all"]] {
+            let step = try await fixture.run(arguments)
+            try #require(step.status == 0, "\(arguments): \(step.stderr)")
+        }
+        let sealed = try #require(try await TestPostgres.strings(
+            fixture.url, "SELECT password_sealed FROM tenantry.credentials WHERE tenant_id = '1'").first ?? nil)
+        let tenantLogin = try await TestPostgres.url(database: fixture.url.database)
+            .with(user: "\(fixture.prefix)_u_1", password: try Keyring(current: fixture.key).open(sealed, tenant: "1", field: "password"))
+        func reachesUnified() async -> Bool {
+            (try? await Database.withConnection(tenantLogin, logger: TestPostgres.logger) { _ in }) != nil
+        }
+        #expect(await reachesUnified(), "PUBLIC may connect to the unified database before the guard")
+
+        let before = try await fixture.run(["doctor"])
+        #expect(before.status != 0 && before.stdout.contains("FAIL  tenant databases: isolation"), "\(before.stdout)")
+        #expect(before.stdout.contains("\(fixture.prefix)_u_1 to ") && before.stdout.contains(fixture.url.database), "\(before.stdout)")
+
+        let dry = try await fixture.run(["guard", "install", "--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("connect (dry run, not done): revoke CONNECT on default/\(fixture.url.database) from PUBLIC"), "\(dry.stdout)")
+        #expect(!dry.stdout.contains("guard installed"))
+        #expect(await reachesUnified(), "a dry run changes nothing")
+
+        let install = try await fixture.run(["guard", "install"])
+        #expect(install.status == 0, "\(install.stderr)")
+        let lines = install.stdout.split(separator: "\n").map(String.init)
+        let announced = try #require(lines.firstIndex { $0.hasPrefix("connect: revoke CONNECT on default/\(fixture.url.database)") }, "\(lines)")
+        let installed = try #require(lines.firstIndex { $0.hasPrefix("guard installed") }, "\(lines)")
+        #expect(announced < installed, "said before it is done")
+        #expect(!(await reachesUnified()), "tenant role shut out of the unified database")
+
+        let after = try await fixture.run(["doctor", "--json"])
+        #expect(after.status == 0, "\(after.stdout)\n\(after.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(after.lastLine.utf8)) as? [String: Any] ?? [:]
+        let checks = report["checks"] as? [[String: Any]] ?? []
+        #expect(checks.contains { $0["name"] as? String == "isolation" && $0["passed"] as? Bool == true }, "\(checks)")
     }
 }
