@@ -93,4 +93,30 @@ struct CLITrustTests {
         let checks = report["checks"] as? [[String: Any]] ?? []
         #expect(checks.contains { $0["name"] as? String == "isolation" && $0["passed"] as? Bool == true }, "\(checks)")
     }
+
+    @Test("deprovision of a syncing tenant: its move is rolled back first (capture off, queue cleared); the other tenant syncs on")
+    func deprovisionSyncing() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 20)
+        for step in [["schema", "derive"], ["init"], ["provision", "--all"], ["migrate-data", "--all"]] {
+            let result = try await fixture.run(step)
+            try #require(result.status == 0, "\(step): \(result.stderr)")
+        }
+        let state = """
+            SELECT t.id || ':' || coalesce(m.phase, '-') || ':' || coalesce(c.capturing::text, '-') || ':'
+                || (SELECT count(*) FROM tenantry.changes q WHERE q.tenant_id = t.id)
+            FROM tenantry.tenants t LEFT JOIN tenantry.moves m ON m.tenant_id = t.id
+            LEFT JOIN tenantry.capture_state c ON c.tenant_id = t.id ORDER BY t.id
+            """
+        _ = try await TestPostgres.strings(fixture.url, "UPDATE customers SET notes = 'queued' WHERE shop_id IN (1, 2) RETURNING 'x'")
+        let before = try await TestPostgres.strings(fixture.url, state).compactMap { $0 }
+        #expect(before.count == 2 && before.allSatisfy { $0.contains(":syncing:true:") && !$0.hasSuffix(":0") }, "\(before)")
+
+        let run = try await fixture.run(["deprovision", "1", "--yes", "--archive-dir", "\(fixture.directory)/arch"])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let after = try await TestPostgres.strings(fixture.url, state).compactMap { $0 }
+        #expect(after.first == "1:shared:false:0", "\(after)")
+        #expect(after.last == before.last, "the other tenant is untouched: \(after)")
+        _ = try await TestPostgres.strings(fixture.url, "UPDATE customers SET notes = 'later' WHERE shop_id = 1 RETURNING 'x'")
+        #expect(try await TestPostgres.strings(fixture.url, state).first == "1:shared:false:0", "no longer captured")
+    }
 }
