@@ -37,7 +37,25 @@ public struct ProcessRunner: Sendable {
         return (runuser, ["-u", user, "--", executable] + arguments)
     }
 
-    /// Runs a program to completion and returns its status and output.
+    /// Variables a child program may inherit from this process: where programs are, the home
+    /// directory, locale and time zone. Nothing else: the parent's environment holds secrets
+    /// (`TENANT_ENCRYPTION_KEY`, `TENANTRY_ADMIN_TOKEN`, `POSTGRES_SUPERUSER_PASSWORD`, …) that a
+    /// child (pg_dump, pg_ctl and the server it starts) must never see.
+    public static let inheritedVariables: Set<String> = ["PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR"]
+
+    /// The environment of a child program: the ``inheritedVariables`` (and `LC_*`) of `base`, plus
+    /// `extra` (for example `PGPASSWORD` for the one login the program needs).
+    public static func minimalEnvironment(
+        _ extra: [String: String] = [:], from base: [String: String] = ProcessInfo.processInfo.environment
+    ) -> [String: String] {
+        var environment = base.filter { inheritedVariables.contains($0.key) || $0.key.hasPrefix("LC_") }
+        if environment["PATH"] == nil { environment["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        environment.merge(extra) { $1 }
+        return environment
+    }
+
+    /// Runs a program to completion and returns its status and output. Without `environment` the
+    /// program gets ``minimalEnvironment(_:from:)`` (never this process's whole environment).
     public func run(
         _ executable: String,
         _ arguments: [String],
@@ -97,7 +115,7 @@ public struct ProcessRunner: Sendable {
 
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let env = (environment ?? Self.minimalEnvironment()).map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { env.forEach { free($0) } }
 
         var pid: pid_t = 0

@@ -18,9 +18,9 @@ extension AdminAPI {
         group.post("provision-all") { request, context in
             try await audited(context, "provision-all") {
                 var request = request
-                let body = try await request.decodeAdminBody(TenantsRequest.self, limit: limit)
+                let body = try await request.decodeAdminBody(ProvisionRequest.self, limit: limit)
                 let concurrency = try checked(body.concurrency, "concurrency", in: 1...64, default: 4)
-                let ids = try parseTenants(body.tenants)
+                let ids = try body.selection()
                 let operations = try await operations(for: context)
                 // Fails now, not in the job, when the key or the migrations are missing.
                 _ = try operations.provisioner(migrationsDirectory: configuration.migrationsDirectory)
@@ -41,10 +41,10 @@ extension AdminAPI {
         group.post("migrate-data") { request, context in
             try await audited(context, "migrate-data") {
                 var request = request
-                let body = try await request.decodeAdminBody(TenantsRequest.self, limit: limit)
+                let body = try await request.decodeAdminBody(MigrateDataRequest.self, limit: limit)
                 let concurrency = try checked(body.concurrency, "concurrency", in: 1...32, default: 2)
                 let timeout = try checked(body.captureTimeoutSeconds, "captureTimeoutSeconds", in: 1...3600, default: 30)
-                let ids = try parseTenants(body.tenants)
+                let ids = try body.selection()
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
@@ -65,7 +65,7 @@ extension AdminAPI {
             try await audited(context, "enable-dual-write") {
                 var request = request
                 let body = try await request.decodeAdminBody(DualWriteRequest.self, limit: limit)
-                let ids = try parseTenants(body.tenants)
+                let ids = try body.selection()
                 let enabled = body.enabled ?? true
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
@@ -79,9 +79,9 @@ extension AdminAPI {
         group.post("verify-sync") { request, context in
             try await audited(context, "verify-sync") {
                 var request = request
-                let body = try await request.decodeAdminBody(TenantsRequest.self, limit: limit)
+                let body = try await request.decodeAdminBody(VerifySyncRequest.self, limit: limit)
                 let chunkSize = try checked(body.chunkSize, "chunkSize", in: 2...10_000_000, default: 10_000)
-                let ids = try parseTenants(body.tenants)
+                let ids = try body.selection()
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
@@ -146,17 +146,28 @@ extension AdminAPI {
             }
         }
 
+        group.get("dead-letters") { request, context in
+            let tenants = try parseTenants(request.uri.queryParameters.get("tenant").map { $0.split(separator: ",").map(String.init) })
+            let operations = try await operations(for: context)
+            try await requireKnown(tenants, operations)
+            let move = try await operations.move()
+            try await move.requireCapture()
+            struct Result: Encodable { var deadLetters: [DeadLetters.Letter] }
+            return try Self.json(Result(deadLetters: try await move.deadLetters().list(tenants: tenants)))
+        }
+
         group.post("retire-legacy") { request, context in
             try await audited(context, "retire-legacy") {
                 var request = request
                 let body = try await request.decodeAdminBody(RetireRequest.self, limit: limit)
-                let dryRun = body.dryRun ?? false
+                // A dry run unless the request says otherwise, and a real one only with confirm.
+                let dryRun = body.dryRun ?? true
                 guard dryRun || body.confirm == true else {
                     throw AdminError(
                         .badRequest, code: "confirmation_required",
-                        "retire-legacy deletes rows from the unified database: send \"confirm\": true (or \"dryRun\": true)")
+                        "\"dryRun\": false deletes rows from the unified database: send \"confirm\": true with it")
                 }
-                let ids = try parseTenants(body.tenants)
+                let ids = try body.selection()
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
@@ -173,9 +184,9 @@ extension AdminAPI {
         group.post("cutover") { request, context in
             try await audited(context, "cutover") {
                 var request = request
-                let body = try await request.decodeAdminBody(TenantsRequest.self, limit: limit)
+                let body = try await request.decodeAdminBody(CutoverRequest.self, limit: limit)
                 let pause = try checked(body.maxPauseMs, "maxPauseMs", in: 1...600_000, default: 500)
-                let ids = try parseTenants(body.tenants)
+                let ids = try body.selection()
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
@@ -189,7 +200,7 @@ extension AdminAPI {
         group.post("rollback") { request, context in
             try await audited(context, "rollback") {
                 var request = request
-                let body = try await request.decodeAdminBody(TenantsRequest.self, limit: limit)
+                let body = try await request.decodeAdminBody(RollbackRequest.self, limit: limit)
                 let pause = try checked(body.maxPauseMs, "maxPauseMs", in: 1...600_000, default: 5_000)
                 guard let ids = try parseTenants(body.tenants) else {
                     throw AdminError(.badRequest, code: "invalid_argument", "rollback needs \"tenants\": [ids]")

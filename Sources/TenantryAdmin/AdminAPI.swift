@@ -66,7 +66,9 @@ public struct AdminAPI: Sendable {
     public func makeRouter() -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
-        router.get("/health") { _, _ in try await health() }
+        router.add(middleware: MethodNotAllowedMiddleware())
+        let bearer = BearerTokenMiddleware<AdminRequestContext>(token: configuration.token)
+        router.get("/health") { request, _ in try await health(detailed: bearer.accepts(request)) }
         router.get("/openapi.json") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
@@ -78,7 +80,7 @@ public struct AdminAPI: Sendable {
             headers[.contentType] = PrometheusExporter.contentType
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
         }
-        let api = router.group("/api/superadmin").add(middleware: BearerTokenMiddleware(token: configuration.token))
+        let api = router.group("/api/superadmin").add(middleware: bearer)
         addMigrationRoutes(to: api.group("migration"))
         api.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         api.get("jobs/:id") { _, context in
@@ -91,15 +93,18 @@ public struct AdminAPI: Sendable {
         return router
     }
 
-    /// `GET /health`: 200 when the catalog answers and is current, else 503.
-    func health() async throws -> Response {
+    /// `GET /health`: 200 when the catalog answers and is current, else 503. Only the status
+    /// unless `detailed` (the caller sent the admin token): the catalog version and the error,
+    /// which may name a host, port or database, are not for anonymous callers.
+    func health(detailed: Bool) async throws -> Response {
         struct Health: Encodable { var status: String; var catalogVersion: Int?; var error: String? }
         do {
             try await operations.catalog.requireCurrent()
-            return try Self.json(Health(status: "ok", catalogVersion: try await operations.catalog.version()))
+            let version = detailed ? try await operations.catalog.version() : nil
+            return try Self.json(Health(status: "ok", catalogVersion: version))
         } catch {
             let mapped = AdminError.from(error, bodyLimit: AdminRequestContext.bodyLimit)
-            return try Self.json(Health(status: "unavailable", error: mapped.message), status: .serviceUnavailable)
+            return try Self.json(Health(status: "unavailable", error: detailed ? mapped.message : nil), status: .serviceUnavailable)
         }
     }
 

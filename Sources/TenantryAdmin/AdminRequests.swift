@@ -4,15 +4,17 @@ import Tenantry
 import TenantryCore
 
 /// A JSON request body of the admin API: every field optional unless the endpoint needs it,
-/// unknown fields refused (a typo must not silently mean "all tenants").
+/// fields the endpoint does not use refused (a typo, or another endpoint's field, must not be
+/// silently ignored), `null` refused wherever it appears (it never means "everything").
 protocol AdminRequestBody: Decodable, Sendable {
     /// The fields this body accepts.
     static var fields: Set<String> { get }
 }
 
 extension Request {
-    /// Decodes the body as `T`: an empty body is `{}`; a body that is not a JSON object, has an
-    /// unknown field or a field of the wrong type is a 400; one over the limit a 413.
+    /// Decodes the body as `T`: an empty body is `{}`; a body that is not a JSON object, has a
+    /// field `T` does not accept, a `null` value or a field of the wrong type is a 400; one over
+    /// the limit a 413.
     mutating func decodeAdminBody<T: AdminRequestBody>(_ type: T.Type, limit: Int) async throws -> T {
         let buffer = try await collectBody(upTo: limit)
         let data = buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer.readableBytesView)
@@ -24,30 +26,90 @@ extension Request {
         }
         guard let object = value.object else { throw AdminError.invalidRequest("the body must be a JSON object") }
         if let unknown = object.keys.sorted().first(where: { !T.fields.contains($0) }) {
-            throw AdminError(
-                .badRequest, code: "unknown_field",
-                "unknown field '\(unknown.prefix(40))' (accepted: \(T.fields.sorted().joined(separator: ", ")))")
+            let accepted = T.fields.isEmpty ? "this endpoint takes no fields" : "accepted: \(T.fields.sorted().joined(separator: ", "))"
+            throw AdminError(.badRequest, code: "unknown_field", "unknown field '\(unknown.prefix(40))' (\(accepted))")
+        }
+        // JSONDecoder reads a null as "absent", and absent tenants used to mean every tenant.
+        if let null = object.keys.sorted().first(where: { object[$0] == .null }) {
+            throw AdminError.invalidRequest("field '\(null)' must not be null (omit it, or give a value)")
         }
         return try JSONDecoder().decode(T.self, from: data)
     }
 }
 
-/// Tenants and how many at once (`provision-all`, `migrate-data`, `verify-sync`, `cutover`, …).
-struct TenantsRequest: AdminRequestBody {
-    static let fields: Set<String> = ["tenants", "concurrency", "captureTimeoutSeconds", "chunkSize", "maxPauseMs", "server"]
-    /// Tenant ids; omitted: every tenant the operation applies to.
+/// The tenants a request acts on: a non-empty `tenants` list, or `"all": true` — never implied.
+protocol TenantSelecting {
+    /// Tenant ids.
+    var tenants: [String]? { get }
+    /// `true`: every tenant the operation applies to.
+    var all: Bool? { get }
+}
+
+extension TenantSelecting {
+    /// The listed tenants, or `nil` for `"all": true`; 400 `invalid_argument` when the request says
+    /// neither, or both.
+    func selection() throws -> [TenantID]? {
+        switch (tenants, all) {
+        case (nil, nil):
+            throw AdminError(.badRequest, code: "invalid_argument", "say which tenants: \"tenants\": [ids], or \"all\": true for every tenant")
+        case (.some, .some):
+            throw AdminError(.badRequest, code: "invalid_argument", "send \"tenants\" or \"all\", not both")
+        case (nil, false?):
+            throw AdminError(.badRequest, code: "invalid_argument", "\"all\" must be true (to choose tenants, send \"tenants\": [ids])")
+        case (nil, true?):
+            return nil
+        case (let values?, nil):
+            return try parseTenants(values)
+        }
+    }
+}
+
+/// `provision-all`.
+struct ProvisionRequest: AdminRequestBody, TenantSelecting {
+    static let fields: Set<String> = ["tenants", "all", "concurrency", "server"]
     var tenants: [String]?
+    var all: Bool?
     var concurrency: Int?
-    var captureTimeoutSeconds: Int?
-    var chunkSize: Int?
-    var maxPauseMs: Int?
     var server: String?
 }
 
-/// `enable-dual-write`.
-struct DualWriteRequest: AdminRequestBody {
-    static let fields: Set<String> = ["tenants", "enabled"]
+/// `migrate-data`.
+struct MigrateDataRequest: AdminRequestBody, TenantSelecting {
+    static let fields: Set<String> = ["tenants", "all", "concurrency", "captureTimeoutSeconds"]
     var tenants: [String]?
+    var all: Bool?
+    var concurrency: Int?
+    var captureTimeoutSeconds: Int?
+}
+
+/// `verify-sync`.
+struct VerifySyncRequest: AdminRequestBody, TenantSelecting {
+    static let fields: Set<String> = ["tenants", "all", "chunkSize"]
+    var tenants: [String]?
+    var all: Bool?
+    var chunkSize: Int?
+}
+
+/// `cutover`.
+struct CutoverRequest: AdminRequestBody, TenantSelecting {
+    static let fields: Set<String> = ["tenants", "all", "maxPauseMs"]
+    var tenants: [String]?
+    var all: Bool?
+    var maxPauseMs: Int?
+}
+
+/// `rollback` (always named tenants).
+struct RollbackRequest: AdminRequestBody {
+    static let fields: Set<String> = ["tenants", "maxPauseMs"]
+    var tenants: [String]?
+    var maxPauseMs: Int?
+}
+
+/// `enable-dual-write`.
+struct DualWriteRequest: AdminRequestBody, TenantSelecting {
+    static let fields: Set<String> = ["tenants", "all", "enabled"]
+    var tenants: [String]?
+    var all: Bool?
     /// `false` pauses sync instead (capture keeps the backlog). Default `true`.
     var enabled: Bool?
 }
@@ -67,11 +129,13 @@ struct ActivateReadsRequest: AdminRequestBody {
 }
 
 /// `retire-legacy`.
-struct RetireRequest: AdminRequestBody {
-    static let fields: Set<String> = ["tenants", "dryRun", "confirm"]
+struct RetireRequest: AdminRequestBody, TenantSelecting {
+    static let fields: Set<String> = ["tenants", "all", "dryRun", "confirm"]
     var tenants: [String]?
+    var all: Bool?
+    /// Default `true`: only verify and count. `false` archives and deletes, with `confirm`.
     var dryRun: Bool?
-    /// Must be `true` unless `dryRun`: rows are deleted from the unified database.
+    /// Must be `true` when `dryRun` is `false`: rows are deleted from the unified database.
     var confirm: Bool?
 }
 
@@ -88,7 +152,7 @@ func checked(_ value: Int?, _ name: String, in range: ClosedRange<Int>, default 
 func parseTenants(_ values: [String]?, field: String = "tenants") throws -> [TenantID]? {
     guard let values else { return nil }
     guard !values.isEmpty else {
-        throw AdminError(.badRequest, code: "invalid_argument", "\(field) must not be empty (omit it for every tenant)")
+        throw AdminError(.badRequest, code: "invalid_argument", "\(field) must not be empty")
     }
     guard values.count <= 10_000 else { throw AdminError(.badRequest, code: "invalid_argument", "\(field): at most 10000 ids") }
     var ids: [TenantID] = []

@@ -32,18 +32,29 @@ public struct BearerTokenMiddleware<Context: ActorRequestContext>: RouterMiddlew
         guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix else {
             throw AdminError(.unauthorized, code: "unauthorized", "the Authorization header must be 'Bearer <token>'")
         }
-        let presented = header.dropFirst(prefix.count).trimmingCharacters(in: .whitespaces)
-        // Both sides hashed first: equal lengths, so the comparison's time does not depend on the
-        // presented token's length or on where it differs.
-        let candidate = Array(SHA256.hash(data: Data(presented.utf8)))
-        var difference: UInt8 = 0
-        for index in 0..<digest.count { difference |= digest[index] ^ candidate[index] }
-        guard difference == 0 else {
+        guard matches(String(header.dropFirst(prefix.count))) else {
             context.logger.warning("admin request with a wrong token refused", metadata: ["http.path": "\(request.uri.path)"])
             throw AdminError(.unauthorized, code: "unauthorized", "invalid bearer token")
         }
         var context = context
         context.actor = "api:\(fingerprint)"
         return try await next(request, context)
+    }
+
+    /// Whether `request` carries the token (`Authorization: Bearer <token>`), for endpoints open
+    /// to everyone that show more to the token's holder.
+    public func accepts(_ request: Request) -> Bool {
+        guard let header = request.headers[.authorization], header.count > 7, header.prefix(7).lowercased() == "bearer " else { return false }
+        return matches(String(header.dropFirst(7)))
+    }
+
+    /// Compares a presented token with the token in constant time.
+    private func matches(_ presented: String) -> Bool {
+        // Both sides hashed first: equal lengths, so the comparison's time does not depend on the
+        // presented token's length or on where it differs.
+        let candidate = Array(SHA256.hash(data: Data(presented.trimmingCharacters(in: .whitespaces).utf8)))
+        var difference: UInt8 = 0
+        for index in 0..<digest.count { difference |= digest[index] ^ candidate[index] }
+        return difference == 0
     }
 }

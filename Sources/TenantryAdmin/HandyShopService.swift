@@ -37,30 +37,34 @@ public struct HandyShopService: Sendable {
     public let tenants: TenantIdentification.Configuration
     let catalog: Catalog
     let logger: Logger
+    let middleware: TenantMiddleware<HandyShopRequestContext>
 
     /// The repair statuses, in workflow order (HandyShop's `repair_status` enum).
     public static let statuses = ["received", "diagnosing", "waiting_for_parts", "in_repair", "ready_for_pickup", "done", "cancelled"]
 
-    /// A service over `router`; a shop is known when the catalog has it or the unified `shops` table does.
-    public init(router: TenantRouter, catalog: Catalog, tenants: TenantIdentification.Configuration = .init(), logger: Logger) {
+    /// A service over `router`; a shop is known when the catalog has it or the unified `shops` table
+    /// does. Throws a `configuration` error for tenant settings the middleware refuses (a JWT
+    /// secret shorter than 32 bytes, a JWT source without a secret).
+    public init(
+        router: TenantRouter, catalog: Catalog, tenants: TenantIdentification.Configuration = .init(), logger: Logger
+    ) throws(TenantryError) {
         self.router = router
         self.catalog = catalog
         self.tenants = tenants
         self.logger = logger
-    }
-
-    /// The routes behind the JSON error handling and the tenant middleware.
-    public func makeRouter() -> Router<HandyShopRequestContext> {
-        let httpRouter = Router(context: HandyShopRequestContext.self)
-        httpRouter.add(middleware: JSONErrorMiddleware(bodyLimit: 64 * 1024))
-        let router = router, catalog = catalog
-        let middleware = TenantMiddleware<HandyShopRequestContext>(configuration: tenants) { id in
+        self.middleware = try TenantMiddleware<HandyShopRequestContext>(configuration: tenants) { id in
             if try await catalog.tenant(id) != nil { return true }
             guard let shop = Int64(id.rawValue) else { return false }
             return try await router.withConnection(tenant: id, source: .unified) { connection in
                 try await !connection.query("SELECT 1 FROM shops WHERE id = \(shop)").isEmpty
             }
         }
+    }
+
+    /// The routes behind the JSON error handling and the tenant middleware.
+    public func makeRouter() -> Router<HandyShopRequestContext> {
+        let httpRouter = Router(context: HandyShopRequestContext.self)
+        httpRouter.add(middleware: JSONErrorMiddleware(bodyLimit: 64 * 1024))
         var groups = [httpRouter.group().add(middleware: middleware)]
         for source in tenants.sources {
             if case .pathPrefix(let prefix) = source.base {

@@ -3,17 +3,32 @@ import Foundation
 
 /// Verifies HS256 JSON Web Tokens (RFC 7519) with swift-crypto: the header must say `HS256`
 /// (`none` and every other algorithm are refused), the signature must match (compared in
-/// constant time), `exp` must be in the future and `nbf`, when present, in the past.
+/// constant time), `exp` must be in the future and `nbf`, when present, in the past; `aud` and
+/// `iss` must match when an audience or issuer is configured. Secrets shorter than
+/// ``minimumSecretLength`` bytes are refused (an HS256 key must be as long as the hash, RFC 7518 §3.2).
 public struct JWTVerifier: Sendable {
+    /// The shortest secret accepted: 32 bytes.
+    public static let minimumSecretLength = 32
+
     private let key: SymmetricKey
+    /// The audience a token's `aud` must name (a string, or an array containing it); `nil`: not checked.
+    public var audience: String?
+    /// The issuer a token's `iss` must equal; `nil`: not checked.
+    public var issuer: String?
     /// Clock skew tolerated on `exp` and `nbf`.
     public var leeway: Duration = .seconds(5)
     /// Whether a token without `exp` is refused (default: yes).
     public var requireExpiry = true
 
-    /// A verifier with the shared secret `secret`.
-    public init(secret: some DataProtocol) {
+    /// A verifier with the shared secret `secret` (at least ``minimumSecretLength`` bytes, else
+    /// ``Failure``), checking `aud` against `audience` and `iss` against `issuer` when given.
+    public init(secret: some DataProtocol, audience: String? = nil, issuer: String? = nil) throws(Failure) {
+        guard secret.count >= Self.minimumSecretLength else {
+            throw Failure(description: "the JWT secret must be at least \(Self.minimumSecretLength) bytes")
+        }
         self.key = SymmetricKey(data: Data(secret))
+        self.audience = audience
+        self.issuer = issuer
     }
 
     /// Why a token was refused (the message is safe to return to the client).
@@ -47,6 +62,17 @@ public struct JWTVerifier: Sendable {
         }
         if let nbf = Self.number(claims["nbf"]), nbf - leewaySeconds > nowSeconds {
             throw Failure(description: "the token is not valid yet")
+        }
+        if let audience {
+            let audiences: [JSONValue] = switch claims["aud"] {
+            case .array(let values): values
+            case let value?: [value]
+            case nil: []
+            }
+            guard audiences.contains(.string(audience)) else { throw Failure(description: "the token is not for this audience (aud)") }
+        }
+        if let issuer, claims["iss"] != .string(issuer) {
+            throw Failure(description: "the token's issuer (iss) is not accepted")
         }
         return claims
     }

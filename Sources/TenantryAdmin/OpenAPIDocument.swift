@@ -28,7 +28,8 @@ public enum OpenAPIDocument {
     "schemas": {
       "TenantID": {
         "type": "string",
-        "pattern": "^[a-z0-9][a-z0-9_]{0,39}$"
+        "pattern": "^[a-z0-9][a-z0-9_]{0,39}$",
+        "example": "1"
       },
       "Error": {
         "type": "object",
@@ -162,41 +163,6 @@ public enum OpenAPIDocument {
           "progress"
         ]
       },
-      "TenantsRequest": {
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-          "tenants": {
-            "type": "array",
-            "items": {
-              "$ref": "#/components/schemas/TenantID"
-            },
-            "description": "Tenant ids; omitted: every tenant the operation applies to"
-          },
-          "concurrency": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 64
-          },
-          "server": {
-            "type": "string"
-          },
-          "captureTimeoutSeconds": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 3600
-          },
-          "chunkSize": {
-            "type": "integer",
-            "minimum": 2
-          },
-          "maxPauseMs": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 600000
-          }
-        }
-      },
       "ReadPolicy": {
         "type": "object",
         "properties": {
@@ -249,6 +215,429 @@ public enum OpenAPIDocument {
             }
           }
         }
+      },
+      "TenantList": {
+        "type": "array",
+        "items": {
+          "$ref": "#/components/schemas/TenantID"
+        },
+        "minItems": 1,
+        "maxItems": 10000,
+        "description": "Tenant ids (at least one). To act on every tenant, send \"all\": true instead.",
+        "example": [
+          "1",
+          "2"
+        ]
+      },
+      "AllTenants": {
+        "type": "boolean",
+        "enum": [
+          true
+        ],
+        "description": "true: every tenant the operation applies to. Exactly one of `tenants` and `all` is required: a destructive request says what it acts on."
+      },
+      "ProvisionRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 64,
+            "default": 4
+          },
+          "server": {
+            "type": "string",
+            "description": "A registered server to place new databases on (default: spread over every server)"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "MigrateDataRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 32,
+            "default": 2
+          },
+          "captureTimeoutSeconds": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 3600,
+            "default": 30
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "VerifySyncRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "chunkSize": {
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 10000000,
+            "default": 10000
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "CutoverRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "maxPauseMs": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 600000,
+            "default": 500
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "RollbackRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "maxPauseMs": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 600000,
+            "default": 5000
+          }
+        },
+        "required": [
+          "tenants"
+        ]
+      },
+      "DualWriteRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "enabled": {
+            "type": "boolean",
+            "default": true,
+            "description": "false pauses sync instead (capture keeps the backlog)"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "RetireRequest": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "tenants": {
+            "$ref": "#/components/schemas/TenantList"
+          },
+          "all": {
+            "$ref": "#/components/schemas/AllTenants"
+          },
+          "dryRun": {
+            "type": "boolean",
+            "default": true,
+            "description": "Default true: verify and count only. false archives and deletes, and needs confirm: true"
+          },
+          "confirm": {
+            "type": "boolean",
+            "description": "Must be true when dryRun is false"
+          }
+        },
+        "oneOf": [
+          {
+            "required": [
+              "tenants"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ]
+      },
+      "ActivateReadsRequest": {
+        "description": "The strategy, and the one field it needs: percentage for percentage, shops for shop-list, canary for canary; no other strategy's field.",
+        "oneOf": [
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "unified",
+                  "tenant"
+                ]
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "percentage"
+                ]
+              },
+              "percentage": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "percentage"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "shop-list"
+                ]
+              },
+              "shops": {
+                "type": "array",
+                "items": {
+                  "$ref": "#/components/schemas/TenantID"
+                },
+                "minItems": 1,
+                "maxItems": 10000
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "shops"
+            ]
+          },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "strategy": {
+                "type": "string",
+                "enum": [
+                  "canary"
+                ]
+              },
+              "canary": {
+                "type": "array",
+                "items": {
+                  "$ref": "#/components/schemas/TenantID"
+                },
+                "minItems": 1,
+                "maxItems": 10000
+              },
+              "enableFallback": {
+                "type": "boolean"
+              },
+              "verifyConsistency": {
+                "type": "boolean"
+              },
+              "sampleRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            },
+            "required": [
+              "strategy",
+              "canary"
+            ]
+          }
+        ]
+      },
+      "DeadLetter": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "id",
+          "tenant",
+          "table",
+          "operation",
+          "key",
+          "attempts",
+          "error",
+          "capturedAt",
+          "deadAt",
+          "direction"
+        ],
+        "properties": {
+          "id": {
+            "type": "integer"
+          },
+          "tenant": {
+            "$ref": "#/components/schemas/TenantID"
+          },
+          "table": {
+            "type": "string"
+          },
+          "operation": {
+            "type": "string",
+            "enum": [
+              "insert",
+              "update",
+              "delete"
+            ]
+          },
+          "key": {
+            "type": "string",
+            "description": "The row's key (or image), as JSON"
+          },
+          "attempts": {
+            "type": "integer"
+          },
+          "error": {
+            "type": "string"
+          },
+          "capturedAt": {
+            "type": "string"
+          },
+          "deadAt": {
+            "type": "string"
+          },
+          "direction": {
+            "type": "string",
+            "enum": [
+              "forward",
+              "reverse"
+            ],
+            "description": "forward: unified → tenant database (before cutover); reverse: tenant database → unified (after cutover; kept in the tenant database, copied into unified)"
+          }
+        }
       }
     }
   },
@@ -273,7 +662,11 @@ public enum OpenAPIDocument {
                     "catalogVersion": {
                       "type": "integer"
                     }
-                  }
+                  },
+                  "additionalProperties": false,
+                  "required": [
+                    "status"
+                  ]
                 }
               }
             }
@@ -294,12 +687,23 @@ public enum OpenAPIDocument {
                     "error": {
                       "type": "string"
                     }
-                  }
+                  },
+                  "additionalProperties": false,
+                  "required": [
+                    "status"
+                  ]
                 }
               }
             }
           }
-        }
+        },
+        "description": "Anonymous callers get only `status`. With the admin bearer token, also the catalog version, or the error (which may name a host or database).",
+        "security": [
+          {},
+          {
+            "bearer": []
+          }
+        ]
       }
     },
     "/metrics": {
@@ -372,18 +776,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/provision-all": {
       "post": {
         "summary": "Provision all shops",
-        "description": "One database and role per tenant, from the derived schema (`tenantry provision --all`). Unknown tenant ids (not in the unified database) are 404.",
+        "description": "One database and role per tenant, from the derived schema (`tenantry provision`). `tenants` or `\"all\": true` (every shop of the unified database). Unknown tenant ids (not in the unified database) are 404.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/ProvisionRequest"
               }
             }
           }
@@ -400,7 +804,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -421,6 +825,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -455,18 +869,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/migrate-data": {
       "post": {
         "summary": "Bulk data migration",
-        "description": "Capture on, one snapshot, COPY into each tenant database (`tenantry migrate-data`). Resumable.",
+        "description": "Capture on, one snapshot, COPY into each tenant database (`tenantry migrate-data`). `tenants` or `\"all\": true`. Resumable.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/MigrateDataRequest"
               }
             }
           }
@@ -483,7 +897,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -504,6 +918,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -538,32 +962,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/enable-dual-write": {
       "post": {
         "summary": "Enable (or pause) dual-write",
-        "description": "Capture on and sync resumed; `enabled: false` pauses sync (capture keeps the backlog). Synchronous.",
+        "description": "Capture on and sync resumed; `enabled: false` pauses sync (capture keeps the backlog). `tenants` or `\"all\": true`. Synchronous.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "tenants": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "description": "Tenant ids; omitted: every tenant the operation applies to"
-                  },
-                  "enabled": {
-                    "type": "boolean",
-                    "default": true
-                  }
-                }
+                "$ref": "#/components/schemas/DualWriteRequest"
               }
             }
           }
@@ -592,7 +1002,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -613,6 +1023,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -647,18 +1067,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/verify-sync": {
       "post": {
         "summary": "Verify data synchronization",
-        "description": "Counts, chunk checksums and differing rows per table (`tenantry verify-sync`). The job fails with `not_equal` when a tenant differs; the result names the rows.",
+        "description": "Counts, chunk checksums and differing rows per table (`tenantry verify-sync`). `tenants` or `\"all\": true`. The job fails with `not_equal` when a tenant differs; the result names the rows.",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/VerifySyncRequest"
               }
             }
           }
@@ -675,7 +1095,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -696,6 +1116,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -741,51 +1171,7 @@ public enum OpenAPIDocument {
           "content": {
             "application/json": {
               "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "strategy": {
-                    "type": "string",
-                    "enum": [
-                      "unified",
-                      "tenant",
-                      "percentage",
-                      "shop-list",
-                      "canary"
-                    ]
-                  },
-                  "percentage": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 100
-                  },
-                  "shops": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    }
-                  },
-                  "canary": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    }
-                  },
-                  "enableFallback": {
-                    "type": "boolean"
-                  },
-                  "verifyConsistency": {
-                    "type": "boolean"
-                  },
-                  "sampleRate": {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": 1
-                  }
-                },
-                "required": [
-                  "strategy"
-                ]
+                "$ref": "#/components/schemas/ActivateReadsRequest"
               }
             }
           }
@@ -802,7 +1188,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -823,6 +1209,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -875,7 +1271,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -896,6 +1292,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -951,7 +1357,8 @@ public enum OpenAPIDocument {
             "in": "query",
             "description": "Comma-separated tenant ids to measure (default: every provisioned tenant)",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "pattern": "^[a-z0-9][a-z0-9_]{0,39}(,[a-z0-9][a-z0-9_]{0,39})*$"
             }
           }
         ],
@@ -1031,49 +1438,45 @@ public enum OpenAPIDocument {
         }
       }
     },
-    "/api/superadmin/migration/retire-legacy": {
-      "post": {
-        "summary": "Retire legacy tables",
-        "description": "Verify, archive (on the server, in its --archive-dir) and delete dedicated tenants' rows from the unified database (`tenantry retire-legacy`). Needs `confirm: true` unless `dryRun`.",
+    "/api/superadmin/migration/dead-letters": {
+      "get": {
+        "summary": "Dead letters",
+        "description": "Changes the relay gave up on, in both directions (reverse-sync letters included), oldest first. A tenant with a dead letter is paused: `status` shows it, and cutover, rollback and retire-legacy refuse it until the letter is replayed or discarded (`tenantry dlq replay|discard`).",
         "security": [
           {
             "bearer": []
           }
         ],
-        "requestBody": {
-          "required": false,
-          "content": {
-            "application/json": {
-              "schema": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                  "tenants": {
-                    "type": "array",
-                    "items": {
-                      "$ref": "#/components/schemas/TenantID"
-                    },
-                    "description": "Tenant ids; omitted: every tenant the operation applies to"
-                  },
-                  "dryRun": {
-                    "type": "boolean",
-                    "default": false
-                  },
-                  "confirm": {
-                    "type": "boolean"
-                  }
-                }
-              }
+        "parameters": [
+          {
+            "name": "tenant",
+            "in": "query",
+            "description": "Comma-separated tenant ids (default: all)",
+            "schema": {
+              "type": "string",
+              "pattern": "^[a-z0-9][a-z0-9_]{0,39}(,[a-z0-9][a-z0-9_]{0,39})*$"
             }
           }
-        },
+        ],
         "responses": {
-          "202": {
-            "description": "Job accepted; poll its URL (also in Location)",
+          "200": {
+            "description": "The dead letters",
             "content": {
               "application/json": {
                 "schema": {
-                  "$ref": "#/components/schemas/JobAccepted"
+                  "type": "object",
+                  "additionalProperties": false,
+                  "required": [
+                    "deadLetters"
+                  ],
+                  "properties": {
+                    "deadLetters": {
+                      "type": "array",
+                      "items": {
+                        "$ref": "#/components/schemas/DeadLetter"
+                      }
+                    }
+                  }
                 }
               }
             }
@@ -1100,6 +1503,89 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The catalog or a database is unavailable, or the service is not configured",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/api/superadmin/migration/retire-legacy": {
+      "post": {
+        "summary": "Retire legacy tables",
+        "description": "Verify, archive (on the server, in its --archive-dir) and delete dedicated tenants' rows from the unified database (`tenantry retire-legacy`). `tenants` or `\"all\": true`. A dry run (verify and count) unless `\"dryRun\": false`, which needs `\"confirm\": true`.",
+        "security": [
+          {
+            "bearer": []
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/RetireRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "202": {
+            "description": "Job accepted; poll its URL (also in Location)",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/JobAccepted"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "Missing or wrong bearer token",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1134,18 +1620,18 @@ public enum OpenAPIDocument {
     "/api/superadmin/migration/cutover": {
       "post": {
         "summary": "Cut over writes",
-        "description": "Per tenant: a short write pause, then writes go to the tenant database (`tenantry cutover`). Omitted tenants: every syncing tenant.",
+        "description": "Per tenant: a short write pause, then writes go to the tenant database (`tenantry cutover`). `tenants` or `\"all\": true` (every syncing tenant).",
         "security": [
           {
             "bearer": []
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/CutoverRequest"
               }
             }
           }
@@ -1162,7 +1648,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1183,6 +1669,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1224,11 +1720,11 @@ public enum OpenAPIDocument {
           }
         ],
         "requestBody": {
-          "required": false,
+          "required": true,
           "content": {
             "application/json": {
               "schema": {
-                "$ref": "#/components/schemas/TenantsRequest"
+                "$ref": "#/components/schemas/RollbackRequest"
               }
             }
           }
@@ -1245,7 +1741,7 @@ public enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "Bad request: wrong types, unknown field, invalid tenant id, value out of range",
+            "description": "Bad request: wrong types, a null, a field this endpoint does not use, no tenants and no \"all\": true (or both), an empty list, an invalid tenant id, a value out of range",
             "content": {
               "application/json": {
                 "schema": {
@@ -1266,6 +1762,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "Unknown tenant",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "The operation conflicts with the current state (e.g. capture not installed, a tenant in the wrong phase)",
             "content": {
               "application/json": {
                 "schema": {

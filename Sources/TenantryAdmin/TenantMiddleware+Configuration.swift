@@ -51,8 +51,13 @@ public enum TenantIdentification {
     public struct Configuration: Sendable {
         /// The sources, all consulted; those that name a tenant must agree. Default: the `X-Tenant-ID` header.
         public var sources: [Source] = [.header()]
-        /// The HS256 secret for ``Source/jwtClaim(_:)``.
+        /// The HS256 secret for ``Source/jwtClaim(_:)`` (at least 32 bytes). With a secret, every
+        /// request needs a valid token: its claim is the tenant, other sources may only agree with it.
         public var jwtSecret: [UInt8]?
+        /// The audience a token's `aud` must name (`nil`: not checked).
+        public var jwtAudience: String?
+        /// The issuer a token's `iss` must be (`nil`: not checked).
+        public var jwtIssuer: String?
         /// The tenant key that must not come from a body (`TENANTRY_DISCRIMINATOR`, default `shop_id`).
         public var discriminator = "shop_id"
         /// What to do with it (default: reject).

@@ -12,7 +12,9 @@ public protocol TenantRequestContext: RequestContext {
 
 /// Identifies the tenant of a request (the seeds' tenant resolution for web apps) from the
 /// configured sources — the `X-Tenant-ID` header, a subdomain, a path prefix, a claim of an HS256
-/// JWT — and refuses the request when it cannot: no tenant → 400 `tenant_required`, an invalid id
+/// JWT — and refuses the request when it cannot. With a JWT source the token is the identity: a
+/// request without a valid token is 401 (`token_required`, `invalid_token`) whatever else it
+/// sends, and the other sources may only agree with the claim. No tenant → 400 `tenant_required`, an invalid id
 /// → 400 `invalid_tenant_id`, sources that disagree → 400 `tenant_mismatch`, a bad or expired token
 /// → 401 `invalid_token`, an unknown tenant → 404 `tenant_not_found`. A `shop_id` (the
 /// discriminator) in a JSON body is rejected (400 `shop_id_not_allowed`) or stripped: the tenant
@@ -32,11 +34,25 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
     private let known = NIOLockedValueBox([TenantID: ContinuousClock.Instant]())
 
     /// A middleware; `exists` says whether a tenant is known (e.g. in the catalog). Positive
-    /// answers are cached for ``Configuration/knownTenantTTL``.
-    public init(configuration: Configuration, exists: @escaping @Sendable (TenantID) async throws -> Bool) {
+    /// answers are cached for ``Configuration/knownTenantTTL``. Throws a `configuration` error when
+    /// a JWT secret is shorter than 32 bytes, or a JWT source and a secret do not come together.
+    public init(configuration: Configuration, exists: @escaping @Sendable (TenantID) async throws -> Bool) throws(TenantryError) {
+        let jwtSources = configuration.sources.filter { if case .jwtClaim = $0.base { true } else { false } }
+        if let secret = configuration.jwtSecret {
+            guard jwtSources.count == 1 else {
+                throw TenantryError(code: .configuration, message: "a JWT secret needs exactly one JWT claim source (the token names the tenant)")
+            }
+            do {
+                self.verifier = try JWTVerifier(secret: secret, audience: configuration.jwtAudience, issuer: configuration.jwtIssuer)
+            } catch {
+                throw TenantryError(code: .configuration, message: error.description)
+            }
+        } else {
+            guard jwtSources.isEmpty else { throw TenantryError(code: .configuration, message: "a JWT claim source needs a JWT secret") }
+            self.verifier = nil
+        }
         self.configuration = configuration
         self.exists = exists
-        self.verifier = configuration.jwtSecret.map { JWTVerifier(secret: $0) }
     }
 
     public func handle(
@@ -52,11 +68,20 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
         return try await next(request, context)
     }
 
-    /// The tenant named by the request's sources; all sources that name one must agree.
+    /// The tenant named by the request's sources; all sources that name one must agree. With a
+    /// JWT source the token is required and comes first: the others may only agree with it.
     func resolve(_ request: Request) throws -> TenantID {
         var found: [(source: String, value: String)] = []
         for source in configuration.sources {
-            if let value = try candidate(source, request) { found.append((source.name, value)) }
+            let value = try candidate(source, request)
+            guard case .jwtClaim = source.base else {
+                if let value { found.append((source.name, value)) }
+                continue
+            }
+            guard let value else {
+                throw AdminError(.unauthorized, code: "token_required", "a bearer token is required (Authorization: Bearer <JWT>)")
+            }
+            found.insert((source.name, value), at: 0)
         }
         guard let first = found.first else {
             let names = configuration.sources.map(\.name).joined(separator: ", ")
@@ -89,9 +114,9 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
             guard path.hasPrefix(prefix + "/") else { return nil }
             return path.dropFirst(prefix.count + 1).split(separator: "/", omittingEmptySubsequences: false).first.map(String.init)
         case .jwtClaim(let claim):
-            guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { return nil }
-            guard let verifier else {
-                throw AdminError(.internalServerError, code: "internal", "JWT tenant source configured without a secret")
+            guard let header = request.headers[.authorization] else { return nil }
+            guard header.lowercased().hasPrefix("bearer "), let verifier else {
+                throw AdminError(.unauthorized, code: "invalid_token", "the Authorization header must be 'Bearer <JWT>'")
             }
             let claims: [String: JSONValue]
             do {

@@ -17,6 +17,9 @@ struct AdminAPIFlowTests {
             // Unauthenticated endpoints.
             let health = try await client.call(.get, "/health", token: nil)
             #expect(health.status == .ok && health.json["status"] as? String == "ok", "\(health.text)")
+            #expect(health.json.keys.sorted() == ["status"], "anonymous /health shows only the status: \(health.text)")
+            let detailed = try await client.call(.get, "/health")
+            #expect(detailed.json["catalogVersion"] as? Int != nil, "with the token, the details: \(detailed.text)")
             let openapi = try await client.call(.get, "/openapi.json", token: nil)
             #expect(openapi.status == .ok)
             #expect((openapi.json["paths"] as? [String: Any])?["/api/superadmin/migration/cutover"] != nil)
@@ -27,7 +30,7 @@ struct AdminAPIFlowTests {
             #expect((before.json["capture"] as? [Any])?.isEmpty == true, "capture installed, nobody captured yet")
 
             // provision-all: every shop of the unified database.
-            let provision = try await client.runJob("provision-all", body: #"{"concurrency": 2}"#)
+            let provision = try await client.runJob("provision-all", body: #"{"all": true, "concurrency": 2}"#)
             #expect(provision.job["state"] as? String == "succeeded", "\(provision.job)")
             let provisioned = (provision.job["result"] as? [String: Any])?["provisioned"] as? [[String: Any]]
             #expect(provisioned?.map { $0["tenant"] as? String } == ["1", "2", "3"])
@@ -74,7 +77,31 @@ struct AdminAPIFlowTests {
             let status = try await client.call(.get, "/api/superadmin/migration/status")
             #expect((status.json["byPhase"] as? [String: Int])?["dedicated"] == 1, "\(status.text)")
 
-            let retire = try await client.runJob("retire-legacy", body: #"{"dryRun": true}"#)
+            // A reverse-sync dead letter of the dedicated shop shows in the API (and in status).
+            let shopDatabase = try await api.operations.move().tenantURL(try TenantID("1"))
+            try await Database.withConnection(shopDatabase, logger: AdminFixture.logger) { connection in
+                try await connection.query("""
+                    INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, row_data, xid, captured_at, attempts, error)
+                    VALUES (77, '1', 'customers', 'I', '{"id": 1}', pg_current_xact_id(), now(), 4, 'test letter')
+                    """, logger: AdminFixture.logger)
+            }
+            try await Database.withConnection(fixture.url, logger: AdminFixture.logger) { connection in
+                try await connection.query("""
+                    INSERT INTO tenantry.dead_letters (id, tenant_id, table_name, op, row_data, xid, captured_at, attempts, error, direction)
+                    VALUES (77, '1', 'customers', 'I', '{"id": 1}', pg_current_xact_id(), now(), 4, 'test letter', 'reverse')
+                    """, logger: AdminFixture.logger)
+            }
+            let letters = try await client.call(.get, "/api/superadmin/migration/dead-letters?tenant=1")
+            #expect(letters.status == .ok, "\(letters.text)")
+            let listed = letters.json["deadLetters"] as? [[String: Any]]
+            #expect(listed?.count == 1 && listed?.first?["direction"] as? String == "reverse", "\(letters.text)")
+            let withLetter = try await client.call(.get, "/api/superadmin/migration/status")
+            let captured = (withLetter.json["capture"] as? [[String: Any]])?.first { $0["tenant"] as? String == "1" }
+            #expect(captured?["deadLetters"] as? Int == 1, "\(withLetter.text)")
+            #expect(try await client.call(.get, "/api/superadmin/migration/dead-letters?tenant=404").status == .notFound)
+            _ = try await api.operations.move().deadLetters().discard(tenant: try TenantID("1"))
+
+            let retire = try await client.runJob("retire-legacy", body: #"{"all": true}"#)
             #expect(retire.job["state"] as? String == "succeeded", "\(retire.job)")
             #expect((retire.job["result"] as? [String: Any])?["tenants"] as? [String] == ["1"])
             #expect((retire.job["result"] as? [String: Any])?["dryRun"] as? Bool == true)

@@ -24,7 +24,7 @@ struct HandyShopServiceTests {
             try #require(cut.failed.isEmpty, "\(cut.failed)")
 
             let router = operations.router(keyring: keyring, monitor: nil)
-            let service = HandyShopService(
+            let service = try HandyShopService(
                 router: router, catalog: operations.catalog, tenants: .init(sources: [.header(), .pathPrefix("/shops")]),
                 logger: AdminFixture.logger)
             let app = Application(router: service.makeRouter(), services: [router], logger: AdminFixture.logger)
@@ -81,6 +81,60 @@ struct HandyShopServiceTests {
             let unifiedSide = try await TestPostgres.strings(
                 fixture.url, "SELECT shop_id::text FROM customers WHERE email IN ('ada.1@example.com', 'ada.2@example.com')")
             #expect(unifiedSide == ["2"])
+        }
+    }
+
+    @Test("with a JWT secret, X-Tenant-ID alone is 401 and writes nothing; the token's claim is the shop, other sources only agree")
+    func jwtRequired() async throws {
+        let fixture = try await AdminFixture.make(shops: 3, rowsPerShop: 10)
+        let keyring = try #require(fixture.configuration.keyring)
+        let secret = Array("handyshop-service-secret-0123456789".utf8)
+        try await Operations.with(configuration: fixture.configuration, databaseURL: fixture.url, actor: "test", logger: AdminFixture.logger) { operations in
+            let router = operations.router(keyring: keyring, monitor: nil)
+            var tenants = TenantIdentification.Configuration(sources: [.header(), .jwtClaim("shop_id")])
+            tenants.jwtSecret = secret
+            tenants.jwtAudience = "handyshop"
+            let service = try HandyShopService(router: router, catalog: operations.catalog, tenants: tenants, logger: AdminFixture.logger)
+            let app = Application(router: service.makeRouter(), services: [router], logger: AdminFixture.logger)
+            let exp = JSONValue.number(Date().timeIntervalSince1970 + 300)
+            let shop1 = try JWTVerifier.sign(["shop_id": .integer(1), "exp": exp, "aud": .string("handyshop")], secret: secret)
+            try await app.test(.router) { client in
+                // The issue's reproduction: a header alone reads shop 1's customers and writes for shop 3.
+                let read = try await client.call(.get, "/customers", token: nil, headers: ["X-Tenant-ID": "1"])
+                #expect(read.status == .unauthorized && read.errorCode == "token_required", "\(read.text.prefix(200))")
+                let write = try await client.call(
+                    .post, "/customers", token: nil, body: #"{"firstName": "Mallory", "lastName": "X"}"#, headers: ["X-Tenant-ID": "3"])
+                #expect(write.status == .unauthorized, "\(write.text.prefix(200))")
+                let garbage = try await client.call(.get, "/customers", token: "not-a-jwt", headers: ["X-Tenant-ID": "1"])
+                #expect(garbage.status == .unauthorized && garbage.errorCode == "invalid_token")
+                let wrongAudience = try JWTVerifier.sign(["shop_id": .integer(1), "exp": exp, "aud": .string("other")], secret: secret)
+                #expect(try await client.call(.get, "/customers", token: wrongAudience).status == .unauthorized)
+
+                let ok = try await client.call(.get, "/customers", token: shop1)
+                #expect(ok.status == .ok, "\(ok.text.prefix(200))")
+                #expect(try await client.call(.get, "/customers", token: shop1, headers: ["X-Tenant-ID": "1"]).status == .ok)
+                let other = try await client.call(
+                    .post, "/customers", token: shop1, body: #"{"firstName": "Mallory", "lastName": "Y"}"#, headers: ["X-Tenant-ID": "3"])
+                #expect(other.status == .badRequest && other.errorCode == "tenant_mismatch", "\(other.text.prefix(200))")
+            }
+            #expect(try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM customers WHERE first_name = 'Mallory'") == ["0"])
+        }
+    }
+
+    @Test("a JWT secret shorter than 32 bytes, or a JWT source without a secret, is refused when the service is made")
+    func jwtConfiguration() async throws {
+        let fixture = try await AdminFixture.make(shops: 1, rowsPerShop: 5)
+        let keyring = try #require(fixture.configuration.keyring)
+        try await Operations.with(configuration: fixture.configuration, databaseURL: fixture.url, actor: "test", logger: AdminFixture.logger) { operations in
+            let router = operations.router(keyring: keyring, monitor: nil)
+            var short = TenantIdentification.Configuration(sources: [.jwtClaim()])
+            short.jwtSecret = Array("sixteen-byte-key".utf8)
+            #expect(throws: TenantryError.self) {
+                try HandyShopService(router: router, catalog: operations.catalog, tenants: short, logger: AdminFixture.logger)
+            }
+            #expect(throws: TenantryError.self) {
+                try HandyShopService(router: router, catalog: operations.catalog, tenants: .init(sources: [.jwtClaim()]), logger: AdminFixture.logger)
+            }
         }
     }
 }

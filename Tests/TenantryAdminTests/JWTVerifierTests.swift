@@ -8,7 +8,7 @@ struct JWTVerifierTests {
 
     @Test("a signed token verifies; expired, tampered, wrong key, alg none and missing exp are refused")
     func verification() throws {
-        let verifier = JWTVerifier(secret: secret)
+        let verifier = try JWTVerifier(secret: secret)
         let future = Date().timeIntervalSince1970 + 300
         let token = try JWTVerifier.sign(["shop_id": .integer(7), "exp": .number(future)], secret: secret)
         #expect(try verifier.verify(token)["shop_id"] == .integer(7))
@@ -28,5 +28,11 @@ struct JWTVerifierTests {
         let none = JWTVerifier.base64URLEncode(Data(#"{"alg":"none"}"#.utf8))
         #expect(throws: JWTVerifier.Failure.self) { try verifier.verify("\(none).\(parts[1]).") }
         #expect(throws: JWTVerifier.Failure.self) { try verifier.verify("not a token") }
+    }
+
+    @Test("secrets shorter than 32 bytes are refused")
+    func shortSecret() throws {
+        #expect(throws: JWTVerifier.Failure.self) { try JWTVerifier(secret: Array("0123456789abcdef0123456789abcde".utf8)) }
+        _ = try JWTVerifier(secret: Array("0123456789abcdef0123456789abcdef".utf8))
     }
 }

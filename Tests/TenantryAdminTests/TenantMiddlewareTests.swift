@@ -18,7 +18,7 @@ struct TenantMiddlewareTests {
         configure(&configuration)
         let router = Router(context: HandyShopRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(bodyLimit: 64 * 1024))
-        let middleware = TenantMiddleware<HandyShopRequestContext>(configuration: configuration) { id in ["1", "2", "7"].contains(id.rawValue) }
+        let middleware = try TenantMiddleware<HandyShopRequestContext>(configuration: configuration) { id in ["1", "2", "7"].contains(id.rawValue) }
         let echo: @Sendable (Request, HandyShopRequestContext) async throws -> String = { request, context in
             let body = try await request.body.collect(upTo: 1 << 20)
             return "\(context.tenant?.rawValue ?? "-")|\(String(buffer: body))"
@@ -73,6 +73,29 @@ struct TenantMiddlewareTests {
             // A header naming another shop than the token is refused.
             let other = try await client.call(.get, "/customers", token: token, headers: ["X-Tenant-ID": "1"])
             #expect(other.errorCode == "tenant_mismatch")
+            // With a JWT source, a header alone is not enough: the token is required.
+            let headerOnly = try await client.call(.get, "/customers", token: nil, headers: ["X-Tenant-ID": "2"])
+            #expect(headerOnly.status == .unauthorized && headerOnly.errorCode == "token_required", "\(headerOnly.text)")
+            let basic = try await client.call(.get, "/customers", token: nil, headers: ["X-Tenant-ID": "2", "Authorization": "Basic eDp5"])
+            #expect(basic.status == .unauthorized && basic.errorCode == "invalid_token")
+        }
+        try await withApp({
+            $0.sources = [.jwtClaim("shop_id")]; $0.jwtSecret = Self.secret; $0.jwtAudience = "handyshop"; $0.jwtIssuer = "https://id.example"
+        }) { client in
+            let exp = JSONValue.number(Date().timeIntervalSince1970 + 300)
+            let good = try JWTVerifier.sign(
+                ["shop_id": .integer(2), "exp": exp, "aud": .array([.string("x"), .string("handyshop")]), "iss": .string("https://id.example")],
+                secret: Self.secret)
+            #expect(try await client.call(.get, "/customers", token: good).text == "2|")
+            for claims: [String: JSONValue] in [
+                ["shop_id": .integer(2), "exp": exp, "iss": .string("https://id.example")],
+                ["shop_id": .integer(2), "exp": exp, "aud": .string("other"), "iss": .string("https://id.example")],
+                ["shop_id": .integer(2), "exp": exp, "aud": .string("handyshop")],
+                ["shop_id": .integer(2), "exp": exp, "aud": .string("handyshop"), "iss": .string("https://evil.example")],
+            ] {
+                let answer = try await client.call(.get, "/customers", token: try JWTVerifier.sign(claims, secret: Self.secret))
+                #expect(answer.status == .unauthorized && answer.errorCode == "invalid_token", "\(claims): \(answer.text)")
+            }
         }
     }
 

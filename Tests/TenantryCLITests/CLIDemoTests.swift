@@ -46,7 +46,8 @@ struct CLIDemoTests {
     @Test("doctor: passes on a provisioned setup; names the failing check otherwise")
     func doctor() async throws {
         let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 20)
-        for arguments in [["schema", "derive"], ["init"], ["provision", "--all"]] {
+        // guard install shuts tenant roles out of the unified database: doctor's isolation check.
+        for arguments in [["schema", "derive"], ["init"], ["provision", "--all"], ["guard", "install"]] {
             let step = try await fixture.run(arguments)
             #expect(step.status == 0, "\(arguments): \(step.stderr)")
         }

@@ -44,8 +44,8 @@ struct CLIProvisioningFixture {
     }
 
     /// Runs `tenantry arguments…` in the fixture's directory; `overrides` replace environment values.
-    func run(_ arguments: [String], _ overrides: [String: String] = [:]) async throws -> CLIRunner.Result {
-        try await CLIRunner.run(arguments, environment: environment.merging(overrides) { $1 }, in: directory)
+    func run(_ arguments: [String], _ overrides: [String: String] = [:], input: String? = nil) async throws -> CLIRunner.Result {
+        try await CLIRunner.run(arguments, environment: environment.merging(overrides) { $1 }, in: directory, input: input)
     }
 
     func database(_ id: String) -> String { "\(prefix)_\(id)_db" }
@@ -223,9 +223,9 @@ struct CLIProvisioningTests {
             let firstPassword = try await TestPostgres.server().password
             let secondPassword = try second.password
 
-            let addOne = try await fixture.run(["servers", "add", "one", firstURL])
+            let addOne = try await fixture.run(["servers", "add", "one"], ["TENANTRY_SERVER_URL": firstURL])
             #expect(addOne.status == 0, "\(addOne.stderr)")
-            let addTwo = try await fixture.run(["servers", "add", "two", secondURL, "--max-connections", "30"])
+            let addTwo = try await fixture.run(["servers", "add", "two", "--max-connections", "30"], input: secondURL + "\n")
             #expect(addTwo.status == 0, "\(addTwo.stderr)")
             for output in [addOne, addTwo] {
                 #expect(output.stdout.hasPrefix("registered server"), "\(output.stdout)")
@@ -270,7 +270,7 @@ struct CLIProvisioningTests {
 
             // A wrong password: refused before anything is stored, and not printed.
             let wrong = secondAdmin.with(user: "postgres", password: "Wr0ngSecretXyz").urlStringWithPassword
-            let refused = try await fixture.run(["servers", "add", "bad", wrong])
+            let refused = try await fixture.run(["servers", "add", "bad"], ["TENANTRY_SERVER_URL": wrong])
             #expect(refused.status != 0)
             let lines = refused.stderr.split(separator: "\n")
             #expect(lines.count == 1 && lines[0].hasPrefix("tenantry: error:"), "\(refused.stderr)")
@@ -283,6 +283,52 @@ struct CLIProvisioningTests {
         try await second.stop()
     }
 
+    @Test("servers add: a password in argv is refused with one line; the URL comes from TENANTRY_SERVER_URL or stdin; sslmode prefer (the default) connects to a server without TLS, require fails clearly")
+    func serverURLNotInArgv() async throws {
+        let fixture = try await CLIProvisioningFixture.make("clisu")
+        defer { fixture.remove() }
+        let server = try PostgresURL(try await TestPostgres.server().url())
+        let password = try #require(server.password)
+
+        let inArgv = try await fixture.run(["servers", "add", "argv", server.urlStringWithPassword])
+        #expect(inArgv.status != 0)
+        let lines = inArgv.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && inArgv.stderr.contains("TENANTRY_SERVER_URL") && inArgv.stderr.contains("standard input"), "\(inArgv.stderr)")
+        #expect(!(inArgv.stdout + inArgv.stderr).contains(password))
+
+        let nothing = try await fixture.run(["servers", "add", "none"], input: "")
+        #expect(nothing.status != 0 && nothing.stderr.split(separator: "\n").count == 1, "\(nothing.stderr)")
+
+        // sslmode=require against the embedded server (no TLS): one clear line, nothing stored.
+        var required = server
+        required.tls = .require
+        let tls = try await fixture.run(
+            ["servers", "add", "tls"], ["TENANTRY_SERVER_URL": required.urlStringWithPassword, "DATABASE_URL": required.with(database: fixture.url.database).urlStringWithPassword])
+        #expect(tls.status != 0)
+        #expect(tls.stderr.split(separator: "\n").count == 1 && tls.stderr.contains("does not support TLS"), "\(tls.stderr)")
+        #expect(!tls.stderr.contains(password))
+        // A stricter sslmode than DATABASE_URL's is refused: later connections would not honour it.
+        let stricter = try await fixture.run(["servers", "add", "strict"], ["TENANTRY_SERVER_URL": required.urlStringWithPassword])
+        #expect(stricter.status != 0 && stricter.stderr.contains("set sslmode=require in DATABASE_URL"), "\(stricter.stderr)")
+
+        let viaEnvironment = try await fixture.run(["servers", "add", "env"], ["TENANTRY_SERVER_URL": server.urlStringWithPassword])
+        #expect(viaEnvironment.status == 0, "\(viaEnvironment.stderr)")
+        let viaStdin = try await fixture.run(["servers", "add", "stdin"], input: server.urlStringWithPassword + "\n")
+        #expect(viaStdin.status == 0, "\(viaStdin.stderr)")
+        #expect(!(viaEnvironment.stdout + viaEnvironment.stderr + viaStdin.stdout + viaStdin.stderr).contains(password))
+        #expect(try await TestPostgres.strings(fixture.url, "SELECT name FROM tenantry.servers ORDER BY 1") == ["env", "stdin"])
+
+        // No sslmode: prefer, which falls back to plain on a server without TLS (the catalog's
+        // PostgresClient pool, provisioning's single connections).
+        var preferred = fixture.url
+        preferred.tls = .prefer
+        #expect(!preferred.urlStringWithPassword.contains("sslmode"))
+        let status = try await fixture.run(["status"], ["DATABASE_URL": preferred.urlStringWithPassword])
+        #expect(status.status == 0, "\(status.stderr)")
+        let provision = try await fixture.run(["provision", "1"], ["DATABASE_URL": preferred.urlStringWithPassword])
+        #expect(provision.status == 0, "\(provision.stdout)\n\(provision.stderr)")
+    }
+
     @Test("concurrent provisions (the default --concurrency 4) spread over two servers too")
     func concurrentSpread() async throws {
         let fixture = try await CLIProvisioningFixture.make("clispr")
@@ -290,7 +336,7 @@ struct CLIProvisioningTests {
         // Two names for the shared server: placement is decided by the catalog, not by the hardware.
         let url = try await TestPostgres.server().url()
         for name in ["a", "b"] {
-            let add = try await fixture.run(["servers", "add", name, url])
+            let add = try await fixture.run(["servers", "add", name], ["TENANTRY_SERVER_URL": url])
             #expect(add.status == 0, "\(add.stderr)")
         }
         let provision = try await fixture.run(["provision", "1", "2", "3", "4"])
@@ -309,7 +355,7 @@ struct CLIProvisioningTests {
         let oldKey = fixture.key
         let newKey = EncryptionKey.generate()
         // A registered server's admin password is sealed too, and provisioning must open it.
-        let add = try await fixture.run(["servers", "add", "main", try await TestPostgres.server().url()])
+        let add = try await fixture.run(["servers", "add", "main"], ["TENANTRY_SERVER_URL": try await TestPostgres.server().url()])
         #expect(add.status == 0, "\(add.stderr)")
         let provision = try await fixture.run(["provision", "1", "2"])
         #expect(provision.status == 0, "\(provision.stdout)\n\(provision.stderr)")
@@ -382,7 +428,8 @@ struct CLIProvisioningTests {
         #expect(details.contains(fixture.role("1")))
         #expect(!details.contains(newPassword) && !details.contains(oldPassword))
         let log = try String(contentsOfFile: try await TestPostgres.server().logFilePath, encoding: .utf8)
-        #expect(log.contains("ALTER ROLE \"\(fixture.role("1"))\" PASSWORD 'SCRAM-SHA-256$4096:"), "the statement should be logged (log_statement=all)")
+        // Statement logging is off around role DDL: not even the verifier reaches the log (log_statement=all).
+        #expect(!log.contains("ALTER ROLE \"\(fixture.role("1"))\" PASSWORD"), "the verifier must not be logged")
         #expect(!log.contains(newPassword) && !log.contains(oldPassword))
 
         let unknown = try await fixture.run(["credentials", "rotate", "99"])

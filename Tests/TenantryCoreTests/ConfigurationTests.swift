@@ -127,4 +127,21 @@ struct ConfigurationTests {
         let configuration = try TenantryConfiguration(environment: ["DATABASE_URL": "", "TENANT_DB_MAX_POOL_SIZE": ""])
         #expect(configuration.databaseURL == nil && configuration.pool.maxPerTenant == 20)
     }
+
+    @Test("sslmode: prefer by default, libpq's modes kept apart (verify-ca, verify-full), sslrootcert read, bogus refused")
+    func sslModes() throws {
+        #expect(try PostgresURL("postgres://u:p@h/db").tls == .prefer)
+        #expect(try PostgresURL("postgres://u:p@h/db").description == "postgres://u:***@h:5432/db")
+        #expect(try PostgresURL("postgres://u@h/db?sslmode=allow").tls == .prefer)
+        #expect(try PostgresURL("postgres://u@h/db?sslmode=disable").tls == .disable)
+        #expect(try PostgresURL("postgres://u@h/db?sslmode=disable").description == "postgres://u@h:5432/db?sslmode=disable")
+        #expect(try PostgresURL("postgres://u@h/db?sslmode=require").tls == .require)
+        #expect(try PostgresURL("postgres://u@h/db?sslmode=verify-ca").tls == .verifyCA)
+        let full = try PostgresURL("postgres://u:p@db.example/db?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem")
+        #expect(full.tls == .verifyFull && full.rootCertificate == "/etc/ssl/ca.pem")
+        #expect(full.description == "postgres://u:***@db.example:5432/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fca.pem")
+        #expect(try PostgresURL(full.urlStringWithPassword) == full, "the rendered URL parses back to the same value")
+        #expect(PostgresURL(user: "u", password: nil, host: "h", database: "d").tls == .prefer)
+        #expect(throws: TenantryError.self) { try PostgresURL("postgres://u@h/db?sslmode=verify") }
+    }
 }

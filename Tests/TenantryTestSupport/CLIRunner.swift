@@ -32,20 +32,25 @@ public enum CLIRunner {
     }
 
     /// Runs `tenantry arguments…` in `directory` with `environment` added to a minimal environment
-    /// (PATH, HOME; none of the caller's TENANT_*/DATABASE_* variables leak in).
+    /// (PATH, HOME; none of the caller's TENANT_*/DATABASE_* variables leak in); `input`, when
+    /// given, is its standard input.
     public static func run(
-        _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil
+        _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil, input: String? = nil
     ) async throws -> Result {
         let outFile = FileManager.default.temporaryDirectory.appendingPathComponent("cli-out-\(UUID().uuidString)").path
         let errFile = outFile + ".err"
+        let inFile = outFile + ".in"
         defer {
             try? FileManager.default.removeItem(atPath: outFile)
             try? FileManager.default.removeItem(atPath: errFile)
+            try? FileManager.default.removeItem(atPath: inFile)
         }
+        if let input { try input.write(toFile: inFile, atomically: true, encoding: .utf8) }
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": "/tmp"]
         env.merge(environment) { $1 }
         let script = ([binary] + arguments).map(ProcessRunner.quote).joined(separator: " ")
             + " >\(ProcessRunner.quote(outFile)) 2>\(ProcessRunner.quote(errFile))"
+            + (input == nil ? "" : " <\(ProcessRunner.quote(inFile))")
         let envArgs = env.map { "\($0.key)=\($0.value)" }
         var shell = "cd \(ProcessRunner.quote(directory ?? FileManager.default.currentDirectoryPath)) && exec \(script)"
         shell = "exec /usr/bin/env -i " + envArgs.map(ProcessRunner.quote).joined(separator: " ")

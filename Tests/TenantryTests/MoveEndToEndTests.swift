@@ -90,7 +90,11 @@ struct MoveEndToEndTests {
             // Rollback of one shop after cutover: its writes go to unified again.
             let rolledBack = fixture.ids[2]
             _ = try await cutover.rollback(rolledBack, maxPause: .seconds(30))
-            #expect(try await router.withTransaction(tenant: rolledBack, intent: .write) { $0.source } == .unified)
+            // Routers learn the flip by NOTIFY: soon, not necessarily before rollback returns (a write
+            // that reaches the tenant database meanwhile is refused there and rerun on unified).
+            try await eventually("the router sends the rolled-back shop's writes to unified") {
+                try await router.withTransaction(tenant: rolledBack, intent: .write) { $0.source } == .unified
+            }
             try await Task.sleep(for: .seconds(1))
 
             await load.stop()

@@ -53,8 +53,9 @@ struct ProvisioningSessionTests {
             }
         }
         #expect(outcomes.map(\.result) == Array(repeating: "created", count: 4))
-        // Every CREATE ROLE and every clone ran on the same backend: one admin connection for all four sagas.
-        let roleBackends = try await fixture.backendsLogging("CREATE ROLE \"\(prefix)_u_")
+        // Every mark and every clone ran on the same backend: one admin connection for all four sagas.
+        // (Role DDL is not in the log: statement logging is off around it.)
+        let roleBackends = try await fixture.backendsLogging("COMMENT ON DATABASE \"\(prefix)_")
         let cloneBackends = try await fixture.backendsLogging("TEMPLATE \"\(prefix)_tpl\"")
         #expect(roleBackends.count == 1 && cloneBackends == roleBackends, "\(roleBackends) \(cloneBackends)")
         // The template was looked up once (TemplateDatabase.prepare binds its name), not once per tenant.
@@ -63,7 +64,7 @@ struct ProvisioningSessionTests {
 
         // Without a session, each provision has connections of its own.
         _ = try await fixture.withProvisioner { try await $0.provision(try TenantID("5")) }
-        #expect(try await fixture.backendsLogging("CREATE ROLE \"\(prefix)_u_").count == 2)
+        #expect(try await fixture.backendsLogging("COMMENT ON DATABASE \"\(prefix)_").count == 2)
     }
 
     @Test("a template dropped behind a session's back: that provision is undone, the next one checks the template again")
@@ -120,10 +121,14 @@ struct ProvisioningSessionTests {
         let fixture = try await ProvisioningFixture.make()
         let prefix = fixture.catalogURL.database
         let servers = try await fixture.registerServers(["a", "b"])
-        // As a process killed mid-saga leaves it: the row says provisioning on a, under older names.
+        // As a process killed mid-saga leaves it: the row says provisioning on a, under older names,
+        // and both carry the tenant's mark (Tenantry made them).
         try await Database.withConnection(try await TestPostgres.url(), logger: TestPostgres.logger) { connection in
-            try await connection.query(PostgresQuery(unsafeSQL: "CREATE ROLE \"\(prefix)_old_u\""), logger: TestPostgres.logger)
-            try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \"\(prefix)_old_db\""), logger: TestPostgres.logger)
+            for statement in ["CREATE ROLE \"\(prefix)_old_u\"", "CREATE DATABASE \"\(prefix)_old_db\"",
+                              "COMMENT ON ROLE \"\(prefix)_old_u\" IS 'tenantry:tenant=9'",
+                              "COMMENT ON DATABASE \"\(prefix)_old_db\" IS 'tenantry:tenant=9'"] {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestPostgres.logger)
+            }
         }
         try await Catalog.withCatalog(fixture.catalogURL, logger: TestPostgres.logger) { catalog in
             var stuck = TenantRecord(id: try TenantID("9"), status: .provisioning)

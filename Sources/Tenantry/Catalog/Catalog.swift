@@ -129,6 +129,12 @@ public struct Catalog: Sendable {
     /// that Tenantry's own (often superuser) sessions would then run. A superuser-owned schema is
     /// accepted because a superuser can do anything on the server anyway.
     func requireTrustedSchemaOwner(on connection: PostgresConnection) async throws {
+        try await Self.requireTrustedSchemaOwner(on: connection, logger: logger)
+    }
+
+    /// ``requireTrustedSchemaOwner(on:)`` for any database Tenantry writes schema `tenantry` into
+    /// (the catalog's, the unified database's capture, a tenant database's reverse capture).
+    static func requireTrustedSchemaOwner(on connection: PostgresConnection, logger: Logger) async throws {
         let rows = try await connection.query("""
             SELECT r.rolname, r.rolsuper, current_user::text
             FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'tenantry'

@@ -44,6 +44,7 @@ public struct Capture: Sendable {
             try await Database.withTransaction(connection, logger: logger) { connection in
                 try await connection.query(
                     "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.captureInstall))", logger: logger)
+                try await Catalog.requireTrustedSchemaOwner(on: connection, logger: logger)
                 try await Database.execute(script: CaptureSQL.tables, on: connection, logger: logger)
                 let plan = try await MovePlan.load(connection, schema: schema, discriminator: discriminator, logger: logger)
                 for table in plan.tables {

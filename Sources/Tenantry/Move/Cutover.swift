@@ -64,6 +64,7 @@ public struct Cutover: Sendable {
         try await Database.withTransaction(connection, logger: logger) { connection in
             try await connection.query(
                 "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.captureInstall))", logger: logger)
+            try await Catalog.requireTrustedSchemaOwner(on: connection, logger: logger)
             try await Database.execute(script: CaptureSQL.tables, on: connection, logger: logger)
             for table in plan.tables {
                 try await Database.execute(script: try CaptureSQL.trigger(for: table, plan: plan, tenant: tenant), on: connection, logger: logger)

@@ -156,8 +156,10 @@ public struct CredentialRotation: Sendable {
     private func setPassword(_ password: String, of role: String, admin: PostgresURL) async throws {
         let verifier = try SCRAMVerifier.make(password: password)
         try await Database.withConnection(admin, logger: logger) { connection in
-            try await connection.query(PostgresQuery(unsafeSQL:
-                "ALTER ROLE \(try SQLIdentifier.quoted(role)) PASSWORD \(SchemaDDL.literal(verifier))"), logger: logger)
+            // Statement logging off for this transaction: the verifier stays out of the server log.
+            try await RoleDDL.run(
+                ["ALTER ROLE \(try SQLIdentifier.quoted(role)) PASSWORD \(SchemaDDL.literal(verifier))"],
+                on: connection, logger: logger)
         }
     }
 }

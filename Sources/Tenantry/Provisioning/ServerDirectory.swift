@@ -50,7 +50,7 @@ public struct ServerDirectory: Sendable {
         }
         return PostgresURL(
             user: record.adminUser, password: password, host: record.host, port: record.port, database: database,
-            tls: databaseURL.tls)
+            tls: databaseURL.tls, rootCertificate: databaseURL.rootCertificate)
     }
 
     /// The admin URL of a provisioned tenant's database; a clear error when it has none.

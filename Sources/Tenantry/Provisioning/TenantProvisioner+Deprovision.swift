@@ -19,33 +19,57 @@ extension TenantProvisioner {
 
     /// Archives the tenant database with `pg_dump -Fc` into `archiveDirectory`, then drops the
     /// database and the role and removes the credentials. Refused while the tenant's data lives only
-    /// in its database (placement `dedicated`). Nothing is dropped when the archive fails.
-    public func deprovision(_ tenant: TenantID, archiveDirectory: String) async throws -> DeprovisionOutcome {
+    /// in its database (placement `dedicated`, or a move at `cutover` or later), and when the
+    /// database or role does not carry the tenant's mark (``TenantMark``). Nothing is dropped when
+    /// the archive fails.
+    ///
+    /// A tenant whose move is under way before cutover (`copying`, `syncing`, `reads_switched`:
+    /// capture on, its changes queued in the unified database) is moved back first, as
+    /// `tenantry rollback` does, by `abandonMove` (``MoveOperations/rollback(_:maxPause:progress:)``):
+    /// capture off, its queued changes, dead letters and capture state cleared, reads back on the
+    /// unified database, phase `shared`. Nothing is lost: its data is still in the unified database.
+    /// Without `abandonMove` such a tenant is refused.
+    public func deprovision(
+        _ tenant: TenantID, archiveDirectory: String, abandonMove: (@Sendable (TenantID) async throws -> Void)? = nil
+    ) async throws -> DeprovisionOutcome {
         try await withTenantLock(tenant) {
             let record = try await catalog.requireTenant(tenant)
             guard let database = record.databaseName, record.status != .deprovisioned else {
                 throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database to deprovision", tenant: tenant.rawValue)
             }
-            guard record.placement == .shared else {
+            let phase = try await catalog.move(tenant)?.phase ?? .shared
+            guard record.placement == .shared, ![.cutover, .dedicated, .retired].contains(phase) else {
                 throw TenantryError(
                     code: .conflict,
-                    message: "tenant \(tenant)'s data is served from its database (placement dedicated): "
+                    message: "tenant \(tenant)'s data is served from its database (placement dedicated, phase \(phase.rawValue)): "
                         + "roll the move back first (tenantry rollback --tenant \(tenant))", tenant: tenant.rawValue)
             }
+            let moving = [.copying, .syncing, .readsSwitched].contains(phase)
+            if moving, abandonMove == nil {
+                throw TenantryError(
+                    code: .conflict,
+                    message: "tenant \(tenant) is \(phase.rawValue) (capture on): roll the move back first (tenantry rollback --tenant \(tenant))",
+                    tenant: tenant.rawValue)
+            }
             let admin = try servers.adminURL(server: record.serverName, database: database)
+            let postgres = admin.with(database: "postgres")
+            let logger = logger
+            let dropRole = try await Database.withConnection(postgres, logger: logger) { connection in
+                try await checkMarks(tenant, database: database, role: record.roleName, on: connection)
+            }
             try FileManager.default.createDirectory(atPath: archiveDirectory, withIntermediateDirectories: true)
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
             let archive = "\(archiveDirectory)/\(database)-\(stamp).dump"
             try await Self.dump(admin, to: archive, logger: logger)
             let size = (try? FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int) ?? 0
+            if moving, let abandonMove { try await abandonMove(tenant) }
 
             var updated = record
             updated.status = .deprovisioning
             try await catalog.upsertTenant(updated)
-            let postgres = admin.with(database: "postgres")
             try await Self.execute(
                 "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(database)) WITH (FORCE)", on: postgres, logger: logger)
-            if let role = record.roleName {
+            if let role = record.roleName, dropRole {
                 try await Self.execute("DROP ROLE IF EXISTS \(try SQLIdentifier.quoted(role))", on: postgres, logger: logger)
             }
             try await catalog.deleteCredential(tenant)
@@ -56,19 +80,51 @@ extension TenantProvisioner {
             updated.schemaVersion = nil
             try await catalog.upsertTenant(updated)
             if try await catalog.move(tenant) != nil { try await catalog.setPhase(tenant, to: .shared) }
-            try await catalog.audit(
-                actor: actor, action: "deprovision", tenant: tenant, outcome: .ok,
-                detail: ["database": database, "archive": archive, "archive_bytes": "\(size)"])
+            var detail = ["database": database, "archive": archive, "archive_bytes": "\(size)"]
+            if moving { detail["move_rolled_back_from"] = phase.rawValue }
+            try await catalog.audit(actor: actor, action: "deprovision", tenant: tenant, outcome: .ok, detail: detail)
             return DeprovisionOutcome(tenant: tenant.rawValue, database: database, archive: archive, archiveBytes: size)
         }
+    }
+
+    /// Refuses (before anything is archived or dropped) unless the database carries the tenant's
+    /// mark and the role, if it exists, does too; returns whether there is a role to drop.
+    private func checkMarks(_ tenant: TenantID, database: String, role: String?, on connection: PostgresConnection) async throws -> Bool {
+        let hint = "(provisioned before Tenantry marked what it creates? 'tenantry provision \(tenant)' marks it)"
+        switch try await TenantMark.database(database, tenant: tenant, on: connection, logger: logger) {
+        case .marked: break
+        case .absent:
+            throw TenantryError(code: .conflict, message: "database \(database) of tenant \(tenant) does not exist", tenant: tenant.rawValue)
+        case .foreign:
+            throw TenantryError(
+                code: .conflict,
+                message: "database \(database) does not carry the mark 'tenantry:tenant=\(tenant)': it is not dropped \(hint)",
+                tenant: tenant.rawValue)
+        }
+        guard let role else { return false }
+        switch try await TenantMark.role(role, tenant: tenant, on: connection, logger: logger) {
+        case .marked: return true
+        case .absent: return false
+        case .foreign:
+            throw TenantryError(
+                code: .conflict, message: "role \(role) does not carry the mark 'tenantry:tenant=\(tenant)': it is not dropped \(hint)",
+                tenant: tenant.rawValue)
+        }
+    }
+
+    /// The environment of a `pg_dump` (or `psql`, `pg_restore`) of `url`: PATH, HOME, locale, and
+    /// the login's password and TLS mode; nothing else of this process's environment (which holds
+    /// `TENANT_ENCRYPTION_KEY` and the admin token).
+    static func clientEnvironment(for url: PostgresURL, from base: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        var variables = ["PGPASSWORD": url.password ?? "", "PGSSLMODE": url.tls.rawValue]
+        if let rootCertificate = url.rootCertificate { variables["PGSSLROOTCERT"] = rootCertificate }
+        return ProcessRunner.minimalEnvironment(variables, from: base)
     }
 
     /// `pg_dump -Fc` of `url`'s database into `file`; the password goes through the environment.
     static func dump(_ url: PostgresURL, to file: String, logger: Logger) async throws {
         let binaries = try PostgresBinaries.locate()
-        var environment = ProcessInfo.processInfo.environment
-        environment["PGPASSWORD"] = url.password ?? ""
-        environment["PGSSLMODE"] = url.tls == .disable ? "disable" : (url.tls == .require ? "require" : "prefer")
+        let environment = clientEnvironment(for: url)
         let output = try await ProcessRunner().run(
             binaries.path(of: "pg_dump"),
             ["--format=custom", "--file=\(file)", "--host=\(url.host)", "--port=\(url.port)", "--username=\(url.user)",

@@ -96,6 +96,7 @@ public struct TenantProvisioner: Sendable {
             }
             var record = try await place(tenant, requested: requested, database: database, role: role)
             let server = record.serverName ?? ServerDirectory.defaultServerName
+            var ownsNames = true
             do {
                 let admin = try servers.adminURL(server: record.serverName, database: "postgres")
                 let templateKey = templateKey(admin)
@@ -106,7 +107,14 @@ public struct TenantProvisioner: Sendable {
                             try await template.prepare(server: record.serverName)
                             session.setTemplateChecked(templateKey, true)
                         }
-                        try await removeLeftovers(database: database, role: role, on: connection)
+                        do {
+                            try await removeLeftovers(
+                                tenant: tenant, database: database, role: role, previous: previous, on: connection)
+                        } catch {
+                            // Nothing of this run's to remove next time: what is there is not ours.
+                            ownsNames = false
+                            throw error
+                        }
                         try await removeLeftovers(of: previous, unlessOn: server, database: database)
                         let version = try await runSaga(
                             tenant: tenant, database: database, role: role, admin: admin, connection: connection, undo: &undo)
@@ -133,6 +141,12 @@ public struct TenantProvisioner: Sendable {
                 let message = Database.message(of: error)
                 record.status = .failed
                 record.lastError = message
+                if !ownsNames {
+                    // A later provision must not take the database or role of these names for a
+                    // crashed run's leftovers: the catalog no longer names them.
+                    record.databaseName = nil
+                    record.roleName = nil
+                }
                 try? await catalog.upsertTenant(record)
                 try? await catalog.audit(
                     actor: actor, action: "provision", tenant: tenant, outcome: .failed, detail: ["error": message])
@@ -158,10 +172,14 @@ public struct TenantProvisioner: Sendable {
         let quotedDatabase = try SQLIdentifier.quoted(database)
         let quotedTemplate = try SQLIdentifier.quoted(naming.templateDatabase)
 
-        try await connection.query(PostgresQuery(unsafeSQL: """
+        // The verifier stays out of the server log (RoleDDL); the mark says Tenantry made the role.
+        try await RoleDDL.run([
+            """
             CREATE ROLE \(quotedRole) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
             CONNECTION LIMIT \(connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
-            """), logger: logger)
+            """,
+            try TenantMark.markRole(role, tenant: tenant),
+        ], on: connection, logger: logger)
         undo.append(("drop role", { try await $0.query(PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(quotedRole)"), logger: logger) }))
         try faultInjection?(.createRole)
 
@@ -174,23 +192,12 @@ public struct TenantProvisioner: Sendable {
         undo.append(("drop database", {
             try await $0.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedDatabase) WITH (FORCE)"), logger: logger)
         }))
+        try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(database, tenant: tenant)), logger: logger)
         try faultInjection?(.createDatabase)
 
-        try await Database.execute(script: """
-            REVOKE ALL ON DATABASE \(quotedDatabase) FROM PUBLIC;
-            GRANT CONNECT, TEMPORARY ON DATABASE \(quotedDatabase) TO \(quotedRole);
-            """, on: connection, logger: logger)
+        try await Database.execute(script: try Self.databasePrivileges(database: database, role: role), on: connection, logger: logger)
         try await Database.withConnection(admin.with(database: database), logger: logger) { connection in
-            try await Database.execute(script: """
-                REVOKE ALL ON SCHEMA public FROM PUBLIC;
-                GRANT USAGE ON SCHEMA public TO \(quotedRole);
-                GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA public TO \(quotedRole);
-                GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO \(quotedRole);
-                REVOKE ALL ON tenantry_schema_migrations FROM \(quotedRole);
-                GRANT SELECT ON tenantry_schema_migrations TO \(quotedRole);
-                ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO \(quotedRole);
-                ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO \(quotedRole);
-                """, on: connection, logger: logger)
+            try await Database.execute(script: try Self.tablePrivileges(role: role), on: connection, logger: logger)
         }
         // Privileges live in the database and go with it: nothing of their own to undo.
         try faultInjection?(.grantPrivileges)
@@ -247,37 +254,11 @@ public struct TenantProvisioner: Sendable {
         let password = try keyring.open(credential.passwordSealed, tenant: record.id.rawValue, field: "password")
         let url = try servers.adminURL(server: record.serverName, database: database).with(user: credential.username, password: password)
         let version = try await verifyLogin(url: url, tenant: record.id)
+        try await bringUpToDate(record, role: credential.username)
         return Outcome(
             tenant: record.id.rawValue, result: "existing", server: record.serverName ?? ServerDirectory.defaultServerName,
             database: database, role: credential.username, schemaVersion: version,
             milliseconds: FleetMigrator.milliseconds(since: started))
-    }
-
-    /// Drops a database or role of this tenant left by a crashed run (the tenant is not active).
-    private func removeLeftovers(database: String, role: String, on connection: PostgresConnection) async throws {
-        try await connection.query(
-            PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(database)) WITH (FORCE)"), logger: logger)
-        try await connection.query(
-            PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(try SQLIdentifier.quoted(role))"), logger: logger)
-    }
-
-    /// Drops what a crashed run recorded in `previous` on another server (or under other names) than
-    /// this run uses. Best effort: a server that cannot be reached is logged, not fatal.
-    private func removeLeftovers(of previous: TenantRecord?, unlessOn server: String, database: String) async throws {
-        guard let previous, let oldDatabase = previous.databaseName,
-              [.provisioning, .failed, .deprovisioning].contains(previous.status) else { return }
-        let oldServer = previous.serverName ?? ServerDirectory.defaultServerName
-        guard oldServer != server || oldDatabase != database else { return }
-        do {
-            let admin = try servers.adminURL(server: previous.serverName, database: "postgres")
-            try await Database.withConnection(admin, logger: logger) { connection in
-                try await removeLeftovers(database: oldDatabase, role: previous.roleName ?? naming.roleName(for: previous.id), on: connection)
-            }
-        } catch {
-            logger.warning("could not remove what an earlier provision left", metadata: [
-                "tenant.id": "\(previous.id)", "server": "\(oldServer)", "database": "\(oldDatabase)",
-                "error": "\(Database.message(of: error))"])
-        }
     }
 
     /// Runs one statement on a new admin connection.

@@ -94,6 +94,9 @@ public struct Retirement: Sendable {
                 code: .conflict, message: "tenant \(other) is \(phase), not dedicated: only cut-over tenants can be retired",
                 tenant: other.rawValue)
         }
+        // A paused stream or a dead letter is a change not applied to unified: never retire past it.
+        try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
+            .requireStreamsClear(ids, before: "retire-legacy")
         if verifyFirst {
             let verifier = Verifier(plan: plan, logger: logger)
             var differing: [String] = []

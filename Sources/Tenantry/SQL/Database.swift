@@ -74,6 +74,7 @@ public enum Database {
         }
         switch error.code {
         case .connectionError: return "connection failed: \(error.underlying.map { String(describing: $0) } ?? "unknown")"
+        case .sslUnsupported: return "the server does not support TLS, and the URL's sslmode requires it (use sslmode=prefer or disable, or enable ssl on the server)"
         case .serverClosedConnection: return "the server closed the connection"
         case .clientClosedConnection: return "the connection was closed"
         case .queryCancelled: return "the query was cancelled"

@@ -27,8 +27,8 @@ extension PostgresURL {
         } else {
             let tls: PostgresClient.Configuration.TLS = switch self.tls {
             case .disable: .disable
-            case .prefer: .prefer(.makeClientConfiguration())
-            case .require: .require(.makeClientConfiguration())
+            case .prefer: .prefer(tlsConfiguration())
+            case .require, .verifyCA, .verifyFull: .require(tlsConfiguration())
             }
             configuration = .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
         }
@@ -40,8 +40,22 @@ extension PostgresURL {
     private func tlsMode() throws -> PostgresConnection.Configuration.TLS {
         switch tls {
         case .disable: return .disable
-        case .prefer: return .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-        case .require: return .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .prefer: return .prefer(try NIOSSLContext(configuration: tlsConfiguration()))
+        case .require, .verifyCA, .verifyFull: return .require(try NIOSSLContext(configuration: tlsConfiguration()))
         }
+    }
+
+    /// The TLS settings of `sslmode`, as libpq reads it: `prefer` and `require` encrypt without
+    /// checking the certificate, `verify-ca` checks the chain (against `sslrootcert`, or the
+    /// system's roots), `verify-full` the chain and the host name.
+    func tlsConfiguration() -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        switch tls {
+        case .disable, .prefer, .require: configuration.certificateVerification = .none
+        case .verifyCA: configuration.certificateVerification = .noHostnameVerification
+        case .verifyFull: configuration.certificateVerification = .fullVerification
+        }
+        if let rootCertificate { configuration.trustRoots = .file(rootCertificate) }
+        return configuration
     }
 }

@@ -15,7 +15,10 @@ struct DoctorCommand: AsyncParsableCommand {
         discussion: """
             Every check prints PASS or FAIL with its reason; the exit status is non-zero when any check fails. \
             Tenant databases are reached with each tenant's own login (decrypted with TENANT_ENCRYPTION_KEY), \
-            and a query is routed for each tenant checked, as the application would.
+            and a query is routed for each tenant checked, as the application would. Every tenant role is checked \
+            for databases other than its own that it can connect to: the unified database, postgres, template1, the \
+            template or another tenant's is a failure ('tenantry guard install' closes them); any other database of \
+            the server is reported as a note.
             """)
 
     @Option(help: "Check at most this many tenants' databases and routes (0: all).") var sample = 20
@@ -125,6 +128,36 @@ struct DoctorCommand: AsyncParsableCommand {
         add("tenant configuration", "placements", broken.isEmpty,
             broken.isEmpty ? "every dedicated tenant has a database" : "dedicated without a database: \(broken.map(\.id.rawValue).prefix(10))")
         guard !provisioned.isEmpty else { return checks }
+        // Isolation: a tenant role must reach its own database only (docs/security.md).
+        do {
+            let reach = try await ConnectLockdown(
+                catalog: services.catalog, servers: services.servers, unifiedDatabase: services.databaseURL.database,
+                appRoles: [], logger: context.logger).reach()
+            // The databases Tenantry answers for; any other of the server is the operator's.
+            let ours = Set(["postgres", "template1", services.databaseURL.database, context.configuration.naming.templateDatabase]
+                + [services.catalog.url?.database].compactMap { $0 } + tenants.compactMap(\.databaseName))
+            func describe(_ reach: [ConnectLockdown.Reach], _ keep: (String) -> Bool) -> [String] {
+                reach.compactMap { entry in
+                    let databases = entry.databases.filter(keep)
+                    return databases.isEmpty ? nil : "\(entry.role) to \(databases.prefix(5).joined(separator: ", "))"
+                        + (databases.count > 5 ? " and \(databases.count - 5) more" : "")
+                }
+            }
+            let leaks = describe(reach) { ours.contains($0) }
+            add("tenant databases", "isolation", leaks.isEmpty, leaks.isEmpty
+                ? "no tenant role can connect to the unified database, postgres, template1, the template or another tenant's database"
+                : "\(leaks.count) tenant role(s) can connect to databases not their own: " + leaks.prefix(3).joined(separator: "; ")
+                    + " (run 'tenantry guard install'; docs/security.md)")
+            let others = describe(reach) { !ours.contains($0) }
+            if !others.isEmpty {
+                // Not Tenantry's databases: reported, not failed (REVOKE CONNECT … FROM PUBLIC closes them).
+                add("tenant databases", "other databases", true,
+                    "note: tenant roles can also connect to other databases of the server, open to PUBLIC: "
+                        + others.prefix(2).joined(separator: "; ") + " (REVOKE CONNECT ON DATABASE … FROM PUBLIC to close them)")
+            }
+        } catch {
+            add("tenant databases", "isolation", false, userMessage(for: error))
+        }
         guard let keyring = context.configuration.keyring else {
             add("tenant configuration", "credentials", false, "TENANT_ENCRYPTION_KEY is not set: tenant logins cannot be opened")
             return checks

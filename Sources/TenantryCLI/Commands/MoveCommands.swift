@@ -55,15 +55,17 @@ func printStates(_ states: [Capture.State]) {
         Output.line("no tenant is being captured")
         return
     }
-    Output.line("tenant      capture  sync     queue   lag(s)  dead")
+    Output.line("tenant      capture  sync     queue   lag(s)  dead  id headroom")
     for state in states {
-        let sync = state.syncPaused ? "paused" : (state.hasSnapshot ? "on" : "-")
+        let sync = state.syncPaused ? "paused" : (state.moved ? "reverse" : (state.hasSnapshot ? "on" : "-"))
         Output.line(
             "\(state.tenant.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  "
                 + "\((state.capturing ? "on" : "off").padding(toLength: 7, withPad: " ", startingAt: 0))  "
                 + "\(sync.padding(toLength: 7, withPad: " ", startingAt: 0))  "
                 + "\(String(state.queueDepth).padding(toLength: 6, withPad: " ", startingAt: 0))  "
-                + "\(String(format: "%6.1f", state.lagSeconds))  \(state.deadLetters)"
+                + "\(String(format: "%6.1f", state.lagSeconds))  "
+                + "\(String(state.deadLetters).padding(toLength: 4, withPad: " ", startingAt: 0))  "
+                + (state.idHeadroom.map(String.init) ?? "-")
                 + (state.pausedReason.map { "  (\($0))" } ?? ""))
     }
 }
@@ -245,10 +247,11 @@ struct DualWriteCommand: AsyncParsableCommand {
     }
 }
 
-/// `tenantry dlq list|replay`.
+/// `tenantry dlq list|replay|discard`.
 struct DLQCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dlq", abstract: "The dead letter queue: changes the relay gave up on.", subcommands: [List.self, Replay.self])
+        commandName: "dlq", abstract: "The dead letter queue: changes the relay gave up on (both sync directions).",
+        subcommands: [List.self, Replay.self, Discard.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters with their errors.")
@@ -267,8 +270,8 @@ struct DLQCommand: AsyncParsableCommand {
                 if json { try Output.json(letters); return }
                 if letters.isEmpty { Output.line("no dead letters"); return }
                 for letter in letters {
-                    Output.line("#\(letter.id) tenant \(letter.tenant) \(letter.operation) \(letter.table) \(letter.key.prefix(80)) "
-                        + "after \(letter.attempts) attempts: \(letter.error)")
+                    Output.line("#\(letter.id) tenant \(letter.tenant) \(letter.direction) \(letter.operation) \(letter.table) "
+                        + "\(letter.key.prefix(80)) after \(letter.attempts) attempts: \(letter.error)")
                 }
                 Output.line("fix the cause (see docs/moving.md), then 'tenantry dlq replay --tenant ID'")
             }
@@ -294,6 +297,36 @@ struct DLQCommand: AsyncParsableCommand {
                     return count
                 }
                 Output.line("\(count) dead letter(s) back in their streams; the relay applies them next ('tenantry sync run')")
+            }
+        }
+    }
+
+    struct Discard: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drop a tenant's dead letters without applying them, and resume its streams.",
+            discussion: """
+                For a change that must never apply, such as one that would overwrite another tenant's row in the \
+                unified database. Fix the row where it lives first (give it an id of its own), so that fix flows \
+                as a change of its own; then discard the letter. Audited.
+                """)
+        @Option(help: "The tenant.") var tenant: String
+        @Option(name: .customLong("id"), parsing: .upToNextOption, help: "Only these letters (default: all of the tenant's).")
+        var ids: [Int64] = []
+
+        func run() async throws {
+            try await runCommand {
+                let context = try CommandContext.load()
+                let id = try TenantID(tenant)
+                let count = try await Services.with(context) { services in
+                    let move = try await services.move()
+                    try await move.requireCapture()
+                    let count = try await move.deadLetters().discard(tenant: id, ids: ids.isEmpty ? nil : ids)
+                    try? await services.catalog.audit(
+                        actor: context.actor, action: "dlq-discard", tenant: id, outcome: .ok,
+                        detail: ["letters": "\(count)", "ids": ids.map(String.init).joined(separator: ",")])
+                    return count
+                }
+                Output.line("\(count) dead letter(s) of tenant \(id) discarded; its streams are resumed")
             }
         }
     }

@@ -59,7 +59,13 @@ struct ProvisionCommand: AsyncParsableCommand {
 struct DeprovisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deprovision",
-        abstract: "Archive a tenant database (pg_dump -Fc), then drop it and its role and remove its credentials.")
+        abstract: "Archive a tenant database (pg_dump -Fc), then drop it and its role and remove its credentials.",
+        discussion: """
+            Only a database and role that carry Tenantry's mark for the tenant (comment 'tenantry:tenant=ID') are dropped. \
+            A tenant moving before cutover (copying, syncing, reads_switched) is rolled back first: capture off, its queued \
+            changes and dead letters cleared, reads back on the unified database. A tenant at cutover or later is refused: \
+            roll it back first (its data is served from its database).
+            """)
 
     @Argument(help: "The tenant id.") var tenant: String
     @Option(help: "Where the archive goes.") var archiveDir = "./archives"
@@ -75,7 +81,9 @@ struct DeprovisionCommand: AsyncParsableCommand {
                     code: .invalidArgument, message: "deprovision drops the database of tenant \(id): add --yes to confirm")
             }
             let outcome = try await Services.with(context) { services in
-                try await services.provisioner(migrationsDirectory: nil, needsMigrations: false).deprovision(id, archiveDirectory: archiveDir)
+                // A tenant moving before cutover is moved back first (capture off, its queue cleared).
+                try await services.provisioner(migrationsDirectory: nil, needsMigrations: false).deprovision(
+                    id, archiveDirectory: archiveDir, abandonMove: { tenant in _ = try await services.move().rollback([tenant]) })
             }
             if json { try Output.json(outcome) } else {
                 Output.line("deprovisioned tenant \(id): dropped \(outcome.database); archive \(outcome.archive) (\(outcome.archiveBytes) bytes)")

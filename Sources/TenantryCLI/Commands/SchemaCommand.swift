@@ -125,15 +125,13 @@ struct SchemaCommand: AsyncParsableCommand {
                 let only = try fleet.tenantIDs()
                 let statuses = try await SchemaCommand.withFleet(context) { fleet in
                     let migrator = FleetMigrator(migrations: files, logger: context.logger)
-                    var targets = try await fleet.targets(only: only)
-                    if only == nil {
-                        let template = try fleet.servers.adminURL(server: nil, database: fleet.templateDatabase)
-                        targets.insert(.init(database: fleet.templateDatabase, tenant: nil, url: template), at: 0)
-                    }
-                    return await withTaskGroup(of: (Int, FleetMigrator.Status).self) { group in
+                    let targets = try await fleet.targets(only: only)
+                    // The template accepts connections only while TemplateDatabase allows them.
+                    let template = only == nil ? [try await fleet.template(files).status(server: nil)] : []
+                    return template + (await withTaskGroup(of: (Int, FleetMigrator.Status).self) { group in
                         for (index, target) in targets.enumerated() { group.addTask { (index, await migrator.status(target)) } }
                         return await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }.map(\.1)
-                    }
+                    })
                 }
                 if json {
                     struct Report: Encodable { var latest: Int; var databases: [FleetMigrator.Status] }
@@ -167,10 +165,8 @@ struct SchemaCommand: AsyncParsableCommand {
                 let only = try fleet.tenantIDs()
                 let statuses = try await SchemaCommand.withFleet(context) { fleet in
                     let migrator = FleetMigrator(migrations: files, logger: context.logger)
-                    var targets = try await fleet.targets(only: only)
-                    let template = try fleet.servers.adminURL(server: nil, database: fleet.templateDatabase)
-                    targets.insert(.init(database: fleet.templateDatabase, tenant: nil, url: template), at: 0)
-                    var result: [FleetMigrator.Status] = []
+                    let targets = try await fleet.targets(only: only)
+                    var result = [try await fleet.template(files).status(server: nil)]
                     for target in targets { result.append(await migrator.status(target)) }
                     return result
                 }
@@ -185,5 +181,12 @@ struct SchemaCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension SchemaFleet {
+    /// The default server's template database at `files`.
+    func template(_ files: [MigrationFile]) -> TemplateDatabase {
+        TemplateDatabase(name: templateDatabase, servers: servers, migrations: files, logger: logger)
     }
 }

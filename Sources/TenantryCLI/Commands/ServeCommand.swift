@@ -12,7 +12,8 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the admin API (superadmin migration endpoints, jobs, /metrics, /health) and the relay.",
         discussion: """
             Requires TENANTRY_ADMIN_TOKEN (at least 16 characters): every /api/superadmin request must send \
-            'Authorization: Bearer <token>'. /health, /metrics and /openapi.json need no token. The relay \
+            'Authorization: Bearer <token>'. /health (only its status without the token), /metrics and \
+            /openapi.json need no token. The relay \
             (as 'tenantry sync run') runs in the same process unless --no-relay. See docs/api.md.
             """)
 
@@ -82,8 +83,10 @@ struct HandyShopCommand: AsyncParsableCommand {
             discussion: """
                 The relay (as 'tenantry sync run') runs in the same process, so a write for a shop being synced is \
                 in the shop's database when the request returns. The shop comes from the X-Tenant-ID header (default), and with --subdomain DOMAIN from the host \
-                (7.DOMAIN), with --path-prefix from /shops/7/…, with HANDYSHOP_JWT_SECRET from the shop_id claim of an \
-                HS256 bearer token. A shop_id in a JSON body is rejected (or stripped with --strip-shop-id).
+                (7.DOMAIN), with --path-prefix from /shops/7/…. With HANDYSHOP_JWT_SECRET (at least 32 bytes) every request \
+                needs an HS256 bearer token (401 without one): its shop_id claim is the shop and the other sources may only \
+                agree with it; HANDYSHOP_JWT_AUDIENCE and HANDYSHOP_JWT_ISSUER, when set, must match its aud and iss. \
+                A shop_id in a JSON body is rejected (or stripped with --strip-shop-id).
                 """)
 
         @Option(help: "The port to listen on.") var port = 8081
@@ -100,10 +103,13 @@ struct HandyShopCommand: AsyncParsableCommand {
                 if let subdomain { tenants.sources.append(.subdomain(of: subdomain)) }
                 if pathPrefix { tenants.sources.append(.pathPrefix("/shops")) }
                 if let secret = context.environment["HANDYSHOP_JWT_SECRET"], !secret.isEmpty {
-                    guard secret.utf8.count >= 16 else {
-                        throw TenantryError(code: .configuration, message: "HANDYSHOP_JWT_SECRET must be at least 16 characters")
+                    guard secret.utf8.count >= JWTVerifier.minimumSecretLength else {
+                        throw TenantryError(
+                            code: .configuration, message: "HANDYSHOP_JWT_SECRET must be at least \(JWTVerifier.minimumSecretLength) bytes")
                     }
                     tenants.jwtSecret = Array(secret.utf8)
+                    tenants.jwtAudience = context.environment["HANDYSHOP_JWT_AUDIENCE"].flatMap { $0.isEmpty ? nil : $0 }
+                    tenants.jwtIssuer = context.environment["HANDYSHOP_JWT_ISSUER"].flatMap { $0.isEmpty ? nil : $0 }
                     tenants.sources.append(.jwtClaim("shop_id"))
                 }
                 tenants.discriminator = context.configuration.naming.discriminator
@@ -117,7 +123,7 @@ struct HandyShopCommand: AsyncParsableCommand {
                         // Read-your-writes: a syncing shop's write reaches its database before the request returns.
                         if let relay { configuration.afterSyncedWrite = { tenant in await relay.drain(tenant) } }
                     }
-                    let service = HandyShopService(router: router, catalog: services.catalog, tenants: settings, logger: context.logger)
+                    let service = try HandyShopService(router: router, catalog: services.catalog, tenants: settings, logger: context.logger)
                     Output.note("HandyShop on http://\(host):\(port)\(relay == nil ? "" : ", relay running"); Ctrl-C to stop")
                     try await service.makeApplication(host: host, port: port, services: relay.map { [$0] } ?? []).runService()
                 }

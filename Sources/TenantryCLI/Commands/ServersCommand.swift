@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Tenantry
 import TenantryCore
 
@@ -10,22 +11,36 @@ struct ServersCommand: AsyncParsableCommand {
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Register a server by an admin URL; its password is sealed with TENANT_ENCRYPTION_KEY.")
+            abstract: "Register a server by an admin URL; its password is sealed with TENANT_ENCRYPTION_KEY.",
+            discussion: """
+                The admin URL (postgres://postgres:secret@db2:5432/postgres) is read from TENANTRY_SERVER_URL, else \
+                from standard input when it is not a terminal — never from the command line with a password, where \
+                other users and the shell history would see it. A URL argument without a password is accepted.
+                """)
 
         @Argument(help: "Server name (a-z, 0-9, _ and -).") var name: String
-        @Argument(help: "Admin URL, e.g. postgres://postgres:secret@db2:5432/postgres") var url: String
+        @Argument(help: "Admin URL without a password (default: TENANTRY_SERVER_URL, else standard input).") var url: String?
         @Option(help: "The router's cap of open connections to this server.") var maxConnections = 50
 
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
-                let parsed = try PostgresURL(url, variable: "the server URL")
+                let parsed = try Self.adminURL(argument: url, environment: context.environment)
                 guard name.range(of: "^[a-z0-9][a-z0-9_-]{0,39}$", options: .regularExpression) != nil,
                       name != ServerDirectory.defaultServerName else {
                     throw TenantryError(
                         code: .invalidArgument, message: "server name must be 1-40 characters of a-z, 0-9, _ and - (and not 'default')")
                 }
                 let keyring = try context.configuration.requireKeyring()
+                // Registered servers are reached with DATABASE_URL's sslmode (the catalog keeps no
+                // mode per server): refuse a URL that asks for more than that would give.
+                let unified = try await context.databaseURL()
+                guard Self.strength(parsed.tls) <= Self.strength(unified.tls) else {
+                    throw TenantryError(
+                        code: .invalidArgument,
+                        message: "the server URL asks for sslmode=\(parsed.tls.rawValue) but registered servers are reached with "
+                            + "DATABASE_URL's sslmode=\(unified.tls.rawValue): set sslmode=\(parsed.tls.rawValue) in DATABASE_URL too")
+                }
                 // Check the login before storing it.
                 try await Database.withConnection(parsed, logger: context.logger) { connection in
                     try await connection.query("SELECT 1", logger: context.logger)
@@ -41,6 +56,47 @@ struct ServersCommand: AsyncParsableCommand {
                 }
                 Output.line("registered server \(name) at \(parsed.host):\(parsed.port) (admin \(parsed.user))")
             }
+        }
+
+        /// How much an `sslmode` protects, for comparing two.
+        static func strength(_ mode: PostgresURL.TLSMode) -> Int {
+            switch mode {
+            case .disable: 0
+            case .prefer: 1
+            case .require: 2
+            case .verifyCA: 3
+            case .verifyFull: 4
+            }
+        }
+
+        /// The admin URL: the argument (refused when it holds a password), else
+        /// `TENANTRY_SERVER_URL`, else the first line of standard input when it is not a terminal.
+        static func adminURL(argument: String?, environment: [String: String]) throws -> PostgresURL {
+            if let argument {
+                let parsed = try PostgresURL(argument, variable: "the server URL")
+                guard parsed.password == nil else {
+                    throw TenantryError(
+                        code: .invalidArgument,
+                        message: "a password on the command line is visible to other users and in shell history: "
+                            + "pass the URL in TENANTRY_SERVER_URL or on standard input instead")
+                }
+                return parsed
+            }
+            if let text = environment["TENANTRY_SERVER_URL"], !text.isEmpty {
+                return try PostgresURL(text, variable: "TENANTRY_SERVER_URL")
+            }
+            guard isatty(STDIN_FILENO) == 0 else {
+                throw TenantryError(
+                    code: .invalidArgument,
+                    message: "no server URL: set TENANTRY_SERVER_URL or pipe it on standard input (postgres://user:password@host:5432/postgres)")
+            }
+            let input = FileHandle.standardInput.readDataToEndOfFile().prefix(64 * 1024)
+            let line = String(decoding: input, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw TenantryError(
+                    code: .invalidArgument, message: "no server URL on standard input: set TENANTRY_SERVER_URL or pipe the URL in")
+            }
+            return try PostgresURL(line.trimmingCharacters(in: .whitespaces), variable: "the server URL on standard input")
         }
     }
 

@@ -4,8 +4,20 @@ import Foundation
 ///
 /// `description` hides the password; use the fields to connect.
 public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
-    /// TLS use, from `sslmode`.
-    public enum TLSMode: String, Sendable { case disable, prefer, require }
+    /// TLS use, from `sslmode` (libpq's meanings; the default is `prefer`).
+    public enum TLSMode: String, Sendable {
+        /// No TLS.
+        case disable
+        /// TLS when the server offers it, else plain (the default; `allow` reads as this too).
+        /// The certificate is not checked: this protects against passive listening only.
+        case prefer
+        /// TLS or no connection; the certificate is not checked.
+        case require
+        /// TLS, with the server's certificate chain verified (system roots, or `sslrootcert`).
+        case verifyCA = "verify-ca"
+        /// TLS, with the chain verified and the certificate's name matching the host.
+        case verifyFull = "verify-full"
+    }
 
     /// The user name.
     public var user: String
@@ -19,15 +31,22 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     /// TLS use.
     public var tls: TLSMode
+    /// `sslrootcert`: a PEM file of the certificate authorities trusted for `verify-ca` and
+    /// `verify-full` (default: the system's).
+    public var rootCertificate: String?
 
     /// Creates a URL value from parts.
-    public init(user: String, password: String?, host: String, port: Int = 5432, database: String, tls: TLSMode = .disable) {
+    public init(
+        user: String, password: String?, host: String, port: Int = 5432, database: String, tls: TLSMode = .prefer,
+        rootCertificate: String? = nil
+    ) {
         self.user = user
         self.password = password
         self.host = host
         self.port = port
         self.database = database
         self.tls = tls
+        self.rootCertificate = rootCertificate
     }
 
     /// Parses `text`; `variable` names the source in the error (`DATABASE_URL must be …`).
@@ -46,19 +65,23 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         var database = components.path
         if database.hasPrefix("/") { database.removeFirst() }
         database = database.removingPercentEncoding ?? database
-        let mode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        let mode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
         let tls: TLSMode
         switch mode {
-        case "disable", "allow": tls = .disable
-        case "prefer": tls = .prefer
-        case "require", "verify-ca", "verify-full": tls = .require
+        case "allow": tls = .prefer
         default:
-            throw TenantryError(
-                code: .configuration, message: "\(variable) has sslmode=\(mode.prefix(20)); use disable, prefer or require")
+            guard let known = TLSMode(rawValue: mode) else {
+                throw TenantryError(
+                    code: .configuration,
+                    message: "\(variable) has sslmode=\(mode.prefix(20)); use disable, prefer, require, verify-ca or verify-full")
+            }
+            tls = known
         }
+        let rootCertificate = components.queryItems?.first { $0.name == "sslrootcert" }?.value
         self.init(
             user: user, password: components.password.flatMap { $0.removingPercentEncoding } ?? components.password,
-            host: host, port: components.port ?? 5432, database: database.isEmpty ? user : database, tls: tls)
+            host: host, port: components.port ?? 5432, database: database.isEmpty ? user : database, tls: tls,
+            rootCertificate: rootCertificate.flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// The same server and credentials, another database.
@@ -93,7 +116,8 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         text += "@\(hostPart):\(port)/" + (database.addingPercentEncoding(withAllowedCharacters: allowed) ?? database)
         var query: [String] = []
         if isUnixSocket { query.append("host=\(host)") }
-        if tls != .disable { query.append("sslmode=\(tls.rawValue)") }
+        if tls != .prefer { query.append("sslmode=\(tls.rawValue)") }
+        if let rootCertificate { query.append("sslrootcert=\(rootCertificate.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")") }
         return query.isEmpty ? text : text + "?" + query.joined(separator: "&")
     }
 }
