@@ -49,7 +49,15 @@ extension TortureBench {
 
             if cycle.isEmpty { cycle = TortureOperation.allCases.shuffled(using: &random) }
             world.step("round \(round): picking an operation")
-            let (operation, tenant) = try await pick(world, wanted: cycle.removeFirst(), random: &random)
+            guard let (operation, tenant) = try await pick(world, wanted: cycle.removeFirst(), random: &random) else {
+                // Every shop left alone after unrecoverable rounds: the run ends with what it has.
+                Bench.note("round \(round): no operation applies to a shop that is not left alone; stopping early")
+                world.writers.stop()
+                await writerTask.value
+                _ = try await TortureWriters.within(.seconds(60)) { await load.stop() }
+                world.loads.withLockedValue { $0.removeAll { $0 === load } }
+                break
+            }
             var archive = world.archives.withLockedValue { $0[tenant] }
             let before = try await world.situation(tenant)
             var faults: [String] = []
@@ -71,6 +79,13 @@ extension TortureBench {
                 recovery = ["UNRECOVERABLE: \(error)"]
                 if tally.unrecoverableExamples.count < 10 { tally.unrecoverableExamples.append("round \(round): \(error)") }
                 world.quarantined.withLockedValue { _ = $0.insert(tenant) }
+            }
+            if operation == .retire, try await world.situation(tenant).phase == .retired {
+                // The archive of *this* retirement, however it finished (a run that finished before
+                // the kill, or a killed one that had finished): the newest complete one. Restoring
+                // an older archive would put back stale rows (restore-legacy accepts it; see
+                // docs/reliability.md).
+                archive = world.newestArchive(tenant)
             }
             world.archives.withLockedValue { $0[tenant] = archive }
 
@@ -152,7 +167,7 @@ extension TortureBench {
     /// The operation wanted this round for a tenant it applies to; else any that applies.
     private func pick(
         _ world: TortureWorld, wanted: TortureOperation, random: inout SeededRandom
-    ) async throws -> (TortureOperation, TenantID) {
+    ) async throws -> (TortureOperation, TenantID)? {
         var pairs: [(TortureOperation, TenantID)] = []
         for shop in world.bed.shops where !world.quarantined.withLockedValue({ $0.contains(shop) }) {
             let situation = try await world.situation(shop)
@@ -163,7 +178,7 @@ extension TortureBench {
         }
         let matching = pairs.filter { $0.0 == wanted }
         let choices = matching.isEmpty ? pairs : matching
-        guard !choices.isEmpty else { throw TortureError("no operation applies to any shop") }
+        guard !choices.isEmpty else { return nil }
         return choices[random.int(0..<choices.count)]
     }
 
