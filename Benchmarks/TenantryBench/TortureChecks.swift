@@ -21,21 +21,24 @@ extension TortureWorld {
     /// Everything captured is applied (the relay, once, through the CLI), dead letters handled
     /// as the runbook says; returns a note when it did not end clean.
     func settle() async throws -> String? {
-        for attempt in 0..<3 {
+        var stalled = 0
+        for _ in 0..<60 {
             // Dead letters first: `sync run --until-caught-up` exits 0 while a tenant is paused by
-            // a reverse dead letter (it looks for "dead letter" at the start of the reason).
-            _ = try await resolveDeadLetters()
+            // a reverse dead letter (it looks for "dead letter" at the start of the reason). Each
+            // colliding id recorded while a tenant was retired becomes a letter of its own, one at
+            // a time as the stream reaches it: discard, sync, until none is left.
+            let (discarded, replayed) = try await resolveDeadLetters()
             let outcome = try await child.run(["sync", "run", "--until-caught-up", "--timeout", "120"])
             let letters = try await DeadLetters(unifiedURL: bed.unifiedURL, logger: Bench.logger).list()
             if outcome.succeeded && letters.isEmpty { return nil }
-            if attempt < 2 {
-                try await Task.sleep(for: .milliseconds(500))
-            } else {
+            stalled = discarded == 0 && replayed == 0 ? stalled + 1 : 0
+            if stalled >= 3 {
                 let list = try await child.run(["dlq", "list"])
                 return "sync not clean: \(outcome.lastLine); \(list.output.split(separator: "\n").prefix(3).joined(separator: " | "))"
             }
+            try await Task.sleep(for: .milliseconds(200))
         }
-        return nil
+        return "sync not clean after 60 rounds of dead letters"
     }
 
     /// Every acknowledged write looked up row by row where its shop's data lives now; unified and
