@@ -65,10 +65,8 @@ extension Retirement {
                         }
                         restored.append(TableRows(tenant: id, table: table.name, rows: entry.rows))
                     }
-                    try await unified.query("""
-                        UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
-                        WHERE tenant_id = \(id.rawValue) AND paused_reason = \(Self.pausedReason)
-                        """, logger: logger)
+                    try await unified.query(
+                        "DELETE FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue)", logger: logger)
                 }
                 try await catalog.setPhase(id, to: .dedicated)
                 // Reverse sync resumes: what the tenant database recorded since retirement flows back.

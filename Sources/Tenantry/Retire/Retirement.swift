@@ -97,6 +97,10 @@ public struct Retirement: Sendable {
         // An earlier run killed midway: finish it (its delete committed) or undo its pause (it did not).
         var finished: [TenantID] = []
         if !dryRun {
+            // Installations whose capture predates the mark get its table now (idempotent).
+            try await Database.withConnection(unifiedURL, logger: logger) { unified in
+                try await Database.execute(script: CaptureSQL.retiredTable, on: unified, logger: logger)
+            }
             for id in ids where try await finishInterrupted(id) { finished.append(id) }
         }
         ids.removeAll { finished.contains($0) }
@@ -185,8 +189,8 @@ public struct Retirement: Sendable {
         guard paused else { return false }
         let deleted = try await Database.withConnection(unifiedURL, logger: logger) { unified in
             try await unified.query(
-                "SELECT coalesce(paused_reason, '') FROM tenantry.capture_state WHERE tenant_id = \(id.rawValue)", logger: logger)
-                .decode(String.self).first(where: { _ in true }) == Self.pausedReason
+                "SELECT count(*)::int FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue)", logger: logger)
+                .decode(Int.self).first(where: { _ in true }) == 1
         }
         if deleted {
             try await catalog.setPhase(id, to: .retired)
@@ -283,10 +287,11 @@ public struct Retirement: Sendable {
                     }
                     tables.append(TableRows(tenant: id, table: table.name, rows: count))
                 }
-                // The mark a re-run reads to know this delete committed (finishInterrupted).
+                // The mark a re-run reads to know this delete committed (finishInterrupted); a row
+                // of its own, so no concurrent update can fail this REPEATABLE READ transaction.
                 try await unified.query("""
-                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(Self.pausedReason), updated_at = now()
-                    WHERE tenant_id = \(id.rawValue)
+                    INSERT INTO tenantry.retired_tenants (tenant_id) VALUES (\(id.rawValue))
+                    ON CONFLICT (tenant_id) DO UPDATE SET retired_at = now()
                     """, logger: logger)
                 if let root {
                     var complete = manifest
