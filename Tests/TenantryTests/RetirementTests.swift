@@ -231,4 +231,26 @@ struct RetirementTests {
             #expect(try await unifiedRows(fixture, second) == 0)
         }
     }
+
+    @Test("restore-legacy takes only the archive of a tenant's latest retirement")
+    func olderArchiveRefused() async throws {
+        try await withDedicated(shops: 1) { fixture, relay, catalog, retirement in
+            let shop = fixture.ids[0]
+            let archives = try CLIRunner.makeDirectory()
+            let first = try await retirement.retire([shop], archiveDirectory: archives, dryRun: false)
+            _ = try await retirement.restore(archive: first.archive!)
+            _ = try await relay.catchUp(timeout: .seconds(30))
+            let second = try await retirement.retire([shop], archiveDirectory: archives, dryRun: false)
+            await #expect {
+                _ = try await retirement.restore(archive: first.archive!)
+            } throws: { error in
+                "\(error)".contains("retired again after this archive was made")
+                    && "\(error)".contains((second.archive! as NSString).lastPathComponent)
+            }
+            #expect(try await catalog.move(shop)?.phase == .retired)
+            #expect(try await unifiedRows(fixture, shop) == 0)
+            _ = try await retirement.restore(archive: second.archive!)
+            #expect(try await catalog.move(shop)?.phase == .dedicated)
+        }
+    }
 }

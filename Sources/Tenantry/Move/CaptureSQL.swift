@@ -75,11 +75,13 @@ enum CaptureSQL {
         """
 
     /// Tenants whose unified rows retire-legacy deleted, written in the delete's own transaction:
-    /// a re-run after a crash reads it to tell a committed delete from one that never happened.
+    /// a re-run after a crash reads it to tell a committed delete from one that never happened,
+    /// and restore-legacy reads which archive (directory name) holds the latest retirement.
     static let retiredTable = """
         CREATE TABLE IF NOT EXISTS tenantry.retired_tenants (
             tenant_id text PRIMARY KEY,
-            retired_at timestamptz NOT NULL DEFAULT now()
+            retired_at timestamptz NOT NULL DEFAULT now(),
+            archive text
         );
         """
 

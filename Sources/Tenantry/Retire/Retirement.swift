@@ -289,9 +289,10 @@ public struct Retirement: Sendable {
                 }
                 // The mark a re-run reads to know this delete committed (finishInterrupted); a row
                 // of its own, so no concurrent update can fail this REPEATABLE READ transaction.
+                let archiveName = root.map { ($0 as NSString).lastPathComponent }
                 try await unified.query("""
-                    INSERT INTO tenantry.retired_tenants (tenant_id) VALUES (\(id.rawValue))
-                    ON CONFLICT (tenant_id) DO UPDATE SET retired_at = now()
+                    INSERT INTO tenantry.retired_tenants (tenant_id, archive) VALUES (\(id.rawValue), \(archiveName))
+                    ON CONFLICT (tenant_id) DO UPDATE SET retired_at = now(), archive = EXCLUDED.archive
                     """, logger: logger)
                 if let root {
                     var complete = manifest
