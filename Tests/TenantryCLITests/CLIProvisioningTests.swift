@@ -142,7 +142,8 @@ struct CLIProvisioningTests {
         #expect(!FileManager.default.fileExists(atPath: archiveDirectory))
         #expect(try await fixture.tenants().first { $0.id == "3" }?.status == "active")
 
-        let confirmed = try await fixture.run(["deprovision", "3", "--yes", "--archive-dir", archiveDirectory])
+        // A relative archive directory is the command's working directory's (pg_dump runs elsewhere).
+        let confirmed = try await fixture.run(["deprovision", "3", "--yes", "--archive-dir", "arch"])
         #expect(confirmed.status == 0, "\(confirmed.stderr)")
         #expect(confirmed.lastLine.hasPrefix("deprovisioned tenant 3: dropped \(fixture.database("3"))"), "\(confirmed.stdout)")
         let archives = try FileManager.default.contentsOfDirectory(atPath: archiveDirectory)

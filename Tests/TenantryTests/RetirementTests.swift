@@ -190,4 +190,67 @@ struct RetirementTests {
             #expect(try await fixture.independentDifferences(shop) == [])
         }
     }
+
+    @Test("a retire-legacy killed after pausing reverse sync: a re-run resumes the stream (delete not committed) or finishes the phase (delete committed)")
+    func interruptedRetirement() async throws {
+        try await withDedicated(shops: 2) { fixture, relay, catalog, retirement in
+            let logger = logger
+            let (first, second) = (fixture.ids[0], fixture.ids[1])
+            // 1. Killed after the pause, before the delete: the tenant's stream is paused in its
+            // database and its later writes wait there.
+            let tenantURL = try await fixture.tenantURL(first)
+            try await Database.withConnection(tenantURL, logger: logger) { connection in
+                try await connection.query("""
+                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(Retirement.pausedReason)
+                    WHERE tenant_id = \(first.rawValue)
+                    """, logger: logger)
+                try await connection.query(
+                    "INSERT INTO customers (first_name, last_name, email) VALUES ('Late', 'Write', 'late@example.com')", logger: logger)
+            }
+            let archives = try CLIRunner.makeDirectory()
+            let report = try await retirement.retire([first], archiveDirectory: archives, dryRun: false)
+            #expect(report.tenants == [first])
+            #expect(try await catalog.move(first)?.phase == .retired)
+            let archived = try String(contentsOfFile: report.archive! + "/manifest.json", encoding: .utf8)
+            #expect(archived.contains("\"customers\""))
+            // The late write was applied before the archive was taken: restore brings it back.
+            _ = try await retirement.restore(archive: report.archive!)
+            _ = try await relay.catchUp(timeout: .seconds(30))
+            #expect(try await TestPostgres.strings(
+                fixture.unifiedURL, "SELECT count(*)::text FROM customers WHERE email = 'late@example.com'") == ["1"])
+
+            // 2. Killed after the delete committed, before the phase: a re-run only sets the phase.
+            _ = try await retirement.retire([second], archiveDirectory: archives, dryRun: false)
+            try await Database.withConnection(fixture.unifiedURL, logger: logger) { connection in
+                try await connection.query(
+                    "UPDATE tenantry.moves SET phase = 'dedicated' WHERE tenant_id = \(second.rawValue)", logger: logger)
+            }
+            let rerun = try await retirement.retire([second], archiveDirectory: archives, dryRun: false)
+            #expect(rerun.tenants == [second] && rerun.tables.isEmpty)
+            #expect(try await catalog.move(second)?.phase == .retired)
+            #expect(try await unifiedRows(fixture, second) == 0)
+        }
+    }
+
+    @Test("restore-legacy takes only the archive of a tenant's latest retirement")
+    func olderArchiveRefused() async throws {
+        try await withDedicated(shops: 1) { fixture, relay, catalog, retirement in
+            let shop = fixture.ids[0]
+            let archives = try CLIRunner.makeDirectory()
+            let first = try await retirement.retire([shop], archiveDirectory: archives, dryRun: false)
+            _ = try await retirement.restore(archive: first.archive!)
+            _ = try await relay.catchUp(timeout: .seconds(30))
+            let second = try await retirement.retire([shop], archiveDirectory: archives, dryRun: false)
+            await #expect {
+                _ = try await retirement.restore(archive: first.archive!)
+            } throws: { error in
+                "\(error)".contains("retired again after this archive was made")
+                    && "\(error)".contains((second.archive! as NSString).lastPathComponent)
+            }
+            #expect(try await catalog.move(shop)?.phase == .retired)
+            #expect(try await unifiedRows(fixture, shop) == 0)
+            _ = try await retirement.restore(archive: second.archive!)
+            #expect(try await catalog.move(shop)?.phase == .dedicated)
+        }
+    }
 }

@@ -190,7 +190,9 @@ struct RouterResilienceTests {
         let fixture = RouterFixture(base: base, ids: ids)
         let sessions = "SELECT count(*)::text FROM pg_stat_activity WHERE usename LIKE '\(base.catalogURL.database)_u_%'"
         let result = try await fixture.withRouter(
-            pool: RouterFixture.pool(cap: 6, timeout: .seconds(3)), servers: [server], serverKeyring: keyring
+            // The query timeout ends a query sent on a connection the restart just closed, which
+            // PostgresNIO would otherwise leave waiting forever.
+            pool: RouterFixture.pool(cap: 6, timeout: .seconds(3)), servers: [server], serverKeyring: keyring, queryTimeout: .seconds(5)
         ) { router, catalog in
             for id in ids {
                 var record = try await catalog.requireTenant(id)

@@ -57,15 +57,17 @@ struct RouterFixture {
     }
 
     func withRouter<T: Sendable>(
-        pool: TenantPool.Configuration, servers: [ServerRecord] = [], serverKeyring: Keyring? = nil,
+        pool: TenantPool.Configuration, servers: [ServerRecord] = [], serverKeyring: Keyring? = nil, queryTimeout: Duration? = nil,
         _ body: @escaping @Sendable (TenantRouter, Catalog) async throws -> T
     ) async throws -> T {
         try await Catalog.withCatalog(base.catalogURL, logger: TestPostgres.logger) { catalog in
             let directory = ServerDirectory(
                 databaseURL: base.catalogURL, superuser: nil, superuserPassword: nil, servers: servers,
                 keyring: serverKeyring ?? base.keyring)
+            var configuration = TenantRouter.Configuration(unifiedURL: base.catalogURL, pool: pool)
+            configuration.queryTimeout = queryTimeout
             let router = TenantRouter(
-                configuration: .init(unifiedURL: base.catalogURL, pool: pool), catalog: catalog,
+                configuration: configuration, catalog: catalog,
                 registry: CredentialRegistry(catalog: catalog, keyring: base.keyring), servers: directory,
                 logger: TestPostgres.logger)
             return try await withThrowingTaskGroup(of: T?.self) { group in

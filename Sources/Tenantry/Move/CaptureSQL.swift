@@ -71,6 +71,18 @@ enum CaptureSQL {
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS id_headroom bigint;
+        \(retiredTable)
+        """
+
+    /// Tenants whose unified rows retire-legacy deleted, written in the delete's own transaction:
+    /// a re-run after a crash reads it to tell a committed delete from one that never happened,
+    /// and restore-legacy reads which archive (directory name) holds the latest retirement.
+    static let retiredTable = """
+        CREATE TABLE IF NOT EXISTS tenantry.retired_tenants (
+            tenant_id text PRIMARY KEY,
+            retired_at timestamptz NOT NULL DEFAULT now(),
+            archive text
+        );
         """
 
     /// The trigger function's name for `table` (unique, at most 63 bytes).

@@ -57,9 +57,12 @@ extension TenantProvisioner {
             let dropRole = try await Database.withConnection(postgres, logger: logger) { connection in
                 try await checkMarks(tenant, database: database, role: record.roleName, on: connection)
             }
-            try FileManager.default.createDirectory(atPath: archiveDirectory, withIntermediateDirectories: true)
+            // pg_dump runs in another working directory: a relative directory is made absolute here.
+            let directory = archiveDirectory.hasPrefix("/")
+                ? archiveDirectory : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(archiveDirectory)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            let archive = "\(archiveDirectory)/\(database)-\(stamp).dump"
+            let archive = "\(directory)/\(database)-\(stamp).dump"
             try await Self.dump(admin, to: archive, logger: logger)
             let size = (try? FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int) ?? 0
             if moving, let abandonMove { try await abandonMove(tenant) }

@@ -36,6 +36,24 @@ extension Retirement {
                     tenant: id.rawValue)
             }
         }
+        // Only the archive of a tenant's latest retirement: an older one lacks what was applied to
+        // unified between the two retirements.
+        let name = ((root as NSString).standardizingPath as NSString).lastPathComponent
+        try await Database.withConnection(unifiedURL, logger: logger) { unified in
+            try await Database.execute(script: CaptureSQL.retiredTable, on: unified, logger: logger)
+            for id in ids {
+                let rows = try await unified.query(
+                    "SELECT archive FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue)", logger: logger)
+                for try await latest in rows.decode(String?.self) where latest != name {
+                    throw TenantryError(
+                        code: .conflict,
+                        message: "tenant \(id) was retired again after this archive was made: "
+                            + (latest.map { "restore its latest archive, \($0)" } ?? "its latest retirement kept no archive")
+                            + "; nothing was restored",
+                        tenant: id.rawValue)
+                }
+            }
+        }
         var restored: [TableRows] = []
         try await Database.withConnection(unifiedURL, logger: logger) { unified in
             for id in ids {
@@ -65,6 +83,8 @@ extension Retirement {
                         }
                         restored.append(TableRows(tenant: id, table: table.name, rows: entry.rows))
                     }
+                    try await unified.query(
+                        "DELETE FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue)", logger: logger)
                 }
                 try await catalog.setPhase(id, to: .dedicated)
                 // Reverse sync resumes: what the tenant database recorded since retirement flows back.

@@ -84,7 +84,7 @@ public struct Retirement: Sendable {
     /// goes (`nil`: no archive, `ARCHIVE_BEFORE_DELETE=false`).
     public func retire(_ tenants: [TenantID]? = nil, archiveDirectory: String?, dryRun: Bool) async throws -> Report {
         let dedicated = try await catalog.tenants(inPhases: [.dedicated])
-        let ids = tenants ?? dedicated
+        var ids = tenants ?? dedicated
         guard !ids.isEmpty else {
             throw TenantryError(code: .conflict, message: "no dedicated tenant to retire (cut tenants over first)")
         }
@@ -94,6 +94,17 @@ public struct Retirement: Sendable {
                 code: .conflict, message: "tenant \(other) is \(phase), not dedicated: only cut-over tenants can be retired",
                 tenant: other.rawValue)
         }
+        // An earlier run killed midway: finish it (its delete committed) or undo its pause (it did not).
+        var finished: [TenantID] = []
+        if !dryRun {
+            // Installations whose capture predates the mark get its table now (idempotent).
+            try await Database.withConnection(unifiedURL, logger: logger) { unified in
+                try await Database.execute(script: CaptureSQL.retiredTable, on: unified, logger: logger)
+            }
+            for id in ids where try await finishInterrupted(id) { finished.append(id) }
+        }
+        ids.removeAll { finished.contains($0) }
+        guard !ids.isEmpty else { return Report(tenants: finished, dryRun: false, archive: nil, tables: []) }
         // A paused stream or a dead letter is a change not applied to unified: never retire past it.
         try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
             .requireStreamsClear(ids, before: "retire-legacy")
@@ -130,7 +141,13 @@ public struct Retirement: Sendable {
         var archive: String?
         if let archiveDirectory {
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            let root = (archiveDirectory as NSString).appendingPathComponent("retire-\(stamp)")
+            var root = (archiveDirectory as NSString).appendingPathComponent("retire-\(stamp)")
+            // Two runs in the same second get their own directories.
+            var attempt = 1
+            while FileManager.default.fileExists(atPath: root) {
+                attempt += 1
+                root = (archiveDirectory as NSString).appendingPathComponent("retire-\(stamp)-\(attempt)")
+            }
             try ArchiveFiles.makeDirectory(root)
             archive = root
         }
@@ -156,7 +173,33 @@ public struct Retirement: Sendable {
                 actor: actor, action: "retire-legacy", tenant: id, outcome: .ok,
                 detail: ["rows": "\(deleted.filter { $0.tenant == id }.reduce(0) { $0 + $1.rows })", "archive": archive ?? "none"])
         }
-        return Report(tenants: ids, dryRun: false, archive: archive, tables: deleted)
+        return Report(tenants: finished + ids, dryRun: false, archive: archive, tables: deleted)
+    }
+
+    /// After a retire-legacy killed between pausing `id`'s reverse stream and setting its phase:
+    /// the unified database's mark (written in the delete's transaction) tells whether the delete
+    /// committed. Committed: the phase is set now and `true` returned. Not committed: the reverse
+    /// stream resumes (the tenant's writes since flow to unified) and retirement starts afresh.
+    private func finishInterrupted(_ id: TenantID) async throws -> Bool {
+        let paused = try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
+            try await tenantDatabase.query(
+                "SELECT coalesce(paused_reason, '') FROM tenantry.capture_state WHERE tenant_id = \(id.rawValue)", logger: logger)
+                .decode(String.self).first(where: { _ in true }) == Self.pausedReason
+        }
+        guard paused else { return false }
+        let deleted = try await Database.withConnection(unifiedURL, logger: logger) { unified in
+            try await unified.query(
+                "SELECT count(*)::int FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue)", logger: logger)
+                .decode(Int.self).first(where: { _ in true }) == 1
+        }
+        if deleted {
+            try await catalog.setPhase(id, to: .retired)
+            try? await catalog.audit(actor: actor, action: "retire-legacy", tenant: id, outcome: .ok, detail: ["resumed": "true"])
+            return true
+        }
+        try await resumeReverseStream(id)
+        logger.warning("retire-legacy: an interrupted run paused this tenant's reverse sync; resumed", metadata: ["tenant.id": "\(id)"])
+        return false
     }
 
     private func count(_ table: MovePlan.Table, of id: TenantID, on connection: PostgresConnection) async throws -> Int {
@@ -244,6 +287,13 @@ public struct Retirement: Sendable {
                     }
                     tables.append(TableRows(tenant: id, table: table.name, rows: count))
                 }
+                // The mark a re-run reads to know this delete committed (finishInterrupted); a row
+                // of its own, so no concurrent update can fail this REPEATABLE READ transaction.
+                let archiveName = root.map { ($0 as NSString).lastPathComponent }
+                try await unified.query("""
+                    INSERT INTO tenantry.retired_tenants (tenant_id, archive) VALUES (\(id.rawValue), \(archiveName))
+                    ON CONFLICT (tenant_id) DO UPDATE SET retired_at = now(), archive = EXCLUDED.archive
+                    """, logger: logger)
                 if let root {
                     var complete = manifest
                     complete.tables += entries

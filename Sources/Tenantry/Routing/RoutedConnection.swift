@@ -17,13 +17,29 @@ public struct RoutedConnection: Sendable {
     public let logger: Logger
     let monitor: PerformanceMonitor?
     let observer: (@Sendable (ObservedQuery) -> Void)?
+    /// ``TenantRouter/Configuration/queryTimeout``.
+    var queryTimeout: Duration? = nil
 
     /// Runs a query, collects its rows, and records it with the monitor.
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         let start = ContinuousClock.now
         do {
-            let rows = try await connection.queryIfOpen(query, logger: logger).collect()
+            let rows: [PostgresRow]
+            if let queryTimeout {
+                let (connection, logger) = (connection, logger)
+                do {
+                    rows = try await withDeadline(queryTimeout, "a query for tenant \(tenant)") {
+                        try await connection.queryIfOpen(query, logger: logger).collect()
+                    }
+                } catch let error as TenantryError where error.code == .timeout {
+                    // The connection may never answer: close it, so its lease is discarded.
+                    try? await connection.close()
+                    throw error
+                }
+            } else {
+                rows = try await connection.queryIfOpen(query, logger: logger).collect()
+            }
             record(query.sql, duration: .now - start, error: nil)
             return rows
         } catch {

@@ -29,7 +29,7 @@ extension TenantRouter {
             do {
                 let connection = RoutedConnection(
                     connection: lease.connection, tenant: route.tenant, source: source, logger: logger,
-                    monitor: configuration.monitor, observer: observer)
+                    monitor: configuration.monitor, observer: observer, queryTimeout: configuration.queryTimeout)
                 if transaction {
                     try await lease.connection.queryIfOpen(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)"), logger: logger)
                 }

@@ -42,6 +42,12 @@ public final class TenantRouter: Service, Sendable {
         /// `reads_switched`) has committed on the unified database, before the write returns: wire
         /// it to ``Relay/drain(_:)`` so that reads switched to the tenant database see the write.
         public var afterSyncedWrite: (@Sendable (TenantID) async -> Void)?
+        /// The longest one query through ``RoutedConnection/query(_:)`` may take; past it the
+        /// connection is closed (the server ends its statement) and the query fails with
+        /// ``TenantryError/Code/timeout``. A guard against a query that would wait forever for a
+        /// reply on a connection the server has just closed (a PostgresNIO race around server
+        /// restarts). `nil` (the default): no limit.
+        public var queryTimeout: Duration?
         /// Creates settings.
         public init(unifiedURL: PostgresURL, pool: TenantPool.Configuration) {
             self.unifiedURL = unifiedURL
