@@ -62,14 +62,14 @@ enum TortureOperation: String, CaseIterable, Sendable {
         }
     }
 
-    /// The usual duration of a whole run in a debug build, seconds (the first guess of the kill
-    /// delay's range; replaced by measured runs).
+    /// The usual duration of a whole run, seconds (the first guess of the kill delay's range, for
+    /// commands the setup did not run; replaced by measured runs).
     var firstEstimate: Double {
         switch self {
-        case .provision, .deprovision, .migrateData, .restore: return 0.8
-        case .cutover, .rollback: return 0.6
-        case .sync: return 0.4
-        case .retire: return 1.0
+        case .provision, .deprovision, .migrateData, .restore: return 0.5
+        case .cutover, .rollback: return 0.4
+        case .sync: return 0.3
+        case .retire: return 0.6
         }
     }
 }
@@ -161,8 +161,8 @@ extension TortureWorld {
     func record(_ operation: TortureOperation, _ outcome: TenantryChild.Outcome) {
         guard outcome.succeeded, !outcome.killed else { return }
         estimates.withLockedValue { estimates in
-            let previous = estimates[operation] ?? operation.firstEstimate
-            estimates[operation] = max(0.3, previous * 0.5 + outcome.seconds * 0.5)
+            let seconds = outcome.seconds
+            estimates[operation] = max(0.2, estimates[operation].map { $0 * 0.5 + seconds * 0.5 } ?? seconds)
         }
     }
 

@@ -76,6 +76,8 @@ final class TortureWorld: Sendable {
         guard outcome.succeeded else {
             throw TortureError("setup: tenantry \(arguments.joined(separator: " ")) failed (\(outcome.status)): \(outcome.output.suffix(400))")
         }
+        // The setup's runs are the first measure of each command's usual duration.
+        if let operation = arguments.first.flatMap(TortureOperation.init(rawValue:)) { record(operation, outcome) }
     }
 
     /// Brings the shops to a spread of phases, so that even a short run meets every kind of
