@@ -84,6 +84,32 @@ struct ProvisioningMarkTests {
         #expect(outcome.schemaVersion == 2)
     }
 
+    @Test("a run killed between CREATE DATABASE and its mark leaves only a staging database: the next run drops it and provisions")
+    func killedBeforeMark() async throws {
+        let fixture = try await ProvisioningFixture.make()
+        let database = fixture.naming.databaseName(for: try TenantID("4"))
+        let role = fixture.naming.roleName(for: try TenantID("4"))
+        // What a SIGKILL right after the clone leaves: the marked role, an unmarked staging database,
+        // the catalog's record of the unfinished run; the final name is free.
+        try await fixture.admin([
+            "CREATE ROLE \"\(role)\"", "COMMENT ON ROLE \"\(role)\" IS 'tenantry:tenant=4'",
+            "CREATE DATABASE \"tenantry-new-4-0badc0de\"",
+        ])
+        try await Catalog.withCatalog(fixture.catalogURL, logger: TestPostgres.logger) { catalog in
+            var stuck = TenantRecord(id: try TenantID("4"), status: .provisioning)
+            stuck.databaseName = database
+            stuck.roleName = role
+            try await catalog.upsertTenant(stuck)
+        }
+        let outcome = try await fixture.withProvisioner { try await $0.provision(try TenantID("4")) }
+        #expect(outcome.result == "created")
+        #expect(try await TestPostgres.strings(
+            fixture.catalogURL, "SELECT count(*)::text FROM pg_database WHERE datname LIKE 'tenantry-new-4-%'") == ["0"])
+        #expect(try await TestPostgres.strings(
+            fixture.catalogURL, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '\(database)'")
+            == ["tenantry:tenant=4"])
+    }
+
     @Test("deprovision refuses a database without the tenant's mark; provision of the healthy tenant marks it")
     func deprovisionNeedsMark() async throws {
         let fixture = try await ProvisioningFixture.make()
@@ -130,7 +156,7 @@ struct ProvisioningMarkTests {
         #expect(verifiers.count == 2 && verifiers.allSatisfy { $0.hasPrefix("SCRAM-SHA-256$4096:") })
         let log = try String(contentsOfFile: try await TestPostgres.server().logFilePath, encoding: .utf8)
         // The log is on: the saga's other statements are there.
-        #expect(log.contains("COMMENT ON DATABASE \"\(prefix)_1_db\""))
+        #expect(log.contains("RENAME TO \"\(prefix)_1_db\""))
         let roleLines = log.split(separator: "\n").filter { $0.contains("\(prefix)_u_") && $0.contains("PASSWORD") }
         #expect(roleLines.isEmpty, "\(roleLines.prefix(2))")
         for verifier in verifiers { #expect(!log.contains(verifier)) }

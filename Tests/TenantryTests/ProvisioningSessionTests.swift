@@ -55,7 +55,7 @@ struct ProvisioningSessionTests {
         #expect(outcomes.map(\.result) == Array(repeating: "created", count: 4))
         // Every mark and every clone ran on the same backend: one admin connection for all four sagas.
         // (Role DDL is not in the log: statement logging is off around it.)
-        let roleBackends = try await fixture.backendsLogging("COMMENT ON DATABASE \"\(prefix)_")
+        let roleBackends = try await fixture.backendsLogging("RENAME TO \"\(prefix)_")
         let cloneBackends = try await fixture.backendsLogging("TEMPLATE \"\(prefix)_tpl\"")
         #expect(roleBackends.count == 1 && cloneBackends == roleBackends, "\(roleBackends) \(cloneBackends)")
         // The template was looked up once (TemplateDatabase.prepare binds its name), not once per tenant.
@@ -64,7 +64,7 @@ struct ProvisioningSessionTests {
 
         // Without a session, each provision has connections of its own.
         _ = try await fixture.withProvisioner { try await $0.provision(try TenantID("5")) }
-        #expect(try await fixture.backendsLogging("COMMENT ON DATABASE \"\(prefix)_").count == 2)
+        #expect(try await fixture.backendsLogging("RENAME TO \"\(prefix)_").count == 2)
     }
 
     @Test("a template dropped behind a session's back: that provision is undone, the next one checks the template again")

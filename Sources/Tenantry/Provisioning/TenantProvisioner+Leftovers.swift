@@ -9,9 +9,24 @@ extension TenantProvisioner {
     /// Anything else of these names is left alone and the provision is refused: a database or role
     /// that someone else made (a name template collision), or one the catalog has no record of
     /// (a catalog restored from an older backup), may hold live data.
+    /// The name a tenant database is created under before it is marked and renamed: a prefix no
+    /// tenant database name template produces by accident, the tenant id between hyphens (ids
+    /// have none), and a random part.
+    static func stagingName(for tenant: TenantID) -> String {
+        "tenantry-new-\(tenant.rawValue)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+    }
+
     func removeLeftovers(
         tenant: TenantID, database: String, role: String, previous: TenantRecord?, on connection: PostgresConnection
     ) async throws {
+        // Staging databases of this tenant are a killed run's (the tenant lock is held): drop them.
+        let staging = try await connection.query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, \("tenantry-new-\(tenant.rawValue)-"))", logger: logger)
+            .decode(String.self).reduce(into: [String]()) { $0.append($1) }
+        for name in staging {
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(name)) WITH (FORCE)"), logger: logger)
+        }
         let databaseState = try await TenantMark.database(database, tenant: tenant, on: connection, logger: logger)
         let roleState = try await TenantMark.role(role, tenant: tenant, on: connection, logger: logger)
         let leftByEarlierRun = previous.map {

@@ -183,16 +183,23 @@ public struct TenantProvisioner: Sendable {
         undo.append(("drop role", { try await $0.query(PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(quotedRole)"), logger: logger) }))
         try faultInjection?(.createRole)
 
+        // Created under a staging name, marked, then renamed: the database never exists under its
+        // final name without the mark, so a run killed anywhere here leaves either nothing under
+        // that name or a marked database (a staging leftover is dropped by the next run).
+        let staging = Self.stagingName(for: tenant)
+        let quotedStaging = try SQLIdentifier.quoted(staging)
         try await template.withSharedLock(on: connection) {
             try await Self.retryingObjectInUse {
                 try await connection.query(
-                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedDatabase) TEMPLATE \(quotedTemplate)"), logger: logger)
+                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedStaging) TEMPLATE \(quotedTemplate)"), logger: logger)
             }
         }
         undo.append(("drop database", {
+            try await $0.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedStaging) WITH (FORCE)"), logger: logger)
             try await $0.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedDatabase) WITH (FORCE)"), logger: logger)
         }))
-        try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(database, tenant: tenant)), logger: logger)
+        try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(staging, tenant: tenant)), logger: logger)
+        try await connection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedStaging) RENAME TO \(quotedDatabase)"), logger: logger)
         try faultInjection?(.createDatabase)
 
         try await Database.execute(script: try Self.databasePrivileges(database: database, role: role), on: connection, logger: logger)
