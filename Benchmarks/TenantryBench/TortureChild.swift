@@ -1,3 +1,4 @@
+import EmbeddedPostgres
 import Foundation
 import NIOConcurrencyHelpers
 #if canImport(Glibc)
@@ -92,22 +93,11 @@ struct TenantryChild: Sendable {
     /// Starts `tenantry arguments…`.
     func start(_ arguments: [String]) throws -> Running {
         let outputPath = directory + "/child-\(UUID().uuidString.prefix(8)).out"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
-        if let addChdir = Self.addChdir { _ = addChdir(&actions, directory) }
-        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { env.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, binary, &actions, nil, argv, env)
-        guard result == 0 else {
-            throw TortureError("could not run \(binary): \(String(cString: strerror(result)))")
+        let pid: pid_t
+        do {
+            pid = try ProcessRunner.spawn(binary, arguments, environment: environment, currentDirectory: directory, outputPath: outputPath)
+        } catch {
+            throw TortureError("could not run \(binary): \(error)")
         }
         return Running(pid: pid, outputPath: outputPath)
     }
@@ -118,13 +108,6 @@ struct TenantryChild: Sendable {
         if await child.wait(timeout: .seconds(3600)) == nil { child.kill() }
         return await child.finish()
     }
-
-    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    private static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np")
-        .map { unsafeBitCast($0, to: AddCloseFrom.self) }
-    private static let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
-        .map { unsafeBitCast($0, to: AddChdir.self) }
 }
 
 /// A failure of the torture harness itself (not a finding).

@@ -100,7 +100,10 @@ public struct ProcessRunner: Sendable {
 
     // MARK: - posix_spawn
 
-    private static func spawn(
+    /// Starts `path` with `arguments` (standard input from /dev/null, standard output and error to
+    /// `outputPath`, no other descriptor inherited, `environment` or the minimal one) and returns its
+    /// pid without waiting: for a caller that signals or waits for the child itself.
+    public static func spawn(
         _ path: String, _ arguments: [String], environment: [String: String]?, currentDirectory: String, outputPath: String
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
