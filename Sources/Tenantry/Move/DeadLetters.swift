@@ -155,20 +155,20 @@ public struct DeadLetters: Sendable {
     /// stream of the database `connection` is on, and resumes those tenants there.
     private static func replay(tenants ids: [String]?, direction: String?, on connection: PostgresConnection, logger: Logger) async throws -> Int {
         try await Database.withTransaction(connection, logger: logger) { connection in
-                let rows = try await connection.query("""
-                    WITH moved AS (
-                        DELETE FROM tenantry.dead_letters WHERE (\(ids == nil) OR tenant_id = ANY(\(ids ?? [])))
-                            AND (\(direction == nil) OR direction = \(direction ?? ""))
-                        RETURNING id, tenant_id, table_name, op, old_key, row_data, xid, captured_at),
-                    restored AS (
-                        INSERT INTO tenantry.changes (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at)
-                        SELECT * FROM moved RETURNING tenant_id),
-                    resumed AS (
-                        UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
-                        WHERE tenant_id IN (SELECT tenant_id FROM restored) AND paused_reason LIKE '%dead letter%')
-                    SELECT count(*)::int FROM restored
-                    """, logger: logger)
-                return try await rows.decode(Int.self).first(where: { _ in true }) ?? 0
+            let rows = try await connection.query("""
+                WITH moved AS (
+                    DELETE FROM tenantry.dead_letters WHERE (\(ids == nil) OR tenant_id = ANY(\(ids ?? [])))
+                        AND (\(direction == nil) OR direction = \(direction ?? ""))
+                    RETURNING id, tenant_id, table_name, op, old_key, row_data, xid, captured_at),
+                restored AS (
+                    INSERT INTO tenantry.changes (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at)
+                    SELECT * FROM moved RETURNING tenant_id),
+                resumed AS (
+                    UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
+                    WHERE tenant_id IN (SELECT tenant_id FROM restored) AND paused_reason LIKE '%dead letter%')
+                SELECT count(*)::int FROM restored
+                """, logger: logger)
+            return try await rows.decode(Int.self).first(where: { _ in true }) ?? 0
         }
     }
 }
