@@ -105,17 +105,9 @@ public struct CredentialRotation: Sendable {
         let admin = try servers.adminURL(server: record.serverName, database: "postgres")
         do {
             try await catalog.withDedicatedConnection { connection in
-                try await connection.query(
-                    "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-                do {
+                try await Database.holdingTenantLock(tenant, on: connection, logger: logger) {
                     try await rotate(tenant, role: role, admin: admin, catalogConnection: connection)
-                } catch {
-                    _ = try? await connection.query(
-                        "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-                    throw error
                 }
-                try await connection.query(
-                    "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
             }
         } catch {
             try? await catalog.audit(actor: actor, action: "credentials.rotate", tenant: tenant, outcome: .failed,

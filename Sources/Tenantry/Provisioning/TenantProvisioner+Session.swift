@@ -33,27 +33,8 @@ extension TenantProvisioner {
     /// its own (in a session: one that the session keeps for the next tenant).
     func withTenantLock<Result: Sendable>(_ tenant: TenantID, _ body: () async throws -> Result) async throws -> Result {
         if let session, let url = catalog.url {
-            return try await session.withConnection(url) { try await holdingTenantLock(tenant, on: $0, body) }
+            return try await session.withConnection(url) { try await Database.holdingTenantLock(tenant, on: $0, logger: logger, body) }
         }
-        return try await catalog.withDedicatedConnection { try await holdingTenantLock(tenant, on: $0, body) }
-    }
-
-    private func holdingTenantLock<Result: Sendable>(
-        _ tenant: TenantID, on connection: PostgresConnection, _ body: () async throws -> Result
-    ) async throws -> Result {
-        try await connection.query(
-            "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-        let result: Result
-        do {
-            result = try await body()
-        } catch {
-            _ = try? await connection.query(
-                "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-            throw error
-        }
-        // If this fails the connection is closed (never reused), which releases the lock too.
-        try await connection.query(
-            "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
-        return result
+        return try await catalog.withDedicatedConnection { try await Database.holdingTenantLock(tenant, on: $0, logger: logger, body) }
     }
 }

@@ -6,6 +6,27 @@ import TenantryCore
 
 /// Opening connections and turning PostgreSQL errors into ``TenantryError``s that are safe to print.
 public enum Database {
+    /// Runs `body` holding the tenant's session-level advisory lock on `connection` (the lock
+    /// provisioning and password rotation serialise on), released afterwards whatever happens.
+    static func holdingTenantLock<Result: Sendable>(
+        _ tenant: TenantID, on connection: PostgresConnection, logger: Logger, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await connection.query(
+            "SELECT pg_advisory_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+        let result: Result
+        do {
+            result = try await body()
+        } catch {
+            _ = try? await connection.query(
+                "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+            throw error
+        }
+        // If this fails the connection is closed (never reused), which releases the lock too.
+        try await connection.query(
+            "SELECT pg_advisory_unlock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+        return result
+    }
+
     private static let connectionIDs = ManagedCounter()
 
     /// Opens one connection to `url`.
