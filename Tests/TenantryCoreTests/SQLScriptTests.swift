@@ -32,4 +32,27 @@ struct SQLScriptTests {
     func unterminated(_ script: String) {
         #expect(throws: TenantryError.self) { try SQLScript.statements(script) }
     }
+
+    @Test("the lexer: words lowercased, quoted names unescaped, literals and comments opaque, byte ranges exact")
+    func lexer() {
+        let sql = "SELECT \"A\"\"b\", E'x\\';' /* c; */ FROM t -- x\n WHERE v = $1 AND w = $q$;$q$;"
+        var lexer = SQLLexer(sql)
+        var kinds: [SQLLexer.Kind] = []
+        var texts: [String] = []
+        while let token = lexer.next() {
+            kinds.append(token.kind)
+            texts.append(lexer.text(token.range))
+        }
+        #expect(kinds == [
+            .word("select"), .quoted("A\"b"), .symbol(UInt8(ascii: ",")), .literal, .word("from"), .word("t"),
+            .word("where"), .word("v"), .symbol(UInt8(ascii: "=")), .literal, .word("and"), .word("w"),
+            .symbol(UInt8(ascii: "=")), .literal, .symbol(UInt8(ascii: ";")),
+        ])
+        #expect(texts[1] == "\"A\"\"b\"")
+        #expect(texts[3] == "E'x\\';'")
+        #expect(texts[13] == "$q$;$q$")
+        var open = SQLLexer("select 'abc")
+        _ = open.next()
+        #expect(open.next()?.kind == .unterminated("string"))
+    }
 }

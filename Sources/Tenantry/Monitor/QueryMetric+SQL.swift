@@ -1,3 +1,5 @@
+import TenantryCore
+
 extension QueryKind {
     /// The kind of `sql`, from its main keyword.
     ///
@@ -6,15 +8,15 @@ extension QueryKind {
     /// parentheses of the common table expressions, so `WITH moved AS (DELETE …) INSERT …` is an
     /// insert. Strings, quoted identifiers and dollar quotes never count as keywords.
     public static func classify(sql: String) -> QueryKind {
-        var tokens = SQLTokens(sql)
+        var tokens = SQLLexer(sql)
         return mainKeyword(&tokens)?.kind ?? .other
     }
 
     /// Finds the main keyword and leaves `tokens` just after it.
-    static func mainKeyword(_ tokens: inout SQLTokens) -> (word: String, kind: QueryKind)? {
+    static func mainKeyword(_ tokens: inout SQLLexer) -> (word: String, kind: QueryKind)? {
         var depth = 0
         var afterWith = false
-        while let token = tokens.next() {
+        while let token = tokens.nextKind() {
             switch token {
             case .symbol(UInt8(ascii: "(")):
                 depth += 1
@@ -57,20 +59,20 @@ extension QueryMetric {
     /// names are lowercased as PostgreSQL folds them. `nil` when unsure: no `FROM`, a subquery,
     /// a function call, `VALUES`, DDL.
     public static func table(of sql: String) -> String? {
-        var tokens = SQLTokens(sql)
+        var tokens = SQLLexer(sql)
         guard let main = QueryKind.mainKeyword(&tokens) else { return nil }
         switch main.word {
         case "insert":
-            guard tokens.next() == .word("into") else { return nil }
+            guard tokens.nextKind() == .word("into") else { return nil }
             return relationName(&tokens, rejectCall: false)
         case "update", "table":
             return relationName(&tokens, rejectCall: false)
         case "delete":
-            guard tokens.next() == .word("from") else { return nil }
+            guard tokens.nextKind() == .word("from") else { return nil }
             return relationName(&tokens, rejectCall: false)
         case "select":
             var depth = 0
-            while let token = tokens.next() {
+            while let token = tokens.nextKind() {
                 switch token {
                 case .symbol(UInt8(ascii: "(")): depth += 1
                 case .symbol(UInt8(ascii: ")")): depth -= 1
@@ -89,10 +91,10 @@ extension QueryMetric {
     private static let notNames: Set<String> = ["lateral", "select", "values", "with", "rows", "set", "where"]
 
     /// Reads `[ONLY] name[.name…]`; `nil` when what follows is not a plain relation.
-    private static func relationName(_ tokens: inout SQLTokens, rejectCall: Bool) -> String? {
-        var token = tokens.next()
-        if token == .word("only") { token = tokens.next() }
-        func name(_ token: SQLTokens.Token?) -> String? {
+    private static func relationName(_ tokens: inout SQLLexer, rejectCall: Bool) -> String? {
+        var token = tokens.nextKind()
+        if token == .word("only") { token = tokens.nextKind() }
+        func name(_ token: SQLLexer.Kind?) -> String? {
             switch token {
             case .word(let word) where !notNames.contains(word) && !(word.first?.isNumber ?? true): word
             case .quoted(let name) where !name.isEmpty: name
@@ -100,146 +102,13 @@ extension QueryMetric {
             }
         }
         guard var result = name(token) else { return nil }
-        var following = tokens.next()
+        var following = tokens.nextKind()
         while following == .symbol(UInt8(ascii: ".")) {
-            guard let part = name(tokens.next()) else { return nil }
+            guard let part = name(tokens.nextKind()) else { return nil }
             result = part
-            following = tokens.next()
+            following = tokens.nextKind()
         }
         if rejectCall && following == .symbol(UInt8(ascii: "(")) { return nil }
         return result
-    }
-}
-
-/// A minimal SQL lexer for ``QueryKind/classify(sql:)`` and ``QueryMetric/table(of:)``: words
-/// (lowercased), quoted identifiers, single symbols; strings, dollar quotes and parameters become
-/// `.literal`; whitespace and comments are skipped. It reads lazily, so a long statement costs
-/// only as much as is inspected.
-struct SQLTokens: IteratorProtocol {
-    enum Token: Equatable {
-        case word(String)
-        case quoted(String)
-        case literal
-        case symbol(UInt8)
-    }
-
-    private let bytes: [UInt8]
-    private var index = 0
-
-    init(_ sql: String) { bytes = Array(sql.utf8) }
-
-    private func byte(_ offset: Int = 0) -> UInt8? {
-        index + offset < bytes.count ? bytes[index + offset] : nil
-    }
-
-    private static func isWordByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "$"), 0x80...:
-            true
-        default: false
-        }
-    }
-
-    mutating func next() -> Token? {
-        while let c = byte() {
-            switch c {
-            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0x0C:
-                index += 1
-            case UInt8(ascii: "-") where byte(1) == UInt8(ascii: "-"):
-                while let b = byte(), b != UInt8(ascii: "\n") { index += 1 }
-            case UInt8(ascii: "/") where byte(1) == UInt8(ascii: "*"):
-                skipBlockComment()
-            case UInt8(ascii: "'"):
-                skipString(backslashEscapes: false)
-                return .literal
-            case UInt8(ascii: "\""):
-                return .quoted(readQuotedIdentifier())
-            case UInt8(ascii: "$"):
-                return readDollar()
-            case _ where Self.isWordByte(c):
-                let start = index
-                while let b = byte(), Self.isWordByte(b) { index += 1 }
-                let word = String(decoding: bytes[start..<index], as: UTF8.self).lowercased()
-                if word == "e", byte() == UInt8(ascii: "'") {
-                    skipString(backslashEscapes: true)
-                    return .literal
-                }
-                return .word(word)
-            default:
-                index += 1
-                return .symbol(c)
-            }
-        }
-        return nil
-    }
-
-    private mutating func skipBlockComment() {
-        var depth = 0
-        while let b = byte() {
-            if b == UInt8(ascii: "/"), byte(1) == UInt8(ascii: "*") {
-                depth += 1
-                index += 2
-            } else if b == UInt8(ascii: "*"), byte(1) == UInt8(ascii: "/") {
-                depth -= 1
-                index += 2
-                if depth == 0 { return }
-            } else {
-                index += 1
-            }
-        }
-    }
-
-    private mutating func skipString(backslashEscapes: Bool) {
-        index += 1  // opening quote
-        while let b = byte() {
-            index += 1
-            if backslashEscapes && b == UInt8(ascii: "\\") {
-                index += 1
-            } else if b == UInt8(ascii: "'") {
-                if byte() == UInt8(ascii: "'") { index += 1 } else { return }
-            }
-        }
-    }
-
-    private mutating func readQuotedIdentifier() -> String {
-        index += 1
-        var name: [UInt8] = []
-        while let b = byte() {
-            index += 1
-            if b == UInt8(ascii: "\"") {
-                if byte() == UInt8(ascii: "\"") { name.append(b); index += 1 } else { break }
-            } else {
-                name.append(b)
-            }
-        }
-        return String(decoding: name, as: UTF8.self)
-    }
-
-    /// `$1` (a parameter), `$tag$ … $tag$` or `$$ … $$` (a dollar quote); else the symbol `$`.
-    private mutating func readDollar() -> Token {
-        if let d = byte(1), (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(d) {
-            index += 1
-            while let b = byte(), (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) { index += 1 }
-            return .literal
-        }
-        var end = index + 1
-        while end < bytes.count, Self.isWordByte(bytes[end]), bytes[end] != UInt8(ascii: "$") { end += 1 }
-        guard end < bytes.count, bytes[end] == UInt8(ascii: "$") else {
-            index += 1
-            return .symbol(UInt8(ascii: "$"))
-        }
-        let tag = Array(bytes[index...end])
-        index = end + 1
-        while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "$"), bytes.count - index >= tag.count,
-                bytes[index..<(index + tag.count)].elementsEqual(tag)
-            {
-                index += tag.count
-                return .literal
-            }
-            index += 1
-        }
-        return .literal
     }
 }
