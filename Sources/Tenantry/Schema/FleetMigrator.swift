@@ -155,23 +155,11 @@ public struct FleetMigrator: Sendable {
             progress(outcome, 1, total)
             if outcome.error != nil { return outcomes }
         }
-        let width = max(1, concurrency)
-        await withTaskGroup(of: Outcome.self) { group in
-            var next = 0
-            for _ in 0..<min(width, targets.count) {
-                let target = targets[next]
-                next += 1
-                group.addTask { await migrate(target) }
-            }
-            while let outcome = await group.next() {
-                outcomes.append(outcome)
-                progress(outcome, outcomes.count, total)
-                if next < targets.count {
-                    let target = targets[next]
-                    next += 1
-                    group.addTask { await migrate(target) }
-                }
-            }
+        // `migrate` never throws (a failure is an outcome), so neither does this.
+        try? await forEachConcurrently(targets, concurrency: concurrency, migrate) { _, result, done in
+            guard case .success(let outcome) = result else { return }
+            outcomes.append(outcome)
+            progress(outcome, outcomes.count, total)
         }
         return outcomes
     }
