@@ -32,8 +32,9 @@ struct MoveEndToEndTests {
             let direct = DirectWriters(url: fixture.unifiedURL, shops: fixture.ids)
             let directTasks = (0..<2).map { worker in Task { try await direct.run(worker) } }
 
-            // Copy and sync under load; verify twice (the verifier and an independent query).
-            try await Task.sleep(for: .milliseconds(300))
+            // Copy and sync under load (once the load has written); verify twice (the verifier and an
+            // independent query).
+            try await eventually("the load is writing") { load.report().writes >= 5 }
             _ = try await concurrentMap(fixture.ids, concurrency: 2) { id in try await copier.copy(id) }
             _ = try await relay.catchUp(timeout: .seconds(60))
             let verifier = Verifier(plan: fixture.plan, logger: logger)
@@ -71,7 +72,10 @@ struct MoveEndToEndTests {
                 }
                 return true
             }
-            try await Task.sleep(for: .milliseconds(500))
+            let writesBeforeCutover = load.report().writes
+            try await eventually("the load writes while every shop reads from its database") {
+                load.report().writes >= writesBeforeCutover + 5
+            }
 
             // Cutover of every shop under load.
             let cutover = Cutover(
@@ -82,7 +86,8 @@ struct MoveEndToEndTests {
                 _ = try await cutover.cutover(id, maxPause: .seconds(30))
                 #expect(try await catalog.tenant(id)?.placement == .dedicated)
             }
-            try await Task.sleep(for: .seconds(1))
+            let writesAfterCutover = load.report().writes
+            try await eventually("the load writes to the dedicated shops") { load.report().writes >= writesAfterCutover + 5 }
             // Direct writers are now refused for every shop, with the clear error.
             try await eventually("every direct writer was refused") { direct.refusals.withLockedValue { $0 } >= 2 }
             #expect(direct.unexpected.withLockedValue { $0 } == [])
@@ -95,7 +100,8 @@ struct MoveEndToEndTests {
             try await eventually("the router sends the rolled-back shop's writes to unified") {
                 try await router.withTransaction(tenant: rolledBack, intent: .write) { $0.source } == .unified
             }
-            try await Task.sleep(for: .seconds(1))
+            let writesAfterRollback = load.report().writes
+            try await eventually("the load writes after the rollback") { load.report().writes >= writesAfterRollback + 5 }
 
             await load.stop()
             await loadTask.value

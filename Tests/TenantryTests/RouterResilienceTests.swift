@@ -28,7 +28,8 @@ struct RouterResilienceTests {
                     try await group.waitForAll()
                 }
             }
-            try await Task.sleep(for: .milliseconds(150))  // the flood holds the whole pool and queues ~1 s of work
+            // The flood holds the whole pool and queues ~1 s of work.
+            while (await router.poolStatistics()["default"]?.waiting ?? 0) < 10 { try await Task.sleep(for: .milliseconds(5)) }
             let othersStart = ContinuousClock.now
             // Per other tenant: its worst wait, and the most leases granted to anyone while one of
             // its requests waited (a scheduling measure, independent of the machine's speed).
@@ -80,7 +81,8 @@ struct RouterResilienceTests {
             try await fixture.withRouter(pool: RouterFixture.pool(cap: 5)) { second, _ in
                 #expect(try await second.route(for: tenant).writeSource == .unified)
                 #expect(try await first.route(for: tenant).writeSource == .unified)
-                try await Task.sleep(for: .milliseconds(300))  // both listeners are up
+                await first.waitUntilListening()
+                await second.waitUntilListening()
                 var record = try await catalog.requireTenant(tenant)
                 record.placement = .dedicated
                 let changed = ContinuousClock.now
@@ -111,12 +113,16 @@ struct RouterResilienceTests {
             #expect(try await RouterFixture.readName(router, fixture.ids[0]) == ("Ada 1", .tenant))
             let database = fixture.base.naming.databaseName(for: fixture.ids[0])
             let admin = try await TestPostgres.url()
+            let sessions = try await TestPostgres.strings(admin, "SELECT pid::text FROM pg_stat_activity WHERE datname = '\(database)'").compactMap { $0 }
             try await Database.withConnection(admin, logger: TestPostgres.logger) { connection in
                 try await connection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(database) ALLOW_CONNECTIONS false"), logger: TestPostgres.logger)
                 try await connection.query(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(database)", logger: TestPostgres.logger)
             }
-            try await Task.sleep(for: .milliseconds(100))
+            // The terminated sessions are gone: the pool's idle connection to the tenant database is dead.
+            while try await TestPostgres.strings(admin, "SELECT count(*)::text FROM pg_stat_activity WHERE pid = ANY('{\(sessions.joined(separator: ","))}'::int[])").first != "0" {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             let during = try await RouterFixture.readName(router, fixture.ids[0])
             #expect(during == ("Ada 1", .unified))
             #expect(router.readStatistics.fallbacks >= 1)

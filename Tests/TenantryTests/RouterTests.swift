@@ -202,12 +202,14 @@ struct RouterTests {
     func leaseTimeout() async throws {
         let fixture = try await RouterFixture.make(count: 2)
         try await fixture.withRouter(pool: RouterFixture.pool(cap: 1, timeout: .milliseconds(300))) { router, _ in
+            let (held, holding) = AsyncStream.makeStream(of: Void.self)
             let holder = Task {
                 try await router.withConnection(tenant: fixture.ids[0], intent: .write) { connection in
+                    holding.yield()
                     try await connection.query("SELECT pg_sleep(1.5)")
                 }
             }
-            try await Task.sleep(for: .milliseconds(200))
+            for await _ in held { break }  // the only connection is leased
             let start = ContinuousClock.now
             let error = await #expect(throws: TenantryError.self) {
                 try await router.withConnection(tenant: fixture.ids[1], intent: .write) { _ in }

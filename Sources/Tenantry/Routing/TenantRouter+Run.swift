@@ -32,6 +32,8 @@ extension TenantRouter {
                 try await catalog.withDedicatedConnection { connection in
                     let notifications = try await connection.listen("tenantry_routes")
                     invalidateRoutes()
+                    listening.set(true)
+                    defer { listening.set(false) }
                     backoff = .milliseconds(100)
                     for try await notification in notifications {
                         handle(notification.payload)

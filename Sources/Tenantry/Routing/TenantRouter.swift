@@ -91,6 +91,8 @@ public final class TenantRouter: Service, Sendable {
     let logger: Logger
     let observer: (@Sendable (ObservedQuery) -> Void)?
     let state = NIOLockedValueBox(State())
+    /// Set while the route listener's `LISTEN` is in place (``waitUntilListening()``).
+    let listening = ReadySignal()
 
     /// Creates a router. `observer` receives every query (wire it to a ``PerformanceMonitor``).
     public init(
