@@ -73,7 +73,7 @@ struct RouterResilienceTests {
         #expect((stats?.evictions ?? 0) > 0, "connections of the flooding tenant were closed to serve the others")
     }
 
-    @Test("a route changed in the catalog is followed by a second router within 1 s")
+    @Test("a route changed in the catalog is followed by a second router by NOTIFY, long before its cache expires")
     func routeChangeFollowed() async throws {
         let fixture = try await RouterFixture.make(count: 1)
         let tenant = fixture.ids[0]
@@ -98,7 +98,9 @@ struct RouterResilienceTests {
                 return elapsed
             }
         }
-        #expect(elapsed < .seconds(1), "followed after \(elapsed)")
+        // Followed by NOTIFY, not by the route cache's expiry (30 s): the bound says which, not how
+        // fast a loaded CI machine is (the router benchmark measures the latency).
+        #expect(elapsed < .seconds(5), "followed after \(elapsed)")
     }
 
     @Test("fallback serves reads from unified while a tenant database is down")
