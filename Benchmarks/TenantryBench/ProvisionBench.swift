@@ -145,20 +145,7 @@ struct ProvisionBench: AsyncParsableCommand {
 
     /// Provisions `ids`, `width` at a time; the first failure ends the run.
     static func provisionAll(_ ids: [TenantID], with provisioner: TenantProvisioner, width: Int) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 0
-            for _ in 0..<min(width, ids.count) {
-                let id = ids[next]
-                next += 1
-                group.addTask { _ = try await provisioner.provision(id) }
-            }
-            while try await group.next() != nil {
-                guard next < ids.count else { continue }
-                let id = ids[next]
-                next += 1
-                group.addTask { _ = try await provisioner.provision(id) }
-            }
-        }
+        _ = try await concurrentMap(ids, concurrency: width) { id in _ = try await provisioner.provision(id) }
     }
 
     /// One `/bin/sh` loop running `createdb -T template anchor_c_<i>` for i in 1…count.

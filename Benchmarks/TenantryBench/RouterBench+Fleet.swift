@@ -43,24 +43,17 @@ struct BenchFleet: Sendable {
                 servers: ServerDirectory(databaseURL: admin, superuser: nil, superuserPassword: nil, servers: [], keyring: keyring),
                 keyring: keyring, naming: naming, migrations: [migration], actor: "bench", logger: logger)
             let start = ContinuousClock.now
-            let done = ManagedCount()
             try await provisioner.withSession { provisioner in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for lane in 0..<width {
-                        group.addTask {
-                            for index in stride(from: lane, to: ids.count, by: width) {
-                                _ = try await provisioner.provision(ids[index])
-                                var record = try await catalog.requireTenant(ids[index])
-                                record.placement = .dedicated
-                                try await catalog.upsertTenant(record)
-                                let finished = done.increment()
-                                if !quiet, finished % 100 == 0 || finished == ids.count {
-                                    Bench.note("provisioned \(finished)/\(ids.count) tenants (\(Int(Double(finished) / elapsedSeconds(since: start))) /s)")
-                                }
-                            }
-                        }
+                try await forEachConcurrently(ids, concurrency: width) { id in
+                    _ = try await provisioner.provision(id)
+                    var record = try await catalog.requireTenant(id)
+                    record.placement = .dedicated
+                    try await catalog.upsertTenant(record)
+                } finished: { _, result, finished in
+                    try result.get()
+                    if !quiet, finished % 100 == 0 || finished == ids.count {
+                        Bench.note("provisioned \(finished)/\(ids.count) tenants (\(Int(Double(finished) / elapsedSeconds(since: start))) /s)")
                     }
-                    try await group.waitForAll()
                 }
             }
         }
@@ -97,16 +90,4 @@ struct BenchFleet: Sendable {
 func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {
     let elapsed = ContinuousClock.now - start
     return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-}
-
-/// A thread-safe counter.
-final class ManagedCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
-    }
 }

@@ -82,16 +82,9 @@ extension RouterBench {
         let registry = CredentialRegistry(catalog: catalog, keyring: fleet.keyring)
         let router = fleet.makeRouter(catalog: catalog, cap: 10, perTenant: 2, registry: registry)
         @Sendable func resolve(_ slice: ArraySlice<TenantID>) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<8 {
-                    group.addTask {
-                        for index in stride(from: slice.startIndex + lane, to: slice.endIndex, by: 8) {
-                            _ = try await router.route(for: slice[index])
-                            _ = try await registry.credentials(for: slice[index])
-                        }
-                    }
-                }
-                try await group.waitForAll()
+            _ = try await concurrentMap(Array(slice), concurrency: 8) { id in
+                _ = try await router.route(for: id)
+                _ = try await registry.credentials(for: id)
             }
         }
         // Warm the code paths and the catalog client's connections on the first 2% first.

@@ -53,12 +53,7 @@ struct MoveFixture {
         let fixture = MoveFixture(base: base, unifiedURL: url, ids: ids, plan: plan, migration: migration, servers: servers)
         try await fixture.withProvisioner(servers: servers) { provisioner in
             for record in servers { try await provisioner.catalog.upsertServer(record) }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for slice in ids.chunked(4) {
-                    group.addTask { for id in slice { _ = try await provisioner.provision(id, server: server) } }
-                }
-                try await group.waitForAll()
-            }
+            _ = try await concurrentMap(ids, concurrency: 4) { id in _ = try await provisioner.provision(id, server: server) }
         }
         try await fixture.capture().install()
         return fixture
