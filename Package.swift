@@ -164,6 +164,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PostgresToolsTests",
+            dependencies: ["PostgresTools", "TenantryCore", "TenantryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "EmbeddedPostgresTests",
             dependencies: ["EmbeddedPostgres", "TenantryTestSupport"],
             swiftSettings: swiftSettings
