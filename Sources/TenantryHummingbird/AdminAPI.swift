@@ -70,7 +70,8 @@ public struct AdminAPI: Sendable {
     /// ```
     ///
     /// The paths are relative (`migration/status`, `jobs/:id`); mount them at `/api/superadmin`
-    /// for the paths of docs/openapi.json. The host's context records the caller
+    /// for the paths of docs/openapi.json (a submitted job's `Location` names
+    /// `/api/superadmin/jobs/{id}`). The host's context records the caller
     /// (``ActorRequestContext``); run ``jobs`` as a service of the host's application.
     public func routes<Context: ActorRequestContext>(context: Context.Type = Context.self) -> RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
