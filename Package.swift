@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "tenantry-bench", targets: ["TenantryBench"]),
         .library(name: "Tenantry", targets: ["Tenantry"]),
         .library(name: "TenantryCore", targets: ["TenantryCore"]),
+        .library(name: "TenantryHummingbird", targets: ["TenantryHummingbird"]),
+        .library(name: "PostgresTools", targets: ["PostgresTools"]),
         .library(name: "EmbeddedPostgres", targets: ["EmbeddedPostgres"]),
     ],
     dependencies: [
@@ -32,8 +34,13 @@ let package = Package(
     ],
     targets: [
         .target(
+            name: "PostgresTools",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "EmbeddedPostgres",
             dependencies: [
+                "PostgresTools",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -47,22 +54,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The library: PostgresNIO, swift-log and swift-metrics (the rest are modules of
+        // PostgresNIO's own packages, and hdrhistogram-swift for the performance monitor).
         .target(
             name: "Tenantry",
             dependencies: [
                 "TenantryCore",
-                "EmbeddedPostgres",
+                "PostgresTools",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -78,12 +85,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Hummingbird integration: tenant middleware, bearer/JWT, the admin API as route
+        // collections, /metrics over a Prometheus registry.
         .target(
-            name: "TenantryAdmin",
+            name: "TenantryHummingbird",
             dependencies: [
                 "Tenantry",
                 "TenantryCore",
-                "HandyShop",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,6 +101,21 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            resources: [.copy("openapi.json")],
+            swiftSettings: swiftSettings
+        ),
+        // The HandyShop example web service (customers, repairs) over the router.
+        .target(
+            name: "HandyShopService",
+            dependencies: [
+                "Tenantry",
+                "TenantryCore",
+                "TenantryHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -100,11 +123,15 @@ let package = Package(
             dependencies: [
                 "Tenantry",
                 "TenantryCore",
-                "TenantryAdmin",
+                "TenantryHummingbird",
+                "HandyShopService",
                 "HandyShop",
                 "EmbeddedPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,8 +158,14 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Benchmarks/TenantryBench",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresToolsTests",
+            dependencies: ["PostgresTools", "TenantryCore", "TenantryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -162,15 +195,17 @@ let package = Package(
                 "Tenantry",
                 "TenantryCore",
                 "EmbeddedPostgres",
+                "TenantryHummingbird",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "TenantryAdminTests",
+            name: "TenantryHummingbirdTests",
             dependencies: [
-                "TenantryAdmin", "TenantryTestSupport", "Tenantry", "TenantryCore", "HandyShop",
+                "TenantryHummingbird", "HandyShopService", "TenantryTestSupport", "Tenantry", "TenantryCore", "HandyShop",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HandyShop
 import PostgresNIO
+import Prometheus
 import Tenantry
 import TenantryCore
 
@@ -79,7 +80,7 @@ struct RouterBench: AsyncParsableCommand {
         let clients = made
         let cap = tenants * perTenant
         let plain = fleet.makeRouter(catalog: catalog, cap: cap, perTenant: perTenant)
-        let monitor = PerformanceMonitor(metricsFactory: PrometheusExporter().metricsFactory)
+        let monitor = PerformanceMonitor(metricsFactory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
         let monitored = fleet.makeRouter(catalog: catalog, cap: cap, perTenant: perTenant, monitor: monitor)
         let (tasks, duration, quiet) = (concurrency, Duration.milliseconds(Int64(seconds * 1000)), json)
         let logger = Bench.logger

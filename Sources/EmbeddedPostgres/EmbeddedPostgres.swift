@@ -1,3 +1,4 @@
+@_exported import PostgresTools
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

@@ -1,6 +1,7 @@
 import Foundation
 import Tenantry
 import TenantryCore
+import TenantryHummingbird
 import Testing
 
 /// Pure tests of the performance monitor: no database. Each test has its own monitor and, where

@@ -4,6 +4,7 @@ import Metrics
 import PostgresNIO
 import Tenantry
 import TenantryCore
+import TenantryHummingbird
 import TenantryTestSupport
 import Testing
 

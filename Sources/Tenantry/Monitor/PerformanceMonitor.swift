@@ -61,9 +61,10 @@ public final class PerformanceMonitor: Sendable {
     ///
     /// - Parameters:
     ///   - configuration: thresholds and retention.
-    ///   - metricsFactory: where swift-metrics go; default the factory bootstrapped for the
-    ///     process (``PrometheusExporter/bootstrap()``) at the time of this call. Tests pass a
-    ///     factory over their own registry (``PrometheusExporter/metricsFactory``).
+    ///   - metricsFactory: where swift-metrics go; default the factory the executable bootstrapped
+    ///     (`MetricsSystem.bootstrap`; `tenantry serve` bootstraps a Prometheus one) at the time
+    ///     of this call. Tests pass a factory over their own registry (TenantryHummingbird's
+    ///     `PrometheusExporter().metricsFactory`).
     ///   - onAlert: called, outside any lock, for each alert that starts firing at a call of
     ///     ``alerts()``.
     public init(

@@ -1,7 +1,7 @@
-import EmbeddedPostgres
 import Foundation
 import Logging
 import PostgresNIO
+import PostgresTools
 import TenantryCore
 
 extension TenantProvisioner {
@@ -126,15 +126,10 @@ extension TenantProvisioner {
 
     /// `pg_dump -Fc` of `url`'s database into `file`; the password goes through the environment.
     static func dump(_ url: PostgresURL, to file: String, logger: Logger) async throws {
-        let binaries = try PostgresBinaries.locate()
-        let environment = clientEnvironment(for: url)
-        let output = try await ProcessRunner().run(
-            binaries.path(of: "pg_dump"),
-            ["--format=custom", "--file=\(file)", "--host=\(url.host)", "--port=\(url.port)", "--username=\(url.user)",
-             "--dbname=\(url.database)", "--no-password"],
-            environment: environment)
+        let output = try await PostgresDump.custom(
+            .init(host: url.host, port: url.port, user: url.user, database: url.database), to: file,
+            environment: clientEnvironment(for: url))
         guard output.succeeded else {
-            try? FileManager.default.removeItem(atPath: file)
             throw TenantryError(
                 code: .database,
                 message: "pg_dump of \(url.database) failed: \(output.text.split(separator: "\n").first.map(String.init) ?? "exit \(output.status)")")

@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import Tenantry
-import TenantryAdmin
+import HandyShopService
+import TenantryHummingbird
 import TenantryCore
 
 /// `tenantry serve`: the admin API (the seeds' superadmin migration endpoints), with the relay.
@@ -35,7 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw TenantryError(
                     code: .configuration, message: "TENANTRY_ADMIN_TOKEN must be set (at least 16 characters): serve refuses to start without it")
             }
-            let metrics = PrometheusExporter.bootstrap()
+            let metrics = MetricsBootstrap.prometheus()
             var configuration = AdminAPI.Configuration(token: token)
             configuration.archiveDirectory = archiveDir
             configuration.migrationsDirectory = migrations
@@ -113,8 +114,8 @@ struct HandyShopCommand: AsyncParsableCommand {
                     tenants.sources.append(.jwtClaim("shop_id"))
                 }
                 tenants.discriminator = context.configuration.naming.discriminator
-                tenants.shopIDPolicy = stripShopId ? .strip : .reject
-                PrometheusExporter.bootstrap()
+                tenants.discriminatorPolicy = stripShopId ? .strip : .reject
+                MetricsBootstrap.prometheus()
                 let (settings, host, port) = (tenants, host, port)
                 try await Services.with(context) { services in
                     let relay = try await makeRelay(services.operations)

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Tenantry
-@testable import TenantryAdmin
+@testable import TenantryHummingbird
 import TenantryCore
 import TenantryTestSupport
 import Testing

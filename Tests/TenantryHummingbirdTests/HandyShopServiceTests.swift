@@ -3,7 +3,8 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Tenantry
-@testable import TenantryAdmin
+@testable import HandyShopService
+@testable import TenantryHummingbird
 import TenantryCore
 import TenantryTestSupport
 import Testing
@@ -60,7 +61,7 @@ struct HandyShopServiceTests {
                     #expect(badStatus.status == .badRequest && badStatus.errorCode == "invalid_argument")
                     let withShop = try await client.call(
                         .post, "/customers", token: nil, body: #"{"firstName": "Eve", "lastName": "X", "shop_id": 1}"#, headers: header)
-                    #expect(withShop.status == .badRequest && withShop.errorCode == "shop_id_not_allowed")
+                    #expect(withShop.status == .badRequest && withShop.errorCode == "discriminator_not_allowed")
                 }
                 // One shop never sees another's rows.
                 let foreign = try await client.call(.get, "/customers/\(customers["1"] ?? 0)", token: nil, headers: ["X-Tenant-ID": "2"])

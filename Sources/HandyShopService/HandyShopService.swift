@@ -5,6 +5,7 @@ import PostgresNIO
 import ServiceLifecycle
 import Tenantry
 import TenantryCore
+import TenantryHummingbird
 
 /// The request context of the HandyShop service: the tenant (shop) the ``TenantMiddleware`` found.
 public struct HandyShopRequestContext: TenantRequestContext {
@@ -66,10 +67,8 @@ public struct HandyShopService: Sendable {
         let httpRouter = Router(context: HandyShopRequestContext.self)
         httpRouter.add(middleware: JSONErrorMiddleware(bodyLimit: 64 * 1024))
         var groups = [httpRouter.group().add(middleware: middleware)]
-        for source in tenants.sources {
-            if case .pathPrefix(let prefix) = source.base {
-                groups.append(httpRouter.group(RouterPath(prefix + "/:shop")).add(middleware: middleware))
-            }
+        for prefix in tenants.sources.compactMap(\.routePrefix) {
+            groups.append(httpRouter.group(RouterPath(prefix + "/:shop")).add(middleware: middleware))
         }
         for group in groups {
             addCustomerRoutes(to: group)

@@ -3,6 +3,7 @@ import Hummingbird
 import PostgresNIO
 import Tenantry
 import TenantryCore
+import TenantryHummingbird
 
 extension HandyShopService {
     /// A customer as the service returns it.

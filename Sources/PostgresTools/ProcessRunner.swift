@@ -30,7 +30,7 @@ public struct ProcessRunner: Sendable {
     }
 
     /// The executable and arguments that actually run, wrapped in `runuser` when needed.
-    func commandLine(_ executable: String, _ arguments: [String]) -> (String, [String]) {
+    public func commandLine(_ executable: String, _ arguments: [String]) -> (String, [String]) {
         guard let user else { return (executable, arguments) }
         let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
             .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/runuser"

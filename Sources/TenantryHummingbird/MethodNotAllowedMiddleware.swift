@@ -15,9 +15,9 @@ public struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddlew
     let routes: [Route]
 
     /// A middleware over the paths of the OpenAPI document `document` (JSON text); default: the
-    /// admin API's own.
-    public init(document: String = OpenAPIDocument.json) {
-        let object = (try? JSONDecoder().decode(JSONValue.self, from: Data(document.utf8)))?.object
+    /// admin API's own (``OpenAPIDocument``; none when it is not installed: every path passes).
+    public init(document: String? = OpenAPIDocument.json) {
+        let object = document.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }?.object
         let verbs: Set<String> = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
         var routes: [Route] = []
         for (path, item) in object?["paths"]?.object ?? [:] {

@@ -62,34 +62,66 @@ public struct AdminAPI: Sendable {
         }
     }
 
-    /// A router with every route, the JSON error handling and the body limit.
-    public func makeRouter() -> Router<AdminRequestContext> {
-        let router = Router(context: AdminRequestContext.self)
-        router.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
-        router.add(middleware: MethodNotAllowedMiddleware())
-        let bearer = BearerTokenMiddleware<AdminRequestContext>(token: configuration.token)
-        router.get("/health") { request, _ in try await health(detailed: bearer.accepts(request)) }
-        router.get("/openapi.json") { _, _ in
-            var headers = HTTPFields()
-            headers[.contentType] = "application/json; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
-        }
-        router.get("/metrics") { _, _ in
-            guard let metrics else { throw AdminError(.notFound, code: "not_found", "metrics are not enabled") }
-            var headers = HTTPFields()
-            headers[.contentType] = PrometheusExporter.contentType
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
-        }
-        let api = router.group("/api/superadmin").add(middleware: bearer)
-        addMigrationRoutes(to: api.group("migration"))
-        api.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
-        api.get("jobs/:id") { _, context in
+    /// The admin API's `/api/superadmin` routes (migration endpoints and jobs), behind the JSON
+    /// error handling and the bearer token, for a host application to mount under its own router:
+    ///
+    /// ```swift
+    /// router.addRoutes(api.routes(context: AppContext.self), atPath: "/api/superadmin")
+    /// ```
+    ///
+    /// The paths are relative (`migration/status`, `jobs/:id`); mount them at `/api/superadmin`
+    /// for the paths of docs/openapi.json (a submitted job's `Location` names
+    /// `/api/superadmin/jobs/{id}`). The host's context records the caller
+    /// (``ActorRequestContext``); run ``jobs`` as a service of the host's application.
+    public func routes<Context: ActorRequestContext>(context: Context.Type = Context.self) -> RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
+        routes.add(middleware: BearerTokenMiddleware<Context>(token: configuration.token))
+        addMigrationRoutes(to: routes.group("migration"))
+        routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
+        routes.get("jobs/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
             guard let job = jobs.job(id) else {
                 throw AdminError(.notFound, code: "job_not_found", "no job \(id.prefix(40))")
             }
             return try Self.json(job)
         }
+        return routes
+    }
+
+    /// The unauthenticated routes: `/health` (details for the token's holder), `/openapi.json`
+    /// and `/metrics` (404 without ``metrics``), for a host to mount at its root or elsewhere.
+    public func publicRoutes<Context: RequestContext>(context: Context.Type = Context.self) -> RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
+        let bearer = BearerTokenMiddleware<AdminRequestContext>(token: configuration.token)
+        routes.get("health") { request, _ in try await health(detailed: bearer.accepts(request)) }
+        routes.get("openapi.json") { _, _ in
+            guard let document = OpenAPIDocument.json else {
+                throw AdminError(.notFound, code: "not_found", "the OpenAPI document is not installed next to the executable")
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: document)))
+        }
+        routes.get("metrics") { _, _ in
+            guard let metrics else { throw AdminError(.notFound, code: "not_found", "metrics are not enabled") }
+            var headers = HTTPFields()
+            headers[.contentType] = PrometheusExporter.contentType
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+        }
+        return routes
+    }
+
+    /// The standalone router of `tenantry serve`: ``publicRoutes(context:)`` at the root,
+    /// ``routes(context:)`` at `/api/superadmin`, with JSON errors for unknown paths and 405 for
+    /// a declared path with an undeclared method.
+    public func makeRouter() -> Router<AdminRequestContext> {
+        let router = Router(context: AdminRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
+        router.add(middleware: MethodNotAllowedMiddleware())
+        router.addRoutes(publicRoutes())
+        router.addRoutes(routes(), atPath: "/api/superadmin")
         return router
     }
 
@@ -97,37 +129,41 @@ public struct AdminAPI: Sendable {
     /// unless `detailed` (the caller sent the admin token): the catalog version and the error,
     /// which may name a host, port or database, are not for anonymous callers.
     func health(detailed: Bool) async throws -> Response {
-        struct Health: Encodable { var status: String; var catalogVersion: Int?; var error: String? }
         do {
             try await operations.catalog.requireCurrent()
             let version = detailed ? try await operations.catalog.version() : nil
-            return try Self.json(Health(status: "ok", catalogVersion: version))
+            return try Self.json(HealthResponse(status: "ok", catalogVersion: version))
         } catch {
             let mapped = AdminError.from(error, bodyLimit: AdminRequestContext.bodyLimit)
-            return try Self.json(Health(status: "unavailable", error: detailed ? mapped.message : nil), status: .serviceUnavailable)
+            return try Self.json(HealthResponse(status: "unavailable", error: detailed ? mapped.message : nil), status: .serviceUnavailable)
         }
     }
 
     // MARK: - Helpers
 
-    /// A JSON response (keys sorted, dates ISO 8601).
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) throws -> Response {
+    /// A JSON response (keys sorted, dates ISO 8601), as every endpoint answers.
+    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) throws -> Response {
+        var headers = extra
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encode(value))))
+    }
+
+    /// The JSON of a response body: keys sorted, dates ISO 8601.
+    static func encode(_ value: some Encodable) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
-        var headers = extra
-        headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        return try encoder.encode(value)
     }
 
     /// The operations acting as the caller, with the server directory re-read.
-    func operations(for context: AdminRequestContext) async throws -> Operations {
+    func operations(for context: some ActorRequestContext) async throws -> Operations {
         try await operations.refreshed().acting(as: context.actor ?? "api:unknown")
     }
 
     /// Audits a synchronous action.
     func audit(
-        _ context: AdminRequestContext, _ action: String, tenant: TenantID? = nil, outcome: AuditEntry.Outcome,
+        _ context: some ActorRequestContext, _ action: String, tenant: TenantID? = nil, outcome: AuditEntry.Outcome,
         _ detail: [String: String] = [:]
     ) async {
         try? await operations.catalog.audit(
@@ -136,7 +172,7 @@ public struct AdminAPI: Sendable {
 
     /// Runs a handler; a client error (4xx) after authentication is audited as refused.
     func audited(
-        _ context: AdminRequestContext, _ action: String, _ body: () async throws -> Response
+        _ context: some ActorRequestContext, _ action: String, _ body: () async throws -> Response
     ) async throws -> Response {
         do {
             return try await body()
@@ -151,17 +187,16 @@ public struct AdminAPI: Sendable {
 
     /// Submits a job and answers 202 `{"job": id, "state": "queued"}` with its URL in `Location`.
     func accepted(
-        _ context: AdminRequestContext, kind: String, detail: [String: String] = [:],
+        _ context: some ActorRequestContext, kind: String, detail: [String: String] = [:],
         _ work: @escaping @Sendable (AdminJobs.Reporter) async throws -> AdminJobs.Outcome
     ) async throws -> Response {
         let job = jobs.submit(kind: kind, actor: context.actor ?? "api:unknown", work)
         var auditDetail = detail
         auditDetail["job"] = job.id
         await audit(context, "\(kind).submit", outcome: .ok, auditDetail)
-        struct Accepted: Encodable { var job: String; var state: String; var kind: String }
         var headers = HTTPFields()
         headers[.location] = "/api/superadmin/jobs/\(job.id)"
-        return try Self.json(Accepted(job: job.id, state: job.state.rawValue, kind: kind), status: .accepted, headers: headers)
+        return try Self.json(AcceptedResponse(job: job.id, state: job.state.rawValue, kind: kind), status: .accepted, headers: headers)
     }
 
     /// Checks that each tenant is in the catalog (404 `tenant_not_found` otherwise).

@@ -24,6 +24,13 @@ public enum TenantIdentification {
         /// ``Configuration/jwtSecret``.
         public static func jwtClaim(_ claim: String = "shop_id") -> Source { Source(base: .jwtClaim(claim)) }
 
+        /// The prefix of a ``pathPrefix(_:)`` source (`nil` for the others): an application mounts
+        /// its tenant routes under `prefix/:tenant` too.
+        public var routePrefix: String? {
+            if case .pathPrefix(let prefix) = base { return prefix }
+            return nil
+        }
+
         /// How error messages name the source.
         var name: String {
             switch base {
@@ -35,16 +42,17 @@ public enum TenantIdentification {
         }
     }
 
-    /// What to do with a discriminator (`shop_id`) in a JSON request body.
-    public struct ShopIDPolicy: Sendable, Equatable {
+    /// What to do with the discriminator (``Configuration/discriminator``, e.g. `shop_id`) in a
+    /// JSON request body.
+    public struct DiscriminatorPolicy: Sendable, Equatable {
         enum Base: Sendable, Equatable { case reject, strip, allow }
         let base: Base
-        /// 400 `shop_id_not_allowed` (the default).
-        public static let reject = ShopIDPolicy(base: .reject)
+        /// 400 `discriminator_not_allowed` (the default).
+        public static let reject = DiscriminatorPolicy(base: .reject)
         /// Removed from the body before the handler sees it.
-        public static let strip = ShopIDPolicy(base: .strip)
+        public static let strip = DiscriminatorPolicy(base: .strip)
         /// Left alone (the handler must ignore it).
-        public static let allow = ShopIDPolicy(base: .allow)
+        public static let allow = DiscriminatorPolicy(base: .allow)
     }
 
     /// Middleware settings.
@@ -61,7 +69,7 @@ public enum TenantIdentification {
         /// The tenant key that must not come from a body (`TENANTRY_DISCRIMINATOR`, default `shop_id`).
         public var discriminator = "shop_id"
         /// What to do with it (default: reject).
-        public var shopIDPolicy: ShopIDPolicy = .reject
+        public var discriminatorPolicy: DiscriminatorPolicy = .reject
         /// The largest body inspected (larger is a 413).
         public var bodyLimit = 64 * 1024
         /// How long a tenant found to exist is remembered.

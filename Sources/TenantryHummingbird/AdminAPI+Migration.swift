@@ -5,7 +5,7 @@ import TenantryCore
 
 extension AdminAPI {
     /// The seeds' `/api/superadmin/migration/*` endpoints.
-    func addMigrationRoutes(to group: RouterGroup<AdminRequestContext>) {
+    func addMigrationRoutes<Context: ActorRequestContext>(to group: RouterGroup<Context>) {
         let limit = AdminRequestContext.bodyLimit
         group.get("status") { _, context in
             let operations = try await operations(for: context)
@@ -71,8 +71,7 @@ extension AdminAPI {
                 try await requireKnown(ids, operations)
                 let changed = try await operations.move().setDualWrite(ids.map { .tenants($0) } ?? .all, enabled: enabled)
                 await audit(context, "enable-dual-write", outcome: .ok, ["enabled": "\(enabled)", "tenants": Self.describe(changed)])
-                struct Result: Encodable { var enabled: Bool; var tenants: [TenantID] }
-                return try Self.json(Result(enabled: enabled, tenants: changed))
+                return try Self.json(DualWriteResponse(enabled: enabled, tenants: changed))
             }
         }
 
@@ -137,12 +136,7 @@ extension AdminAPI {
                     workload = try await operations.measurePerformance(tenants: tenants, duration: .seconds(seconds), monitor: monitor)
                     await audit(context, "performance", outcome: .ok, ["measureSeconds": "\(seconds)"])
                 }
-                struct Result: Encodable {
-                    var stats: PerformanceStats
-                    var comparison: PerformanceMonitor.Comparison
-                    var workload: ComparisonWorkload.Report?
-                }
-                return try Self.json(Result(stats: monitor.stats(), comparison: monitor.compare(), workload: workload))
+                return try Self.json(PerformanceResponse(stats: monitor.stats(), comparison: monitor.compare(), workload: workload))
             }
         }
 
@@ -152,8 +146,7 @@ extension AdminAPI {
             try await requireKnown(tenants, operations)
             let move = try await operations.move()
             try await move.requireCapture()
-            struct Result: Encodable { var deadLetters: [DeadLetters.Letter] }
-            return try Self.json(Result(deadLetters: try await move.deadLetters().list(tenants: tenants)))
+            return try Self.json(DeadLettersResponse(deadLetters: try await move.deadLetters().list(tenants: tenants)))
         }
 
         group.post("retire-legacy") { request, context in

@@ -1,14 +1,15 @@
 import Metrics
-import NIOConcurrencyHelpers
 import Prometheus
+import Tenantry
 
 /// Collects swift-metrics in a Prometheus registry and renders them in the text exposition
 /// format, for `/metrics`.
 ///
-/// A process bootstraps swift-metrics once, with ``bootstrap()``; everything made afterwards
-/// without an explicit factory (the ``PerformanceMonitor`` by default, and libraries) lands in
-/// that exporter. Tests never bootstrap: they make their own `PrometheusExporter()` and pass its
-/// ``metricsFactory`` to the monitor, so parallel tests cannot see each other's counts.
+/// A library never bootstraps swift-metrics: the executable does, once (`tenantry serve` with an
+/// exporter over `PrometheusMetricsFactory.defaultRegistry`); everything made afterwards without
+/// an explicit factory (the ``PerformanceMonitor`` by default, and libraries) lands in that
+/// exporter, which ``AdminAPI`` serves at `/metrics`. Tests never bootstrap: they make their own
+/// `PrometheusExporter()` and pass its ``metricsFactory`` to the monitor, so parallel tests cannot see each other's counts.
 public struct PrometheusExporter: Sendable {
     /// The registry metrics are collected in.
     public let registry: PrometheusCollectorRegistry
@@ -40,26 +41,5 @@ public struct PrometheusExporter: Sendable {
     /// Everything in ``registry`` in the Prometheus text exposition format.
     public func render() -> String {
         registry.emitToString()
-    }
-
-    private static let global = NIOLockedValueBox<PrometheusExporter?>(nil)
-
-    /// Bootstraps swift-metrics with an exporter over Prometheus' default registry, once per
-    /// process; later calls return the same exporter. (swift-metrics allows one bootstrap per
-    /// process: anything else that calls `MetricsSystem.bootstrap` must not run too.)
-    @discardableResult
-    public static func bootstrap() -> PrometheusExporter {
-        global.withLockedValue { current in
-            if let current { return current }
-            let exporter = PrometheusExporter(registry: PrometheusMetricsFactory.defaultRegistry)
-            MetricsSystem.bootstrap(exporter.factory)
-            current = exporter
-            return exporter
-        }
-    }
-
-    /// The exporter ``bootstrap()`` installed, if it ran.
-    public static var bootstrapped: PrometheusExporter? {
-        global.withLockedValue { $0 }
     }
 }

@@ -17,13 +17,13 @@ public protocol TenantRequestContext: RequestContext {
 /// sends, and the other sources may only agree with the claim. No tenant → 400 `tenant_required`, an invalid id
 /// → 400 `invalid_tenant_id`, sources that disagree → 400 `tenant_mismatch`, a bad or expired token
 /// → 401 `invalid_token`, an unknown tenant → 404 `tenant_not_found`. A `shop_id` (the
-/// discriminator) in a JSON body is rejected (400 `shop_id_not_allowed`) or stripped: the tenant
+/// discriminator) in a JSON body is rejected (400 `discriminator_not_allowed`) or stripped: the tenant
 /// comes from the request's identity, never from its payload (the seeds' API sanitization).
 public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware {
     /// Where a request names its tenant.
     public typealias Source = TenantIdentification.Source
     /// What to do with a client-sent discriminator.
-    public typealias ShopIDPolicy = TenantIdentification.ShopIDPolicy
+    public typealias DiscriminatorPolicy = TenantIdentification.DiscriminatorPolicy
     /// Middleware settings.
     public typealias Configuration = TenantIdentification.Configuration
 
@@ -146,7 +146,7 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
     /// Rejects or strips the discriminator in a JSON body (top-level object, or objects of a
     /// top-level array).
     private func sanitizeBody(_ request: inout Request) async throws {
-        guard configuration.shopIDPolicy != .allow, [.post, .put, .patch].contains(request.method) else { return }
+        guard configuration.discriminatorPolicy != .allow, [.post, .put, .patch].contains(request.method) else { return }
         let buffer = try await request.collectBody(upTo: configuration.bodyLimit)
         guard buffer.readableBytes > 0,
               let value = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
@@ -160,9 +160,9 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
         default: found = false
         }
         guard found else { return }
-        if configuration.shopIDPolicy == .reject {
+        if configuration.discriminatorPolicy == .reject {
             throw AdminError(
-                .badRequest, code: "shop_id_not_allowed",
+                .badRequest, code: "discriminator_not_allowed",
                 "'\(key)' must not be sent: the tenant comes from the request (\(configuration.sources.map(\.name).joined(separator: ", ")))")
         }
         func strip(_ value: JSONValue) -> JSONValue {

@@ -6,7 +6,7 @@ import HummingbirdTesting
 import Logging
 import PostgresNIO
 import Tenantry
-@testable import TenantryAdmin
+@testable import TenantryHummingbird
 import TenantryCore
 import TenantryTestSupport
 import Testing

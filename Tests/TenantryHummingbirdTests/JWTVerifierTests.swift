@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import TenantryAdmin
+@testable import TenantryHummingbird
 
 @Suite("HS256 JWT verification")
 struct JWTVerifierTests {
