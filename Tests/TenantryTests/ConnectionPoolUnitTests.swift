@@ -158,6 +158,28 @@ struct ConnectionPoolUnitTests {
         #expect(stats.connectFailures == 2 && stats.connects == 1 && stats.leases == 1)
     }
 
+    @Test("a connect that outlives the lease deadline fails the lease in time; the late connection is closed")
+    func lateConnectIsClosed() async throws {
+        let server = FakeServer()
+        let pool = FakePool.make(server, cap: 2, leaseTimeout: .milliseconds(50))
+        server.holdConnects()
+        let start = ContinuousClock.now
+        let error = await #expect(throws: TenantryError.self) { try await pool.withConnection(key("a")) { _ in } }
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(error?.code == .timeout)
+        #expect(error?.message.hasPrefix("pool unit: cannot connect to app@a within 50 ms") == true, "\(error?.message ?? "")")
+        #expect(server.heldConnects == 1)
+        server.answerHeldConnects()
+        // The connection arrives after the race was lost: nobody would release it, so it is closed.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while server.connections.first?.closeCalls != 1 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        #expect(server.connections.count == 1 && server.connections[0].closeCalls == 1 && server.live == 0)
+        let stats = await pool.statistics()
+        #expect(stats.open == 0 && stats.connectFailures == 1 && stats.leaseTimeouts == 1)
+    }
+
     @Test("closeIdle returns after the idle connections are closed")
     func idleClose() async throws {
         let server = FakeServer()

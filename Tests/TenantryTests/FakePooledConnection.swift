@@ -60,6 +60,8 @@ final class FakeServer: Sendable {
         var connects: [String] = []
         var failNext = 0
         var connections: [FakeConnection] = []
+        var holdConnects = false
+        var heldConnects: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -76,8 +78,29 @@ final class FakeServer: Sendable {
     /// Refuses the next `count` connects.
     func failNext(_ count: Int) { state.withLockedValue { $0.failNext = count } }
 
+    /// Connects wait (ignoring cancellation, like a server that accepted the socket and never
+    /// answers) until ``answerHeldConnects()``.
+    func holdConnects() { state.withLockedValue { $0.holdConnects = true } }
+    /// Connects waiting now.
+    var heldConnects: Int { state.withLockedValue { $0.heldConnects.count } }
+    /// Lets the waiting connects (and later ones) through.
+    func answerHeldConnects() {
+        let held = state.withLockedValue { state in
+            defer { state.heldConnects = []; state.holdConnects = false }
+            return state.heldConnects
+        }
+        for continuation in held { continuation.resume() }
+    }
+
     func connect(_ key: TenantPool.Key) async throws -> FakeConnection {
         try await Task.sleep(for: .milliseconds(1))
+        await withCheckedContinuation { continuation in
+            let hold = state.withLockedValue { state in
+                if state.holdConnects { state.heldConnects.append(continuation) }
+                return state.holdConnects
+            }
+            if !hold { continuation.resume() }
+        }
         return try state.withLockedValue { state in
             if state.failNext > 0 {
                 state.failNext -= 1
