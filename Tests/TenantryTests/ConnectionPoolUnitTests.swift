@@ -113,6 +113,27 @@ struct ConnectionPoolUnitTests {
         #expect(exporter.render().contains(#"tenantry_pool_lease_timeouts_total{server="unit"} 1"#))
     }
 
+    @Test("a cancelled waiter leaves the queue at once (its timer ends with it); the pool keeps serving")
+    func cancelledWaiter() async throws {
+        let server = FakeServer()
+        let pool = FakePool.make(server, cap: 1)
+        let gate = Gate()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await pool.withConnection(key("a")) { _ in await gate.wait() } }
+            try await pool.eventually { $0.leased == 1 }
+            let waiter = Task { try await pool.withConnection(key("b")) { _ in } }
+            try await pool.eventually { $0.waiting == 1 }
+            waiter.cancel()
+            await #expect(throws: CancellationError.self) { try await waiter.value }
+            #expect(await pool.statistics().waiting == 0)
+            gate.open()
+            try await group.waitForAll()
+        }
+        try await pool.withConnection(key("b")) { _ in }
+        let stats = await pool.statistics()
+        #expect(stats.leaseTimeouts == 0 && stats.leases == 2 && stats.open == 1)
+    }
+
     @Test("a broken connection is closed and discarded before withConnection returns; the next lease opens a new one")
     func brokenConnectionIsDiscarded() async throws {
         let server = FakeServer()

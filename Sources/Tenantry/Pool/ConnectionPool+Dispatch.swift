@@ -22,21 +22,27 @@ extension ConnectionPool {
         }
         nextID += 1
         let id = nextID
-        let timer = Task { [weak self] in
-            try await Task.sleep(until: deadline)
-            await self?.expire(key, id: id)
-        }
-        defer { timer.cancel() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                waiters[key, default: []].append(Waiter(id: id, continuation: continuation))
-                waitingCount += 1
-                if !rotation.contains(key) { rotation.append(key) }
-                dispatch()
-                recordGauges()
+        // Queued before any suspension; `dispatch`, `expire` and `close` resolve `slot` on the
+        // actor, so a grant and an expiry can never both happen.
+        let slot = DeadlineRace<Grant>()
+        waiters[key, default: []].append(Waiter(id: id, slot: slot))
+        waitingCount += 1
+        if !rotation.contains(key) { rotation.append(key) }
+        dispatch()
+        recordGauges()
+        // The lease timer is a child task: at the deadline, or when the caller is cancelled, it
+        // expires the waiter (a no-op once granted); it is cancelled and has ended before this returns.
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await Task.sleep(until: deadline)
+                    await self.expire(key, id: id)
+                } catch {
+                    await self.expire(key, id: id, cancelled: true)
+                }
             }
-        } onCancel: {
-            Task { await self.expire(key, id: id, cancelled: true) }
+            defer { group.cancelAll() }
+            return try await withCheckedThrowingContinuation { slot.start($0) }
         }
     }
 
@@ -98,7 +104,7 @@ extension ConnectionPool {
                 waiters[key] = queue
                 rotation.append(key)
             }
-            waiter.continuation.resume(returning: grant)
+            waiter.slot.finish(.success(grant))
         }
     }
 
@@ -129,16 +135,16 @@ extension ConnectionPool {
         recordGauges()
         if queue.isEmpty, let turn = rotation.firstIndex(of: key) { rotation.remove(at: turn) }
         if cancelled {
-            waiter.continuation.resume(throwing: CancellationError())
+            waiter.slot.finish(.failure(CancellationError()))
             return
         }
         countLeaseTimeout()
         let leased = heldTotal
-        waiter.continuation.resume(throwing: TenantryError(
+        waiter.slot.finish(.failure(TenantryError(
             code: .timeout,
             message: "no connection for \(key) within \(Self.describe(configuration.leaseTimeout)) "
                 + "(pool \(name): \(leased) of \(configuration.maxConnections) connections in use, "
-                + "\(held[key, default: 0]) of \(limit(of: key)) for this tenant)"))
+                + "\(held[key, default: 0]) of \(limit(of: key)) for this tenant)")))
     }
 
     /// Drops a reservation or a broken connection of `key`.

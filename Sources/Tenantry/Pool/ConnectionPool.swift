@@ -17,8 +17,8 @@ import TenantryCore
 /// Use a connection with ``withConnection(_:_:)``. Closing is awaited where it happens: a discarded
 /// connection is closed before its caller's `withConnection` returns, an evicted one before the
 /// connection that replaces it opens, idle ones by ``closeIdle(olderThan:)`` (the router's run
-/// loop calls it), the rest by ``close()``. Metrics are emitted as events happen
-/// (``TenantRouter/MetricName``).
+/// loop calls it), the rest by ``close()``. A waiting lease's timer is a child task of the
+/// waiting call. Metrics are emitted as events happen (``TenantRouter/MetricName``).
 public actor ConnectionPool<Connection: PooledConnection> {
     /// Opens a connection for a key.
     public typealias Connector = @Sendable (Key) async throws -> Connection
@@ -33,7 +33,7 @@ public actor ConnectionPool<Connection: PooledConnection> {
     /// What a waiter is granted: an idle connection (with how long it was idle), or the right to
     /// open one after closing `evicted` (another key's idle connection, closed to make room).
     enum Grant: Sendable { case connection(Int, Connection, Duration), open(evicted: Connection?) }
-    struct Waiter { var id: Int; var continuation: CheckedContinuation<Grant, any Error> }
+    struct Waiter { var id: Int; var slot: DeadlineRace<Grant> }
     struct Idle { var id: Int; var connection: Connection; var since: ContinuousClock.Instant }
 
     /// The pool's name (the server's).
@@ -233,7 +233,7 @@ public actor ConnectionPool<Connection: PooledConnection> {
         isClosed = true
         for queue in waiters.values {
             for waiter in queue {
-                waiter.continuation.resume(throwing: TenantryError(code: .conflict, message: "pool \(name) is closed"))
+                waiter.slot.finish(.failure(TenantryError(code: .conflict, message: "pool \(name) is closed")))
             }
         }
         waiters.removeAll()
