@@ -27,11 +27,20 @@ public struct PrometheusExporter: Sendable {
         .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
     ]
 
+    /// Buckets of `tenantry_pool_lease_wait_seconds`: 100 µs (an idle connection handed out) to
+    /// 30 s (past any lease timeout).
+    public static let leaseWaitBuckets: [Duration] = [
+        .microseconds(100), .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+    ]
+
     /// An exporter over `registry` (by default a new, private one).
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets[PerformanceMonitor.MetricName.queryDuration] = Self.queryDurationBuckets
+        factory.durationHistogramBuckets[TenantRouter.MetricName.leaseWaitDuration] = Self.leaseWaitBuckets
         self.factory = factory
     }
 

@@ -106,7 +106,7 @@ struct RouterMonitorTests {
         }
     }
 
-    @Test("the pool and read-path counters are published as Prometheus metrics")
+    @Test("the pool and read-path metrics are emitted to Prometheus as events happen, with a lease-wait histogram")
     func poolMetrics() async throws {
         let fixture = try await RouterFixture.make(count: 2)
         let exporter = PrometheusExporter()
@@ -119,7 +119,7 @@ struct RouterMonitorTests {
             try await catalog.setReadPolicy(policy)
             for id in fixture.ids { _ = try await RouterFixture.readName(router, id) }
             _ = try await RouterFixture.readName(router, fixture.ids[0])
-            await router.publishMetrics()
+            // No publishing step: every metric was emitted when its event happened.
             return exporter.render()
         }
         let lines = Set(text.split(separator: "\n").map(String.init))
@@ -138,5 +138,10 @@ struct RouterMonitorTests {
             #expect(lines.contains(expected), "\(expected) in:\n\(text)")
         }
         #expect(text.contains(#"tenantry_pool_lease_wait_seconds_total{server="default"} "#))
+        // One observation per lease; every lease waited less than 30 s.
+        #expect(lines.contains(#"tenantry_pool_lease_wait_seconds_count{server="default"} 3"#), "\(text)")
+        #expect(lines.contains(#"tenantry_pool_lease_wait_seconds_bucket{server="default",le="30.0"} 3"#), "\(text)")
+        // Tenantry's buckets (from 100 µs: an idle connection is handed out in microseconds).
+        #expect(text.contains(#"tenantry_pool_lease_wait_seconds_bucket{server="default",le="0.0001"} "#), "\(text)")
     }
 }

@@ -95,7 +95,7 @@ public struct ComparisonWorkload: Sendable {
         let elapsed = ContinuousClock.now - start
         return Report(
             tenants: tenants.map(\.rawValue), tables: tables.map(\.name), queriesPerSide: perSide,
-            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            seconds: elapsed.totalSeconds,
             concurrency: width)
     }
 

@@ -15,39 +15,43 @@ extension TenantRouter {
         var sql: String { rawValue.uppercased() }
     }
 
-    /// Leases a connection on `source` for the route's tenant, runs `body`, releases it. A broken
-    /// connection is discarded; when `retrySafe` (reads, or before the body started) the lease is
-    /// retried once.
+    /// Runs `body` on a connection of `source` for the route's tenant (the pool's
+    /// `withConnection`). A broken connection is discarded; when `retrySafe` (reads, or before the
+    /// body started) the lease is retried once.
     func run<Result: Sendable>(
         on source: Route.Source, route: Route, retrySafe: Bool, transaction: Bool, isolation: Isolation = .readCommitted,
         _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
         let (pool, key) = try poolAndKey(source, route: route)
         for attempt in 0..<2 {
-            let lease = try await pool.lease(key)
             var bodyStarted = false
+            var broken = false
             do {
-                let connection = RoutedConnection(
-                    connection: lease.connection, tenant: route.tenant, source: source, logger: logger,
-                    monitor: configuration.monitor, observer: observer, queryTimeout: configuration.queryTimeout)
-                if transaction {
-                    try await lease.connection.queryIfOpen(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)"), logger: logger)
+                return try await pool.withConnection(key) { connection in
+                    do {
+                        let routed = RoutedConnection(
+                            connection: connection, tenant: route.tenant, source: source, logger: logger,
+                            monitor: configuration.monitor, observer: observer, queryTimeout: configuration.queryTimeout)
+                        if transaction {
+                            try await connection.queryIfOpen(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)"), logger: logger)
+                        }
+                        if source == .unified {
+                            try await connection.queryIfOpen(
+                                "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)
+                        }
+                        bodyStarted = true
+                        let result = try await body(routed)
+                        if transaction { try await connection.queryIfOpen("COMMIT", logger: logger) }
+                        return result
+                    } catch {
+                        // The same test withConnection makes to discard the connection.
+                        broken = connection.isClosed || Self.isConnectionError(error)
+                        if transaction && !broken { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                        throw error
+                    }
                 }
-                if source == .unified {
-                    try await lease.connection.queryIfOpen(
-                        "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)
-                }
-                bodyStarted = true
-                let result = try await body(connection)
-                if transaction { try await lease.connection.queryIfOpen("COMMIT", logger: logger) }
-                await pool.release(lease)
-                return result
-            } catch {
-                let broken = lease.connection.isClosed || Self.isConnectionError(error)
-                if transaction && !broken { _ = try? await lease.connection.query("ROLLBACK", logger: logger) }
-                await pool.release(lease, discard: broken)
-                if broken && attempt == 0 && (retrySafe || !bodyStarted) { continue }
-                throw error
+            } catch where broken && attempt == 0 && (retrySafe || !bodyStarted) {
+                continue
             }
         }
         throw TenantryError(code: .database, message: "unreachable: retry loop ended")
@@ -75,7 +79,9 @@ extension TenantRouter {
             if let pool = state.pools[server] { return pool }
             var poolConfiguration = configuration.pool
             if let cap = configuration.serverCaps[server] { poolConfiguration.maxConnections = cap }
-            let pool = TenantPool(name: server, configuration: poolConfiguration, logger: logger) { [self] key in
+            let pool = TenantPool(
+                name: server, configuration: poolConfiguration, logger: logger, metricsFactory: configuration.metricsFactory
+            ) { [self] key in
                 try await connect(key, server: server)
             }
             state.pools[server] = pool

@@ -1,8 +1,9 @@
 import Metrics
 
 extension TenantRouter {
-    /// The swift-metrics names the router publishes (besides the monitor's per-query metrics,
-    /// ``PerformanceMonitor/MetricName``). Pool metrics carry the label `server`.
+    /// The swift-metrics names the router and its pools emit as events happen (besides the
+    /// monitor's per-query metrics, ``PerformanceMonitor/MetricName``). Pool metrics carry the
+    /// label `server`.
     public enum MetricName: Sendable {
         /// `Gauge` of the pool's connections, label `state`: `open` (idle + leased + being
         /// opened; never above the server cap), `idle`, `leased`.
@@ -23,8 +24,13 @@ extension TenantRouter {
         public static let leases = "tenantry_pool_leases_total"
         /// `Counter` of leases that timed out (`TENANT_DB_CONNECTION_TIMEOUT`).
         public static let leaseTimeouts = "tenantry_pool_lease_timeouts_total"
-        /// `FloatingPointCounter` of seconds leases waited; divided by `leases` it is the mean wait.
+        /// `FloatingPointCounter` of seconds leases waited; divided by `leases` it is the mean wait
+        /// (the same as ``leaseWaitDuration``'s `_sum`; kept for existing dashboards).
         public static let leaseWait = "tenantry_pool_lease_wait_seconds_total"
+        /// `Timer` of how long each granted lease waited (from the call to the connection in hand,
+        /// connecting included). Prometheus renders it as a histogram in seconds, buckets
+        /// ``PrometheusExporter/leaseWaitBuckets``.
+        public static let leaseWaitDuration = "tenantry_pool_lease_wait_seconds"
         /// `Counter` of reads, label `source` (`unified`, `tenant`).
         public static let reads = "tenantry_reads_total"
         /// `Counter` of failed tenant reads served from unified instead.
@@ -35,57 +41,30 @@ extension TenantRouter {
         public static let inconsistencies = "tenantry_read_inconsistencies_total"
     }
 
-    /// Publishes the pools' counters and the read path's (``run()`` calls it twice a second):
-    /// gauges are set, counters grow by what changed since the last call.
+    /// Brings the pool gauges up to date: idle connections the server closed (a restart) are
+    /// dropped and counted as discarded. Every other metric is emitted when its event happens, and
+    /// ``run()`` drops closed connections with each idle sweep, so this is only needed by a caller
+    /// that reads the gauges without a running router.
     public func publishMetrics() async {
-        let factory = configuration.metricsFactory ?? MetricsSystem.factory
-        for (server, pool) in state.withLockedValue({ $0.pools }) {
-            let now = await pool.statistics()
-            let before = state.withLockedValue { state in
-                let before = state.published[server] ?? TenantPool.Statistics()
-                // Two concurrent calls may arrive out of order: snapshots of the actor grow in every
-                // counter, so the larger total is the later one; an older one adds nothing.
-                if Self.counterTotal(now) >= Self.counterTotal(before) { state.published[server] = now }
-                return before
-            }
-            let labels = [("server", server)]
-            for (state, value) in [("open", now.open), ("idle", now.idle), ("leased", now.leased)] {
-                Gauge(label: MetricName.connections, dimensions: labels + [("state", state)], factory: factory).record(value)
-            }
-            Gauge(label: MetricName.waiting, dimensions: labels, factory: factory).record(now.waiting)
-            let counters: [(String, Int, Int)] = [
-                (MetricName.connects, now.connects, before.connects),
-                (MetricName.connectFailures, now.connectFailures, before.connectFailures),
-                (MetricName.evictions, now.evictions, before.evictions),
-                (MetricName.idleClosed, now.idleClosed, before.idleClosed),
-                (MetricName.discarded, now.discarded, before.discarded),
-                (MetricName.leases, now.leases, before.leases),
-                (MetricName.leaseTimeouts, now.leaseTimeouts, before.leaseTimeouts),
-            ]
-            for (name, value, previous) in counters {
-                Counter(label: name, dimensions: labels, factory: factory).increment(by: max(0, value - previous))
-            }
-            FloatingPointCounter(label: MetricName.leaseWait, dimensions: labels, factory: factory)
-                .increment(by: max(0, now.leaseWaitTotalMs - before.leaseWaitTotalMs) / 1000)
-        }
-        let (now, before) = state.withLockedValue { state in
-            defer { state.publishedReads = state.reads }
-            return (state.reads, state.publishedReads)
-        }
-        let counters: [(String, [(String, String)], Int, Int)] = [
-            (MetricName.reads, [("source", "unified")], now.unifiedReads, before.unifiedReads),
-            (MetricName.reads, [("source", "tenant")], now.tenantReads, before.tenantReads),
-            (MetricName.fallbacks, [], now.fallbacks, before.fallbacks),
-            (MetricName.consistencyChecks, [], now.consistencyChecks, before.consistencyChecks),
-            (MetricName.inconsistencies, [], now.inconsistencies, before.inconsistencies),
-        ]
-        for (name, labels, value, previous) in counters {
-            Counter(label: name, dimensions: labels, factory: factory).increment(by: max(0, value - previous))
-        }
+        for pool in state.withLockedValue({ Array($0.pools.values) }) { _ = await pool.statistics() }
     }
+}
 
-    static func counterTotal(_ statistics: TenantPool.Statistics) -> Int {
-        statistics.connects + statistics.connectFailures + statistics.evictions + statistics.idleClosed
-            + statistics.discarded + statistics.leases + statistics.leaseTimeouts
+/// The read path's swift-metrics instruments, made once with the router (so each series exists
+/// at 0 from the start) and emitted when a read is counted.
+struct ReadInstruments: Sendable {
+    let unifiedReads: Counter
+    let tenantReads: Counter
+    let fallbacks: Counter
+    let consistencyChecks: Counter
+    let inconsistencies: Counter
+
+    init(factory: any MetricsFactory) {
+        typealias Name = TenantRouter.MetricName
+        unifiedReads = Counter(label: Name.reads, dimensions: [("source", "unified")], factory: factory)
+        tenantReads = Counter(label: Name.reads, dimensions: [("source", "tenant")], factory: factory)
+        fallbacks = Counter(label: Name.fallbacks, factory: factory)
+        consistencyChecks = Counter(label: Name.consistencyChecks, factory: factory)
+        inconsistencies = Counter(label: Name.inconsistencies, factory: factory)
     }
 }

@@ -5,9 +5,9 @@ import TenantryCore
 
 extension TenantRouter {
     /// Listens for route changes (`LISTEN tenantry_routes`, reconnecting with backoff; every
-    /// reconnect drops the whole cache, since notifications may have been missed), closes idle
-    /// connections and publishes metrics (every 500 ms), until cancelled or shut down gracefully.
-    /// Then closes every pool.
+    /// reconnect drops the whole cache, since notifications may have been missed) and closes idle
+    /// connections (every 500 ms, awaiting the closes), until cancelled or shut down gracefully.
+    /// Then closes every pool and returns when their connections are closed.
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.listenForRouteChanges() }
@@ -15,7 +15,6 @@ extension TenantRouter {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(500))
                     for pool in self.state.withLockedValue({ Array($0.pools.values) }) { await pool.closeIdle() }
-                    await self.publishMetrics()
                 }
             }
             // Returns on graceful shutdown (ServiceGroup), throws on cancellation: either way, stop.

@@ -78,9 +78,6 @@ public final class TenantRouter: Service, Sendable {
         var pools: [String: TenantPool] = [:]
         var reads = ReadStatistics()
         var shadowCounter: UInt64 = 0
-        /// What ``publishMetrics()`` published last, per server and for the read path.
-        var published: [String: TenantPool.Statistics] = [:]
-        var publishedReads = ReadStatistics()
     }
 
     /// The configuration.
@@ -93,6 +90,7 @@ public final class TenantRouter: Service, Sendable {
     let state = NIOLockedValueBox(State())
     /// Set while the route listener's `LISTEN` is in place (``waitUntilListening()``).
     let listening = ReadySignal()
+    let readMetrics: ReadInstruments
 
     /// Creates a router. `observer` receives every query (wire it to a ``PerformanceMonitor``).
     public init(
@@ -105,6 +103,7 @@ public final class TenantRouter: Service, Sendable {
         self.servers = servers
         self.logger = logger
         self.observer = observer
+        self.readMetrics = ReadInstruments(factory: configuration.metricsFactory ?? MetricsSystem.factory)
     }
 
     // MARK: - Public API
@@ -130,6 +129,7 @@ public final class TenantRouter: Service, Sendable {
             return result
         } catch where policy.enableFallback && !(error is CancellationError) {
             state.withLockedValue { $0.reads.fallbacks += 1 }
+            readMetrics.fallbacks.increment()
             logger.warning("tenant read failed; served from unified", metadata: [
                 "tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
             countRead(intent, .unified)
@@ -224,6 +224,8 @@ public final class TenantRouter: Service, Sendable {
                     if $0.reads.recentInconsistencies.count > 100 { $0.reads.recentInconsistencies.removeFirst() }
                 }
             }
+            readMetrics.consistencyChecks.increment()
+            if differs { readMetrics.inconsistencies.increment() }
             if differs && policy.logInconsistencies {
                 logger.warning("read inconsistency between unified and tenant database", metadata: [
                     "tenant.id": "\(tenant)", "read.primary": "\(primary.rawValue)"])
@@ -286,6 +288,7 @@ public final class TenantRouter: Service, Sendable {
         state.withLockedValue {
             if source == .tenant { $0.reads.tenantReads += 1 } else { $0.reads.unifiedReads += 1 }
         }
+        (source == .tenant ? readMetrics.tenantReads : readMetrics.unifiedReads).increment()
     }
 
     private func shouldSample(_ rate: Double) -> Bool {

@@ -8,7 +8,7 @@ import TenantryCore
 /// cancellation (the write fails without completing the query). So the group's body child awaits
 /// the operation through a bridge it can abandon: when the sleep wins (or the caller is
 /// cancelled), the operation is cancelled and the child ends at once, and a result arriving later
-/// goes to `onLate` (a connection nobody will use gets closed). The sleep is always a child of the
+/// goes to `onLate`, awaited there (a connection nobody will use gets closed). The sleep is always a child of the
 /// group: no timer outlives the call.
 enum Deadline {
     /// Runs `operation` and returns its result, throws `timeout()` at `deadline`, or
@@ -17,7 +17,7 @@ enum Deadline {
     static func run<T: Sendable>(
         until deadline: ContinuousClock.Instant,
         timeout: @escaping @Sendable () -> any Error,
-        onLate: @escaping @Sendable (T) -> Void = { _ in },
+        onLate: @escaping @Sendable (T) async -> Void = { _ in },
         sleep: @escaping @Sendable (ContinuousClock.Instant) async throws -> Void = { try await Task.sleep(until: $0) },
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
@@ -25,7 +25,7 @@ enum Deadline {
         let work = Task {
             do {
                 let value = try await operation()
-                if !race.finish(.success(value)) { onLate(value) }
+                if !race.finish(.success(value)) { await onLate(value) }
             } catch {
                 race.finish(.failure(error))
             }
