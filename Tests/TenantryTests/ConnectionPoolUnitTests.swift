@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 @testable import Tenantry
 import TenantryCore
+import TenantryHummingbird
 import Testing
 
 /// ``ConnectionPool``'s rules without a server (``FakeConnection``): the issue asks for the cap,
