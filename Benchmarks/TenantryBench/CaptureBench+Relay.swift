@@ -58,7 +58,7 @@ extension CaptureBench {
                     }
                 }
             }
-            let window = (ContinuousClock.now - start).benchSeconds
+            let window = (ContinuousClock.now - start).totalSeconds
             let cpuBusy = SystemCPU.busyShare(since: cpuBefore)
             let appliedInWindow = relay.statistics.applied - appliedBefore
             // Until the relay has applied everything: every marker seen, the queue empty.
@@ -67,7 +67,7 @@ extension CaptureBench {
                 guard ContinuousClock.now < deadline else { throw ValidationError("the relay did not catch up within 300 s") }
                 try await Task.sleep(for: .milliseconds(5))
             }
-            let caughtUp = (ContinuousClock.now - start).benchSeconds
+            let caughtUp = (ContinuousClock.now - start).totalSeconds
             stop.set()
             try await polled
             let sampled = try await stateLags

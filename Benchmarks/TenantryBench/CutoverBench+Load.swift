@@ -6,7 +6,7 @@ import TenantryCore
 /// Seconds since the load began (one clock for writes and cutover windows).
 struct LoadClock: Sendable {
     let origin = ContinuousClock.now
-    func now() -> Double { (ContinuousClock.now - origin).benchSeconds }
+    func now() -> Double { (ContinuousClock.now - origin).totalSeconds }
 }
 
 /// One write through the router: which shop, when it started and ended (load clock), its label

@@ -88,6 +88,5 @@ struct BenchFleet: Sendable {
 }
 
 func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    (ContinuousClock.now - start).totalSeconds
 }

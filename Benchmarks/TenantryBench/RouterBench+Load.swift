@@ -56,9 +56,7 @@ enum Load {
                             try await operation(tenant, key)
                             let elapsed = ContinuousClock.now - began
                             result.operations += 1
-                            result.latencies.append(UInt32(min(
-                                Int64(UInt32.max),
-                                elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)))
+                            result.latencies.append(UInt32(min(UInt64(UInt32.max), elapsed.wholeMicroseconds)))
                         } catch {
                             result.errors += 1
                         }
@@ -69,7 +67,7 @@ enum Load {
             return await group.reduce(Result()) { $0 + $1 }
         }
         let elapsed = ContinuousClock.now - start
-        total.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        total.seconds = elapsed.totalSeconds
         return total
     }
 }

@@ -86,7 +86,7 @@ struct TenantryChild: Sendable {
             let killed = killedBox.withLockedValue { $0 } && status == 128 + SIGKILL
             return Outcome(
                 status: status, output: String(decoding: data, as: UTF8.self),
-                seconds: (ContinuousClock.now - started).benchSeconds, killed: killed)
+                seconds: (ContinuousClock.now - started).totalSeconds, killed: killed)
         }
     }
 

@@ -51,7 +51,7 @@ final class TortureWorld: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(60))
             let (name, since) = currentStep.withLockedValue { $0 }
-            let seconds = (ContinuousClock.now - since).benchSeconds
+            let seconds = (ContinuousClock.now - since).totalSeconds
             if seconds > 60 { Bench.note("    (still at: \(name), for \(Int(seconds)) s)") }
         }
     }

@@ -107,12 +107,12 @@ enum WriteLoad {
             }
             return await group.reduce(Result()) { $0 + $1 }
         }
-        total.seconds = (ContinuousClock.now - start).benchSeconds
+        total.seconds = (ContinuousClock.now - start).totalSeconds
         return total
     }
 
     static func microseconds(_ duration: Duration) -> UInt32 {
-        UInt32(min(Int64(UInt32.max), duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
+        UInt32(min(UInt64(UInt32.max), duration.wholeMicroseconds))
     }
 
     /// Nearest-rank percentile of `values` (microseconds), in milliseconds.
@@ -137,12 +137,5 @@ enum WriteLoad {
             for connection in connections { try? await connection.close() }
             throw error
         }
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, fractions included.
-    var benchSeconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

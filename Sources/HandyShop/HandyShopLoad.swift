@@ -137,7 +137,7 @@ public final class HandyShopLoad: Sendable {
     public func report() -> Report {
         state.withLockedValue { state in
             let end = state.stopped ?? .now
-            let seconds = state.started.map { (end - $0).seconds } ?? 0
+            let seconds = state.started.map { (end - $0).totalSeconds } ?? 0
             func latency(_ source: Route.Source) -> Latency? {
                 guard let histogram = state.histograms[source], histogram.totalCount > 0 else { return nil }
                 func ms(_ value: UInt64) -> Double { (Double(value) / 10).rounded() / 100 }
@@ -231,7 +231,7 @@ public final class HandyShopLoad: Sendable {
                 } else {
                     source = try await read(shop, random: &random)
                 }
-                let micros = UInt64(max(1, (ContinuousClock.now - start).seconds * 1_000_000))
+                let micros = UInt64(max(1, (ContinuousClock.now - start).totalSeconds * 1_000_000))
                 state.withLockedValue { state in
                     state.histograms[source, default: Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)]
                         .record(min(micros, 600_000_000))
@@ -308,13 +308,5 @@ public final class HandyShopLoad: Sendable {
                 """))
             return connection.source
         }
-    }
-}
-
-extension Duration {
-    /// This duration in seconds.
-    var seconds: Double {
-        let (s, a) = components
-        return Double(s) + Double(a) / 1e18
     }
 }

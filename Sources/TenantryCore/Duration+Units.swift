@@ -10,4 +10,18 @@ extension Duration {
         let (seconds, attoseconds) = components
         return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }
+
+    /// Whole microseconds, 0 for negative durations, `UInt64.max` past its range.
+    public var wholeMicroseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        let micros = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000)
+        guard !micros.overflow else { return UInt64.max }
+        return micros.partialValue &+ UInt64(attoseconds / 1_000_000_000_000)
+    }
+
+    /// Whole milliseconds, rounded down.
+    public var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
 }

@@ -28,8 +28,7 @@ struct PerformanceMonitorTests {
         }
         func check(_ breakdown: PerformanceStats.Breakdown?, _ samples: [QueryMetric], _ what: String) {
             guard let breakdown else { Issue.record("no breakdown for \(what)"); return }
-            let micros = samples.map { Int64($0.duration.components.seconds) * 1_000_000
-                + $0.duration.components.attoseconds / 1_000_000_000_000 }.sorted()
+            let micros = samples.map { Int64($0.duration.wholeMicroseconds) }.sorted()
             #expect(breakdown.count == micros.count, "\(what)")
             #expect(breakdown.errors == samples.filter { !$0.success }.count, "\(what)")
             let mean = Double(micros.reduce(0, +)) / Double(micros.count) / 1000

@@ -98,7 +98,7 @@ struct RouterMonitorTests {
         #expect(stats.byTable["missing_table"]?.errors == 2 && stats.errors == 2)
         #expect(monitor.stats(tenant: "1").errors == 2 && monitor.stats(tenant: "2").errors == 0)
         // p50/p95/p99 are the nearest-rank values of the recorded samples.
-        let micros = samples.map { $0.duration.components.attoseconds / 1_000_000_000_000 + $0.duration.components.seconds * 1_000_000 }
+        let micros = samples.map { Int64($0.duration.wholeMicroseconds) }
             .sorted()
         for (percentile, got) in [(50.0, stats.p50LatencyMs), (95.0, stats.p95LatencyMs), (99.0, stats.p99LatencyMs)] {
             let rank = max(1, Int((percentile / 100 * Double(micros.count)).rounded(.up)))

@@ -100,14 +100,3 @@ struct RingBuffer<Element: Sendable>: Sendable {
         head = 0
     }
 }
-
-extension Duration {
-    /// Whole microseconds, 0 for negative durations.
-    var wholeMicroseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        guard seconds >= 0, attoseconds >= 0 else { return 0 }
-        let micros = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000)
-        guard !micros.overflow else { return UInt64.max }
-        return micros.partialValue &+ UInt64(attoseconds / 1_000_000_000_000)
-    }
-}

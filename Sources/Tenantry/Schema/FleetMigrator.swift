@@ -193,6 +193,6 @@ public struct FleetMigrator: Sendable {
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Int {
         let elapsed = ContinuousClock.now - start
-        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+        return Int(elapsed.wholeMilliseconds)
     }
 }
