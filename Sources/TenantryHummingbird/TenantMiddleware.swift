@@ -64,7 +64,7 @@ public struct TenantMiddleware<Context: TenantRequestContext>: RouterMiddleware 
         try await sanitizeBody(&request)
         var context = context
         context.tenant = tenant
-        context.logger[metadataKey: "tenant.id"] = "\(tenant)"
+        context.logger[metadataKey: LogMetadataKey.tenant] = "\(tenant)"
         return try await next(request, context)
     }
 

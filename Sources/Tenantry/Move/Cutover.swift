@@ -167,7 +167,7 @@ public struct Cutover: Sendable {
                 throw error
             }
             logger.warning("cutover: the COMMIT reported an error but had committed", metadata: [
-                "tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+                LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
         }
         return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
     }

@@ -25,7 +25,7 @@ extension Relay {
             }
         } catch {
             logger.warning("relay: could not check id blocks", metadata: [
-                "tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+                LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
         }
     }
 }

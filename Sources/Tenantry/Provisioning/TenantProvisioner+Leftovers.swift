@@ -80,7 +80,7 @@ extension TenantProvisioner {
             }
         } catch {
             logger.warning("could not remove what an earlier provision left", metadata: [
-                "tenant.id": "\(previous.id)", "server": "\(oldServer)", "database": "\(oldDatabase)",
+                LogMetadataKey.tenant: "\(previous.id)", "server": "\(oldServer)", "database": "\(oldDatabase)",
                 "error": "\(Database.message(of: error))"])
         }
     }

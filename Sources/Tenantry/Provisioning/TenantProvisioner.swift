@@ -236,7 +236,7 @@ public struct TenantProvisioner: Sendable {
                 }
             } catch {
                 logger.error("provisioning undo failed", metadata: [
-                    "tenant.id": "\(tenant)", "provision.undo": "\(step.name)", "error": "\(Database.message(of: error))"])
+                    LogMetadataKey.tenant: "\(tenant)", "provision.undo": "\(step.name)", "error": "\(Database.message(of: error))"])
             }
         }
     }

@@ -198,7 +198,7 @@ public struct Retirement: Sendable {
             return true
         }
         try await resumeReverseStream(id)
-        logger.warning("retire-legacy: an interrupted run paused this tenant's reverse sync; resumed", metadata: ["tenant.id": "\(id)"])
+        logger.warning("retire-legacy: an interrupted run paused this tenant's reverse sync; resumed", metadata: [LogMetadataKey.tenant: "\(id)"])
         return false
     }
 

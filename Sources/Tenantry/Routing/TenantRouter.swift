@@ -131,7 +131,7 @@ public final class TenantRouter: Service, Sendable {
             state.withLockedValue { $0.reads.fallbacks += 1 }
             readMetrics.fallbacks.increment()
             logger.warning("tenant read failed; served from unified", metadata: [
-                "tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+                LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
             countRead(intent, .unified)
             return try await run(on: .unified, route: route, retrySafe: true, transaction: false, body)
         }
@@ -228,10 +228,10 @@ public final class TenantRouter: Service, Sendable {
             if differs { readMetrics.inconsistencies.increment() }
             if differs && policy.logInconsistencies {
                 logger.warning("read inconsistency between unified and tenant database", metadata: [
-                    "tenant.id": "\(tenant)", "read.primary": "\(primary.rawValue)"])
+                    LogMetadataKey.tenant: "\(tenant)", "read.primary": "\(primary.rawValue)"])
             }
         } catch {
-            logger.debug("shadow read failed", metadata: ["tenant.id": "\(tenant)", "error": "\(Database.message(of: error))"])
+            logger.debug("shadow read failed", metadata: [LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
         }
         return result
     }
