@@ -298,7 +298,7 @@ public final class Relay: Sendable {
             return unreachable(tenant, error)
         } catch {
             _ = try? await source.query("ROLLBACK", logger: logger)
-            if Self.isConnectionFailure(error) {
+            if Database.isConnectionFailure(error) {
                 try? await source.close()
                 return unreachable(tenant, error)
             }
@@ -409,7 +409,7 @@ public final class Relay: Sendable {
                     try await applier.applyGrouped(changes, on: connection)
                     return true
                 } catch {
-                    if Self.isConnectionFailure(error) { throw error }
+                    if Database.isConnectionFailure(error) { throw error }
                     return false
                 }
             }
@@ -428,7 +428,7 @@ public final class Relay: Sendable {
                         try await connection.query("RELEASE SAVEPOINT tenantry_change", logger: logger)
                         done.append(change)
                     } catch {
-                        if Self.isConnectionFailure(error) { throw error }
+                        if Database.isConnectionFailure(error) { throw error }
                         try await connection.query("ROLLBACK TO SAVEPOINT tenantry_change", logger: logger)
                         let permanent = (error as? TenantryError)?.code == .crossTenantChange
                         return (done, Failure?.some(Failure(change: change, message: Database.message(of: error), permanent: permanent)))
@@ -631,25 +631,6 @@ public final class Relay: Sendable {
             return all
         }
         for connection in connections { try? await connection.close() }
-    }
-
-    /// Whether `error` is a connection failure (retried with backoff) rather than a problem with
-    /// the change itself (retried, then dead-lettered).
-    static func isConnectionFailure(_ error: any Error) -> Bool {
-        if let error = error as? TenantryError {
-            if let underlying = error.underlying { return isConnectionFailure(underlying) }
-            return error.code == .database && error.message.hasPrefix("cannot connect")
-        }
-        guard let error = error as? PSQLError else { return false }
-        if let state = error.serverInfo?[.sqlState] {
-            return state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300" || state == "3D000"
-        }
-        switch error.code {
-        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .sslUnsupported:
-            return true
-        default:
-            return false
-        }
     }
 }
 

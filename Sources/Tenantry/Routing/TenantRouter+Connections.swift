@@ -43,7 +43,7 @@ extension TenantRouter {
                 await pool.release(lease)
                 return result
             } catch {
-                let broken = lease.connection.isClosed || Self.isConnectionError(error)
+                let broken = lease.connection.isClosed || Database.isConnectionFailure(error)
                 if transaction && !broken { _ = try? await lease.connection.query("ROLLBACK", logger: logger) }
                 await pool.release(lease, discard: broken)
                 if broken && attempt == 0 && (retrySafe || !bodyStarted) { continue }
@@ -99,16 +99,5 @@ extension TenantRouter {
             }
         }
         throw TenantryError(code: .database, message: "cannot log in as tenant \(tenant)", tenant: tenant.rawValue)
-    }
-
-    /// Whether an error means the connection is unusable (closed, reset, …).
-    static func isConnectionError(_ error: any Error) -> Bool {
-        guard let error = error as? PSQLError else { return false }
-        switch error.code {
-        case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown: return true
-        default:
-            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now
-            return ["57P01", "57P02", "57P03"].contains(error.serverInfo?[.sqlState] ?? "")
-        }
     }
 }
