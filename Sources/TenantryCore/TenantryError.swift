@@ -9,6 +9,7 @@ public struct TenantryError: Error, Sendable, CustomStringConvertible, CustomDeb
             case catalogNotInitialized, catalogMigration, catalogNewerThanTool
             case tenantNotFound, database, conflict, invalidArgument, timeout
             case crossTenantChange
+            case connectionFailed, tenantMoved
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -45,6 +46,11 @@ public struct TenantryError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let timeout = Code(.timeout)
         /// A change would have touched a row of another tenant: refused (a dead letter, never an update).
         public static let crossTenantChange = Code(.crossTenantChange)
+        /// A database could not be reached, or the connection broke: retrying later may succeed.
+        public static let connectionFailed = Code(.connectionFailed)
+        /// A write was refused because the tenant has moved to another database (a cutover or a
+        /// rollback switched it): it belongs on the tenant's current route.
+        public static let tenantMoved = Code(.tenantMoved)
 
         public var description: String { base.rawValue }
     }

@@ -91,7 +91,7 @@ public struct AdminError: HTTPResponseError, Sendable, CustomStringConvertible {
         case .timeout: return AdminError(.gatewayTimeout, code: "timeout", message)
         case .catalogNotInitialized: return AdminError(.serviceUnavailable, code: "catalog_not_initialized", message)
         case .configuration: return AdminError(.serviceUnavailable, code: "not_configured", message)
-        case .database: return AdminError(.serviceUnavailable, code: "database_unavailable", message)
+        case .database, .connectionFailed: return AdminError(.serviceUnavailable, code: "database_unavailable", message)
         default: return AdminError(.internalServerError, code: "internal", message)
         }
     }

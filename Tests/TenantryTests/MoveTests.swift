@@ -74,6 +74,7 @@ struct MoveTests {
             let elapsed = ContinuousClock.now - started
             #expect(report.paused.keys.sorted() == [victim.rawValue])
             #expect(report.paused[victim.rawValue]?.contains("duplicate key") == true, "\(report.paused)")
+            #expect(report.deadLettered == [victim], "a typed fact, not a match on the reason's text")
             #expect(elapsed >= .milliseconds(700), "three retries take at least 0.1 + 0.2 + 0.4 s (took \(elapsed))")
             #expect(relay.statistics.retried == 3)
             #expect(relay.statistics.deadLettered == 1)
@@ -95,7 +96,7 @@ struct MoveTests {
             let replayed = try await DeadLetters(unifiedURL: fixture.unifiedURL, logger: MoveFixture.logger).replay(tenants: [victim])
             #expect(replayed == 1)
             let after = try await relay.catchUp([victim], timeout: .seconds(30))
-            #expect(after.paused.isEmpty)
+            #expect(after.paused.isEmpty && after.deadLettered.isEmpty)
             #expect(try await fixture.independentDifferences(victim) == [])
             #expect(try await TestPostgres.strings(fixture.unifiedURL, "SELECT count(*)::text FROM tenantry.dead_letters") == ["0"])
         }

@@ -162,7 +162,8 @@ enum CaptureSQL {
                 END IF;
                 IF state.moved THEN
                     RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
-                        MESSAGE = pg_catalog.format('tenant %s has moved to its own database: write through the router', tenant);
+                        MESSAGE = pg_catalog.format('tenant %s has moved to its own database: write through the router', tenant),
+                        HINT = \(literal(Database.tenantMovedHint));
                 END IF;
                 IF state.capturing THEN
                     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN

@@ -19,15 +19,25 @@ struct CapturedChange: Sendable {
     var capturedAt: Date = Date()
 }
 
-/// Applies captured changes to a tenant database: upserts by primary key, deletes by key, runs of
-/// the same table applied as one statement, everything idempotent (applying a change twice leaves
-/// the same row).
+/// Applies captured changes to a move's target (``MoveEndpoint``): upserts by primary key,
+/// deletes by key, runs of the same table applied as one statement, everything idempotent
+/// (applying a change twice leaves the same row).
+///
+/// The SQL comes from the target alone. Into a database of one tenant (shared → dedicated, or a
+/// tenant database on another server): the tenant tables and keys. Into a shared database
+/// (reverse sync): the discriminator is added, the unified keys are used, and the upsert never
+/// updates a row of another tenant (``TenantryError/Code/crossTenantChange``).
 struct ChangeApplier: Sendable {
     let plan: MovePlan
+    /// Where the changes are applied.
+    let target: MoveEndpoint
     let logger: Logger
-    /// Reverse sync: apply a dedicated tenant's changes to the unified database (discriminator
-    /// added, unified keys). `nil`: forward, into the tenant database.
-    var reverseTenant: TenantID?
+
+    init(plan: MovePlan, target: MoveEndpoint, logger: Logger) {
+        self.plan = plan
+        self.target = target
+        self.logger = logger
+    }
 
     /// One statement's worth of work.
     private enum Step {
@@ -37,8 +47,8 @@ struct ChangeApplier: Sendable {
 
     /// Applies `changes` in order inside the caller's transaction, grouping runs.
     func applyGrouped(_ changes: [CapturedChange], on connection: PostgresConnection) async throws {
-        // The unified database's foreign keys are not deferrable: keep the exact order there.
-        guard reverseTenant == nil else {
+        // A shared database's foreign keys are not deferrable: keep the exact order there.
+        guard target.defersConstraints else {
             for change in changes { try await apply(change, on: connection) }
             return
         }
@@ -96,98 +106,103 @@ struct ChangeApplier: Sendable {
         case .upsert(let table, let rows):
             var query = PostgresQuery(unsafeSQL: upsertSQL(table))
             query.binds.append("[" + rows.joined(separator: ",") + "]")
-            guard let reverseTenant else {
+            guard let filter = target.filter else {
                 try await connection.query(query, logger: logger)
                 return
             }
-            // Reverse sync: a conflicting row of another tenant is never updated (the WHERE of the
-            // upsert), and a row not written is an error naming both tenants.
-            query.binds.append(reverseTenant.rawValue)
+            // A shared target: a conflicting row of another tenant is never updated (the WHERE of
+            // the upsert), and a row not written is an error naming both tenants.
+            query.binds.append(filter.tenant.rawValue)
             var written = 0
             for try await _ in try await connection.query(query, logger: logger) { written += 1 }
             if written < rows.count {
-                throw try await crossTenantError(table, rows: rows, tenant: reverseTenant, on: connection)
+                throw try await crossTenantError(table, rows: rows, filter: filter, on: connection)
             }
         case .delete(let table, let keys):
             var query = PostgresQuery(unsafeSQL: deleteSQL(table))
             query.binds.append("[" + keys.joined(separator: ",") + "]")
-            if let reverseTenant { query.binds.append(reverseTenant.rawValue) }
+            if let filter = target.filter { query.binds.append(filter.tenant.rawValue) }
             try await connection.query(query, logger: logger)
         }
     }
 
+    /// The upsert of a run of row images (`$1`, a JSON array) into the target; for a shared
+    /// target, `$2` is the tenant id.
     func upsertSQL(_ table: MovePlan.Table) -> String {
-        let reverse = reverseTenant != nil
-        let target = reverse ? plan.unifiedName(table) : table.quoted
-        let key = reverse ? table.unifiedPrimaryKey : table.primaryKey
-        let discriminator = MovePlan.quote(plan.discriminator)
-        let columns = (reverse ? [discriminator] : []) + table.writableColumns.map(MovePlan.quote)
+        let filter = target.filter
+        let name = target.name(table)
+        let key = target.primaryKey(table)
+        let columns = (filter.map { [$0.quotedColumn] } ?? []) + table.writableColumns.map(MovePlan.quote)
         let updates = table.writableColumns.filter { !key.contains($0) }
             .map { "\(MovePlan.quote($0)) = EXCLUDED.\(MovePlan.quote($0))" }
         let conflict: String
-        if reverse {
+        if let filter {
             // Only a row of the same tenant may be updated; a key held by another tenant's row
             // writes nothing, and RETURNING tells (see run(_:on:)). With no other column to
             // update, setting the discriminator to itself makes the same-tenant case return a row.
+            let discriminator = filter.quotedColumn
             let set = updates.isEmpty ? ["\(discriminator) = EXCLUDED.\(discriminator)"] : updates
-            conflict = "DO UPDATE SET \(set.joined(separator: ", ")) WHERE \(target).\(discriminator) = EXCLUDED.\(discriminator) RETURNING 1"
+            conflict = "DO UPDATE SET \(set.joined(separator: ", ")) WHERE \(name).\(discriminator) = EXCLUDED.\(discriminator) RETURNING 1"
         } else {
             conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET \(updates.joined(separator: ", "))"
         }
         // Most columns come from jsonb_populate_record; those captured as text are cast back.
         let textEncoded = table.textEncodedColumns
-        let values = (reverse ? ["CAST($2 AS \(plan.discriminatorType))"] : []) + table.writableColumns.map { column in
+        let values = (filter.map { [$0.value(parameter: 2)] } ?? []) + table.writableColumns.map { column in
             textEncoded.contains(column)
                 ? "CAST(r.image ->> \(CaptureSQL.literal(column)) AS \(table.type(of: column)))"
                 : "p.\(MovePlan.quote(column))"
         }
-        let overriding = (reverse ? table.unifiedHasIdentityAlways : table.hasIdentityAlways) ? " OVERRIDING SYSTEM VALUE" : ""
+        let overriding = target.hasIdentityAlways(table) ? " OVERRIDING SYSTEM VALUE" : ""
         return """
-            INSERT INTO \(target) (\(columns.joined(separator: ", ")))\(overriding)
+            INSERT INTO \(name) (\(columns.joined(separator: ", ")))\(overriding)
             SELECT \(values.joined(separator: ", ")) FROM jsonb_array_elements($1::jsonb) AS r(image),
-                LATERAL jsonb_populate_record(NULL::\(target), r.image) AS p
+                LATERAL jsonb_populate_record(NULL::\(name), r.image) AS p
             ON CONFLICT (\(table.list(key))) \(conflict)
             """
     }
 
-    /// The error for a reverse upsert that would have overwritten another tenant's row: names the
-    /// table, the key and both tenants.
+    /// The error for an upsert into a shared target that would have overwritten another tenant's
+    /// row: names the table, the key and both tenants.
     private func crossTenantError(
-        _ table: MovePlan.Table, rows: [String], tenant: TenantID, on connection: PostgresConnection
+        _ table: MovePlan.Table, rows: [String], filter: MoveEndpoint.RowFilter, on connection: PostgresConnection
     ) async throws -> TenantryError {
-        let target = plan.unifiedName(table)
-        let discriminator = MovePlan.quote(plan.discriminator)
-        let match = table.unifiedPrimaryKey.filter { $0 != plan.discriminator }
+        let tenant = filter.tenant
+        let name = target.name(table)
+        let discriminator = filter.quotedColumn
+        let key = target.primaryKey(table)
+        let match = key.filter { $0 != filter.column }
             .map { "t.\(MovePlan.quote($0)) = k.\(MovePlan.quote($0))" }.joined(separator: " AND ")
         var query = PostgresQuery(unsafeSQL: """
             SELECT t.\(discriminator)::text, (SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(k))
                                              WHERE key = ANY($3::text[]))::text
-            FROM \(target) t JOIN jsonb_populate_recordset(NULL::\(target), $1::jsonb) k ON \(match.isEmpty ? "true" : match)
-            WHERE t.\(discriminator) <> CAST($2 AS \(plan.discriminatorType)) LIMIT 1
+            FROM \(name) t JOIN jsonb_populate_recordset(NULL::\(name), $1::jsonb) k ON \(match.isEmpty ? "true" : match)
+            WHERE t.\(discriminator) <> \(filter.value(parameter: 2)) LIMIT 1
             """)
         query.binds.append("[" + rows.joined(separator: ",") + "]")
         query.binds.append(tenant.rawValue)
-        query.binds.append(table.unifiedPrimaryKey)
+        query.binds.append(key)
         var owner = "another tenant"
-        var key = "?"
-        for try await (other, otherKey) in try await connection.query(query, logger: logger).decode((String, String?).self) {
+        var otherKey = "?"
+        for try await (other, conflicting) in try await connection.query(query, logger: logger).decode((String, String?).self) {
             owner = "tenant \(other)"
-            key = otherKey ?? "?"
+            otherKey = conflicting ?? "?"
         }
         return TenantryError(
             code: .crossTenantChange,
-            message: "tenant \(tenant)'s change to \(table.name) \(key) would overwrite a row of \(owner) in the unified database: "
+            message: "tenant \(tenant)'s change to \(table.name) \(otherKey) would overwrite a row of \(owner) in the unified database: "
                 + "refused (the same key exists for both tenants; see docs/reliability.md)",
             tenant: tenant.rawValue, table: table.name)
     }
 
+    /// The delete of a run of keys (`$1`, a JSON array of the tenant keys the capture recorded) from
+    /// the target; for a shared target, only the tenant's rows (`$2`, the tenant id).
     func deleteSQL(_ table: MovePlan.Table) -> String {
-        let reverse = reverseTenant != nil
-        let target = reverse ? plan.unifiedName(table) : table.quoted
+        let name = target.name(table)
         var match = table.primaryKey.map { "t.\(MovePlan.quote($0)) = k.\(MovePlan.quote($0))" }
-        if reverse { match.append("t.\(MovePlan.quote(plan.discriminator)) = CAST($2 AS \(plan.discriminatorType))") }
+        if let filter = target.filter { match.append(filter.condition(parameter: 2, alias: "t")) }
         return """
-            DELETE FROM \(target) t USING jsonb_populate_recordset(NULL::\(target), $1::jsonb) k WHERE \(match.joined(separator: " AND "))
+            DELETE FROM \(name) t USING jsonb_populate_recordset(NULL::\(name), $1::jsonb) k WHERE \(match.joined(separator: " AND "))
             """
     }
 

@@ -4,7 +4,8 @@ import NIOCore
 import PostgresNIO
 import TenantryCore
 
-/// Copies one tenant's rows from the unified database into its tenant database (step 2 of a move).
+/// Copies one tenant's rows from the unified database into its tenant database (step 2 of a move):
+/// from the route's source endpoint (filtered to the tenant) to its target (``MoveRoute``).
 ///
 /// Capture is turned on first (waiting for older transactions), then one REPEATABLE READ snapshot
 /// of the unified database is streamed table by table, parents first, with COPY into the tenant
@@ -79,8 +80,10 @@ public struct Copier: Sendable {
         let started = ContinuousClock.now
         do {
             try await capture.enable(tenant)
-            let destinationURL = try servers.adminURL(server: record.serverName, database: database)
-            let (snapshot, counts) = try await copyRows(tenant, into: destinationURL, progress: progress)
+            let route = MoveRoute.toDedicated(
+                tenant, unified: unifiedURL, tenantDatabase: try servers.adminURL(server: record.serverName, database: database),
+                plan: plan)
+            let (snapshot, counts) = try await copyRows(route, progress: progress)
             try await Database.withConnection(unifiedURL, logger: logger) { connection in
                 try await connection.query("""
                     UPDATE tenantry.capture_state SET snapshot = \(snapshot)::pg_snapshot, updated_at = now()
@@ -103,12 +106,20 @@ public struct Copier: Sendable {
         }
     }
 
-    /// Streams every table of the tenant in one snapshot; returns the snapshot and rows per table.
+    /// Streams every table of the tenant from `route`'s source to its target in one snapshot;
+    /// returns the snapshot and rows per table. The target must hold one tenant (COPY writes the
+    /// tenant tables as they are; nothing adds a discriminator).
     private func copyRows(
-        _ tenant: TenantID, into destinationURL: PostgresURL, progress: @Sendable (Progress) -> Void
+        _ route: MoveRoute, progress: @Sendable (Progress) -> Void
     ) async throws -> (String, [String: Int]) {
-        try await Database.withConnection(unifiedURL, logger: logger) { source in
-            try await Database.withConnection(destinationURL, logger: logger) { destination in
+        let tenant = route.tenant
+        guard !route.target.isShared, route.target.schema == nil else {
+            throw TenantryError(
+                code: .invalidArgument, message: "copying tenant \(tenant): the copy's target must be a database of its own",
+                tenant: tenant.rawValue)
+        }
+        return try await Database.withConnection(route.source.url, logger: logger) { source in
+            try await Database.withConnection(route.target.url, logger: logger) { destination in
                 // Marks this session as a copy snapshot (read only): capture-enable waits of other
                 // tenants need not wait for it. Released when the connection closes.
                 try await source.query(
@@ -122,17 +133,18 @@ public struct Copier: Sendable {
                         try await destination.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
                         // A re-run after a killed copy starts from empty tables. TRUNCATE makes new
                         // files for every table and index, so it runs only when a table has rows.
-                        let anyRows = plan.tables.map { "EXISTS (SELECT FROM \($0.quoted))" }.joined(separator: " OR ")
+                        let anyRows = plan.tables.map { "EXISTS (SELECT FROM \(route.target.name($0)))" }.joined(separator: " OR ")
                         if try await destination.query(PostgresQuery(unsafeSQL: "SELECT \(anyRows)"), logger: logger)
                             .decode(Bool.self).first(where: { _ in true }) ?? true {
                             try await destination.query(
-                                PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(\.quoted).joined(separator: ", "))"), logger: logger)
+                                PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(route.target.name).joined(separator: ", "))"),
+                                logger: logger)
                         }
                         var counts: [String: Int] = [:]
                         var total = 0
                         for (index, table) in plan.tables.enumerated() {
                             progress(Progress(tenant: tenant, table: table.name, tablesDone: index, tablesTotal: plan.tables.count, rows: total))
-                            let count = try await copyTable(table, tenant: tenant, from: source, to: destination) { rows in
+                            let count = try await copyTable(table, route: route, from: source, to: destination) { rows in
                                 progress(Progress(tenant: tenant, table: table.name, tablesDone: index, tablesTotal: plan.tables.count, rows: total + rows))
                             }
                             counts[table.name] = count
@@ -152,14 +164,20 @@ public struct Copier: Sendable {
         }
     }
 
+    /// Copies one table of `route`'s tenant: a SELECT on the source (filtered when it is shared)
+    /// streamed into COPY FROM on the target.
     private func copyTable(
-        _ table: MovePlan.Table, tenant: TenantID, from source: PostgresConnection, to destination: PostgresConnection,
+        _ table: MovePlan.Table, route: MoveRoute, from source: PostgresConnection, to destination: PostgresConnection,
         rowsCopied: (Int) -> Void
     ) async throws -> Int {
+        let tenant = route.tenant
         let columns = table.writableColumns
         let select = columns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")
-        var query = PostgresQuery(unsafeSQL: "SELECT \(select) FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-        query.binds.append(tenant.rawValue)
+        var query = PostgresQuery(unsafeSQL: "SELECT \(select) FROM \(route.source.name(table))")
+        if let filter = route.source.filter {
+            query.sql += " WHERE \(filter.condition(parameter: 1))"
+            query.binds.append(filter.tenant.rawValue)
+        }
         var count = 0
         do {
             try await destination.copyFrom(

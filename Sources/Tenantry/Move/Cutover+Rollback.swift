@@ -33,8 +33,9 @@ extension Cutover {
             try? await catalog.audit(actor: actor, action: "rollback", tenant: tenant, outcome: .ok, detail: ["from": phase.rawValue])
             return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: 0)
         case .cutover, .dedicated:
-            let tenantURL = try await tenantURL(tenant)
-            let committed = try await Database.withConnection(tenantURL, logger: logger) { connection in
+            // The switch back runs on the reversed route: the tenant database is its source.
+            let back = try await route(tenant).reversed
+            let committed = try await Database.withConnection(back.source.url, logger: logger) { connection in
                 try await connection.query(
                     "SELECT coalesce((SELECT moved FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)), false)",
                     logger: logger).decode(Bool.self).first(where: { _ in true }) ?? false
@@ -43,9 +44,9 @@ extension Cutover {
             if !committed {
                 try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
                     .requireStreamsClear([tenant], before: "rollback")
-                report = try await reverseCutover(tenant, tenantURL: tenantURL, maxPause: maxPause)
+                report = try await reverseCutover(back, maxPause: maxPause)
             }
-            try await reopenUnified(tenant)
+            try await reopenUnified(tenant, at: back.target.url)
             try await finish(tenant, to: .shared, action: "rollback")
             try? await catalog.audit(
                 actor: actor, action: "rollback", tenant: tenant, outcome: .ok,
@@ -59,13 +60,14 @@ extension Cutover {
         }
     }
 
-    /// The switch back under the tenant database's fence; its COMMIT (the tenant database marked
-    /// moved) decides. Until the unified database is reopened, both sides refuse the tenant's
-    /// writes: loud, and nothing lands where it would be lost.
-    private func reverseCutover(_ tenant: TenantID, tenantURL: PostgresURL, maxPause: Duration) async throws -> Report {
+    /// The switch back under the fence of `route`'s source (the tenant database); its COMMIT (the
+    /// tenant database marked moved) decides. Until the target (unified) is reopened, both sides
+    /// refuse the tenant's writes: loud, and nothing lands where it would be lost.
+    private func reverseCutover(_ route: MoveRoute, maxPause: Duration) async throws -> Report {
+        let tenant = route.tenant
         try await relay.refresh()
         await relay.drain(tenant, budget: .seconds(5))
-        return try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
+        return try await Database.withConnection(route.source.url, logger: logger) { tenantDatabase in
             try await tenantDatabase.query("BEGIN", logger: logger)
             let started = ContinuousClock.now
             var drained = 0
@@ -85,7 +87,7 @@ extension Cutover {
                 try await commitDecisive(tenantDatabase)
                 try await faults.afterDecisiveCommit?()
             } catch {
-                guard try await decidedMoved(tenant, url: tenantURL, error: error, what: "rollback") else { throw error }
+                guard try await decidedMoved(tenant, url: route.source.url, error: error, what: "rollback") else { throw error }
             }
             return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
         }
@@ -93,9 +95,9 @@ extension Cutover {
 
     /// Lets the unified database take the tenant's writes again (after the tenant database
     /// refuses them). Idempotent.
-    private func reopenUnified(_ tenant: TenantID) async throws {
+    private func reopenUnified(_ tenant: TenantID, at url: PostgresURL) async throws {
         do {
-            try await Database.withConnection(unifiedURL, logger: logger) { unified in
+            try await Database.withConnection(url, logger: logger) { unified in
                 try await unified.query("""
                     UPDATE tenantry.capture_state SET moved = false, capturing = false, snapshot = NULL, updated_at = now()
                     WHERE tenant_id = \(tenant.rawValue)

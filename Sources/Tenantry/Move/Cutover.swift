@@ -12,6 +12,10 @@ import TenantryCore
 /// capture starts, the tenant is marked moved (waiting and later direct writes to unified are
 /// rejected by the guard), the catalog placement flips (epoch + 1, NOTIFY: routers send writes to
 /// the tenant database), and the fence is released. A pause longer than `maxPause` aborts cleanly.
+///
+/// Both switches run on the tenant's ``MoveRoute``: cutover takes the fence and decides in the
+/// route's source (unified) and turns capture on in its target (the tenant database); rollback
+/// does the same on the reversed route.
 public struct Cutover: Sendable {
     /// What one cutover or rollback did.
     public struct Report: Sendable, Codable, Equatable {
@@ -55,8 +59,11 @@ public struct Cutover: Sendable {
         self.logger = logger
     }
 
-    func tenantURL(_ tenant: TenantID) async throws -> PostgresURL {
-        try servers.adminURL(of: try await catalog.requireTenant(tenant))
+    /// `tenant`'s move: from the unified database (filtered to the tenant) to its tenant database.
+    func route(_ tenant: TenantID) async throws -> MoveRoute {
+        .toDedicated(
+            tenant, unified: unifiedURL, tenantDatabase: try servers.adminURL(of: try await catalog.requireTenant(tenant)),
+            plan: plan)
     }
 
     /// Installs reverse capture in a tenant database (idle until turned on).
@@ -100,11 +107,11 @@ public struct Cutover: Sendable {
         // Most of the backlog goes before the pause (writes may keep coming: a bounded drain).
         try await relay.refresh()
         await relay.drain(tenant, budget: .seconds(5))
-        let tenantURL = try await tenantURL(tenant)
-        let report = try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
-            try await installReverseCapture(tenant, on: tenantDatabase)
-            return try await Database.withConnection(unifiedURL, logger: logger) { unified in
-                try await pauseAndSwitch(tenant, unified: unified, tenantDatabase: tenantDatabase, maxPause: maxPause)
+        let route = try await route(tenant)
+        let report = try await Database.withConnection(route.target.url, logger: logger) { target in
+            try await installReverseCapture(tenant, on: target)
+            return try await Database.withConnection(route.source.url, logger: logger) { source in
+                try await pauseAndSwitch(route, source: source, target: target, maxPause: maxPause)
             }
         }
         try await finish(tenant, to: .dedicated, action: "cutover")
@@ -114,14 +121,16 @@ public struct Cutover: Sendable {
         return report
     }
 
-    /// The switch under the fence. The unified database's COMMIT (the tenant marked moved) is the
-    /// one point that decides: before it nothing has changed for the application (the catalog
-    /// still routes to unified); after it unified refuses the tenant's writes, and the catalog
-    /// flip follows (``finish(_:to:action:)``). A COMMIT whose outcome is unknown is decided by
-    /// reading the state again on a new connection, never by guessing.
+    /// The switch under the fence, taken in the route's source. The source's COMMIT (the tenant
+    /// marked moved) is the one point that decides: before it nothing has changed for the
+    /// application (the catalog still routes to the source); after it the source refuses the
+    /// tenant's writes, and the catalog flip follows (``finish(_:to:action:)``). A COMMIT whose
+    /// outcome is unknown is decided by reading the state again on a new connection, never by
+    /// guessing.
     private func pauseAndSwitch(
-        _ tenant: TenantID, unified: PostgresConnection, tenantDatabase: PostgresConnection, maxPause: Duration
+        _ route: MoveRoute, source unified: PostgresConnection, target tenantDatabase: PostgresConnection, maxPause: Duration
     ) async throws -> Report {
+        let tenant = route.tenant
         try await unified.query("BEGIN", logger: logger)
         let started = ContinuousClock.now
         var drained = 0
@@ -158,7 +167,7 @@ public struct Cutover: Sendable {
             try await commitDecisive(unified)
             try await faults.afterDecisiveCommit?()
         } catch {
-            guard try await decidedMoved(tenant, url: unifiedURL, error: error, what: "cutover") else {
+            guard try await decidedMoved(tenant, url: route.source.url, error: error, what: "cutover") else {
                 // It did not commit: nothing was switched, and no write reached the tenant database
                 // (the catalog never routed there).
                 await undoReverseCapture(tenant, on: tenantDatabase)

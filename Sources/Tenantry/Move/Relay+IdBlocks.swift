@@ -8,20 +8,17 @@ extension Relay {
     /// Runs on the reverse stream's connection after a batch, at most every
     /// ``Configuration/idBlockCheckInterval``; a failure is logged and tried again at the next check
     /// (an exhausted block fails the tenant's inserts loudly, never silently).
-    func maintainIdBlocks(_ tenant: TenantID, tenantDatabase: PostgresConnection) async {
+    func maintainIdBlocks(_ route: MoveRoute, tenantDatabase: PostgresConnection, inUse: ConnectionsInUse) async {
+        let tenant = route.tenant
         guard takeBlockCheck(tenant) else { return }
         do {
-            let unified = try await checkoutUnified()
-            do {
+            // The route's target is the unified database (reverse sync).
+            try await connections.withConnection(route.target, tenant: tenant, tracking: inUse) { unified in
                 let headroom = try await SequenceSync(plan: plan, logger: logger)
                     .extendBlocks(tenantDatabase: tenantDatabase, unified: unified)
                 try await unified.query("""
                     UPDATE tenantry.capture_state SET id_headroom = \(headroom) WHERE tenant_id = \(tenant.rawValue)
                     """, logger: logger)
-                checkinUnified(unified)
-            } catch {
-                try? await unified.close()
-                throw error
             }
         } catch {
             logger.warning("relay: could not check id blocks", metadata: [

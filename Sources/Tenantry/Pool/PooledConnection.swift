@@ -31,6 +31,6 @@ extension PostgresConnection: PooledConnection {
 
     /// Closed, reset, or the server shutting down (``TenantRouter`` classifies the errors).
     public static func isConnectionFailure(_ error: any Error) -> Bool {
-        TenantRouter.isConnectionError(error)
+        Database.isConnectionFailure(error)
     }
 }

@@ -45,7 +45,7 @@ extension TenantRouter {
                         return result
                     } catch {
                         // The same test withConnection makes to discard the connection.
-                        broken = connection.isClosed || Self.isConnectionError(error)
+                        broken = connection.isClosed || Database.isConnectionFailure(error)
                         if transaction && !broken { _ = try? await connection.query("ROLLBACK", logger: logger) }
                         throw error
                     }
@@ -105,16 +105,5 @@ extension TenantRouter {
             }
         }
         throw TenantryError(code: .database, message: "cannot log in as tenant \(tenant)", tenant: tenant.rawValue)
-    }
-
-    /// Whether an error means the connection is unusable (closed, reset, …).
-    static func isConnectionError(_ error: any Error) -> Bool {
-        guard let error = error as? PSQLError else { return false }
-        switch error.code {
-        case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown: return true
-        default:
-            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now
-            return ["57P01", "57P02", "57P03"].contains(error.serverInfo?[.sqlState] ?? "")
-        }
     }
 }

@@ -163,22 +163,26 @@ public final class TenantRouter: Service, Sendable {
     }
 
     /// Waits (up to the lease timeout) until the catalog routes `tenant`'s writes elsewhere than
-    /// `source`, then returns that route; past the timeout, rethrows `rejection`.
+    /// `source`, then returns that route; past the timeout, throws ``TenantryError/Code/tenantMoved``
+    /// (the guard's message, `rejection` underlying).
     private func newRoute(for tenant: TenantID, leaving source: Route.Source, rejection: any Error) async throws -> Route {
         let deadline = ContinuousClock.now + configuration.pool.leaseTimeout
         while true {
             invalidateRoutes(tenant)
             let route = try await self.route(for: tenant)
             if route.writeSource != source { return route }
-            guard ContinuousClock.now < deadline else { throw rejection }
+            guard ContinuousClock.now < deadline else {
+                throw TenantryError(
+                    code: .tenantMoved, message: Database.message(of: rejection), tenant: tenant.rawValue, underlying: rejection)
+            }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
 
-    /// Whether `error` is the capture guard's rejection of a write for a tenant that has moved.
+    /// Whether `error` is the capture guard's rejection of a write for a tenant that has moved
+    /// (``Database/isTenantMoved(_:)``: SQLSTATE 25006 with the guard's fixed hint, never message text).
     static func isMovedRejection(_ error: any Error) -> Bool {
-        let underlying = (error as? TenantryError)?.underlying ?? error
-        return Database.sqlState(of: underlying) == "25006" && Database.message(of: underlying).contains("has moved")
+        Database.isTenantMoved(error)
     }
 
     /// Read-your-writes while a tenant syncs: its write committed on unified is applied to its

@@ -107,7 +107,7 @@ public enum Database {
     public static func describe(_ error: any Error, connectingTo url: PostgresURL) -> TenantryError {
         if let error = error as? TenantryError { return error }
         return TenantryError(
-            code: .database, message: "cannot connect to \(url): \(message(of: error))", underlying: error)
+            code: .connectionFailed, message: "cannot connect to \(url): \(message(of: error))", underlying: error)
     }
 
     /// Wraps any error into a ``TenantryError`` with `context` in front.
@@ -131,7 +131,7 @@ extension PostgresConnection {
     @discardableResult
     func queryIfOpen(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
         guard !isClosed else {
-            throw TenantryError(code: .database, message: "the server closed the connection")
+            throw TenantryError(code: .connectionFailed, message: "the server closed the connection")
         }
         return try await self.query(query, logger: logger)
     }

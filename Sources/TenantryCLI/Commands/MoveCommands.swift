@@ -198,7 +198,7 @@ struct SyncCommand: AsyncParsableCommand {
                         Output.line("  tenant \(tenant) is paused: \(reason) (see 'tenantry dlq list')")
                     }
                 }
-                if report.paused.values.contains(where: { $0.contains("dead letter") }) { throw ExitCode.failure }
+                if !report.deadLettered.isEmpty { throw ExitCode.failure }
             }
         }
     }
