@@ -95,7 +95,7 @@ struct MigrateDataCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let dualWriteOff = context.environment["ENABLE_DUAL_WRITE"] != nil && !context.configuration.migration.dualWrite
+            let dualWriteOff = context.configuration.migration.pauseSyncAfterCopy
             let selection = try TenantSelection.parse(all: all, ids: tenants)
             let (quiet, concurrency, captureTimeout) = (json, concurrency, captureTimeout)
             let report = try await Services.with(context) { services in
