@@ -82,6 +82,7 @@ public struct AdminAPI: Sendable {
         }
         let api = router.group("/api/superadmin").add(middleware: bearer)
         addMigrationRoutes(to: api.group("migration"))
+        addDoctorRoute(to: api)
         api.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         api.get("jobs/:id") { _, context in
             let id = context.parameters.get("id") ?? ""

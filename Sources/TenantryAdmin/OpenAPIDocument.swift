@@ -638,6 +638,68 @@ public enum OpenAPIDocument {
             "description": "forward: unified → tenant database (before cutover); reverse: tenant database → unified (after cutover; kept in the tenant database, copied into unified)"
           }
         }
+      },
+      "DoctorCheck": {
+        "type": "object",
+        "required": [
+          "group",
+          "name",
+          "status",
+          "passed",
+          "detail"
+        ],
+        "properties": {
+          "group": {
+            "type": "string",
+            "description": "environment, application database, tenant configuration, tenant databases, data routing"
+          },
+          "name": {
+            "type": "string",
+            "description": "The check within its group: connection, catalog, credentials, isolation, writes, …"
+          },
+          "status": {
+            "type": "string",
+            "enum": [
+              "pass",
+              "warn",
+              "fail"
+            ]
+          },
+          "passed": {
+            "type": "boolean",
+            "description": "status is not fail"
+          },
+          "detail": {
+            "type": "string",
+            "description": "Why, in one line; never a secret"
+          }
+        }
+      },
+      "DoctorReport": {
+        "type": "object",
+        "required": [
+          "passed",
+          "failed",
+          "warnings",
+          "checks"
+        ],
+        "properties": {
+          "passed": {
+            "type": "integer"
+          },
+          "failed": {
+            "type": "integer"
+          },
+          "warnings": {
+            "type": "integer"
+          },
+          "checks": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/DoctorCheck"
+            }
+          }
+        }
       }
     }
   },
@@ -1792,6 +1854,63 @@ public enum OpenAPIDocument {
           },
           "503": {
             "description": "The catalog or a database is unavailable, or the service is not configured",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/api/superadmin/doctor": {
+      "get": {
+        "summary": "Setup checks (tenantry doctor)",
+        "description": "The checks of `tenantry doctor --json`: configuration, the unified database and catalog, capture, tenant placements and credentials, isolation of tenant roles, connections with each tenant's own login, and a write routed per tenant. 200 whatever they find: `failed` counts the failed checks. No detail holds a secret.",
+        "security": [
+          {
+            "bearer": []
+          }
+        ],
+        "parameters": [
+          {
+            "name": "sample",
+            "in": "query",
+            "required": false,
+            "description": "At most this many tenants are connected to and routed (0: all).",
+            "schema": {
+              "type": "integer",
+              "minimum": 0,
+              "maximum": 10000,
+              "default": 20
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The checks",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/DoctorReport"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "sample out of range",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "Missing or wrong bearer token",
             "content": {
               "application/json": {
                 "schema": {
