@@ -31,6 +31,12 @@ struct CLIDemoTests {
         }
         // Progress went to standard error, phase by phase.
         #expect(result.stderr.contains("▶ migrate-data") && result.stderr.contains("✓ cutover"))
+        // The phases ran through the library's operations, the very calls 'tenantry provision', 'migrate-data',
+        // 'verify-sync' and 'cutover' make: their per-tenant progress lines are the demo's too.
+        for line in ["] tenant 1: created ", "] tenant 1: ", " rows in ", "] tenant 1: equal (", "] tenant 1: dedicated (writes paused "] {
+            #expect(result.stderr.contains(line), "no '\(line)' in the demo's progress")
+        }
+        #expect(report["cutover_retries"] as? Int != nil)
         // Nothing of the demo is left on a server it does not own.
         let left = try await TestPostgres.strings(server, "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenantry_demo_%'")
         #expect(left == [])

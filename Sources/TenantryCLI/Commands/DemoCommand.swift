@@ -35,7 +35,7 @@ struct DemoCommand: AsyncParsableCommand {
             let context = try CommandContext.load()
             let options = DemoRun.Options(
                 shops: shops, rowsPerShop: rowsPerShop, rate: rate, phaseSeconds: phaseSeconds, keep: keep, json: json)
-            let report = try await DemoRun(options: options, configuration: context.configuration, logger: context.logger).run()
+            let report = try await DemoRun(options: options, context: context).run()
             if json {
                 try Output.json(report)
             } else {
