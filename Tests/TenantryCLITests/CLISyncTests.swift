@@ -23,18 +23,26 @@ struct CLISyncTests {
 }
 
 extension CLIMoveFixture {
-    /// Starts `tenantry arguments…`, sends it SIG`signal` after `seconds`, waits for it, and
-    /// returns its exit status (128 + the signal when the signal killed it) and standard error.
+    /// ``runSignalled(_:environment:directory:signal:after:)`` in this fixture's directory and environment.
     func runSignalled(_ arguments: [String], signal: String, after seconds: Double) async throws -> (Int32, String) {
-        let envArgs = environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": "/tmp"]) { $1 }
-            .map { ProcessRunner.quote("\($0.key)=\($0.value)") }.joined(separator: " ")
-        let log = directory + "/signalled-\(UUID().uuidString.prefix(6)).log"
-        let command = "cd \(ProcessRunner.quote(directory)) && env -i \(envArgs) "
-            + ([CLIRunner.binary] + arguments).map(ProcessRunner.quote).joined(separator: " ")
-            + " >/dev/null 2>\(ProcessRunner.quote(log)) & pid=$!; sleep \(String(format: "%.2f", seconds)); "
-            + "kill -\(signal) $pid 2>/dev/null; wait $pid; echo status=$?"
-        let output = try await ProcessRunner().run("/bin/sh", ["-c", command])
-        let status = Int32(output.text.components(separatedBy: "status=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
-        return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        try await TenantryCLITests.runSignalled(arguments, environment: environment, directory: directory, signal: signal, after: seconds)
     }
+}
+
+/// Starts `tenantry arguments…` in `directory` with only `environment` (plus PATH and HOME), sends
+/// it SIG`signal` after `seconds`, waits for it, and returns its exit status (128 + the signal when
+/// the signal killed it) and standard error.
+func runSignalled(
+    _ arguments: [String], environment: [String: String], directory: String, signal: String, after seconds: Double
+) async throws -> (Int32, String) {
+    let envArgs = environment.merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": "/tmp"]) { $1 }
+        .map { ProcessRunner.quote("\($0.key)=\($0.value)") }.joined(separator: " ")
+    let log = directory + "/signalled-\(UUID().uuidString.prefix(6)).log"
+    let command = "cd \(ProcessRunner.quote(directory)) && env -i \(envArgs) "
+        + ([CLIRunner.binary] + arguments).map(ProcessRunner.quote).joined(separator: " ")
+        + " >/dev/null 2>\(ProcessRunner.quote(log)) & pid=$!; sleep \(String(format: "%.2f", seconds)); "
+        + "kill -\(signal) $pid 2>/dev/null; wait $pid; echo status=$?"
+    let output = try await ProcessRunner().run("/bin/sh", ["-c", command])
+    let status = Int32(output.text.components(separatedBy: "status=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+    return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
 }

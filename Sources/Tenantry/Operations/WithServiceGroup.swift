@@ -7,8 +7,9 @@ import ServiceLifecycle
 ///
 /// The body is the group's last service: when it returns (or throws) the group shuts down
 /// gracefully, in reverse order, so the services it used stop after it. SIGTERM or SIGINT shuts
-/// the group down gracefully as well: `body` is cancelled first (it sees `CancellationError`),
-/// then the services stop, each returning from `run()` cleanly. A service that fails cancels the
+/// the group down gracefully as well: `body` is cancelled first, then the services stop, each
+/// returning from `run()` cleanly, and the call throws `CancellationError` (whatever error the
+/// cancelled body ended with). A service that fails cancels the
 /// group and its error is thrown. This is how the CLI runs long-lived work (`tenantry sync run`,
 /// `tenantry demo`), so a container's stop signal ends it without losing anything in flight.
 ///
@@ -45,7 +46,15 @@ private final class BodyService<Value: Sendable>: Service, Sendable, CustomStrin
     func run() async {
         let result: Swift.Result<Value, any Error>
         do {
-            result = .success(try await cancelWhenGracefulShutdown(body))
+            result = .success(try await cancelWhenGracefulShutdown { [body] in
+                do {
+                    return try await body()
+                } catch where Task.isCancelled {
+                    // Stopped by a shutdown: whatever the body failed with (often a wrapped
+                    // CancellationError), the cause is the shutdown.
+                    throw CancellationError()
+                }
+            })
         } catch {
             result = .failure(error)
         }
@@ -65,4 +74,27 @@ public func runServiceGroup(_ services: [any Service], logger: Logger) async thr
     try await ServiceGroup(configuration: ServiceGroupConfiguration(
         services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+}
+
+/// Work that runs until asked to stop, as a service: `run` is started, and on graceful shutdown
+/// `stop` is called and `run` awaited. Neither is cancelled by a graceful shutdown, so work that
+/// needs an orderly stop (a load generator with operations in flight) gets one.
+public struct BackgroundService: Service {
+    private let work: @Sendable () async -> Void
+    private let stop: @Sendable () async -> Void
+
+    /// `run` until `stop` is called.
+    public init(run: @escaping @Sendable () async -> Void, stop: @escaping @Sendable () async -> Void) {
+        self.work = run
+        self.stop = stop
+    }
+
+    /// Runs the work; on graceful shutdown (or cancellation) stops it and waits for it to end.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await work() }
+            try? await gracefulShutdown()
+            await stop()
+        }
+    }
 }

@@ -118,7 +118,9 @@ extension DemoRun {
             }
         }
 
+        /// Throws the first tenant's failure; `CancellationError` when the failures are a signal's doing.
         private static func requireNoFailure(_ failed: [String: String], _ phase: String) throws {
+            try Task.checkCancellation()
             guard let (tenant, reason) = failed.sorted(by: { $0.key < $1.key }).first else { return }
             throw TenantryError(code: .conflict, message: "\(phase) failed for shop \(tenant): \(reason)", tenant: tenant)
         }

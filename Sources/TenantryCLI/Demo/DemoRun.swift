@@ -150,18 +150,11 @@ struct DemoRun: Sendable {
             let steps = Steps(
                 run: self, log: log, operations: operations, move: move, relay: relay, load: load, shops: shops,
                 migrations: migrations)
-            var report = try await withServiceGroup([router, relay], logger: logger) {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { await load.run() }
-                    do {
-                        let report = try await steps.phasesUnderLoad()
-                        await load.stop()
-                        return report
-                    } catch {
-                        await load.stop()
-                        throw error
-                    }
-                }
+            // The load stops before the relay and the router (the group stops services in reverse
+            // order), and is stopped, not cancelled: its operations in flight finish.
+            let loadService = BackgroundService(run: { await load.run() }, stop: { await load.stop() })
+            var report = try await withServiceGroup([router, relay, loadService], logger: logger) {
+                try await steps.phasesUnderLoad()
             }
             report.phases = log.phases
             return report
