@@ -31,9 +31,37 @@ struct CLIDemoTests {
         }
         // Progress went to standard error, phase by phase.
         #expect(result.stderr.contains("▶ migrate-data") && result.stderr.contains("✓ cutover"))
-        // Nothing of the demo is left on a server it does not own.
-        let left = try await TestPostgres.strings(server, "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenantry_demo_%'")
+        // The phases ran through the library's operations, the very calls 'tenantry provision', 'migrate-data',
+        // 'verify-sync' and 'cutover' make: their per-tenant progress lines are the demo's too.
+        for line in ["] tenant 1: created ", "] tenant 1: ", " rows in ", "] tenant 1: equal (", "] tenant 1: dedicated (writes paused "] {
+            #expect(result.stderr.contains(line), "no '\(line)' in the demo's progress")
+        }
+        #expect(report["cutover_retries"] as? Int != nil)
+        // Nothing of the demo is left on a server it does not own (its own databases: another test's demo may run meanwhile).
+        let left = try await TestPostgres.strings(server, try Self.demoDatabases(result.stderr))
         #expect(left == [])
+    }
+
+    @Test("SIGTERM mid-demo: the phases stop, load, relay and router stop gracefully, the demo's databases are removed")
+    func stoppedBySignal() async throws {
+        let server = try await TestPostgres.url()
+        let (status, stderr) = try await runSignalled(
+            ["demo", "--shops", "3", "--rows-per-shop", "40", "--rate", "40", "--phase-seconds", "2"],
+            environment: ["DATABASE_URL": server.urlStringWithPassword], directory: try CLIRunner.makeDirectory(),
+            signal: "TERM", after: 5)
+        #expect(status == 1, "a handled stop, not the signal's default (143): \(stderr.suffix(2000))")
+        #expect(stderr.contains("▶ load on the unified database"), "\(stderr.suffix(2000))")
+        #expect(stderr.contains("stopped by a signal before the end; the demo's databases were removed"), "\(stderr.suffix(2000))")
+        let left = try await TestPostgres.strings(server, try Self.demoDatabases(stderr))
+        #expect(left == [], "nothing of the demo is left")
+    }
+
+    /// A query for the databases of the demo whose progress is `stderr`: setup names its database
+    /// (`(database tenantry_demo_…)`), and its tenants' databases start with that name.
+    static func demoDatabases(_ stderr: String) throws -> String {
+        let tag = try #require(stderr.range(of: #"\(database tenantry_demo_[a-z0-9]+\)"#, options: .regularExpression)
+            .map { String(stderr[$0].dropFirst("(database ".count).dropLast()) }, "\(stderr.suffix(2000))")
+        return "SELECT datname::text FROM pg_database WHERE datname = '\(tag)' OR datname LIKE '\(tag)\\_%'"
     }
 
     @Test("bad demo options: one clear line, nothing created")

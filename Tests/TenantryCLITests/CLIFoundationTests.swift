@@ -47,6 +47,8 @@ struct CLIFoundationTests {
           arguments: [
             ("TENANT_ENCRYPTION_KEY", "nothex"), ("TENANT_DB_MAX_POOL_SIZE", "lots"), ("DATABASE_URL", "mysql://a@b/c"),
             ("MIGRATION_STRATEGY", "sometimes"), ("ENABLE_DUAL_WRITE", "perhaps"),
+            // Read by the CLI only, still through TenantryConfiguration: an error, not a silent default.
+            ("TENANTRY_LOG_LEVEL", "loud"), ("HANDYSHOP_JWT_SECRET", "short"), ("TENANTRY_SERVER_URL", "http://x"),
           ])
     func badEnvironment(_ name: String, _ value: String) async throws {
         let result = try await CLIRunner.run(["status"], environment: [name: value])

@@ -88,6 +88,10 @@ struct ConfigurationTests {
         ("TENANTRY_ROLE_TEMPLATE", "{id}_user", "TENANTRY_ROLE_TEMPLATE must contain {id}"),
         ("TENANTRY_ADMIN_TOKEN", "short", "TENANTRY_ADMIN_TOKEN must be at least 16 characters"),
         ("TENANT_ENCRYPTION_PREVIOUS_KEYS", "abc", "TENANT_ENCRYPTION_PREVIOUS_KEYS"),
+        ("TENANTRY_LOG_LEVEL", "verbose", "TENANTRY_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical"),
+        ("TENANTRY_SERVER_URL", "mysql://a@b/c", "TENANTRY_SERVER_URL must be a PostgreSQL URL"),
+        ("HANDYSHOP_JWT_SECRET", "too short", "HANDYSHOP_JWT_SECRET must be at least 32 bytes"),
+        ("HANDYSHOP_JWT_AUDIENCE", "shops", "HANDYSHOP_JWT_AUDIENCE and HANDYSHOP_JWT_ISSUER need HANDYSHOP_JWT_SECRET"),
     ]
 
     @Test("a bad value in any variable: one line naming the variable", arguments: 0..<badValues.count)
@@ -100,7 +104,35 @@ struct ConfigurationTests {
         #expect(error?.message.hasPrefix(expected) == true, "\(error?.message ?? "")")
         #expect(error?.message.contains("\n") == false)
         // Secrets never echo back.
-        if name == "TENANT_ENCRYPTION_KEY" { #expect(error?.message.contains(value) == false) }
+        if name == "TENANT_ENCRYPTION_KEY" || name == "HANDYSHOP_JWT_SECRET" { #expect(error?.message.contains(value) == false) }
+    }
+
+    @Test("TENANTRY_LOG_LEVEL: a known level (any case) is kept, unset is warning, an unknown one is an error (not warning)")
+    func logLevel() throws {
+        #expect(try TenantryConfiguration(environment: [:]).logLevel == .warning)
+        #expect(try TenantryConfiguration(environment: ["TENANTRY_LOG_LEVEL": "Debug"]).logLevel.name == "debug")
+        #expect(try TenantryConfiguration(environment: ["TENANTRY_LOG_LEVEL": "trace"]).logLevel == TenantryConfiguration.LogLevel("trace"))
+        let error = #expect(throws: TenantryError.self) { try TenantryConfiguration(environment: ["TENANTRY_LOG_LEVEL": "warn"]) }
+        #expect(error?.code == .configuration && error?.message.hasPrefix("TENANTRY_LOG_LEVEL must be one of") == true)
+    }
+
+    @Test("process settings: ENABLE_DUAL_WRITE=false explicitly pauses sync after copy, unset does not; PG bin, server URL, HandyShop JWT")
+    func processSettings() throws {
+        #expect(try TenantryConfiguration(environment: [:]).migration.pauseSyncAfterCopy == false)
+        #expect(try TenantryConfiguration(environment: ["ENABLE_DUAL_WRITE": "false"]).migration.pauseSyncAfterCopy)
+        #expect(try TenantryConfiguration(environment: ["ENABLE_DUAL_WRITE": "true"]).migration.pauseSyncAfterCopy == false)
+        let secret = String(repeating: "s", count: 32)
+        let configuration = try TenantryConfiguration(environment: [
+            "TENANTRY_PG_BIN": "/opt/pg/bin", "TENANTRY_SERVER_URL": "postgres://admin:pw@db2:5432/postgres",
+            "HANDYSHOP_JWT_SECRET": secret, "HANDYSHOP_JWT_AUDIENCE": "shops", "HANDYSHOP_JWT_ISSUER": "",
+        ])
+        #expect(configuration.postgresBinDirectory == "/opt/pg/bin")
+        #expect(configuration.serverURL?.host == "db2" && configuration.serverURL?.password == "pw")
+        #expect(configuration.handyShop.jwtSecret == Array(secret.utf8))
+        #expect(configuration.handyShop.jwtAudience == "shops" && configuration.handyShop.jwtIssuer == nil)
+        for name in ["TENANTRY_LOG_LEVEL", "TENANTRY_PG_BIN", "TENANTRY_SERVER_URL", "HANDYSHOP_JWT_SECRET"] {
+            #expect(TenantryConfiguration.variables.contains(name), "\(name) is listed")
+        }
     }
 
     @Test("previous keys without a current key are refused")

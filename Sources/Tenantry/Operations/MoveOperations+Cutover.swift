@@ -2,27 +2,50 @@ import Foundation
 import TenantryCore
 
 extension MoveOperations {
-    /// What ``cutover(_:maxPause:progress:)`` did (`cutover --json`).
+    /// What ``cutover(_:maxPause:retries:retryDelay:progress:)`` did (`cutover --json`).
     public struct CutoverReport: Sendable, Codable, Equatable {
         /// Tenants cut over, in order.
         public var cutover: [Cutover.Report]
         /// Tenants that failed (nothing changed for them), with a one-line reason.
         public var failed: [String: String]
+        /// Attempts that aborted cleanly and were tried again, over all tenants.
+        public var retries: Int = 0
     }
 
     /// Switches synced tenants' writes to their databases, one tenant at a time (`all`: every
-    /// syncing tenant). A tenant whose pause would pass `maxPause` is left as it was and reported.
+    /// syncing tenant). A tenant whose pause would pass `maxPause` is left as it was; under load it
+    /// is tried again up to `retries` times, `retryDelay` apart (an abort changes nothing, so a
+    /// retry is safe), then reported as failed.
     public func cutover(
-        _ selection: TenantSelection, maxPause: Duration = .milliseconds(500), progress: ProgressHandler? = nil
+        _ selection: TenantSelection, maxPause: Duration = .milliseconds(500), retries: Int = 0,
+        retryDelay: Duration = .milliseconds(200), progress: ProgressHandler? = nil
     ) async throws -> CutoverReport {
+        guard (0...100).contains(retries) else {
+            throw TenantryError(code: .invalidArgument, message: "retries must be from 0 to 100 (got \(retries))")
+        }
         try await requireCapture()
         let ids = try await select(selection, phases: Relay.syncingPhases)
         return try await withRelay { relay in
             let cutover = cutover(relay: relay)
             var report = CutoverReport(cutover: [], failed: [:])
             for (index, id) in ids.enumerated() {
+                try Task.checkCancellation()
                 do {
-                    let done = try await cutover.cutover(id, maxPause: maxPause)
+                    var attempt = 0
+                    let done: Cutover.Report
+                    while true {
+                        do {
+                            done = try await cutover.cutover(id, maxPause: maxPause)
+                            break
+                        } catch where attempt < retries && !(error is CancellationError) {
+                            attempt += 1
+                            report.retries += 1
+                            progress?(OperationProgress(
+                                done: index, total: ids.count, tenant: id,
+                                message: "aborted cleanly (\(Database.oneLine(error))); retry \(attempt) of \(retries)"))
+                            try await Task.sleep(for: retryDelay)
+                        }
+                    }
                     report.cutover.append(done)
                     progress?(OperationProgress(
                         done: index + 1, total: ids.count, tenant: id,

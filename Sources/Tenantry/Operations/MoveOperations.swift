@@ -70,9 +70,26 @@ public struct MoveOperations: Sendable {
         }
     }
 
+    /// Applies everything captured so far for `selection` (`all`: every syncing tenant) with a relay
+    /// of its own, closed afterwards (`tenantry sync run --until-caught-up`). Throws
+    /// ``TenantryError/Code/timeout`` naming the tenants still behind after `timeout`.
+    public func catchUp(
+        _ selection: TenantSelection, configuration: Relay.Configuration = Relay.Configuration(), timeout: Duration = .seconds(600)
+    ) async throws -> Relay.CatchUpReport {
+        try await requireCapture()
+        return try await withRelay(configuration) { relay in
+            switch selection {
+            case .all: try await relay.catchUp(nil, timeout: timeout)
+            case .tenants(let ids): try await relay.catchUp(ids, timeout: timeout)
+            }
+        }
+    }
+
     /// Runs `body` with a relay, closing it afterwards whatever happens.
-    func withRelay<Result: Sendable>(_ body: (Relay) async throws -> Result) async throws -> Result {
-        let relay = relay()
+    func withRelay<Result: Sendable>(
+        _ configuration: Relay.Configuration = Relay.Configuration(), _ body: (Relay) async throws -> Result
+    ) async throws -> Result {
+        let relay = relay(configuration)
         do {
             let result = try await body(relay)
             await relay.close()

@@ -10,6 +10,11 @@ import TenantryCore
 /// cancelled), the operation is cancelled and the child ends at once, and a result arriving later
 /// goes to `onLate`, awaited there (a connection nobody will use gets closed). The sleep is always a child of the
 /// group: no timer outlives the call.
+///
+/// The operation itself is the one unstructured task, on purpose: a task group cannot return
+/// before every child has ended, so an operation that ignores cancellation as a child would hold
+/// the caller past its deadline, which is the very hang this type exists to bound. It is cancelled
+/// as soon as the race is decided, and holds nothing but its own result.
 enum Deadline {
     /// Runs `operation` and returns its result, throws `timeout()` at `deadline`, or
     /// `CancellationError` when the caller is cancelled, whichever comes first. `sleep` is the
@@ -22,6 +27,7 @@ enum Deadline {
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let race = DeadlineRace<T>()
+        // Unstructured on purpose (see the type's comment): the caller must not wait for it.
         let work = Task {
             do {
                 let value = try await operation()

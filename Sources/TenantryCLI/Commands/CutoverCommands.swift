@@ -11,16 +11,19 @@ struct CutoverCommand: AsyncParsableCommand {
         discussion: """
             Per tenant: drain, pause writes (fence), drain the rest, reserve an id block, start reverse sync, mark moved \
             (direct writes to unified are rejected), flip the placement (routers follow), resume. A pause longer than \
-            --max-pause aborts cleanly and can be retried. 'tenantry rollback' undoes it.
+            --max-pause aborts cleanly and is retried up to --retries times (under load, a later attempt usually fits). \
+            'tenantry rollback' undoes it.
             """)
 
     @Flag(help: "Every syncing tenant.") var all = false
     @Option(name: .customLong("tenant"), parsing: .upToNextOption, help: "Tenant ids.") var tenants: [String] = []
     @Option(help: "The longest write pause allowed per tenant (e.g. 500ms, 2s).") var maxPause = "500ms"
+    @Option(help: "Attempts per tenant after one aborted cleanly (0-100).") var retries = 0
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
         guard all != !tenants.isEmpty else { throw ValidationError("give --tenant ids or --all (not both)") }
+        guard (0...100).contains(retries) else { throw ValidationError("--retries must be from 0 to 100") }
     }
 
     func run() async throws {
@@ -28,14 +31,15 @@ struct CutoverCommand: AsyncParsableCommand {
             let context = try CommandContext.load()
             let pause = try parsePause(maxPause)
             let selection = try TenantSelection.parse(all: all, ids: tenants)
-            let quiet = json
+            let (quiet, retries) = (json, retries)
             let report = try await Services.with(context) { services in
-                try await services.move().cutover(selection, maxPause: pause, progress: Output.progress(quiet: quiet))
+                try await services.move().cutover(selection, maxPause: pause, retries: retries, progress: Output.progress(quiet: quiet))
             }
             if json {
                 try Output.json(report)
             } else {
-                Output.line("\(report.cutover.count) tenant(s) cut over, \(report.failed.count) failed")
+                Output.line("\(report.cutover.count) tenant(s) cut over, \(report.failed.count) failed"
+                    + (report.retries > 0 ? " (\(report.retries) aborted attempt(s) retried)" : ""))
                 for (tenant, error) in report.failed.sorted(by: { $0.key < $1.key }) { Output.line("  tenant \(tenant): \(error)") }
                 if !report.cutover.isEmpty { Output.line("reverse sync keeps unified current while 'tenantry sync run' runs") }
             }

@@ -35,7 +35,14 @@ struct DemoCommand: AsyncParsableCommand {
             let context = try CommandContext.load()
             let options = DemoRun.Options(
                 shops: shops, rowsPerShop: rowsPerShop, rate: rate, phaseSeconds: phaseSeconds, keep: keep, json: json)
-            let report = try await DemoRun(options: options, configuration: context.configuration, logger: context.logger).run()
+            let report: DemoRun.Report
+            do {
+                report = try await DemoRun(options: options, context: context).run()
+            } catch is CancellationError {
+                // SIGTERM or SIGINT: the phases were cancelled, the load, relay and router stopped.
+                Output.note("stopped by a signal before the end" + (keep ? "" : "; the demo's databases were removed"))
+                throw ExitCode.failure
+            }
             if json {
                 try Output.json(report)
             } else {

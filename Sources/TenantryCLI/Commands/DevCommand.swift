@@ -9,9 +9,10 @@ struct DevCommand: AsyncParsableCommand {
         abstract: "Start, stop or inspect the embedded development PostgreSQL under .tenantry/.",
         subcommands: [Start.self, Stop.self, Status.self])
 
-    static func server(_ context: CommandContext) -> EmbeddedPostgres {
+    static func server(_ context: CommandContext) throws -> EmbeddedPostgres {
         EmbeddedPostgres(
-            configuration: .init(directory: FileManager.default.currentDirectoryPath + "/" + CommandContext.embeddedDirectory),
+            configuration: try context.embeddedConfiguration(
+                directory: FileManager.default.currentDirectoryPath + "/" + CommandContext.embeddedDirectory),
             logger: context.logger)
     }
 
@@ -22,7 +23,7 @@ struct DevCommand: AsyncParsableCommand {
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
-                let server = DevCommand.server(context)
+                let server = try DevCommand.server(context)
                 let wasRunning = try await server.isRunning()
                 try await server.start()
                 Output.line(wasRunning ? "already running in \(CommandContext.embeddedDirectory)"
@@ -39,7 +40,7 @@ struct DevCommand: AsyncParsableCommand {
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
-                let server = DevCommand.server(context)
+                let server = try DevCommand.server(context)
                 let wasRunning = try await server.isRunning()
                 try await server.stop()
                 Output.line(wasRunning ? "stopped" : "not running")
@@ -55,7 +56,7 @@ struct DevCommand: AsyncParsableCommand {
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
-                let server = DevCommand.server(context)
+                let server = try DevCommand.server(context)
                 let running = try await server.isRunning()
                 var url: String?
                 if running {

@@ -95,7 +95,7 @@ struct MigrateDataCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let dualWriteOff = context.environment["ENABLE_DUAL_WRITE"] != nil && !context.configuration.migration.dualWrite
+            let dualWriteOff = context.configuration.migration.pauseSyncAfterCopy
             let selection = try TenantSelection.parse(all: all, ids: tenants)
             let (quiet, concurrency, captureTimeout) = (json, concurrency, captureTimeout)
             let report = try await Services.with(context) { services in
@@ -179,17 +179,20 @@ struct SyncCommand: AsyncParsableCommand {
                 let ids = try parseTenantIDs(tenants)
                 let untilCaughtUp = untilCaughtUp
                 let timeout = timeout
+                let logger = context.logger
                 let report = try await Services.with(context) { services -> Relay.CatchUpReport? in
                     let move = try await services.move()
                     try await move.requireCapture()
-                    let relay = move.relay(configuration)
                     guard untilCaughtUp else {
+                        // A service in a ServiceGroup: SIGTERM or SIGINT ends the current batch, then the relay stops.
                         Output.note("relay running (Ctrl-C to stop)")
-                        try await relay.run()
+                        try await runServiceGroup([move.relay(configuration)], logger: logger)
                         return nil
                     }
-                    defer { Task { await relay.close() } }
-                    return try await relay.catchUp(ids.isEmpty ? nil : ids, timeout: .seconds(timeout))
+                    // SIGTERM or SIGINT cancels the catch-up; the relay is closed either way.
+                    return try await withServiceGroup([], logger: logger) {
+                        try await move.catchUp(ids.isEmpty ? .all : .tenants(ids), configuration: configuration, timeout: .seconds(timeout))
+                    }
                 }
                 guard let report else { return }
                 if json { try Output.json(report) } else {

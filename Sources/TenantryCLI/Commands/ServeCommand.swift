@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
             var configuration = AdminAPI.Configuration(token: token)
             configuration.archiveDirectory = archiveDir
             configuration.migrationsDirectory = migrations
-            configuration.pauseSyncAfterCopy = context.environment["ENABLE_DUAL_WRITE"] != nil && !context.configuration.migration.dualWrite
+            configuration.pauseSyncAfterCopy = context.configuration.migration.pauseSyncAfterCopy
             let (settings, host, port, runRelay) = (configuration, host, port, !noRelay)
             try await Services.with(context) { services in
                 let operations = services.operations.acting(as: "api")
@@ -103,14 +103,11 @@ struct HandyShopCommand: AsyncParsableCommand {
                 var tenants = TenantIdentification.Configuration()
                 if let subdomain { tenants.sources.append(.subdomain(of: subdomain)) }
                 if pathPrefix { tenants.sources.append(.pathPrefix("/shops")) }
-                if let secret = context.environment["HANDYSHOP_JWT_SECRET"], !secret.isEmpty {
-                    guard secret.utf8.count >= JWTVerifier.minimumSecretLength else {
-                        throw TenantryError(
-                            code: .configuration, message: "HANDYSHOP_JWT_SECRET must be at least \(JWTVerifier.minimumSecretLength) bytes")
-                    }
-                    tenants.jwtSecret = Array(secret.utf8)
-                    tenants.jwtAudience = context.environment["HANDYSHOP_JWT_AUDIENCE"].flatMap { $0.isEmpty ? nil : $0 }
-                    tenants.jwtIssuer = context.environment["HANDYSHOP_JWT_ISSUER"].flatMap { $0.isEmpty ? nil : $0 }
+                let jwt = context.configuration.handyShop  // HANDYSHOP_JWT_*, validated by TenantryConfiguration
+                if let secret = jwt.jwtSecret {
+                    tenants.jwtSecret = secret
+                    tenants.jwtAudience = jwt.jwtAudience
+                    tenants.jwtIssuer = jwt.jwtIssuer
                     tenants.sources.append(.jwtClaim("shop_id"))
                 }
                 tenants.discriminator = context.configuration.naming.discriminator

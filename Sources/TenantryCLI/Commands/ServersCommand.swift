@@ -25,7 +25,7 @@ struct ServersCommand: AsyncParsableCommand {
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
-                let parsed = try Self.adminURL(argument: url, environment: context.environment)
+                let parsed = try Self.adminURL(argument: url, configured: context.configuration.serverURL)
                 guard name.range(of: "^[a-z0-9][a-z0-9_-]{0,39}$", options: .regularExpression) != nil,
                       name != ServerDirectory.defaultServerName else {
                     throw TenantryError(
@@ -71,7 +71,7 @@ struct ServersCommand: AsyncParsableCommand {
 
         /// The admin URL: the argument (refused when it holds a password), else
         /// `TENANTRY_SERVER_URL`, else the first line of standard input when it is not a terminal.
-        static func adminURL(argument: String?, environment: [String: String]) throws -> PostgresURL {
+        static func adminURL(argument: String?, configured: PostgresURL?) throws -> PostgresURL {
             if let argument {
                 let parsed = try PostgresURL(argument, variable: "the server URL")
                 guard parsed.password == nil else {
@@ -82,9 +82,7 @@ struct ServersCommand: AsyncParsableCommand {
                 }
                 return parsed
             }
-            if let text = environment["TENANTRY_SERVER_URL"], !text.isEmpty {
-                return try PostgresURL(text, variable: "TENANTRY_SERVER_URL")
-            }
+            if let configured { return configured }  // TENANTRY_SERVER_URL, parsed by TenantryConfiguration
             guard isatty(STDIN_FILENO) == 0 else {
                 throw TenantryError(
                     code: .invalidArgument,

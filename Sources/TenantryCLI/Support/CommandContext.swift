@@ -8,23 +8,37 @@ import TenantryCore
 struct CommandContext: Sendable {
     let configuration: TenantryConfiguration
     let logger: Logger
-    let environment: [String: String]
+    /// The audit actor of this process: `cli:<os user>` (`USER`/`LOGNAME` name the OS user, not a setting).
+    let actor: String
 
     /// The directory of the embedded development server.
     static let embeddedDirectory = ".tenantry/postgres"
 
-    /// Parses the whole environment (a bad value in any variable is refused here) and sets up logging.
+    /// Parses the whole environment through ``TenantryConfiguration`` (a bad value in any variable,
+    /// `TENANTRY_LOG_LEVEL` included, is refused here) and sets up logging.
     static func load() throws -> CommandContext {
         let environment = ProcessInfo.processInfo.environment
         let configuration = try TenantryConfiguration(environment: environment)
-        LoggingBootstrap.once(level: environment["TENANTRY_LOG_LEVEL"])
+        LoggingBootstrap.once(level: configuration.logLevel)
         return CommandContext(
-            configuration: configuration, logger: Logger(label: "tenantry"), environment: environment)
+            configuration: configuration, logger: Logger(label: "tenantry"),
+            actor: "cli:" + (environment["USER"] ?? environment["LOGNAME"] ?? String(getuid())))
     }
 
-    /// The audit actor of this process: `cli:<os user>`.
-    var actor: String {
-        "cli:" + (environment["USER"] ?? environment["LOGNAME"] ?? String(getuid()))
+    /// An embedded server under `directory`, with the programs of `TENANTRY_PG_BIN` when it is set
+    /// (else EmbeddedPostgres looks for them itself when it needs them).
+    func embeddedConfiguration(directory: String) throws -> EmbeddedPostgres.Configuration {
+        var settings = EmbeddedPostgres.Configuration(directory: directory)
+        if configuration.postgresBinDirectory != nil { settings.binaries = try postgresBinaries() }
+        return settings
+    }
+
+    /// The PostgreSQL server programs for an embedded server: `TENANTRY_PG_BIN` (checked), else
+    /// `PATH`, else the newest `/usr/lib/postgresql/*/bin`.
+    func postgresBinaries() throws -> PostgresBinaries {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TENANTRY_PG_BIN"] = configuration.postgresBinDirectory
+        return try PostgresBinaries.locate(environment: environment)
     }
 
     /// The unified database: `DATABASE_URL`, or the embedded server (started when needed).
@@ -42,7 +56,7 @@ struct CommandContext: Sendable {
     /// Starts (or attaches to) the embedded server under `.tenantry/` and returns its URL.
     func embeddedURL() async throws -> PostgresURL {
         let server = EmbeddedPostgres(
-            configuration: .init(directory: FileManager.default.currentDirectoryPath + "/" + Self.embeddedDirectory),
+            configuration: try embeddedConfiguration(directory: FileManager.default.currentDirectoryPath + "/" + Self.embeddedDirectory),
             logger: logger)
         if try await !server.isRunning() {
             Output.note("DATABASE_URL is not set: starting the embedded PostgreSQL in \(Self.embeddedDirectory)")
@@ -58,17 +72,18 @@ struct CommandContext: Sendable {
     }
 }
 
-/// Sets up swift-log once: to standard error, level from `TENANTRY_LOG_LEVEL` (default `warning`).
+/// Sets up swift-log once: to standard error, level from `TENANTRY_LOG_LEVEL` (default `warning`;
+/// ``TenantryConfiguration`` refuses an unknown level).
 enum LoggingBootstrap {
     nonisolated(unsafe) private static var bootstrapped = false
     private static let lock = NSLock()
 
-    static func once(level: String?) {
+    static func once(level: TenantryConfiguration.LogLevel) {
         lock.lock()
         defer { lock.unlock() }
         guard !bootstrapped else { return }
         bootstrapped = true
-        let parsed = level.flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        let parsed = Logger.Level(rawValue: level.name) ?? .warning
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = parsed

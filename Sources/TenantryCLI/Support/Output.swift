@@ -43,6 +43,10 @@ func runCommand(_ body: () async throws -> Void) async throws {
         throw error
     } catch let error as CleanExit {
         throw error
+    } catch is CancellationError {
+        // SIGTERM or SIGINT under a ServiceGroup: the work was stopped gracefully.
+        Output.note("stopped by a signal before the end")
+        throw ExitCode.failure
     } catch {
         Output.note("error: \(userMessage(for: error))")
         throw ExitCode.failure

@@ -34,11 +34,6 @@ struct Services: Sendable {
     func provisioner(migrationsDirectory: String?, needsMigrations: Bool = true) throws -> TenantProvisioner {
         try operations.provisioner(migrationsDirectory: migrationsDirectory, needsMigrations: needsMigrations)
     }
-
-    /// A router over this catalog, measuring every query with `monitor` (pool limits from the environment).
-    func router(keyring: Keyring, monitor: PerformanceMonitor?) async throws -> TenantRouter {
-        operations.router(keyring: keyring, monitor: monitor)
-    }
 }
 
 /// Parses tenant ids given as arguments (each may be a comma-separated list).

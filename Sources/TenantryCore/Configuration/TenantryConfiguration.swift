@@ -30,6 +30,15 @@ public struct TenantryConfiguration: Sendable {
     public var migrationsDirectory: String = "./migrations"
     /// `TENANTRY_ADMIN_TOKEN`: the admin API's bearer token (at least 16 characters).
     public var adminToken: String?
+    /// `TENANTRY_LOG_LEVEL`: the CLI's swift-log level. Default `warning`.
+    public var logLevel: LogLevel = .warning
+    /// `TENANTRY_PG_BIN`: where `initdb` and `pg_ctl` are for the embedded server; default: `PATH`,
+    /// then `/usr/lib/postgresql/*/bin`.
+    public var postgresBinDirectory: String?
+    /// `TENANTRY_SERVER_URL`: the admin URL `tenantry servers add` registers when no argument is given.
+    public var serverURL: PostgresURL?
+    /// The HandyShop example service's settings.
+    public var handyShop = HandyShop()
 
     /// The router's pool settings.
     public struct Pool: Sendable, Equatable {
@@ -54,6 +63,9 @@ public struct TenantryConfiguration: Sendable {
         public var tenantReads: Bool = false
         /// `MIGRATION_STRATEGY`: the initial read strategy. Default `unified`.
         public var strategy: ReadPolicy.Strategy = .unified
+        /// `ENABLE_DUAL_WRITE` set to false explicitly: a tenant copied now starts with its sync
+        /// paused (capture keeps the backlog). Unset: sync starts at once. Default false.
+        public var pauseSyncAfterCopy: Bool = false
         /// Defaults.
         public init() {}
     }
@@ -116,6 +128,8 @@ public struct TenantryConfiguration: Sendable {
         "MIGRATION_STRATEGY", "SLOW_QUERY_THRESHOLD_MS", "MAX_METRICS_RETENTION", "VERIFY_BEFORE_RETIREMENT",
         "ARCHIVE_BEFORE_DELETE", "TENANTRY_DISCRIMINATOR", "TENANTRY_TENANT_TABLE", "TENANTRY_DATABASE_TEMPLATE",
         "TENANTRY_ROLE_TEMPLATE", "TENANTRY_TEMPLATE_DATABASE", "TENANTRY_MIGRATIONS", "TENANTRY_ADMIN_TOKEN",
+        "TENANTRY_LOG_LEVEL", "TENANTRY_PG_BIN", "TENANTRY_SERVER_URL", "HANDYSHOP_JWT_SECRET", "HANDYSHOP_JWT_AUDIENCE",
+        "HANDYSHOP_JWT_ISSUER",
     ]
 
     /// Parses the environment. Unset (or empty) variables keep their defaults; a set variable
@@ -145,7 +159,10 @@ public struct TenantryConfiguration: Sendable {
         pool.idleTimeout = try reader.milliseconds("TENANT_DB_IDLE_TIMEOUT", minimum: 0) ?? pool.idleTimeout
         pool.connectionTimeout = try reader.milliseconds("TENANT_DB_CONNECTION_TIMEOUT", minimum: 1) ?? pool.connectionTimeout
         pool.maxPerServer = try reader.integer("TENANTRY_SERVER_MAX_CONNECTIONS", in: 1...100_000) ?? pool.maxPerServer
-        migration.dualWrite = try reader.boolean("ENABLE_DUAL_WRITE") ?? migration.dualWrite
+        if let dualWrite = try reader.boolean("ENABLE_DUAL_WRITE") {
+            migration.dualWrite = dualWrite
+            migration.pauseSyncAfterCopy = !dualWrite
+        }
         migration.tenantReads = try reader.boolean("ENABLE_TENANT_READS") ?? migration.tenantReads
         if let name = reader.string("MIGRATION_STRATEGY") {
             guard let strategy = ReadPolicy.Strategy(name) else {
@@ -172,6 +189,7 @@ public struct TenantryConfiguration: Sendable {
             }
             adminToken = token
         }
+        try readProcessSettings(reader)
     }
 
     // MARK: - Required values
