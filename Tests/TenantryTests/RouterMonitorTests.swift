@@ -24,14 +24,7 @@ extension RouterFixture {
                 servers: ServerDirectory(
                     databaseURL: base.catalogURL, superuser: nil, superuserPassword: nil, servers: [], keyring: base.keyring),
                 logger: TestPostgres.logger)
-            return try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask { try await router.run(); return nil }
-                group.addTask { try await body(router, catalog) }
-                while let value = try await group.next() {
-                    if let value { group.cancelAll(); return value }
-                }
-                throw CancellationError()
-            }
+            return try await router.running { try await body(router, catalog) }
         }
     }
 }

@@ -93,7 +93,7 @@ public struct Copier: Sendable {
             let rows = counts.values.reduce(0, +)
             try await catalog.recordCopy(tenant, snapshot: snapshot, rows: rows)
             try await catalog.setPhase(tenant, to: .syncing)
-            let seconds = (ContinuousClock.now - started).seconds
+            let seconds = (ContinuousClock.now - started).totalSeconds
             try? await catalog.audit(
                 actor: actor, action: "migrate-data", tenant: tenant, outcome: .ok,
                 detail: ["rows": "\(rows)", "seconds": String(format: "%.2f", seconds)])
@@ -205,12 +205,4 @@ public struct Copier: Sendable {
 
 extension Copier {
     static func escapeQuotes(_ name: String) -> String { name.replacingOccurrences(of: "\"", with: "\"\"") }
-}
-
-extension Duration {
-    /// The duration in seconds, fractions included.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
 }

@@ -31,7 +31,7 @@ extension Cutover {
             }
             try await catalog.setPhase(tenant, to: .shared)
             try? await catalog.audit(actor: actor, action: "rollback", tenant: tenant, outcome: .ok, detail: ["from": phase.rawValue])
-            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: 0)
+            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: 0)
         case .cutover, .dedicated:
             // The switch back runs on the reversed route: the tenant database is its source.
             let back = try await route(tenant).reversed
@@ -89,7 +89,7 @@ extension Cutover {
             } catch {
                 guard try await decidedMoved(tenant, url: route.source.url, error: error, what: "rollback") else { throw error }
             }
-            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
+            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: drained)
         }
     }
 
@@ -130,7 +130,7 @@ extension Cutover {
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
-        max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        max(1, duration.wholeMilliseconds)
     }
 
     func flipPlacement(_ tenant: TenantID, to placement: TenantRecord.Placement) async throws {

@@ -178,7 +178,7 @@ public struct Cutover: Sendable {
             logger.warning("cutover: the COMMIT reported an error but had committed", metadata: [
                 LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
         }
-        return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).seconds * 1000, drained: drained)
+        return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: drained)
     }
 
     /// COMMITs the transaction that decides a switch: at once an error on a connection the server

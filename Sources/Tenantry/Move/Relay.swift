@@ -252,7 +252,7 @@ public final class Relay: Sendable {
                 state.withLockedValue { _ = $0.tenantURLs.removeValue(forKey: tenant) }
                 return unreachable(tenant, error)
             }
-            logger.error("relay step failed", metadata: ["tenant": "\(tenant)", "error": "\(Database.message(of: error))"])
+            logger.error("relay step failed", metadata: [LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
             return unreachable(tenant, error)
         }
     }
@@ -269,7 +269,7 @@ public final class Relay: Sendable {
             state.statistics.connectionFailures += 1
         }
         Counter(label: MetricName.connectionFailures).increment()
-        logger.warning("relay: cannot reach a database; retrying", metadata: ["tenant": "\(tenant)", "error": "\(message)"])
+        logger.warning("relay: cannot reach a database; retrying", metadata: [LogMetadataKey.tenant: "\(tenant)", "error": "\(message)"])
         return .unreachable(message)
     }
 

@@ -61,3 +61,19 @@ extension TenantRouter {
         }
     }
 }
+
+extension TenantRouter {
+    /// Runs `body` while the router runs (route notifications, idle closing), then stops it and
+    /// closes its connections.
+    public func running<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await self.run(); return nil }
+            group.addTask { try await body() }
+            defer { group.cancelAll() }
+            while let value = try await group.next() {
+                if let value { return value }
+            }
+            throw CancellationError()
+        }
+    }
+}

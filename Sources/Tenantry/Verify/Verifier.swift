@@ -105,7 +105,7 @@ public struct Verifier: Sendable {
                 }
                 return Report(
                     tenant: tenant, equal: results.allSatisfy { $0.differenceCount == 0 }, tables: results,
-                    seconds: (ContinuousClock.now - started).seconds)
+                    seconds: (ContinuousClock.now - started).totalSeconds)
             }
         }
     }

@@ -148,7 +148,7 @@ final class ProgressPrinter: Sendable {
     func summary() -> String {
         let rows = state.withLockedValue { $0.rows.values.reduce(0, +) }
         let elapsed = ContinuousClock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.totalSeconds
         return "\(rows) rows, \(Int(Double(rows) / max(seconds, 0.001))) rows/s"
     }
 }

@@ -80,6 +80,6 @@ struct PerformanceCommand: AsyncParsableCommand {
     }
 
     static func seconds(_ duration: Duration) -> String {
-        String(format: "%.1f s", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        String(format: "%.1f s", duration.totalSeconds)
     }
 }

@@ -39,7 +39,7 @@ struct ProvisionCommand: AsyncParsableCommand {
                     .tenants(ids), concurrency: concurrency, server: server, migrationsDirectory: migrations,
                     progress: Output.progress(quiet: quiet) { event in
                         let elapsed = ContinuousClock.now - started
-                        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                        let seconds = elapsed.totalSeconds
                         return "\(String(format: "%.1f", Double(event.done) / max(0.001, seconds))) tenants/s"
                     })
             }

@@ -128,10 +128,7 @@ struct SchemaCommand: AsyncParsableCommand {
                     let targets = try await fleet.targets(only: only)
                     // The template accepts connections only while TemplateDatabase allows them.
                     let template = only == nil ? [try await fleet.template(files).status(server: nil)] : []
-                    return template + (await withTaskGroup(of: (Int, FleetMigrator.Status).self) { group in
-                        for (index, target) in targets.enumerated() { group.addTask { (index, await migrator.status(target)) } }
-                        return await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }.map(\.1)
-                    })
+                    return template + (try await concurrentMap(targets, concurrency: max(1, targets.count)) { await migrator.status($0) })
                 }
                 if json {
                     struct Report: Encodable { var latest: Int; var databases: [FleetMigrator.Status] }
