@@ -201,7 +201,8 @@ struct RetirementTests {
             let tenantURL = try await fixture.tenantURL(first)
             try await Database.withConnection(tenantURL, logger: logger) { connection in
                 try await connection.query("""
-                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(Retirement.pausedReason)
+                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(Retirement.pausedReason),
+                        pause_kind = 'retirement'
                     WHERE tenant_id = \(first.rawValue)
                     """, logger: logger)
                 try await connection.query(

@@ -156,7 +156,8 @@ public struct Capture: Sendable {
     public func setSyncPaused(_ tenant: TenantID, _ paused: Bool, reason: String? = nil) async throws {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
             try await connection.query("""
-                UPDATE tenantry.capture_state SET sync_paused = \(paused), paused_reason = \(paused ? reason : nil), updated_at = now()
+                UPDATE tenantry.capture_state SET sync_paused = \(paused), paused_reason = \(paused ? reason : nil),
+                    pause_kind = \(paused ? PauseKind.operator.rawValue : nil), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
         }

@@ -71,6 +71,17 @@ enum CaptureSQL {
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS id_headroom bigint;
+        -- Why a stream is paused, as a code the relay, dlq and rollback test (paused_reason is
+        -- for people): 'dead_letter' (a change of this stream), 'reverse_dead_letter' (mirrored
+        -- from the tenant database), 'operator' (dual-write disable). An install older than the
+        -- column had only the text; it is read once, here, to fill the code in.
+        ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS pause_kind text;
+        UPDATE tenantry.capture_state SET pause_kind = CASE
+                WHEN paused_reason LIKE 'reverse dead letter%' THEN 'reverse_dead_letter'
+                WHEN paused_reason LIKE '%dead letter%' THEN 'dead_letter'
+                WHEN paused_reason = 'retired from the unified database' THEN 'retirement'
+                ELSE 'operator' END
+            WHERE sync_paused AND pause_kind IS NULL;
         \(retiredTable)
         """
 

@@ -22,7 +22,7 @@ extension Cutover {
                 try await Database.withTransaction(unified, logger: logger) { unified in
                     try await unified.query("""
                         UPDATE tenantry.capture_state SET capturing = false, snapshot = NULL, sync_paused = false,
-                            paused_reason = NULL, updated_at = now()
+                            paused_reason = NULL, pause_kind = NULL, updated_at = now()
                         WHERE tenant_id = \(tenant.rawValue)
                         """, logger: logger)
                     try await unified.query("DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)

@@ -140,7 +140,7 @@ public struct Cutover: Sendable {
             try await requireDrained(tenant, on: unified, what: "cutover", direction: "synced")
             let headroom = try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: tenantDatabase, unified: unified)
             try await tenantDatabase.query("""
-                UPDATE tenantry.capture_state SET capturing = true, moved = false, sync_paused = false, paused_reason = NULL,
+                UPDATE tenantry.capture_state SET capturing = true, moved = false, sync_paused = false, paused_reason = NULL, pause_kind = NULL,
                     snapshot = pg_current_snapshot(), capture_enabled_at = clock_timestamp(), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)

@@ -93,8 +93,8 @@ public struct DeadLetters: Sendable {
             try await Database.withConnection(unifiedURL, logger: logger) { connection in
                 try await connection.query("""
                     WITH gone AS (DELETE FROM tenantry.dead_letters WHERE tenant_id = \(tenant.rawValue) AND direction = 'reverse')
-                    UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
-                    WHERE tenant_id = \(tenant.rawValue) AND paused_reason LIKE 'reverse dead letter%'
+                    UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
+                    WHERE tenant_id = \(tenant.rawValue) AND pause_kind = \(PauseKind.reverseDeadLetter.rawValue)
                     """, logger: logger)
             }
         }
@@ -144,8 +144,8 @@ public struct DeadLetters: Sendable {
                     AND (\(direction == nil) OR direction = \(direction ?? ""))
                 """, logger: logger)
             try await connection.query("""
-                UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
-                WHERE tenant_id = \(tenant.rawValue) AND paused_reason LIKE '%dead letter%'
+                UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
+                WHERE tenant_id = \(tenant.rawValue) AND pause_kind = ANY(\(PauseKind.deadLetters))
                   AND NOT EXISTS (SELECT 1 FROM tenantry.dead_letters WHERE tenant_id = \(tenant.rawValue))
                 """, logger: logger)
         }
@@ -164,8 +164,8 @@ public struct DeadLetters: Sendable {
                     INSERT INTO tenantry.changes (id, tenant_id, table_name, op, old_key, row_data, xid, captured_at)
                     SELECT * FROM moved RETURNING tenant_id),
                 resumed AS (
-                    UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
-                    WHERE tenant_id IN (SELECT tenant_id FROM restored) AND paused_reason LIKE '%dead letter%')
+                    UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
+                    WHERE tenant_id IN (SELECT tenant_id FROM restored) AND pause_kind = ANY(\(PauseKind.deadLetters)))
                 SELECT count(*)::int FROM restored
                 """, logger: logger)
             return try await rows.decode(Int.self).first(where: { _ in true }) ?? 0

@@ -191,11 +191,12 @@ extension Relay {
             try await source.query(
                 "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = \(change.id)", logger: logger)
             try await source.query("""
-                UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason), updated_at = now()
+                UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason),
+                    pause_kind = \(PauseKind.deadLetter.rawValue), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
             logger.error("relay: change dead-lettered; tenant paused", metadata: [
-                "tenant": "\(tenant)", "change": "\(change.id)", "table": "\(change.table)", "error": "\(message)"])
+                LogMetadataKey.tenant: "\(tenant)", "change": "\(change.id)", "table": "\(change.table)", "error": "\(message)"])
             state.withLockedValue { state in
                 state.statistics.deadLettered += 1
                 state.statistics.failedPerTable[change.table, default: 0] += 1
@@ -212,7 +213,7 @@ extension Relay {
             """, logger: logger)
         let delay = configuration.retryDelays[attempts - 1]
         logger.warning("relay: change failed; retrying", metadata: [
-            "tenant": "\(tenant)", "change": "\(change.id)", "attempt": "\(attempts)", "retryIn": "\(delay)", "error": "\(message)"])
+            LogMetadataKey.tenant: "\(tenant)", "change": "\(change.id)", "attempt": "\(attempts)", "retryIn": "\(delay)", "error": "\(message)"])
         state.withLockedValue { state in
             state.statistics.retried += 1
             state.statistics.failedPerTable[change.table, default: 0] += 1
@@ -239,7 +240,8 @@ extension Relay {
                     ON CONFLICT (tenant_id, direction, id) DO UPDATE SET attempts = EXCLUDED.attempts, error = EXCLUDED.error
                     """, logger: logger)
                 try await unified.query("""
-                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason), updated_at = now()
+                    UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(reason),
+                        pause_kind = \(PauseKind.reverseDeadLetter.rawValue), updated_at = now()
                     WHERE tenant_id = \(tenant.rawValue)
                     """, logger: logger)
             }

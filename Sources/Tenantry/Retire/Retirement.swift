@@ -183,8 +183,8 @@ public struct Retirement: Sendable {
     private func finishInterrupted(_ id: TenantID) async throws -> Bool {
         let paused = try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
             try await tenantDatabase.query(
-                "SELECT coalesce(paused_reason, '') FROM tenantry.capture_state WHERE tenant_id = \(id.rawValue)", logger: logger)
-                .decode(String.self).first(where: { _ in true }) == Self.pausedReason
+                "SELECT coalesce(pause_kind, '') FROM tenantry.capture_state WHERE tenant_id = \(id.rawValue)", logger: logger)
+                .decode(String.self).first(where: { _ in true }) == PauseKind.retirement.rawValue
         }
         guard paused else { return false }
         let deleted = try await Database.withConnection(unifiedURL, logger: logger) { unified in
@@ -222,7 +222,7 @@ public struct Retirement: Sendable {
                     .decode(Bool.self).first(where: { _ in true }) ?? false
                 try await tenantDatabase.query("""
                     UPDATE tenantry.capture_state SET sync_paused = true, paused_reason = \(Self.pausedReason),
-                        updated_at = now() WHERE tenant_id = \(id.rawValue) AND NOT sync_paused
+                        pause_kind = \(PauseKind.retirement.rawValue), updated_at = now() WHERE tenant_id = \(id.rawValue) AND NOT sync_paused
                     """, logger: logger)
                 return paused
             }
@@ -233,8 +233,8 @@ public struct Retirement: Sendable {
     private func resumeReverseStream(_ id: TenantID) async throws {
         try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
             try await tenantDatabase.query("""
-                UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, updated_at = now()
-                WHERE tenant_id = \(id.rawValue) AND paused_reason = \(Self.pausedReason)
+                UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
+                WHERE tenant_id = \(id.rawValue) AND pause_kind = \(PauseKind.retirement.rawValue)
                 """, logger: logger)
         }
     }
