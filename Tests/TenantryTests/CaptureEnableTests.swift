@@ -86,4 +86,35 @@ struct CaptureEnableTests {
             fixture.unifiedURL, "SELECT coalesce(array_to_string(proconfig, ','), '') FROM pg_proc WHERE proname LIKE 'capture_notes_%'")
         #expect(config == [""])
     }
+
+    @Test("a reinstall turns the paused reasons of an older install into pause kinds, and dual-write disable records its own")
+    func pauseKinds() async throws {
+        let logger = MoveFixture.logger
+        let fixture = try await MoveFixture.make(tenants: 3) { connection in
+            try await Database.execute(script: """
+                CREATE TABLE shops (id bigint PRIMARY KEY);
+                CREATE TABLE notes (shop_id bigint NOT NULL REFERENCES shops (id), id bigint PRIMARY KEY, body text);
+                INSERT INTO shops VALUES (1), (2), (3);
+                """, on: connection, logger: logger)
+        }
+        let capture = fixture.capture()
+        for id in ["1", "2", "3"] { try await capture.enable(try TenantID(id)) }
+        // As an install older than the column left them: only the words.
+        try await Database.withConnection(fixture.unifiedURL, logger: logger) { connection in
+            try await connection.query("""
+                UPDATE tenantry.capture_state SET sync_paused = true, pause_kind = NULL, paused_reason = CASE tenant_id
+                    WHEN '1' THEN 'dead letter 7: duplicate key' WHEN '2' THEN 'reverse dead letter 9: boom' END
+                WHERE tenant_id IN ('1', '2')
+                """, logger: logger)
+        }
+        try await capture.install()
+        try await capture.setSyncPaused(try TenantID("3"), true, reason: "dual-write disable")
+        let kinds = try await TestPostgres.strings(
+            fixture.unifiedURL, "SELECT tenant_id || '=' || coalesce(pause_kind, '-') FROM tenantry.capture_state ORDER BY tenant_id")
+        #expect(kinds == ["1=dead_letter", "2=reverse_dead_letter", "3=operator"])
+        try await capture.setSyncPaused(try TenantID("3"), false)
+        #expect(try await TestPostgres.strings(
+            fixture.unifiedURL, "SELECT coalesce(pause_kind, '-') FROM tenantry.capture_state WHERE tenant_id = '3'") == ["-"])
+    }
 }
+
