@@ -172,29 +172,20 @@ public final class Relay: Sendable {
 
     /// One pass: up to a few batches per tenant, `concurrency` tenants at a time.
     private func pass(_ tenants: [TenantID]) async -> [TenantID: StepOutcome] {
-        await withTaskGroup(of: (TenantID, StepOutcome).self) { group in
-            var outcomes: [TenantID: StepOutcome] = [:]
-            var iterator = tenants.makeIterator()
-            func next() -> Bool {
-                guard let tenant = iterator.next() else { return false }
-                group.addTask {
-                    var last = StepOutcome.idle
-                    for _ in 0..<8 {
-                        last = await self.step(tenant, waitForLock: false)
-                        guard case .applied = last else { break }
-                    }
-                    return (tenant, last)
-                }
-                return true
+        var outcomes: [TenantID: StepOutcome] = [:]
+        // The work never throws (a failure is an outcome), so neither does the loop.
+        try? await forEachConcurrently(tenants, concurrency: configuration.concurrency) { tenant in
+            var last = StepOutcome.idle
+            for _ in 0..<8 {
+                last = await self.step(tenant, waitForLock: false)
+                guard case .applied = last else { break }
             }
-            for _ in 0..<max(1, configuration.concurrency) where next() {}
-            while let (tenant, outcome) = await group.next() {
-                outcomes[tenant] = outcome
-                _ = next()
-            }
-            await sweepIdleConnections()
-            return outcomes
+            return last
+        } finished: { index, result, _ in
+            if case .success(let outcome) = result { outcomes[tenants[index]] = outcome }
         }
+        await sweepIdleConnections()
+        return outcomes
     }
 
     // MARK: - One step
