@@ -138,6 +138,7 @@ let package = Package(
         .target(
             name: "TenantryTestSupport",
             dependencies: [
+                "HandyShop",
                 "Tenantry",
                 "TenantryCore",
                 "EmbeddedPostgres",

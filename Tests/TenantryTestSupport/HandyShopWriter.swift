@@ -1,4 +1,5 @@
 import Foundation
+import HandyShop
 import NIOConcurrencyHelpers
 import PostgresNIO
 import Tenantry
@@ -21,7 +22,7 @@ public struct HandyShopWriter: Sendable {
     /// Writes until `stop` is set; returns the transactions committed.
     public func run(until stop: NIOLockedValueBox<Bool>) async throws -> Int {
         try await Database.withConnection(url, logger: TestPostgres.logger) { connection in
-            var random = SplitMix(seed: seed)
+            var random = SeededRandom(seed: seed)
             var writes = 0
             while !stop.withLockedValue({ $0 }) {
                 let shop = Int64(shops[Int(random.next() % UInt64(shops.count))].rawValue)!
@@ -96,21 +97,6 @@ extension HandyShopWriter {
                 attempt += 1
             }
         }
-    }
-}
-
-/// A small deterministic random generator.
-public struct SplitMix: Sendable {
-    var state: UInt64
-    /// Seeds it.
-    public init(seed: UInt64) { state = seed }
-    /// The next value.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

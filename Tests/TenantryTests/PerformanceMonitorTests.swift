@@ -1,4 +1,5 @@
 import Foundation
+import HandyShop
 import Tenantry
 import TenantryCore
 import TenantryHummingbird
@@ -12,7 +13,7 @@ struct PerformanceMonitorTests {
 
     @Test("p50/p95/p99 match a brute-force computation, overall, per tenant, per source, per table")
     func percentilesMatchBruteForce() {
-        var random = SplitMix64(seed: 0x7e4a_17)
+        var random = SeededRandom(seed: 0x7e4a_17)
         let monitor = PerformanceMonitor(configuration: .init(maxRetention: 50_000))
         let tables = ["orders", "customers", "repairs", "parts"]
         var recorded: [QueryMetric] = []
@@ -370,22 +371,10 @@ struct PerformanceMonitorTests {
     }
 }
 
-/// SplitMix64: a seeded generator, so failures reproduce.
-private struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state = state &+ 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1).
-    mutating func unit() -> Double { (Double(next() >> 11) + 0.5) / Double(1 << 53) }
+extension SeededRandom {
     /// Log-normal (Box–Muller), at least 1 µs and at most 10 minutes.
-    mutating func logNormalMicroseconds(median: Double, sigma: Double) -> Int {
-        let normal = (-2 * log(unit())).squareRoot() * cos(2 * Double.pi * unit())
+    fileprivate mutating func logNormalMicroseconds(median: Double, sigma: Double) -> Int {
+        let normal = (-2 * log(max(unit(), 1e-300))).squareRoot() * cos(2 * Double.pi * unit())
         return Int(min(max(median * exp(sigma * normal), 1), 600_000_000))
     }
 }
