@@ -74,7 +74,11 @@ struct IsolationAcrossSwitchTests {
             let copied = NIOLockedValueBox<Task<Void, any Error>?>(nil)
             let failure = try await Self.staleWrite(fixture.unifiedURL, isolation: isolation, shop: shop, email: "stale-enable@example.com") {
                 copied.withLockedValue { $0 = Task { _ = try await copier.copy(shop) } }
-                try await Task.sleep(for: .milliseconds(300))
+                // Capture is on (the copy now waits for this transaction): then write.
+                while try await TestPostgres.strings(
+                    fixture.unifiedURL, "SELECT capturing::text FROM tenantry.capture_state WHERE tenant_id = '\(shop.rawValue)'") != ["true"] {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
             }
             #expect(failure == nil)
             try await copied.withLockedValue { $0 }?.value

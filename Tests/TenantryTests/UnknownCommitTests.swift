@@ -27,13 +27,14 @@ struct UnknownCommitTests {
             var killed = fixture.cutover(catalog: catalog, relay: relay)
             let unifiedURL = fixture.unifiedURL
             killed.faults.beforeDecisiveCommit = {
-                try await Database.withConnection(unifiedURL, logger: MoveFixture.logger) { connection in
-                    try await connection.query("""
-                        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                        WHERE state = 'idle in transaction' AND query LIKE '%SET moved = true%'
-                        """, logger: MoveFixture.logger)
+                let stranded = """
+                    FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%SET moved = true%'
+                    """
+                _ = try await TestPostgres.strings(unifiedURL, "SELECT pg_terminate_backend(pid)::text \(stranded)")
+                // The session is gone before the cutover goes on to its COMMIT.
+                while try await TestPostgres.strings(unifiedURL, "SELECT count(*)::text \(stranded)") != ["0"] {
+                    try await Task.sleep(for: .milliseconds(10))
                 }
-                try await Task.sleep(for: .milliseconds(200))
             }
             await #expect(throws: (any Error).self) { _ = try await killed.cutover(fixture.ids[1], maxPause: .seconds(30)) }
             #expect(try await catalog.move(fixture.ids[1])?.phase == .syncing)
