@@ -92,6 +92,7 @@ public struct AdminError: HTTPResponseError, Sendable, CustomStringConvertible {
         case .catalogNotInitialized: return AdminError(.serviceUnavailable, code: "catalog_not_initialized", message)
         case .configuration: return AdminError(.serviceUnavailable, code: "not_configured", message)
         case .database, .connectionFailed: return AdminError(.serviceUnavailable, code: "database_unavailable", message)
+        case .tenantMoved: return AdminError(.serviceUnavailable, code: "tenant_moved", message)
         default: return AdminError(.internalServerError, code: "internal", message)
         }
     }

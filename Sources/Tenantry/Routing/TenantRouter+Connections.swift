@@ -17,7 +17,9 @@ extension TenantRouter {
 
     /// Runs `body` on a connection of `source` for the route's tenant (the pool's
     /// `withConnection`). A broken connection is discarded; when `retrySafe` (reads, or before the
-    /// body started) the lease is retried once.
+    /// body started) the lease is retried once — never after the COMMIT was sent: a connection
+    /// that breaks then leaves the outcome unknown (the server may have committed), so running the
+    /// body again could apply it twice; that is a ``TenantryError/Code/connectionFailed`` saying so.
     func run<Result: Sendable>(
         on source: Route.Source, route: Route, retrySafe: Bool, transaction: Bool, isolation: Isolation = .readCommitted,
         _ body: (RoutedConnection) async throws -> Result
@@ -26,6 +28,7 @@ extension TenantRouter {
         for attempt in 0..<2 {
             var bodyStarted = false
             var broken = false
+            var commitSent = false
             do {
                 return try await pool.withConnection(key) { connection in
                     do {
@@ -41,7 +44,10 @@ extension TenantRouter {
                         }
                         bodyStarted = true
                         let result = try await body(routed)
-                        if transaction { try await connection.queryIfOpen("COMMIT", logger: logger) }
+                        if transaction {
+                            commitSent = true
+                            try await connection.queryIfOpen("COMMIT", logger: logger)
+                        }
                         return result
                     } catch {
                         // The same test withConnection makes to discard the connection.
@@ -50,6 +56,11 @@ extension TenantRouter {
                         throw error
                     }
                 }
+            } catch where broken && commitSent {
+                throw TenantryError(
+                    code: .connectionFailed,
+                    message: "the connection to tenant \(route.tenant)'s database broke during COMMIT: the transaction "
+                        + "may have committed; it was not run again", tenant: route.tenant.rawValue, underlying: error)
             } catch where broken && attempt == 0 && (retrySafe || !bodyStarted) {
                 continue
             }
