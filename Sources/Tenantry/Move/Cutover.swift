@@ -68,6 +68,14 @@ public struct Cutover: Sendable {
 
     /// Installs reverse capture in a tenant database (idle until turned on).
     private func installReverseCapture(_ tenant: TenantID, on connection: PostgresConnection) async throws {
+        try await Self.installReverseCapture(tenant, plan: plan, on: connection, logger: logger)
+    }
+
+    /// Installs (or refreshes: idempotent) reverse capture in `tenant`'s database: the capture
+    /// tables, one trigger per tenant table, the tenant's state row (kept when present).
+    static func installReverseCapture(
+        _ tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, logger: Logger
+    ) async throws {
         try await Database.withTransaction(connection, logger: logger) { connection in
             try await connection.query(
                 "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.captureInstall))", logger: logger)

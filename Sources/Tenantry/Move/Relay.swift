@@ -166,7 +166,15 @@ public final class Relay: Sendable {
     private func refreshDirections() async throws -> [TenantID] {
         let forward = try await catalog.tenants(inPhases: Self.syncingPhases)
         let reverse = try await catalog.tenants(inPhases: Self.reversePhases)
-        state.withLockedValue { $0.reverse = Set(reverse) }
+        let active = Set(forward + reverse)
+        state.withLockedValue { state in
+            state.reverse = Set(reverse)
+            // A tenant that left both directions (retired, rolled back and re-placed, removed) is
+            // forgotten, its database's address included: if it comes back, the catalog says where.
+            state.tenantURLs = state.tenantURLs.filter { active.contains($0.key) }
+            state.streams = state.streams.filter { active.contains($0.key) }
+            state.blockChecks = state.blockChecks.filter { active.contains($0.key) }
+        }
         return forward + reverse
     }
 

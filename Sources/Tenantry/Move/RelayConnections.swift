@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import PostgresNIO
 import TenantryCore
@@ -34,7 +35,7 @@ final class RelayConnections: Sendable {
             database: endpoint.url.database, user: endpoint.url.user, tenant: endpoint.isShared ? nil : tenant)
         book.set(endpoint.url, pool: name, key: key)
         return try await pool(name, shared: endpoint.isShared).withConnection(key) { connection in
-            inUse.insert(connection)
+            try inUse.insert(connection)
             defer { inUse.remove(connection) }
             return try await body(connection)
         }
@@ -55,7 +56,9 @@ final class RelayConnections: Sendable {
             // A burst of drains leaves connections idle: closed after a while (Relay sweeps them).
             settings.idleTimeout = .seconds(10)
             let (book, logger) = (book, logger)
-            let pool = TenantPool(name: name, configuration: settings, logger: logger) { key in
+            // The relay reports its own metrics (Relay.MetricName); its pools stay out of the
+            // router's pool series, which dashboards read as the application's connections.
+            let pool = TenantPool(name: name, configuration: settings, logger: logger, metricsFactory: NOOPMetricsHandler.instance) { key in
                 guard let url = book.url(pool: name, key: key) else {
                     throw TenantryError(code: .connectionFailed, message: "cannot connect to \(key): no address known")
                 }
@@ -102,12 +105,24 @@ final class ConnectionsInUse: Sendable {
     private struct State {
         var connections: [ObjectIdentifier: PostgresConnection] = [:]
         var timedOut = false
+        /// Set by ``closeAll()``: the batch is abandoned, it takes no new connection.
+        var closed = false
     }
 
     private let state = NIOLockedValueBox(State())
 
-    func insert(_ connection: PostgresConnection) {
-        state.withLockedValue { $0.connections[ObjectIdentifier(connection)] = connection }
+    /// Registers a connection the batch starts using; throws when the batch was abandoned
+    /// (``closeAll()``), so work that outlived its deadline cannot take a fresh connection and
+    /// apply changes a newer batch is applying too.
+    func insert(_ connection: PostgresConnection) throws {
+        let abandoned = state.withLockedValue { state -> Bool in
+            guard !state.closed else { return true }
+            state.connections[ObjectIdentifier(connection)] = connection
+            return false
+        }
+        if abandoned {
+            throw TenantryError(code: .timeout, message: "this relay batch was abandoned (deadline or shutdown)")
+        }
     }
 
     func remove(_ connection: PostgresConnection) {
@@ -122,7 +137,10 @@ final class ConnectionsInUse: Sendable {
 
     /// Closes every connection still in use, waiting for each close.
     func closeAll() async {
-        let connections = state.withLockedValue { Array($0.connections.values) }
+        let connections = state.withLockedValue { state in
+            state.closed = true
+            return Array(state.connections.values)
+        }
         for connection in connections { try? await connection.close() }
     }
 }

@@ -20,13 +20,17 @@ struct CaptureCommand: AsyncParsableCommand {
                 let context = try CommandContext.load()
                 let report = try await Services.with(context) { services in
                     let move = try await services.move()
-                    let report = try await move.capture().install()
+                    let report = try await move.installCapture()
                     try? await services.catalog.audit(
-                        actor: context.actor, action: "capture-install", outcome: .ok, detail: ["tables": "\(report.tables.count)"])
+                        actor: context.actor, action: "capture-install", outcome: .ok,
+                        detail: ["tables": "\(report.tables.count)", "tenant_databases": "\(report.tenantDatabases.count)"])
                     return report
                 }
                 if json { try Output.json(report) } else {
                     Output.line("capture installed on \(report.tables.count) tenant tables: \(report.tables.joined(separator: ", "))")
+                    if !report.tenantDatabases.isEmpty {
+                        Output.line("reverse capture refreshed in \(report.tenantDatabases.count) dedicated tenant databases")
+                    }
                 }
             }
         }
