@@ -122,4 +122,36 @@ struct DeadlineTests {
             Database.message(of: error) == "a relay batch for tenant 7 took longer than 0.05 seconds"
         }
     }
+
+    @Test("a result that wins at the deadline is returned or handed to onLate, never dropped (500 tight races)")
+    func resultAtTheDeadlineNeverDropped() async throws {
+        let made = NIOLockedValueBox(0)
+        let handedLate = NIOLockedValueBox(0)
+        var returned = 0
+        for _ in 0..<500 {
+            // The timer fires the moment the operation has its result: the two race for the group.
+            let ready = AsyncStream.makeStream(of: Void.self)
+            do {
+                _ = try await Deadline.run(
+                    until: .now + .seconds(60), timeout: { TenantryError(code: .timeout, message: "late") },
+                    onLate: { _ in handedLate.withLockedValue { $0 += 1 } },
+                    sleep: { _ in for await _ in ready.stream { return } }
+                ) {
+                    made.withLockedValue { $0 += 1 }
+                    ready.continuation.yield()
+                    return 1
+                }
+                returned += 1
+            } catch let error as TenantryError where error.code == .timeout {
+                // The timer won the race: the value must reach onLate (checked below).
+            }
+        }
+        // onLate runs in the operation's own task: give the last ones a moment to be counted.
+        for _ in 0..<100 where returned + handedLate.withLockedValue({ $0 }) < made.withLockedValue({ $0 }) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(returned + handedLate.withLockedValue { $0 } == made.withLockedValue { $0 },
+                "made \(made.withLockedValue { $0 }), returned \(returned), handed late \(handedLate.withLockedValue { $0 })")
+    }
 }
+

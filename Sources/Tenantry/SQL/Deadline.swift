@@ -36,28 +36,50 @@ enum Deadline {
                 race.finish(.failure(error))
             }
         }
-        return try await withThrowingTaskGroup(of: T?.self) { group in
+        return try await withThrowingTaskGroup(of: Child<T>.self) { group in
             group.addTask {
-                try await withTaskCancellationHandler {
-                    try await withCheckedThrowingContinuation { continuation in race.start(continuation) }
-                } onCancel: {
-                    work.cancel()
-                    race.finish(.failure(CancellationError()))
+                do {
+                    return .body(.success(try await withTaskCancellationHandler {
+                        try await withCheckedThrowingContinuation { continuation in race.start(continuation) }
+                    } onCancel: {
+                        work.cancel()
+                        race.finish(.failure(CancellationError()))
+                    }))
+                } catch {
+                    return .body(.failure(error))
                 }
             }
             group.addTask {
-                try await sleep(deadline)
-                return nil
+                // Ends at the deadline, or at once when the caller is cancelled: either way the
+                // race is decided below.
+                try? await sleep(deadline)
+                return .timer
             }
             defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw CancellationError() }
-            guard let value = first else {
-                // The sleep won. The body child ends as soon as the group cancels it.
-                if Task.isCancelled { throw CancellationError() }
-                throw timeout()
+            while let child = try await group.next() {
+                switch child {
+                case .body(let result):
+                    return try result.get()
+                case .timer:
+                    // The deadline passed (or the caller was cancelled). Decide the race: when the
+                    // timer wins, the body child ends with CancellationError and a result arriving
+                    // later goes to `onLate`. When the operation's result won a moment earlier,
+                    // the body child is delivering it: take it, never drop it (a connection
+                    // dropped here would stay open, unseen by any pool's count).
+                    guard race.finish(.failure(CancellationError())) else { continue }
+                    work.cancel()
+                    if Task.isCancelled { throw CancellationError() }
+                    throw timeout()
+                }
             }
-            return value
+            throw CancellationError()
         }
+    }
+
+    /// What a child of the race returned.
+    private enum Child<Value: Sendable>: Sendable {
+        case body(Result<Value, any Error>)
+        case timer
     }
 }
 
