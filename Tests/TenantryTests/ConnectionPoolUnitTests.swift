@@ -248,4 +248,23 @@ struct ConnectionPoolUnitTests {
         await #expect(throws: TenantryError.self) { try await pool.withConnection(key("b")) { _ in } }
         #expect(await pool.statistics().open == 0)
     }
+
+    @Test("a cancelled caller gives an idle connection back instead of closing it in a failed health check; no failure is counted")
+    func cancelledLeaseKeepsIdleConnection() async throws {
+        let server = FakeServer()
+        let pool = FakePool.make(server, cap: 2) { $0.healthCheckAfter = .zero }
+        try await pool.withConnection(key("a")) { _ in }
+        let leased = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await pool.withConnection(key("a")) { _ in true }
+        }
+        await #expect(throws: CancellationError.self) { _ = try await leased.value }
+        #expect(!server.connections[0].isClosed && server.live == 1)
+        let stats = await pool.statistics()
+        #expect(stats.idle == 1 && stats.discarded == 0 && stats.connectFailures == 0, "\(stats)")
+        // And it serves the next caller.
+        #expect(try await pool.withConnection(key("a")) { _ in true })
+        #expect(server.connections.count == 1)
+    }
 }
+

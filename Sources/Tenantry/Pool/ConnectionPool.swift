@@ -103,6 +103,12 @@ public actor ConnectionPool<Connection: PooledConnection> {
                     continue
                 }
                 if idleFor > configuration.healthCheckAfter {
+                    // A caller cancelled while it waited gives the healthy-until-proven-otherwise
+                    // connection back rather than closing it in a failed check.
+                    if Task.isCancelled {
+                        await release(Lease(key: key, connection: connection, id: id))
+                        throw CancellationError()
+                    }
                     // Bounded by the lease deadline: a server that accepts but never answers
                     // cannot hold the caller.
                     let logger = self.logger
@@ -135,11 +141,12 @@ public actor ConnectionPool<Connection: PooledConnection> {
                         { try await connector(key) })
                 } catch {
                     opening -= 1
+                    forget(key, discarded: false)
+                    // A cancelled caller (or a closed pool) is not a failure of the server.
+                    if isClosed || error is CancellationError || Task.isCancelled { throw error }
                     stats.connectFailures += 1
                     metrics.connectFailures.increment()
                     lastError = error
-                    forget(key, discarded: false)
-                    if isClosed || error is CancellationError || Task.isCancelled { throw error }
                     if ContinuousClock.now + backoff >= deadline {
                         countLeaseTimeout()
                         throw TenantryError(
