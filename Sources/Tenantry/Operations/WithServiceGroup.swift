@@ -27,9 +27,10 @@ public func withServiceGroup<Result: Sendable>(
     entries.append(.init(
         service: bodyService, successTerminationBehavior: .gracefullyShutdownGroup,
         failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "body"))
-    let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-        services: entries, gracefulShutdownSignals: handlesSignals ? [.sigterm, .sigint] : [], logger: logger))
-    try await group.run()
+    var configuration = ServiceGroupConfiguration(
+        services: entries, gracefulShutdownSignals: handlesSignals ? [.sigterm, .sigint] : [], logger: logger)
+    configuration.maximumGracefulShutdownDuration = maximumGracefulShutdown
+    try await ServiceGroup(configuration: configuration).run()
     return try bodyService.result()
 }
 
@@ -71,10 +72,17 @@ private final class BodyService<Value: Sendable>: Service, Sendable, CustomStrin
 /// Runs `services` in one `ServiceGroup` until SIGTERM or SIGINT shuts them down gracefully (or
 /// one of them fails, which cancels the others and is thrown): `tenantry sync run`.
 public func runServiceGroup(_ services: [any Service], logger: Logger) async throws {
-    try await ServiceGroup(configuration: ServiceGroupConfiguration(
+    var configuration = ServiceGroupConfiguration(
         services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    configuration.maximumGracefulShutdownDuration = maximumGracefulShutdown
+    try await ServiceGroup(configuration: configuration).run()
 }
+
+/// How long a graceful shutdown may take before the services are cancelled: a stop stuck behind
+/// a lock or a COMMIT deadline ends instead of needing SIGKILL. Cancelling is safe: a relay batch
+/// is applied idempotently and a cutover is finished or undone by running it again.
+let maximumGracefulShutdown: Duration = .seconds(60)
 
 /// Work that runs until asked to stop, as a service: `run` is started, and on graceful shutdown
 /// `stop` is called and `run` awaited. Neither is cancelled by a graceful shutdown, so work that
