@@ -60,4 +60,19 @@ struct DoctorTests {
         let text = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
         #expect(!text.contains(wrong.hex) && !text.contains(fixture.base.keyring.current.hex))
     }
+
+    @Test("a move plan that cannot load fails the capture check only: the tenant checks still run")
+    func planFailureDoesNotHideTenants() async throws {
+        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
+        var configuration = Self.configuration(fixture)
+        configuration.naming.discriminator = "no_such_column"
+        let report = try await Operations.with(
+            configuration: configuration, databaseURL: fixture.unifiedURL, actor: "test", logger: TestPostgres.logger
+        ) { operations in await operations.doctor(sample: 0) }
+        #expect(report.checks.first { $0.name == "capture" }?.status == .fail, "\(report.checks)")
+        let tenants = try #require(report.checks.first { $0.name == "tenants" }, "\(report.checks.map(\.name))")
+        #expect(tenants.status == .pass && tenants.detail.hasPrefix("2 registered"), "\(tenants)")
+        #expect(report.checks.contains { $0.name == "credentials" })
+    }
 }
+

@@ -15,6 +15,7 @@ extension Operations {
         var checks = DoctorReport.configurationChecks(configuration) + environment
         checks += await DoctorReport.databaseChecks(databaseURL, logger: logger)
         checks.append(DoctorCheck(group: "application database", name: "catalog", passed: true, detail: "schema tenantry, current version"))
+        // Each check fails on its own: a move plan that cannot load does not hide the tenants'.
         do {
             let move = try await move()
             let installed = try await move.capture().isInstalled()
@@ -22,9 +23,13 @@ extension Operations {
                 group: "application database", name: "capture", passed: true,
                 detail: installed ? "installed on \(move.plan.tables.count) tenant tables"
                     : "not installed (needed only to move tenants: 'tenantry capture install')"))
-            checks += try await tenantChecks(sample: max(sample, 0))
         } catch {
             checks.append(DoctorCheck(group: "application database", name: "capture", passed: false, detail: Database.oneLine(error)))
+        }
+        do {
+            checks += try await tenantChecks(sample: max(sample, 0))
+        } catch {
+            checks.append(DoctorCheck(group: "tenant configuration", name: "tenants", passed: false, detail: Database.oneLine(error)))
         }
         return DoctorReport(checks: checks)
     }
