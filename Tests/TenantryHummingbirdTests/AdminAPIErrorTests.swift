@@ -33,6 +33,34 @@ struct AdminAPIErrorTests {
         }
     }
 
+    @Test("every operation the OpenAPI document says needs the bearer token answers 401 without it, and does nothing")
+    func everyProtectedOperationRefusesAnonymous() async throws {
+        let fixture = try await AdminFixture.make(shops: 1, rowsPerShop: 10)
+        let document = try #require(OpenAPIDocument.json)
+        let paths = try #require(
+            (try JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any])?["paths"] as? [String: [String: Any]])
+        var protected: [(String, HTTPRequest.Method)] = []
+        for (path, operations) in paths {
+            for (name, operation) in operations {
+                guard let method = HTTPRequest.Method(name.uppercased()),
+                      let security = (operation as? [String: Any])?["security"] as? [[String: Any]],
+                      !security.contains(where: \.isEmpty)  // `{}`: anonymous allowed (/health)
+                else { continue }
+                protected.append((path.replacingOccurrences(of: "{id}", with: "x"), method))
+            }
+        }
+        #expect(protected.count >= 15, "\(protected.count) protected operations in the document")
+        let operations = protected
+        try await fixture.withAPI { client, _ in
+            for (path, method) in operations {
+                let answer = try await client.call(method, path, token: nil, body: method == .post ? #"{"all": true}"# : nil)
+                #expect(answer.status == .unauthorized && answer.errorCode == "unauthorized", "\(method) \(path): \(answer.status)")
+            }
+            // Nothing ran: no job was submitted, no tenant was provisioned.
+            #expect((try await client.call(.get, "/api/superadmin/jobs").json["jobs"] as? [Any])?.isEmpty == true)
+        }
+    }
+
     @Test("wrong types, unknown fields, bad JSON, oversized bodies, bad and unknown tenants, out-of-range values")
     func badPayloads() async throws {
         let fixture = try await AdminFixture.make(shops: 1, rowsPerShop: 10)
