@@ -57,6 +57,12 @@ extension Retirement {
         var restored: [TableRows] = []
         try await Database.withConnection(unifiedURL, logger: logger) { unified in
             for id in ids {
+                // A restore killed after its load committed (the load's transaction removed the
+                // tenant's retirement mark) left the phase `retired`: load nothing again, finish.
+                let loaded = try await unified.query(
+                    "SELECT NOT EXISTS (SELECT 1 FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue))", logger: logger)
+                    .decode(Bool.self).first(where: { _ in true }) ?? false
+                if !loaded {
                 try await Database.withTransaction(unified, logger: logger) { unified in
                     try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
                     for (entry, table, path) in entries where entry.tenant == id.rawValue {
@@ -86,10 +92,14 @@ extension Retirement {
                     try await unified.query(
                         "DELETE FROM tenantry.retired_tenants WHERE tenant_id = \(id.rawValue)", logger: logger)
                 }
-                try await catalog.setPhase(id, to: .dedicated)
-                // Reverse sync resumes: what the tenant database recorded since retirement flows back.
+                }
+                try await afterRestoreLoad?(id)
+                // Reverse sync resumes before the phase changes: what the tenant database recorded
+                // since retirement flows back once the relay sees `dedicated`. (The other order
+                // left a restore killed in between `dedicated` with its stream paused for good.)
                 try await Capture(unifiedURL: try await tenantURL(id), discriminator: plan.discriminator, logger: logger)
                     .setSyncPaused(id, false)
+                try await catalog.setPhase(id, to: .dedicated)
                 try? await catalog.audit(actor: actor, action: "restore-legacy", tenant: id, outcome: .ok, detail: ["archive": root])
             }
         }

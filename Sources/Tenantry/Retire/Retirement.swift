@@ -62,6 +62,9 @@ public struct Retirement: Sendable {
     /// Runs between a tenant's archive and its delete, inside their transaction (tests: a write
     /// landing in that window).
     var beforeDelete: (@Sendable (TenantID) async throws -> Void)?
+    /// Runs after a tenant's rows were restored (committed) and before its stream resumes and its
+    /// phase changes (tests: a restore killed in that window).
+    var afterRestoreLoad: (@Sendable (TenantID) async throws -> Void)?
 
     /// Creates a retirement handle (`verifyFirst`: `VERIFY_BEFORE_RETIREMENT`).
     public init(catalog: Catalog, servers: ServerDirectory, unifiedURL: PostgresURL, plan: MovePlan, relay: Relay,
