@@ -10,7 +10,9 @@ import Testing
 struct MoveOperationsCutoverTests {
     /// Holds the tenant's write fence shared, as an in-flight write does, for `duration`;
     /// returns once it is held.
-    static func holdFence(_ fixture: MoveFixture, _ tenant: TenantID, for duration: Duration) async throws -> Task<Void, any Error> {
+    static func holdFence(
+        _ fixture: MoveFixture, _ tenant: TenantID, for duration: Duration, until release: AsyncStream<Void>? = nil
+    ) async throws -> Task<Void, any Error> {
         let held = NIOLockedValueBox(false)
         let url = fixture.unifiedURL
         let task = Task {
@@ -19,7 +21,11 @@ struct MoveOperationsCutoverTests {
                 try await connection.query(
                     "SELECT pg_advisory_xact_lock_shared(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: TestPostgres.logger)
                 held.withLockedValue { $0 = true }
-                try await Task.sleep(for: duration)
+                if let release {
+                    for await _ in release { break }  // held until told (a signal, not a guess at timing)
+                } else {
+                    try await Task.sleep(for: duration)
+                }
                 try await connection.query("COMMIT", logger: TestPostgres.logger)
             }
         }
@@ -38,8 +44,10 @@ struct MoveOperationsCutoverTests {
             _ = try await move.migrateData(.tenants([one, two]))
 
             // No retries: an in-flight write outlasting the pause fails the tenant, nothing changed.
-            let blocker = try await Self.holdFence(fixture, one, for: .seconds(1))
+            let (unblock, unblocking) = AsyncStream.makeStream(of: Void.self)
+            let blocker = try await Self.holdFence(fixture, one, for: .zero, until: unblock)
             let refused = try await move.cutover(.tenants([one]), maxPause: .milliseconds(100))
+            unblocking.yield()
             try await blocker.value
             #expect(refused.cutover.isEmpty && refused.retries == 0 && refused.failed[one.rawValue]?.contains("aborted") == true,
                     "\(refused)")
@@ -47,10 +55,16 @@ struct MoveOperationsCutoverTests {
 
             // Retries: the write ends while the cutover waits between attempts; the next attempt fits.
             let events = NIOLockedValueBox<[String]>([])
-            let slow = try await Self.holdFence(fixture, two, for: .milliseconds(700))
+            // The write holds the fence until the first attempt has aborted: then it ends, and a
+            // later attempt fits, however slow the machine.
+            let (release, releasing) = AsyncStream.makeStream(of: Void.self)
+            let slow = try await Self.holdFence(fixture, two, for: .zero, until: release)
             let report = try await move.cutover(
                 .tenants([two]), maxPause: .milliseconds(100), retries: 10, retryDelay: .milliseconds(150),
-                progress: { event in events.withLockedValue { $0.append(event.message) } })
+                progress: { event in
+                    events.withLockedValue { $0.append(event.message) }
+                    if event.message.hasPrefix("aborted cleanly") { releasing.yield() }
+                })
             try await slow.value
             #expect(report.failed.isEmpty && report.cutover.map(\.tenant) == [two], "\(report)")
             #expect(report.retries >= 1 && report.retries <= 10, "\(report.retries)")
