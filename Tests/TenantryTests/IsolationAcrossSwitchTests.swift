@@ -75,9 +75,9 @@ struct IsolationAcrossSwitchTests {
             let failure = try await Self.staleWrite(fixture.unifiedURL, isolation: isolation, shop: shop, email: "stale-enable@example.com") {
                 copied.withLockedValue { $0 = Task { _ = try await copier.copy(shop) } }
                 // Capture is on (the copy now waits for this transaction): then write.
-                while try await TestPostgres.strings(
-                    fixture.unifiedURL, "SELECT capturing::text FROM tenantry.capture_state WHERE tenant_id = '\(shop.rawValue)'") != ["true"] {
-                    try await Task.sleep(for: .milliseconds(10))
+                try await eventually("capture is on") {
+                    try await TestPostgres.strings(
+                        fixture.unifiedURL, "SELECT capturing::text FROM tenantry.capture_state WHERE tenant_id = '\(shop.rawValue)'") == ["true"]
                 }
             }
             #expect(failure == nil)

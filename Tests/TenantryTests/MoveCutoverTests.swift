@@ -110,13 +110,6 @@ struct MoveCutoverTests {
     static func writesGrow(_ written: NIOLockedValueBox<[TenantID: [String]]>, by more: Int) async throws {
         func count() -> Int { written.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
         let target = count() + more
-        let deadline = ContinuousClock.now + .seconds(30)
-        while count() < target {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("the writers did not write \(more) more within 30 s")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await eventually("the writers write \(more) more", within: .seconds(30)) { count() >= target }
     }
 }

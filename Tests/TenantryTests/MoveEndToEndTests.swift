@@ -133,16 +133,6 @@ struct MoveEndToEndTests {
             _ = try? await routerTask.value
         }
     }
-
-    /// Polls `condition` for up to 20 s.
-    private func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        Issue.record("not within 20 s: \(what)")
-    }
 }
 
 /// Old clients that write to the unified database directly (not through the router): each insert

@@ -29,7 +29,7 @@ struct RouterResilienceTests {
                 }
             }
             // The flood holds the whole pool and queues ~1 s of work.
-            while (await router.poolStatistics()["default"]?.waiting ?? 0) < 10 { try await Task.sleep(for: .milliseconds(5)) }
+            try await eventually("the flood queues waiters") { (await router.poolStatistics()["default"]?.waiting ?? 0) >= 10 }
             let othersStart = ContinuousClock.now
             // Per other tenant: its worst wait, and the most leases granted to anyone while one of
             // its requests waited (a scheduling measure, independent of the machine's speed).
@@ -122,8 +122,9 @@ struct RouterResilienceTests {
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(database)", logger: TestPostgres.logger)
             }
             // The terminated sessions are gone: the pool's idle connection to the tenant database is dead.
-            while try await TestPostgres.strings(admin, "SELECT count(*)::text FROM pg_stat_activity WHERE pid = ANY('{\(sessions.joined(separator: ","))}'::int[])").first != "0" {
-                try await Task.sleep(for: .milliseconds(10))
+            try await eventually("the terminated sessions are gone") {
+                try await TestPostgres.strings(
+                    admin, "SELECT count(*)::text FROM pg_stat_activity WHERE pid = ANY('{\(sessions.joined(separator: ","))}'::int[])") == ["0"]
             }
             let during = try await RouterFixture.readName(router, fixture.ids[0])
             #expect(during == ("Ada 1", .unified))

@@ -32,8 +32,8 @@ struct UnknownCommitTests {
                     """
                 _ = try await TestPostgres.strings(unifiedURL, "SELECT pg_terminate_backend(pid)::text \(stranded)")
                 // The session is gone before the cutover goes on to its COMMIT.
-                while try await TestPostgres.strings(unifiedURL, "SELECT count(*)::text \(stranded)") != ["0"] {
-                    try await Task.sleep(for: .milliseconds(10))
+                try await eventually("the terminated session is gone") {
+                    try await TestPostgres.strings(unifiedURL, "SELECT count(*)::text \(stranded)") == ["0"]
                 }
             }
             await #expect(throws: (any Error).self) { _ = try await killed.cutover(fixture.ids[1], maxPause: .seconds(30)) }

@@ -1,4 +1,3 @@
-import Metrics
 import Foundation
 import TenantryCore
 
@@ -131,11 +130,7 @@ extension Operations {
 
     /// Data routing: a write per tenant through a router (run for the check only), to where its data lives.
     private func routingCheck(_ records: [TenantRecord], keyring: Keyring) async -> DoctorCheck {
-        let router = router(keyring: keyring, monitor: nil) {
-            // A diagnostic router: its pools must not overwrite the live router's pool gauges
-            // (same server labels) nor add its reads to the application's counters.
-            $0.metricsFactory = NOOPMetricsHandler.instance
-        }
+        let router = diagnosticRouter(keyring: keyring, monitor: nil)
         let misrouted: [String]
         do {
             misrouted = try await router.running {

@@ -1,4 +1,3 @@
-import Metrics
 import Foundation
 import TenantryCore
 
@@ -28,11 +27,7 @@ extension Operations {
         guard !chosen.isEmpty else {
             throw TenantryError(code: .tenantNotFound, message: "no provisioned tenants to measure: run 'tenantry provision' first")
         }
-        let router = router(keyring: keyring, monitor: monitor) {
-            // A diagnostic router: its pools must not overwrite the live router's pool gauges
-            // (same server labels) nor add its reads to the application's counters.
-            $0.metricsFactory = NOOPMetricsHandler.instance
-        }
+        let router = diagnosticRouter(keyring: keyring, monitor: monitor)
         let workload = ComparisonWorkload(
             tenants: chosen, duration: duration, concurrency: concurrency, discriminator: configuration.naming.discriminator)
         return try await router.running { try await workload.run(router) }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import PostgresNIO
 import TenantryCore
 
@@ -101,6 +102,13 @@ public struct Operations: Sendable {
         return TenantRouter(
             configuration: routerConfiguration, catalog: catalog, registry: CredentialRegistry(catalog: catalog, keyring: keyring),
             servers: servers, logger: logger)
+    }
+
+    /// A router run for a check only (doctor, performance compare): its pools must not overwrite
+    /// the live router's pool gauges (same server labels) nor add its reads to the application's
+    /// counters, so it reports no metrics.
+    func diagnosticRouter(keyring: Keyring, monitor: PerformanceMonitor?) -> TenantRouter {
+        router(keyring: keyring, monitor: monitor) { $0.metricsFactory = NOOPMetricsHandler.instance }
     }
 
     /// The move components over the unified database (reads the move plan from it).
