@@ -93,27 +93,27 @@ extension Catalog {
     /// Adds or replaces a server.
     public func upsertServer(_ server: ServerRecord) async throws {
         try await client.query("""
-            INSERT INTO tenantry.servers (name, host, port, admin_user, admin_password_sealed, max_connections, is_default)
+            INSERT INTO tenantry.servers (name, host, port, admin_user, admin_password_sealed, max_connections, is_default, max_bytes)
             VALUES (\(server.name), \(server.host), \(server.port), \(server.adminUser), \(server.adminPasswordSealed),
-                    \(server.maxConnections), \(server.isDefault))
+                    \(server.maxConnections), \(server.isDefault), \(server.maxBytes))
             ON CONFLICT (name) DO UPDATE SET host = excluded.host, port = excluded.port, admin_user = excluded.admin_user,
                 admin_password_sealed = excluded.admin_password_sealed, max_connections = excluded.max_connections,
-                is_default = excluded.is_default
+                is_default = excluded.is_default, max_bytes = excluded.max_bytes
             """, logger: logger)
     }
 
     /// All servers, by name.
     public func servers() async throws -> [ServerRecord] {
         let rows = try await client.query("""
-            SELECT name, host, port, admin_user, admin_password_sealed, max_connections, is_default
+            SELECT name, host, port, admin_user, admin_password_sealed, max_connections, is_default, max_bytes
             FROM tenantry.servers ORDER BY name
             """, logger: logger)
         var result: [ServerRecord] = []
-        for try await (name, host, port, user, sealed, max, isDefault) in rows.decode(
-            (String, String, Int, String, String?, Int, Bool).self) {
+        for try await (name, host, port, user, sealed, max, isDefault, maxBytes) in rows.decode(
+            (String, String, Int, String, String?, Int, Bool, Int64?).self) {
             result.append(ServerRecord(
                 name: name, host: host, port: port, adminUser: user, adminPasswordSealed: sealed,
-                maxConnections: max, isDefault: isDefault))
+                maxConnections: max, isDefault: isDefault, maxBytes: maxBytes))
         }
         return result
     }

@@ -17,6 +17,7 @@ enum CatalogMigrations {
         Migration(version: 1, name: "control plane", sql: v1),
         Migration(version: 2, name: "route notifications for moves", sql: v2),
         Migration(version: 3, name: "pending passwords for rotation", sql: v3),
+        Migration(version: 4, name: "server moves and byte budgets", sql: v4),
     ]
 
     static var latestVersion: Int { all.last?.version ?? 0 }
@@ -123,5 +124,33 @@ enum CatalogMigrations {
     ALTER TABLE tenantry.credentials
         ADD COLUMN pending_password_sealed text,
         ADD COLUMN pending_since timestamptz;
+    """
+
+    /// Step 10: a tenant database moving between servers (one row per move, the active one
+    /// unique per tenant), and a byte budget per server for placement and rebalancing.
+    static let v4 = """
+    ALTER TABLE tenantry.servers ADD COLUMN max_bytes bigint CHECK (max_bytes > 0);
+    CREATE TABLE tenantry.server_moves (
+        id bigserial PRIMARY KEY,
+        tenant_id text NOT NULL REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
+        source_server text NOT NULL,
+        source_database text NOT NULL,
+        target_server text NOT NULL,
+        target_database text NOT NULL,
+        phase text NOT NULL CHECK (phase IN ('starting', 'moving', 'switched', 'complete', 'cancelled')),
+        rows_copied bigint NOT NULL DEFAULT 0,
+        copy_seconds double precision,
+        last_pause_ms double precision,
+        switches integer NOT NULL DEFAULT 0,
+        reason text,
+        last_error text,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        phase_changed_at timestamptz NOT NULL DEFAULT now(),
+        ended_at timestamptz
+    );
+    CREATE UNIQUE INDEX server_moves_active ON tenantry.server_moves (tenant_id)
+        WHERE phase IN ('starting', 'moving', 'switched');
+    CREATE TRIGGER server_moves_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.server_moves
+        FOR EACH ROW EXECUTE FUNCTION tenantry.notify_move_change();
     """
 }

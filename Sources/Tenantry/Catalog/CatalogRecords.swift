@@ -60,9 +60,14 @@ public struct ServerRecord: Sendable, Equatable, Codable {
     public var maxConnections: Int
     /// Whether it is the default server.
     public var isDefault: Bool
+    /// The most bytes its tenant databases may take together (placement and `rebalance` keep
+    /// under it); `nil`: no budget.
+    public var maxBytes: Int64?
 
     /// Creates a record.
-    public init(name: String, host: String, port: Int, adminUser: String, adminPasswordSealed: String?, maxConnections: Int = 50, isDefault: Bool = false) {
+    public init(name: String, host: String, port: Int, adminUser: String, adminPasswordSealed: String?, maxConnections: Int = 50,
+                isDefault: Bool = false, maxBytes: Int64? = nil) {
+        self.maxBytes = maxBytes
         self.name = name
         self.host = host
         self.port = port
