@@ -274,44 +274,6 @@ struct RouterResilienceTests {
     }
 }
 
-/// A throwaway PostgreSQL that survives stop/start with its data and its port (for restart tests).
-struct RestartableServer: Sendable {
-    let server: EmbeddedPostgres
-    let directory: String
-
-    /// Creates and starts one on a free port between 20000 and 32000 (below the ephemeral range).
-    static func start() async throws -> RestartableServer {
-        var lastError: (any Error)?
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tenantry-pg-\(UUID().uuidString.prefix(8).lowercased())").path
-        for _ in 0..<5 {
-            var configuration = EmbeddedPostgres.Configuration.temporary()
-            configuration.directory = directory
-            configuration.removeDirectoryOnStop = false
-            configuration.port = Int.random(in: 20000..<32000)
-            let server = EmbeddedPostgres(configuration: configuration, logger: TestPostgres.logger)
-            do {
-                try await server.start()
-                return RestartableServer(server: server, directory: directory)
-            } catch {
-                lastError = error  // the port was taken: try another
-            }
-        }
-        try? FileManager.default.removeItem(atPath: directory)
-        throw lastError ?? CancellationError()
-    }
-
-    func url() throws -> PostgresURL { try PostgresURL(server.url()) }
-    func stop() async throws { try await server.stop() }
-    func start() async throws { try await server.start() }
-
-    /// Stops it and deletes its directory.
-    func remove() async throws {
-        try await server.stop()
-        try FileManager.default.removeItem(atPath: directory)
-    }
-}
-
 /// Runs `body`, failing with a clear error instead of hanging when it takes longer than `limit`.
 /// (A body that ignores cancellation keeps running in the background; the test goes on.)
 func withTimeLimit<T: Sendable>(
