@@ -38,6 +38,7 @@ struct ServerMoveInterruptedTests {
                 try await write(source)
                 try await plain.catchUp(tenant)
                 #expect(try await plain.verify(tenant).equal)
+                await #expect(throws: TenantryError.self) { _ = try await move.rollback([tenant]) }
 
                 moves = plain
                 moves.faults.afterDecisiveCommit = stop
@@ -67,6 +68,11 @@ struct ServerMoveInterruptedTests {
             #expect(!(try await servers.exists(tenant, onSecond: false)))
             #expect(try await TestPostgres.strings(target, "SELECT count(*)::text FROM customers WHERE email LIKE 'rerun.%'") == ["\(next)"])
             #expect(try await servers.rows(tenant, in: target) == (try await servers.unifiedRows(tenant)))
+            // Rollback to unified works from the new server.
+            _ = try await move.rollback([tenant])
+            #expect(try await operations.catalog.requireTenant(tenant).placement == .shared)
+            #expect(try await TestPostgres.strings(
+                servers.fixture.unifiedURL, "SELECT count(*)::text FROM customers WHERE email LIKE 'rerun.%'") == ["\(next)"])
         }
     }
 }
