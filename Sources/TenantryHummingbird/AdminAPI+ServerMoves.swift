@@ -170,7 +170,7 @@ struct ServerMovesRunner: Sendable {
     let move: MoveOperations
 
     func callAsFunction<Result: Sendable>(_ body: (ServerMoves) async throws -> Result) async throws -> Result {
-        try await move.withServerMoves(body)
+        try await move.withServerMoves { try await body($0) }
     }
 }
 

@@ -62,7 +62,7 @@ public struct AdminAPI: Sendable {
         }
     }
 
-    /// The admin API's `/api/superadmin` routes (migration endpoints and jobs), behind the JSON
+    /// The admin API's `/api/superadmin` routes (migration endpoints, server moves and jobs), behind the JSON
     /// error handling and the bearer token, for a host application to mount under its own router:
     ///
     /// ```swift

@@ -49,7 +49,7 @@ struct CLIServerMoveFixture {
 
 @Suite("tenantry move (CLI): a tenant database between two real servers", .timeLimit(.minutes(10)))
 struct CLIServerMoveTests {
-    @Test("start two → status moving → verify 0 (1 after drift) → switch prints the pause → tenants --json on s2 → complete; cancel the other")
+    @Test("start two → status moving → verify 0 (1 after drift) → switch prints the pause → tenants --json on s2 → reverse → switch → complete; cancel the other")
     func startSwitchCompleteAndCancel() async throws {
         let fixture = try await CLIServerMoveFixture.make()
         do {
@@ -91,7 +91,7 @@ struct CLIServerMoveTests {
         #expect(verify.lastLine.hasPrefix("tenant 1: equal ("), "\(verify.stdout)")
 
         // A row changed in the target behind the relay's back: verify names it, exit 1.
-        let targetDatabase = try #require(moves.first?["targetDatabase"] as? String)
+        let targetDatabase = try #require(moves.first { $0["tenant"] as? String == "1" }?["targetDatabase"] as? String)
         let targetURL = try fixture.second.url().with(database: targetDatabase)
         /// Sets customers' first row's notes in the target with every trigger off (capture and fence).
         @Sendable func drift(_ notes: String) async throws {
@@ -104,7 +104,7 @@ struct CLIServerMoveTests {
         try await drift("drift")
         let different = try await fixture.run(["move", "verify", "--tenant", "1"])
         #expect(different.status == 1, "\(different.stdout)\(different.stderr)")
-        #expect(different.stdout.contains("customers: source ") && different.stdout.contains("customers changed ("), "\(different.stdout)")
+        #expect(different.stdout.contains("customers: live ") && different.stdout.contains("customers changed ("), "\(different.stdout)")
         #expect(different.lastLine.hasPrefix("tenant 1: differs ("), "\(different.stdout)")
         try await drift("during the move")
         #expect(try await fixture.run(["move", "verify", "--tenant", "1", "--json"]).status == 0)
@@ -122,6 +122,23 @@ struct CLIServerMoveTests {
         let tenantsText = try await fixture.run(["tenants"])
         #expect(tenantsText.stdout.contains("on s2 (moving default → s2: switched)"), "\(tenantsText.stdout)")
 
+        // A write on s2, then reverse: it is in the source, which takes the writes again; switch back.
+        try await Database.withConnection(targetURL, logger: TestPostgres.logger) { connection in
+            try await connection.query("UPDATE customers SET notes = 'after the switch'", logger: TestPostgres.logger)
+        }
+        let reversed = try await fixture.run(["move", "reverse", "--tenant", "1", "--max-pause", "30s"])
+        try #require(reversed.status == 0, "\(reversed.stderr)")
+        #expect(reversed.stdout.hasPrefix("tenant 1: writes back from s2 to default; write pause "), "\(reversed.stdout)")
+        #expect(try await TestPostgres.strings(sourceURL, "SELECT DISTINCT notes FROM customers") == ["after the switch"])
+        let back = try await fixture.listing("1")
+        #expect(back["server"] as? String == "default" && (back["serverMove"] as? [String: Any])?["phase"] as? String == "moving", "\(back)")
+        let again = try await fixture.run(["move", "switch", "--tenant", "1", "--max-pause", "30s", "--json"])
+        try #require(again.status == 0, "\(again.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(again.lastLine.utf8)) as? [String: Any]
+        #expect(report?["to"] as? String == "s2" && (report?["pauseMilliseconds"] as? Double ?? -1) > 0, "\(again.stdout)")
+        let switches = try await fixture.json(["move", "status", "--tenant", "1"])
+        #expect((switches["moves"] as? [[String: Any]])?.first?["switches"] as? Int == 3, "\(switches)")
+
         let complete = try await fixture.run(["move", "complete", "--tenant", "1"])
         #expect(complete.status == 0, "\(complete.stderr)")
         #expect(complete.stdout.hasPrefix("tenant 1: move complete, served from s2; dropped "), "\(complete.stdout)")
@@ -129,12 +146,12 @@ struct CLIServerMoveTests {
             fixture.base.url, "SELECT datname FROM pg_database WHERE datname = '\(fixture.base.prefix)_1_db'")
         #expect(sourceLeft.isEmpty, "the source database is dropped")
         let notes = try await TestPostgres.strings(targetURL, "SELECT DISTINCT notes FROM customers")
-        #expect(notes == ["during the move"], "the write made during the move is on s2")
+        #expect(notes == ["after the switch"], "the writes made during the move are on s2")
         let done = try await fixture.listing("1")
         #expect(done["serverName"] as? String == "s2" && done["serverMove"] == nil, "\(done)")
 
         // Cancel tenant 2: the target is dropped, the source serves as before.
-        let target2 = try #require(moves.last?["targetDatabase"] as? String)
+        let target2 = try #require(moves.first { $0["tenant"] as? String == "2" }?["targetDatabase"] as? String)
         let cancel = try await fixture.run(["move", "cancel", "--tenant", "2"])
         #expect(cancel.status == 0, "\(cancel.stderr)")
         #expect(cancel.stdout.hasPrefix("tenant 2: move cancelled, stays on default; dropped \(target2) on s2"), "\(cancel.stdout)")

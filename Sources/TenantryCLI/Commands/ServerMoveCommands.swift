@@ -134,10 +134,11 @@ struct ServerMoveCommand: AsyncParsableCommand {
                         case .failure(let error):
                             failed[id.rawValue] = userMessage(for: error)
                             lastError = error
-                            if !quiet { Output.note("[\(done)/\(ids.count)] tenant \(id): FAILED: \(userMessage(for: error))") }
+                            // One tenant: its error is the command's line (below), not a progress line too.
+                            if !quiet, ids.count > 1 { Output.note("[\(done)/\(ids.count)] tenant \(id): FAILED: \(userMessage(for: error))") }
                         }
                     }
-                    // One tenant: its error is the command's (one line, exit 2 for bad input).
+                    // One tenant: its error is the command's (one line; exit 2 for bad input).
                     if ids.count == 1, let lastError { throw lastError }
                     return Report(targetServer: server, started: started.sorted { $0.tenant < $1.tenant }, failed: failed)
                 }
@@ -170,7 +171,7 @@ struct ServerMoveCommand: AsyncParsableCommand {
                 let tenant = tenant
                 let moves = try await withMoves(context) { services, moves in
                     try await moves.status(try await tenant.asyncMap { try await knownTenant($0, services) })
-                }
+                }.sorted { $0.tenant < $1.tenant }
                 if json { try Output.json(["moves": moves]); return }
                 guard !moves.isEmpty else {
                     Output.line(tenant.map { "tenant \($0) has never moved between servers" } ?? "no server move is active")
@@ -185,8 +186,12 @@ struct ServerMoveCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Compare the source and target databases row by row (chunk checksums); differing rows named.",
-            discussion: "Waits until the other database has every change so far, then compares. Exit 0 only when every table is equal, 1 when a row differs.")
+            abstract: "Compare the tenant's two databases row by row (chunk checksums); differing rows named.",
+            discussion: """
+                Waits until the other database has every change made in the live one so far (the one that takes the \
+                writes: the source before a switch, the target after), then compares them. Exit 0 only when every table \
+                is equal, 1 when a row differs.
+                """)
         @OptionGroup var arguments: One
         @Option(help: "Rows per checksum chunk.") var chunkSize = 10_000
         @Option(help: "Seconds to wait for the other database to catch up first.") var timeout = 300
@@ -207,7 +212,7 @@ struct ServerMoveCommand: AsyncParsableCommand {
                 }
                 if arguments.json { try Output.json(report) } else {
                     for table in report.tables where table.differenceCount > 0 {
-                        Output.line("  \(table.table): source \(table.unifiedRows) rows, target \(table.tenantRows) rows, "
+                        Output.line("  \(table.table): live \(table.unifiedRows) rows, other \(table.tenantRows) rows, "
                             + "\(table.differenceCount) row(s) differ")
                         for difference in table.differences.prefix(10) { Output.line("    \(difference)") }
                     }
