@@ -198,6 +198,10 @@ struct CLIServerMoveTests {
                     "\(arguments): \(result.stderr)")
             #expect(result.stdout.isEmpty, "\(arguments): \(result.stdout)")
         }
+        // A tenant still on the shared → dedicated path: the engine's refusal, one line, exit 1.
+        let shared = try await fixture.run(["move", "start", "--tenant", "1", "--to", "default"])
+        #expect(shared.status == 1 && shared.stderr.split(separator: "\n").count == 1, "\(shared.stderr)")
+        #expect(shared.stderr.contains("tenant 1 is in phase") && shared.stderr.contains("nothing was changed"), "\(shared.stderr)")
         let status = try await fixture.run(["move", "status", "--json"])
         #expect(status.status == 0 && status.lastLine == #"{"moves":[]}"#, "\(status.stdout)\(status.stderr)")
         let empty = try await TestPostgres.strings(fixture.url, "SELECT count(*)::text FROM tenantry.server_moves")

@@ -116,7 +116,7 @@ struct ServerMoveCommand: AsyncParsableCommand {
                     } else {
                         for id in ids { _ = try await knownTenant(id.rawValue, services) }
                     }
-                    if !quiet { Output.note("moving \(ids.count) tenant(s) to \(server), \(concurrency) at a time") }
+                    if !quiet, ids.count > 1 { Output.note("moving \(ids.count) tenant(s) to \(server), \(concurrency) at a time") }
                     let rows = ProgressPrinter(quiet: quiet)
                     var started: [ServerMoves.StartReport] = []
                     var failed: [String: String] = [:]
