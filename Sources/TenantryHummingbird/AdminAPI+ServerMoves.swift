@@ -34,9 +34,7 @@ extension AdminAPI {
                     guard source != body.to else {
                         throw AdminError(.badRequest, code: "invalid_argument", "allFrom and to name the same server")
                     }
-                    ids = try await operations.catalog.tenants()
-                        .filter { $0.databaseName != nil && $0.status == .active && ($0.serverName ?? ServerDirectory.defaultServerName) == source }
-                        .map(\.id)
+                    ids = try await operations.tenants(onServer: source)
                     guard !ids.isEmpty else {
                         throw AdminError(.badRequest, code: "invalid_argument", "no tenant database on server '\(source.prefix(40))'")
                     }

@@ -110,12 +110,23 @@ extension Operations {
         let capture = Capture(unifiedURL: unifiedURL, discriminator: configuration.naming.discriminator, logger: logger)
         let states = try await capture.isInstalled() ? try await capture.states() : nil
         var byServer: [String: Int] = [:]
-        for tenant in try await catalog.tenants() where tenant.databaseName != nil && tenant.status == .active {
+        for tenant in try await catalog.tenants() where Self.hasDatabase(tenant) {
             byServer[tenant.serverName ?? ServerDirectory.defaultServerName, default: 0] += 1
         }
         let moves = try await catalog.activeServerMoves().map(ServerMoveSummary.init)
         return StatusReport(summary: summary, capture: states, byServer: byServer, serverMoves: moves)
     }
+
+    /// The tenants whose database is on `server` (`default`: the unified database's server), for
+    /// `tenantry move start --all-from`.
+    public func tenants(onServer server: String) async throws -> [TenantID] {
+        try await catalog.tenants()
+            .filter { Self.hasDatabase($0) && ($0.serverName ?? ServerDirectory.defaultServerName) == server }
+            .map(\.id)
+    }
+
+    /// Whether `tenant` has a database (provisioned and active).
+    static func hasDatabase(_ tenant: TenantRecord) -> Bool { tenant.databaseName != nil && tenant.status == .active }
 
     /// Every tenant with its server and active server move (`tenantry tenants --json`).
     public func tenantListing() async throws -> [TenantListing] {

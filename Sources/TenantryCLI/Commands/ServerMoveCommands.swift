@@ -107,9 +107,7 @@ struct ServerMoveCommand: AsyncParsableCommand {
                         guard source != server else {
                             throw TenantryError(code: .invalidArgument, message: "--all-from and --to name the same server '\(source)'")
                         }
-                        ids = try await services.catalog.tenants()
-                            .filter { $0.databaseName != nil && $0.status == .active && ($0.serverName ?? ServerDirectory.defaultServerName) == source }
-                            .map(\.id)
+                        ids = try await services.operations.tenants(onServer: source)
                         guard !ids.isEmpty else {
                             throw TenantryError(code: .invalidArgument, message: "no tenant database on server '\(source)'")
                         }
