@@ -80,6 +80,10 @@ struct CLIServerMoveTests {
         #expect((moving["serverMove"] as? [String: Any])?["targetServer"] as? String == "s2", "\(moving)")
         let overall = try await fixture.json(["status"])
         #expect((overall["serverMoves"] as? [Any])?.count == 2, "\(overall)")
+        #expect((overall["byServer"] as? [String: Int]) == ["default": 2], "\(overall)")
+        let human = try await fixture.run(["status"])
+        #expect(human.stdout.contains("  tenant databases by server: default 2\n"), "\(human.stdout)")
+        #expect(human.stdout.contains("  tenant 1 moving default → s2: moving, writes on default"), "\(human.stdout)")
 
         // A write in the source after the copy reaches the target: verify is equal (exit 0).
         let sourceURL = try await TestPostgres.url(database: "\(fixture.base.prefix)_1_db")
