@@ -60,7 +60,7 @@ struct AdminServerMoveTests {
         }
     }
 
-    @Test("start → GET moves → verify → switch (pause measured) → status shows the move → complete, each a job, audited")
+    @Test("start (allFrom) → GET moves → verify → switch (pause measured) → status → reverse → switch → complete; start back → cancel; jobs, audited")
     func moveThroughTheAPI() async throws {
         let fixture = try await AdminFixture.make(shops: 2)
         let second = try await RestartableServer.start()
@@ -109,6 +109,14 @@ struct AdminServerMoveTests {
             #expect(summary?["phase"] as? String == "switched" && summary?["liveServer"] as? String == "s2", "\(status.text)")
             #expect((status.json["byServer"] as? [String: Int])?["s2"] == 1, "\(status.text)")
 
+            // Reverse (writes back on default), then switch again.
+            let reversed = try await client.runMoveJob("/1/reverse", body: #"{"maxPauseMs": 30000}"#)
+            #expect(reversed.job["state"] as? String == "succeeded", "\(reversed.job)")
+            #expect((reversed.job["result"] as? [String: Any])?["to"] as? String == "default", "\(reversed.job)")
+            #expect(try await operations.catalog.tenant(one)?.serverName == nil, "served from default again")
+            let again = try await client.runMoveJob("/1/switch", body: #"{"maxPauseMs": 30000}"#)
+            #expect(again.job["state"] as? String == "succeeded", "\(again.job)")
+
             let complete = try await client.runMoveJob("/1/complete")
             #expect(complete.job["state"] as? String == "succeeded", "\(complete.job)")
             #expect((complete.job["result"] as? [String: Any])?["droppedServer"] as? String == "default", "\(complete.job)")
@@ -119,11 +127,24 @@ struct AdminServerMoveTests {
             #expect(try await operations.catalog.tenant(one)?.serverName == "s2")
 
             // A move that cannot start fails its job with the engine's one line (the tenant is on s2 already).
-            let again = try await client.runMoveJob("/start", body: #"{"tenants": ["1"], "to": "s2"}"#)
-            #expect(again.job["state"] as? String == "failed", "\(again.job)")
-            #expect((again.job["error"] as? [String: Any])?["code"] as? String == "partial_failure", "\(again.job)")
+            let refused = try await client.runMoveJob("/start", body: #"{"tenants": ["1"], "to": "s2"}"#)
+            #expect(refused.job["state"] as? String == "failed", "\(refused.job)")
+            #expect((refused.job["error"] as? [String: Any])?["code"] as? String == "partial_failure", "\(refused.job)")
+            #expect(((refused.job["result"] as? [String: Any])?["failed"] as? [String: String])?["1"]?.contains("already on server s2") == true,
+                    "\(refused.job)")
+
+            // Back towards default, cancelled before a switch: the copy on default is dropped, s2 keeps serving.
+            let back = try await client.runMoveJob("/start", body: #"{"tenants": ["1"], "to": "default"}"#)
+            #expect(back.job["state"] as? String == "succeeded", "\(back.job)")
+            let cancel = try await client.runMoveJob("/1/cancel")
+            #expect(cancel.job["state"] as? String == "succeeded", "\(cancel.job)")
+            let ended = cancel.job["result"] as? [String: Any]
+            #expect(ended?["phase"] as? String == "cancelled" && ended?["server"] as? String == "s2", "\(cancel.job)")
+            #expect(ended?["droppedServer"] as? String == "default", "\(cancel.job)")
+            #expect(try await operations.catalog.tenant(one)?.serverName == "s2")
             let audit = try await operations.catalog.auditLog(limit: 200).map(\.action)
-            for action in ["api.moves.start.submit", "api.moves.start", "api.moves.verify", "api.moves.switch", "api.moves.complete"] {
+            for action in ["api.moves.start.submit", "api.moves.start", "api.moves.verify", "api.moves.switch", "api.moves.reverse",
+                           "api.moves.complete", "api.moves.cancel"] {
                 #expect(audit.contains(action), "\(action) not in \(audit)")
             }
         }
