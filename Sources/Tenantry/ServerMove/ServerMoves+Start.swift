@@ -15,6 +15,12 @@ extension ServerMoves {
     public func start(
         _ tenant: TenantID, to server: String, reason: String? = nil, progress: @Sendable (Copier.Progress) -> Void = { _ in }
     ) async throws -> StartReport {
+        try await exclusively(tenant, "move start") { try await startLocked(tenant, to: server, reason: reason, progress: progress) }
+    }
+
+    private func startLocked(
+        _ tenant: TenantID, to server: String, reason: String?, progress: @Sendable (Copier.Progress) -> Void
+    ) async throws -> StartReport {
         let record = try await catalog.requireTenant(tenant)
         let source = record.serverName ?? ServerDirectory.defaultServerName
         if let active = try await catalog.activeServerMove(tenant) {
@@ -69,6 +75,20 @@ extension ServerMoves {
                 message: "server \(server) cannot be reached (\(Database.message(of: error))); nothing was changed", tenant: tenant.rawValue)
         }
         let sourceURL = try servers.adminURL(of: record)
+        // One cluster registered under two names would have the move copy a database onto itself.
+        var identifiers: [String] = []
+        for url in [admin, sourceURL] {
+            identifiers.append(try await Database.withConnection(url, logger: logger) { connection in
+                try await connection.query("SELECT system_identifier::text FROM pg_control_system()", logger: logger)
+                    .decode(String.self).first(where: { _ in true }) ?? ""
+            })
+        }
+        guard identifiers[0] != identifiers[1] else {
+            throw TenantryError(
+                code: .invalidArgument,
+                message: "server \(server) is the same PostgreSQL cluster as tenant \(tenant)'s server (one system identifier): "
+                    + "nothing to move; nothing was changed", tenant: tenant.rawValue)
+        }
         let expected = try operations.provisioner().migrations.last?.version ?? 0
         let version = try await schemaVersion(sourceURL)
         guard version == expected else {
@@ -134,7 +154,11 @@ extension ServerMoves {
         let started = ContinuousClock.now
         var streamStopped = false
         do {
-            if try await LinkState.read(sourceURL, tenant: tenant, logger: logger)?.forwardTo == targetName {
+            // An earlier attempt may have stopped the source's stream already: then a failure from
+            // here on leaves the move to finish or cancel, never to end by itself.
+            let forwardTo = try await LinkState.read(sourceURL, tenant: tenant, logger: logger)?.forwardTo
+            streamStopped = forwardTo != nil
+            if forwardTo == targetName {
                 // The hand-over committed before an interruption: only the phase is left.
                 try await catalog.setServerMovePhase(move.id, from: .starting, to: .moving)
                 try await relay.refresh()
