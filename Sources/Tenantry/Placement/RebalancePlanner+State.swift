@@ -1,0 +1,175 @@
+import Foundation
+import TenantryCore
+
+extension RebalancePlanner {
+    /// The fleet while a plan is made: tenants are reassigned as moves are planned.
+    struct State {
+        let servers: [Server]
+        var tenants: [Tenant]
+        var moved: Set<TenantID> = []
+        var moves: [Move] = []
+        var unresolved: [String] = []
+
+        init(servers: [Server], tenants: [Tenant]) {
+            self.servers = servers
+            let names = Set(servers.map(\.name))
+            self.tenants = tenants.filter { names.contains($0.server) }
+        }
+
+        /// The servers that accept tenants and are not draining.
+        var members: [Server] { servers.filter { $0.acceptsTenants && !$0.draining } }
+
+        /// Fills are shares of byte budgets when every member has one.
+        var fillIsOfBudget: Bool { !members.isEmpty && members.allSatisfy { $0.maxBytes != nil } }
+
+        func bytes(on server: String) -> Int64 { tenants.filter { $0.server == server }.reduce(0) { $0 + $1.bytes } }
+        func connections(on server: String) -> Int { tenants.filter { $0.server == server }.reduce(0) { $0 + $1.connections } }
+
+        /// The weight that divides a member's bytes into its fill.
+        func weight(_ server: Server) -> Double { fillIsOfBudget ? Double(server.maxBytes ?? 1) : 1 }
+
+        /// `server`'s fill if it held `bytes`.
+        func fill(_ server: Server, bytes: Int64) -> Double {
+            if fillIsOfBudget { return Double(bytes) / weight(server) }
+            let total = members.reduce(Int64(0)) { $0 + self.bytes(on: $1.name) }
+            return total == 0 ? 0 : Double(bytes) / Double(total)
+        }
+
+        /// Whether `tenant` may go to `target`: a member other than its own that stays within
+        /// its byte budget and connection cap.
+        func fits(_ tenant: Tenant, on target: Server) -> Bool {
+            guard target.acceptsTenants, !target.draining, target.name != tenant.server else { return false }
+            if let budget = target.maxBytes, bytes(on: target.name) + tenant.bytes > budget { return false }
+            return connections(on: target.name) + tenant.connections <= target.maxConnections
+        }
+
+        /// The member that `tenant` fits on with the lowest fill afterwards (ties: fewer
+        /// connections, then the name).
+        func bestTarget(for tenant: Tenant) -> Server? {
+            members.filter { fits(tenant, on: $0) }.min { a, b in
+                let fa = fill(a, bytes: bytes(on: a.name) + tenant.bytes), fb = fill(b, bytes: bytes(on: b.name) + tenant.bytes)
+                return (fa, connections(on: a.name), a.name) < (fb, connections(on: b.name), b.name)
+            }
+        }
+
+        /// The weighted variance of the members' fills (0: perfectly even).
+        func imbalance() -> Double {
+            let members = members
+            let weights = members.map(weight)
+            let total = weights.reduce(0, +)
+            guard total > 0 else { return 0 }
+            let loads = members.map { Double(bytes(on: $0.name)) }
+            let mean = loads.reduce(0, +) / total
+            var sum = 0.0
+            for (load, weight) in zip(loads, weights) { sum += weight * (load / weight - mean) * (load / weight - mean) }
+            return sum / total
+        }
+
+        mutating func move(_ tenant: Tenant, to target: Server, reason: String) {
+            guard let index = tenants.firstIndex(where: { $0.id == tenant.id }) else { return }
+            moves.append(Move(tenant: tenant.id, from: tenant.server, to: target.name, bytes: tenant.bytes, reason: reason))
+            tenants[index].server = target.name
+            moved.insert(tenant.id)
+        }
+
+        /// Moves every tenant off the draining servers, largest first.
+        mutating func drain() {
+            for server in servers where server.draining {
+                let leaving = tenants.filter { $0.server == server.name }.sorted { ($1.bytes, $0.id) < ($0.bytes, $1.id) }
+                for tenant in leaving {
+                    if let pinned = tenant.pinned {
+                        unresolved.append("tenant \(tenant.id) cannot leave draining server \(server.name): \(pinned)")
+                    } else if let target = bestTarget(for: tenant) {
+                        move(tenant, to: target, reason: "server \(server.name) is draining")
+                    } else {
+                        unresolved.append(
+                            "no server has room for tenant \(tenant.id) (\(ByteSize.format(tenant.bytes)), "
+                                + "\(tenant.connections) connection(s)) leaving draining server \(server.name)")
+                    }
+                }
+            }
+        }
+
+        /// Brings every server under its byte budget and connection cap where others have room.
+        mutating func relieve() {
+            for server in servers where !server.draining {
+                while true {
+                    let bytesOver = server.maxBytes.map { bytes(on: server.name) - $0 } ?? 0
+                    let connectionsOver = connections(on: server.name) - server.maxConnections
+                    guard bytesOver > 0 || connectionsOver > 0 else { break }
+                    let reason = bytesOver > 0
+                        ? "server \(server.name) is over its byte budget (\(ByteSize.format(bytes(on: server.name))) of "
+                            + "\(ByteSize.format(server.maxBytes ?? 0)))"
+                        : "server \(server.name) is over its connection cap (\(connections(on: server.name)) of \(server.maxConnections))"
+                    let candidates = tenants.filter {
+                        $0.server == server.name && $0.pinned == nil && !moved.contains($0.id) && bestTarget(for: $0) != nil
+                    }
+                    let size: (Tenant) -> Int64 = { bytesOver > 0 ? $0.bytes : Int64($0.connections) }
+                    let over = bytesOver > 0 ? bytesOver : Int64(connectionsOver)
+                    let enough = candidates.filter { size($0) >= over }.min { (size($0), $0.id) < (size($1), $1.id) }
+                    guard let tenant = enough ?? candidates.max(by: { (size($0), $1.id) < (size($1), $0.id) }),
+                          let target = bestTarget(for: tenant) else {
+                        unresolved.append("\(reason): no tenant on it fits on another server")
+                        break
+                    }
+                    move(tenant, to: target, reason: reason)
+                }
+            }
+        }
+
+        /// Evens the members' fills (see ``RebalancePlanner``).
+        mutating func even(_ options: Options) {
+            var count = 0
+            while count < options.maxMoves {
+                let members = members
+                guard members.count > 1 else { return }
+                let fills = members.map { fill($0, bytes: bytes(on: $0.name)) }
+                guard let high = fills.max(), let low = fills.min(), high - low > options.evenTolerance else { return }
+                let current = imbalance()
+                var best: (value: Double, tenant: Tenant, target: Server)?
+                for tenant in tenants where tenant.pinned == nil && !moved.contains(tenant.id) {
+                    guard let source = members.first(where: { $0.name == tenant.server }) else { continue }
+                    let sourceFill = fill(source, bytes: bytes(on: source.name))
+                    for target in members where fits(tenant, on: target) {
+                        var trial = self
+                        trial.tenants[trial.tenants.firstIndex { $0.id == tenant.id }!].server = target.name
+                        // The move must narrow the gap between its own two servers enough to be worth a move.
+                        let gapBefore = abs(sourceFill - fill(target, bytes: bytes(on: target.name)))
+                        let gapAfter = abs(trial.fill(source, bytes: trial.bytes(on: source.name))
+                            - trial.fill(target, bytes: trial.bytes(on: target.name)))
+                        guard gapBefore - gapAfter >= options.minimumGain else { continue }
+                        let value = trial.imbalance()
+                        if value < best?.value ?? .infinity { best = (value, tenant, target) }
+                    }
+                }
+                guard let best, best.value < current,
+                      let source = members.first(where: { $0.name == best.tenant.server }) else { return }
+                var after = self
+                after.tenants[after.tenants.firstIndex { $0.id == best.tenant.id }!].server = best.target.name
+                let percent = { (fill: Double) in "\(Int((fill * 100).rounded()))%" }
+                let reason = "evens bytes: \(source.name) \(percent(fill(source, bytes: bytes(on: source.name)))) → "
+                    + "\(percent(after.fill(source, bytes: after.bytes(on: source.name)))), \(best.target.name) "
+                    + "\(percent(fill(best.target, bytes: bytes(on: best.target.name)))) → "
+                    + "\(percent(after.fill(best.target, bytes: after.bytes(on: best.target.name))))"
+                    + (fillIsOfBudget ? " of their byte budgets" : " of the bytes")
+                move(best.tenant, to: best.target, reason: reason)
+                count += 1
+            }
+        }
+
+        /// Each server's totals now.
+        func figures() -> [String: Load] {
+            var result: [String: Load] = [:]
+            let memberNames = Set(members.map(\.name))
+            for server in servers {
+                let here = tenants.filter { $0.server == server.name }
+                let bytes = here.reduce(Int64(0)) { $0 + $1.bytes }
+                result[server.name] = Load(
+                    tenants: here.count, bytes: bytes, connections: here.reduce(0) { $0 + $1.connections },
+                    queriesPerSecond: here.reduce(0) { $0 + $1.queriesPerSecond },
+                    fill: memberNames.contains(server.name) ? fill(server, bytes: bytes) : nil)
+            }
+            return result
+        }
+    }
+}
