@@ -25,14 +25,18 @@ extension FleetMeasure {
         for record in records { byServer[record.serverName ?? defaultName, default: []].append(record) }
 
         let registered = directory.servers.sorted { $0.name < $1.name }
+        // Caps and budgets as the catalog has them now (a long-lived directory may predate a
+        // `servers set`); the directory gives the logins.
+        let current = Dictionary(try await catalog.servers().map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var servers = [Server(
             name: defaultName, host: directory.databaseURL.host, port: directory.databaseURL.port,
             maxConnections: defaultMaxConnections, maxBytes: nil, acceptsTenants: registered.isEmpty, tenants: 0, bytes: 0,
             connections: 0, queriesPerSecond: 0)]
         for record in registered {
+            let limits = current[record.name] ?? record
             servers.append(Server(
-                name: record.name, host: record.host, port: record.port, maxConnections: record.maxConnections,
-                maxBytes: record.maxBytes, acceptsTenants: true, tenants: 0, bytes: 0, connections: 0, queriesPerSecond: 0))
+                name: record.name, host: record.host, port: record.port, maxConnections: limits.maxConnections,
+                maxBytes: limits.maxBytes, acceptsTenants: true, tenants: 0, bytes: 0, connections: 0, queriesPerSecond: 0))
         }
 
         let seconds = Double(sample.components.seconds) + Double(sample.components.attoseconds) / 1e18
