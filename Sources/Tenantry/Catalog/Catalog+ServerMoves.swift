@@ -64,6 +64,11 @@ public struct ServerMoveRecord: Sendable, Equatable, Codable {
     public var followerServer: String { phase == .switched || phase == .complete ? sourceServer : targetServer }
     /// The other database.
     public var followerDatabase: String { phase == .switched || phase == .complete ? sourceDatabase : targetDatabase }
+    /// How the live database's `capture_state.forward_to` names the follower.
+    public var followerStreamName: String { Self.streamName(server: followerServer, database: followerDatabase) }
+
+    /// A database as `capture_state.forward_to` names it: `server/database`.
+    public static func streamName(server: String, database: String) -> String { "\(server)/\(database)" }
 }
 
 extension Catalog {

@@ -82,6 +82,11 @@ enum CaptureSQL {
                 WHEN paused_reason = 'retired from the unified database' THEN 'retirement'
                 ELSE 'operator' END
             WHERE sync_paused AND pause_kind IS NULL;
+        -- The one consumer of this database's tenantry.changes for the tenant (Step 10, server
+        -- moves): NULL is the usual one (unified, or the tenant database for a syncing tenant);
+        -- otherwise the follower database ('server/database') a server move forwards to, or a
+        -- word no relay matches ('starting', 'stopped', 'handed-over') while a move hands over.
+        ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS forward_to text;
         \(retiredTable)
         """
 
@@ -144,21 +149,27 @@ enum CaptureSQL {
                 tenant pg_catalog.text;
                 state record;
                 key_before pg_catalog.jsonb;
+                applying pg_catalog.text;
             BEGIN
             \(constant.map { "    tenant := \(literal($0.rawValue));" } ?? tenantFromRow)
                 SELECT lock_key INTO state FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant;
                 IF NOT FOUND THEN
                     RETURN NULL;
                 END IF;
-                -- Tenantry's own apply sessions (relay, copier, retirement) skip capture and the guard.
+                -- Tenantry's own apply sessions (relay, copier, retirement) skip capture and the guard
+                -- ('on'); a server move's relay passes the guard but is captured ('relay': the
+                -- follower database records what it applies, for the next link of the chain).
                 -- Only they may: the session's login must own this function or be a superuser.
-                IF pg_catalog.current_setting('tenantry.applying', true) OPERATOR(pg_catalog.=) 'on' THEN
-                    IF SESSION_USER OPERATOR(pg_catalog.=) CURRENT_USER OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-                            WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER) THEN
+                applying := pg_catalog.coalesce(pg_catalog.current_setting('tenantry.applying', true), '');
+                IF applying OPERATOR(pg_catalog.=) 'on' OR applying OPERATOR(pg_catalog.=) 'relay' THEN
+                    IF NOT (SESSION_USER OPERATOR(pg_catalog.=) CURRENT_USER OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                            WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER)) THEN
+                        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                            MESSAGE = pg_catalog.format('tenantry.applying is reserved for Tenantry''s apply sessions (role %s may not skip capture)', SESSION_USER);
+                    END IF;
+                    IF applying OPERATOR(pg_catalog.=) 'on' THEN
                         RETURN NULL;
                     END IF;
-                    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-                        MESSAGE = pg_catalog.format('tenantry.applying is reserved for Tenantry''s apply sessions (role %s may not skip capture)', SESSION_USER);
                 END IF;
                 PERFORM pg_catalog.pg_advisory_xact_lock_shared(\(AdvisoryLock.namespace), state.lock_key);
                 -- Decide with the state as of now, not as of an older snapshot: in READ COMMITTED this
@@ -171,7 +182,7 @@ enum CaptureSQL {
                 ELSE
                     SELECT capturing, moved INTO state FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant FOR SHARE;
                 END IF;
-                IF state.moved THEN
+                IF state.moved AND applying OPERATOR(pg_catalog.<>) 'relay' THEN
                     RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
                         MESSAGE = pg_catalog.format('tenant %s has moved to its own database: write through the router', tenant),
                         HINT = \(literal(Database.tenantMovedHint));

@@ -109,7 +109,7 @@ public struct Copier: Sendable {
     /// Streams every table of the tenant from `route`'s source to its target in one snapshot;
     /// returns the snapshot and rows per table. The target must hold one tenant (COPY writes the
     /// tenant tables as they are; nothing adds a discriminator).
-    private func copyRows(
+    func copyRows(
         _ route: MoveRoute, progress: @Sendable (Progress) -> Void
     ) async throws -> (String, [String: Int]) {
         let tenant = route.tenant

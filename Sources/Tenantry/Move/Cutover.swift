@@ -246,7 +246,7 @@ public struct Cutover: Sendable {
                 code: .database,
                 message: "\(what) of tenant \(tenant): the outcome of its COMMIT is unknown (\(Database.message(of: error))) and could not be "
                     + "read back (\(Database.message(of: failure))); no write is lost (both sides refuse or capture the tenant's writes): "
-                    + "run '\(what == "cutover" ? "tenantry cutover" : "tenantry rollback") --tenant \(tenant)' again to finish",
+                    + "run '\(what == "cutover" || what == "rollback" ? "tenantry \(what)" : "tenantry move \(what)") --tenant \(tenant)' again to finish",
                 tenant: tenant.rawValue, underlying: error)
         }
     }

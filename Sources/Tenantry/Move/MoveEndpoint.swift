@@ -55,12 +55,21 @@ public struct MoveEndpoint: Sendable, Equatable {
     public var schema: String?
     /// The row filter of a shared database; `nil` for a database that holds one tenant only.
     public var filter: RowFilter?
+    /// As a target: whether what is applied here is captured in turn (a server move's follower
+    /// database, whose own stream carries the changes on to unified). The relay then applies with
+    /// `tenantry.applying = 'relay'` (capture on, the moved guard passed) and forwards a change
+    /// the copy snapshot already held as a record instead of dropping it.
+    public var recordsChanges: Bool
+    /// As a stream's source: the value of its `capture_state.forward_to` that names this stream's
+    /// target (`nil`: the usual consumer). A batch whose source names another consumer does nothing.
+    public var forwardTo: String?
 
     /// Creates an endpoint.
-    public init(url: PostgresURL, schema: String? = nil, filter: RowFilter? = nil) {
+    public init(url: PostgresURL, schema: String? = nil, filter: RowFilter? = nil, recordsChanges: Bool = false) {
         self.url = url
         self.schema = schema
         self.filter = filter
+        self.recordsChanges = recordsChanges
     }
 
     /// The unified (shared) database, filtered to `tenant`'s rows: `plan`'s schema and discriminator.
@@ -132,6 +141,18 @@ public struct MoveRoute: Sendable, Equatable {
 
     /// The same route the other way (reverse sync, rollback).
     public var reversed: MoveRoute { MoveRoute(tenant: tenant, source: target, target: source) }
+
+    /// A server move's first link: from the database that takes `tenant`'s writes (`live`) to the
+    /// other one (`follower`, named `followerName` in the live database's `forward_to`), which
+    /// records what it applies for its own stream to unified.
+    public static func serverLink(_ tenant: TenantID, live: PostgresURL, follower: PostgresURL, followerName: String) -> MoveRoute {
+        var source = MoveEndpoint.dedicated(live)
+        source.forwardTo = followerName
+        return MoveRoute(tenant: tenant, source: source, target: MoveEndpoint(url: follower, recordsChanges: true))
+    }
+
+    /// Whether this is a server move's link between two tenant databases.
+    public var isServerLink: Bool { target.recordsChanges }
 
     /// Whether the stream flows back into a shared database (reverse sync after a cutover): its
     /// dead letters are mirrored there, where `status`, `dlq`, rollback and retirement read them,

@@ -8,12 +8,12 @@ extension Relay {
     /// Runs on the reverse stream's connection after a batch, at most every
     /// ``Configuration/idBlockCheckInterval``; a failure is logged and tried again at the next check
     /// (an exhausted block fails the tenant's inserts loudly, never silently).
-    func maintainIdBlocks(_ route: MoveRoute, tenantDatabase: PostgresConnection, inUse: ConnectionsInUse) async {
-        let tenant = route.tenant
+    func maintainIdBlocks(
+        _ tenant: TenantID, unified endpoint: MoveEndpoint, tenantDatabase: PostgresConnection, inUse: ConnectionsInUse
+    ) async {
         guard takeBlockCheck(tenant) else { return }
         do {
-            // The route's target is the unified database (reverse sync).
-            try await connections.withConnection(route.target, tenant: tenant, tracking: inUse) { unified in
+            try await connections.withConnection(endpoint, tenant: tenant, tracking: inUse) { unified in
                 let headroom = try await SequenceSync(plan: plan, logger: logger)
                     .extendBlocks(tenantDatabase: tenantDatabase, unified: unified)
                 try await unified.query("""

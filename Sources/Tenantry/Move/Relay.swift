@@ -28,12 +28,11 @@ import TenantryCore
 public final class Relay: Sendable {
     let configuration: Configuration
     let catalog: Catalog
-    let servers: ServerDirectory
     let unifiedURL: PostgresURL
     let plan: MovePlan
     let logger: Logger
     let connections: RelayConnections
-    let state = NIOLockedValueBox(State())
+    let state: NIOLockedValueBox<State>
 
     struct Stream {
         var nextAttempt: ContinuousClock.Instant?
@@ -52,6 +51,19 @@ public final class Relay: Sendable {
         var blockChecks: [TenantID: ContinuousClock.Instant] = [:]
         /// When idle connections were last closed.
         var idleSweep = ContinuousClock.now
+        /// Tenants moving between servers (phase `moving` or `switched`): their streams are the
+        /// link live → follower and, for a dedicated tenant, follower → unified.
+        var serverMoves: [TenantID: ServerMoveRecord] = [:]
+        /// Admin logins per server (re-read from the catalog when a move names a server it lacks).
+        var servers: ServerDirectory
+    }
+
+    /// Which of a tenant's streams a step runs.
+    enum Legs: Sendable {
+        /// Every stream of the tenant.
+        case all
+        /// Only a server move's link from the live database to the follower.
+        case serverLink
     }
 
     /// Creates a relay. `unifiedURL` is the unified database (where `tenantry.changes` lives);
@@ -60,7 +72,7 @@ public final class Relay: Sendable {
                 unifiedURL: PostgresURL, plan: MovePlan, logger: Logger) {
         self.configuration = configuration
         self.catalog = catalog
-        self.servers = servers
+        self.state = NIOLockedValueBox(State(servers: servers))
         self.unifiedURL = unifiedURL
         self.plan = plan
         self.logger = logger
@@ -144,10 +156,16 @@ public final class Relay: Sendable {
     /// With `budget`, stops after that long even if writes keep coming.
     @discardableResult
     public func drain(_ tenant: TenantID, budget: Duration? = nil) async -> Int {
+        await drain(tenant, budget: budget, legs: .all)
+    }
+
+    /// ``drain(_:budget:)`` of the streams `legs` names (a server move drains its link alone).
+    @discardableResult
+    func drain(_ tenant: TenantID, budget: Duration?, legs: Legs) async -> Int {
         let deadline = budget.map { ContinuousClock.now + $0 }
         var total = 0
         while true {
-            switch await step(tenant, waitForLock: true) {
+            switch await step(tenant, waitForLock: true, legs: legs) {
             case .applied(let count):
                 total += count
                 if let deadline, ContinuousClock.now >= deadline { break }
@@ -162,20 +180,30 @@ public final class Relay: Sendable {
     /// Learns which tenants are dedicated (their streams flow back to unified).
     func refresh() async throws { _ = try await refreshDirections() }
 
-    /// The tenants with a stream: syncing ones (forward) and dedicated ones (reverse sync).
+    /// The tenants with a stream: syncing ones (forward), dedicated ones (reverse sync), and
+    /// those moving between servers.
     private func refreshDirections() async throws -> [TenantID] {
         let forward = try await catalog.tenants(inPhases: Self.syncingPhases)
         let reverse = try await catalog.tenants(inPhases: Self.reversePhases)
-        let active = Set(forward + reverse)
+        let moves = try await catalog.activeServerMoves().filter { $0.phase == .moving || $0.phase == .switched }
+        let known = Set(state.withLockedValue { $0.servers.servers.map(\.name) } + [ServerDirectory.defaultServerName])
+        if moves.contains(where: { !known.contains($0.sourceServer) || !known.contains($0.targetServer) }) {
+            let records = try await catalog.servers()
+            state.withLockedValue { $0.servers.servers = records }
+        }
+        let moving = Dictionary(moves.map { ($0.tenant, $0) }, uniquingKeysWith: { first, _ in first })
+        let active = Set(forward + reverse + moving.keys)
         state.withLockedValue { state in
+            state.serverMoves = moving
             state.reverse = Set(reverse)
             // A tenant that left both directions (retired, rolled back and re-placed, removed) is
             // forgotten, its database's address included: if it comes back, the catalog says where.
-            state.tenantURLs = state.tenantURLs.filter { active.contains($0.key) }
+            state.tenantURLs = state.tenantURLs.filter { active.contains($0.key) && moving[$0.key] == nil }
             state.streams = state.streams.filter { active.contains($0.key) }
             state.blockChecks = state.blockChecks.filter { active.contains($0.key) }
         }
-        return forward + reverse
+        let reverseSet = Set(reverse)
+        return forward + reverse + moving.keys.filter { !reverseSet.contains($0) }.sorted()
     }
 
     /// One pass: up to a few batches per tenant, `concurrency` tenants at a time.
@@ -202,7 +230,7 @@ public final class Relay: Sendable {
     /// dedicated. The tenant database's address is read from the catalog once, and again after a
     /// connection failure.
     func route(for tenant: TenantID) async throws -> MoveRoute {
-        let (cached, reverse) = state.withLockedValue { ($0.tenantURLs[tenant], $0.reverse.contains(tenant)) }
+        let (cached, reverse, servers) = state.withLockedValue { ($0.tenantURLs[tenant], $0.reverse.contains(tenant), $0.servers) }
         let tenantURL: PostgresURL
         if let cached {
             tenantURL = cached
@@ -214,19 +242,55 @@ public final class Relay: Sendable {
         return reverse ? route.reversed : route
     }
 
-    /// Applies one batch of `tenant`'s changes, bounded by ``Configuration/batchTimeout``: past it,
-    /// the batch's connections are closed (ending its transactions and lock) and the batch is
-    /// retried like a connection failure.
-    func step(_ tenant: TenantID, waitForLock: Bool) async -> StepOutcome {
+    /// `tenant`'s streams, in the order a step runs them: its one route, or — while it moves
+    /// between servers — the link live → follower, then (dedicated tenants) follower → unified.
+    func routes(for tenant: TenantID, legs: Legs) async throws -> [MoveRoute] {
+        let (move, reverse, servers) = state.withLockedValue { ($0.serverMoves[tenant], $0.reverse.contains(tenant), $0.servers) }
+        guard let move else { return legs == .all ? [try await route(for: tenant)] : [] }
+        let live = try servers.adminURL(server: move.liveServer, database: move.liveDatabase)
+        let follower = try servers.adminURL(server: move.followerServer, database: move.followerDatabase)
+        var routes = [MoveRoute.serverLink(tenant, live: live, follower: follower, followerName: move.followerStreamName)]
+        if legs == .all, reverse {
+            routes.append(MoveRoute.toDedicated(tenant, unified: unifiedURL, tenantDatabase: follower, plan: plan).reversed)
+        }
+        return routes
+    }
+
+    /// Applies one batch of each of `tenant`'s streams (``routes(for:legs:)``), and combines the
+    /// outcomes: anything applied, else the first stream still busy, else paused, not ready, idle.
+    func step(_ tenant: TenantID, waitForLock: Bool, legs: Legs = .all) async -> StepOutcome {
         if let next = state.withLockedValue({ $0.streams[tenant]?.nextAttempt }), next > .now {
             return .waiting
         }
-        let route: MoveRoute
+        let routes: [MoveRoute]
         do {
-            route = try await self.route(for: tenant)
+            routes = try await self.routes(for: tenant, legs: legs)
         } catch {
             return unreachable(tenant, error)
         }
+        var outcomes: [StepOutcome] = []
+        for route in routes {
+            let outcome = await step(route, waitForLock: waitForLock, serverMove: routes.count > 1 || route.isServerLink)
+            if case .unreachable = outcome { return outcome }
+            outcomes.append(outcome)
+        }
+        return Self.combine(outcomes)
+    }
+
+    static func combine(_ outcomes: [StepOutcome]) -> StepOutcome {
+        let applied = outcomes.reduce(0) { total, outcome in
+            if case .applied(let count) = outcome { return total + count }
+            return total
+        }
+        if outcomes.contains(where: { if case .applied = $0 { return true } else { return false } }) { return .applied(applied) }
+        for wanted in [StepOutcome.waiting, .busy, .paused, .notReady] where outcomes.contains(wanted) { return wanted }
+        return .idle
+    }
+
+    /// One batch of one stream. Id blocks are kept ahead on the database that takes the tenant's
+    /// writes: the reverse stream's source, or a server move's live database.
+    private func step(_ route: MoveRoute, waitForLock: Bool, serverMove: Bool) async -> StepOutcome {
+        let tenant = route.tenant
         let inUse = ConnectionsInUse()
         let limit = configuration.batchTimeout
         do {
@@ -237,7 +301,12 @@ public final class Relay: Sendable {
                 // The stream lives where the writes happen: the route's source.
                 try await self.connections.withConnection(route.source, tenant: tenant, tracking: inUse) { source in
                     let outcome = try await self.batch(route, source: source, inUse: inUse, waitForLock: waitForLock)
-                    if route.isReverse { await self.maintainIdBlocks(route, tenantDatabase: source, inUse: inUse) }
+                    if route.isReverse && !serverMove {
+                        await self.maintainIdBlocks(tenant, unified: route.target, tenantDatabase: source, inUse: inUse)
+                    } else if route.isServerLink, self.state.withLockedValue({ $0.reverse.contains(tenant) }) {
+                        await self.maintainIdBlocks(
+                            tenant, unified: .shared(self.unifiedURL, plan: self.plan, tenant: tenant), tenantDatabase: source, inUse: inUse)
+                    }
                     return outcome
                 }
             }

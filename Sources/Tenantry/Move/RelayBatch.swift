@@ -41,13 +41,18 @@ extension Relay {
         }
         var snapshot: String?
         var paused = false
-        for try await (value, isPaused) in try await source.query("""
-            SELECT snapshot::text, sync_paused FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)
-            """, logger: logger).decode((String?, Bool).self) {
+        var consumer: String?
+        // forward_to through to_jsonb: a capture install older than the column still relays.
+        for try await (value, isPaused, forwardTo) in try await source.query("""
+            SELECT snapshot::text, sync_paused, to_jsonb(s) ->> 'forward_to' FROM tenantry.capture_state s
+            WHERE tenant_id = \(tenant.rawValue)
+            """, logger: logger).decode((String?, Bool, String?).self) {
             snapshot = value
             paused = isPaused
+            consumer = forwardTo
         }
-        guard let snapshot else {
+        // The stream has one consumer at a time (server moves): a batch for another does nothing.
+        guard let snapshot, consumer == route.source.forwardTo else {
             try await source.query("COMMIT", logger: logger)
             return .notReady
         }
@@ -114,11 +119,16 @@ extension Relay {
         logger.trace("relay: applying", metadata: [
             "tenant": "\(route.tenant)", "changes": "\(changes.count)", "reverse": "\(route.isReverse)"])
         let applier = ChangeApplier(plan: plan, target: route.target, logger: logger)
+        let recording = route.target.recordsChanges
         return try await connections.withConnection(route.target, tenant: route.tenant, tracking: inUse) { destination in
             let applied = try await Database.withTransaction(destination, logger: logger) { connection in
-                try await prepare(connection)
+                try await prepare(connection, recording: recording)
                 do {
-                    try await applier.applyGrouped(changes, on: connection)
+                    if recording {
+                        try await applier.applyRecording(changes, tenant: route.tenant, grouped: true, on: connection)
+                    } else {
+                        try await applier.applyGrouped(changes, on: connection)
+                    }
                     return true
                 } catch {
                     if Database.isConnectionFailure(error) { throw error }
@@ -127,10 +137,14 @@ extension Relay {
             }
             if applied { return (changes, nil) }
             let result = try await Database.withTransaction(destination, logger: logger) { connection in
-                try await prepare(connection)
+                try await prepare(connection, recording: recording)
                 var done: [CapturedChange] = []
                 for change in changes {
-                    if change.inCopy { done.append(change); continue }
+                    if change.inCopy {
+                        if recording { try await applier.forward([change], tenant: route.tenant, on: connection) }
+                        done.append(change)
+                        continue
+                    }
                     try await connection.query("SAVEPOINT tenantry_change", logger: logger)
                     do {
                         try await applier.apply(change, on: connection)
@@ -150,9 +164,15 @@ extension Relay {
         }
     }
 
-    private func prepare(_ connection: PostgresConnection) async throws {
+    /// Deferred constraints, and capture skipped — or, into a target that records what it applies
+    /// (a server move's follower), captured with the moved guard passed.
+    private func prepare(_ connection: PostgresConnection, recording: Bool) async throws {
         try await connection.query("SET CONSTRAINTS ALL DEFERRED", logger: logger)
-        try await connection.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
+        if recording {
+            try await connection.query("SET LOCAL tenantry.applying = 'relay'", logger: logger)
+        } else {
+            try await connection.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
+        }
     }
 
     /// The first change of a batch that failed to apply.

@@ -110,6 +110,31 @@ public struct Verifier: Sendable {
         }
     }
 
+    /// Compares `tenant`'s rows between two endpoints: `source` may be shared (filtered to the
+    /// tenant), `target` holds the tenant alone (a server move compares two such databases).
+    public func verify(
+        _ tenant: TenantID, source: MoveEndpoint, target: MoveEndpoint, settle: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> Report {
+        let started = ContinuousClock.now
+        return try await Database.withConnection(source.url, logger: logger) { first in
+            try await Database.withConnection(target.url, logger: logger) { second in
+                for connection in [first, second] { try await normalize(connection) }
+                var results: [TableResult] = []
+                for table in plan.tables {
+                    let sides = Sides(unified: first, tenant: second, tenantID: source.isShared ? tenant : nil)
+                    do {
+                        results.append(try await verify(table, sides: sides, settle: settle))
+                    } catch {
+                        throw Database.wrap(error, "verifying \(table.name) of tenant \(tenant)", tenant: tenant.rawValue, table: table.name)
+                    }
+                }
+                return Report(
+                    tenant: tenant, equal: results.allSatisfy { $0.differenceCount == 0 && $0.unifiedRows == $0.tenantRows },
+                    tables: results, seconds: (ContinuousClock.now - started).totalSeconds)
+            }
+        }
+    }
+
     /// The same text for the same value on both sides, whatever the databases' defaults.
     private func normalize(_ connection: PostgresConnection) async throws {
         try await connection.query("""
@@ -122,7 +147,8 @@ public struct Verifier: Sendable {
     struct Sides {
         var unified: PostgresConnection
         var tenant: PostgresConnection
-        var tenantID: TenantID
+        /// The first side's row filter (the tenant in a shared database); nil when both sides hold one tenant.
+        var tenantID: TenantID?
     }
 
     /// A key range `(lower, upper]`; `nil` bounds are open.
@@ -247,7 +273,7 @@ public struct Verifier: Sendable {
         guard max(unified.count, tenant.count) > leafSize else { return [range] }
         // The middle key of the larger side splits the range.
         let (connection, filter, size) = unified.count >= tenant.count
-            ? (sides.unified, Optional(sides.tenantID), unified.count) : (sides.tenant, nil, tenant.count)
+            ? (sides.unified, sides.tenantID, unified.count) : (sides.tenant, nil, tenant.count)
         let query = prefixed(
             "SELECT \(keyArray(table))", source(table, range, tenant: filter),
             " ORDER BY \(table.list(table.primaryKey)) OFFSET \(size / 2 - 1) LIMIT 1")

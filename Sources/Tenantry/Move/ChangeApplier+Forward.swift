@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TenantryCore
+
+extension ChangeApplier {
+    /// Applies `changes` in order into a target that records them (``MoveEndpoint/recordsChanges``,
+    /// a server move's follower): a change the copy snapshot already held is not applied again
+    /// but its record is forwarded into the target's stream as it is, so the next link (to
+    /// unified) still gets it; the others are applied and the target's capture records them.
+    /// Runs of each kind stay in order, so the target's stream keeps the source's order.
+    func applyRecording(_ changes: [CapturedChange], tenant: TenantID, grouped: Bool, on connection: PostgresConnection) async throws {
+        var start = changes.startIndex
+        while start < changes.endIndex {
+            let inCopy = changes[start].inCopy
+            var end = start
+            while end < changes.endIndex, changes[end].inCopy == inCopy { end += 1 }
+            let run = Array(changes[start..<end])
+            if inCopy {
+                try await forward(run, tenant: tenant, on: connection)
+            } else if grouped {
+                try await applyGrouped(run, on: connection)
+            } else {
+                for change in run { try await apply(change, on: connection) }
+            }
+            start = end
+        }
+    }
+
+    /// Appends `changes` to the target's `tenantry.changes` as they were captured (new ids, in
+    /// order; the target's transaction id, so the target's stream applies them).
+    func forward(_ changes: [CapturedChange], tenant: TenantID, on connection: PostgresConnection) async throws {
+        guard !changes.isEmpty else { return }
+        struct Record: Encodable {
+            var t: String
+            var o: String
+            var k: String?
+            var r: String?
+            var c: Double
+        }
+        let records = changes.map {
+            Record(t: $0.table, o: String($0.op), k: $0.oldKey, r: $0.row, c: $0.capturedAt.timeIntervalSince1970)
+        }
+        var query = PostgresQuery(unsafeSQL: """
+            INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key, row_data, captured_at)
+            SELECT $1, e->>'t', (e->>'o')::"char", (e->>'k')::jsonb, (e->>'r')::jsonb, to_timestamp((e->>'c')::float8)
+            FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS u(e, n)
+            ORDER BY n
+            """)
+        query.binds.append(tenant.rawValue)
+        query.binds.append(String(decoding: try JSONEncoder().encode(records), as: UTF8.self))
+        try await connection.query(query, logger: logger)
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TenantryCore
+
+/// The databases of a server move: the target made like a provisioned tenant database (from the
+/// target server's template, the same role and password, marked), dropped again by cancel; the
+/// source dropped by complete; sequences and id blocks carried across at a switch.
+extension ServerMoves {
+    /// Creates (or, on a re-run, finds) `tenant`'s role and database on `server` with the tenant's
+    /// current password, the privileges of a provisioned database, and the fleet's schema version.
+    /// Refuses when a database or role of that name is there without the tenant's mark.
+    func provisionTarget(_ tenant: TenantID, record: TenantRecord, server: String, provisioner: TenantProvisioner) async throws {
+        guard let database = record.databaseName, let role = record.roleName,
+              let credential = try await catalog.credential(tenant) else {
+            throw TenantryError(code: .conflict, message: "tenant \(tenant) has no database credentials to move", tenant: tenant.rawValue)
+        }
+        let password = try operations.configuration.requireKeyring().open(credential.passwordSealed, tenant: tenant.rawValue, field: "password")
+        let admin = try servers.adminURL(server: server, database: "postgres")
+        _ = try await provisioner.template.prepare(server: server)
+        let logger = logger
+        try await Database.withConnection(admin, logger: logger) { connection in
+            let verifier = try SCRAMVerifier.make(password: password)
+            let quotedRole = try SQLIdentifier.quoted(role)
+            switch try await TenantMark.role(role, tenant: tenant, on: connection, logger: logger) {
+            case .foreign(let comment):
+                throw TenantryError(
+                    code: .conflict,
+                    message: "server \(server) already has a role \(role) that is not tenant \(tenant)'s (\(comment ?? "no mark")); nothing was changed",
+                    tenant: tenant.rawValue)
+            case .marked:
+                try await RoleDDL.run(["ALTER ROLE \(quotedRole) PASSWORD \(SchemaDDL.literal(verifier))"], on: connection, logger: logger)
+            case .absent:
+                try await RoleDDL.run([
+                    """
+                    CREATE ROLE \(quotedRole) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+                    CONNECTION LIMIT \(provisioner.connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
+                    """,
+                    try TenantMark.markRole(role, tenant: tenant),
+                ], on: connection, logger: logger)
+            }
+            switch try await TenantMark.database(database, tenant: tenant, on: connection, logger: logger) {
+            case .foreign(let comment):
+                throw TenantryError(
+                    code: .conflict,
+                    message: "server \(server) already has a database \(database) that is not tenant \(tenant)'s (\(comment ?? "no mark")); "
+                        + "nothing was changed", tenant: tenant.rawValue)
+            case .marked:
+                break
+            case .absent:
+                // As provisioning does: made under a staging name, marked, then renamed.
+                let staging = TenantProvisioner.stagingName(for: tenant)
+                let quotedStaging = try SQLIdentifier.quoted(staging)
+                let template = try SQLIdentifier.quoted(provisioner.naming.templateDatabase)
+                try await connection.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedStaging) WITH (FORCE)"), logger: logger)
+                try await provisioner.template.withSharedLock(on: connection) {
+                    try await TenantProvisioner.retryingObjectInUse {
+                        try await connection.query(
+                            PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedStaging) TEMPLATE \(template)"), logger: logger)
+                    }
+                }
+                try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(staging, tenant: tenant)), logger: logger)
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedStaging) RENAME TO \(try SQLIdentifier.quoted(database))"),
+                    logger: logger)
+            }
+            try await Database.execute(
+                script: try TenantProvisioner.databasePrivileges(database: database, role: role), on: connection, logger: logger)
+        }
+        try await Database.withConnection(admin.with(database: database), logger: logger) { connection in
+            try await Database.execute(script: try TenantProvisioner.tablePrivileges(role: role), on: connection, logger: logger)
+        }
+        let version = try await provisioner.verifyLogin(
+            url: admin.with(database: database).with(user: role, password: password), tenant: tenant)
+        let expected = provisioner.migrations.last?.version ?? 0
+        guard version == expected else {
+            throw TenantryError(
+                code: .conflict, message: "the new database of tenant \(tenant) on \(server) is at schema V\(version), expected V\(expected)",
+                tenant: tenant.rawValue)
+        }
+    }
+
+    /// Drops `tenant`'s database `database` and its role on `server` (each only when it carries the
+    /// tenant's mark; a database already gone is fine), after `pg_dump`ing it into
+    /// `archiveDirectory` when given. Returns the archive's path.
+    func dropDatabase(
+        _ tenant: TenantID, server: String, database: String, role: String?, archiveDirectory: String?
+    ) async throws -> String? {
+        let admin = try servers.adminURL(server: server, database: "postgres")
+        let logger = logger
+        var archive: String?
+        let exists = try await Database.withConnection(admin, logger: logger) { connection in
+            switch try await TenantMark.database(database, tenant: tenant, on: connection, logger: logger) {
+            case .absent: return false
+            case .marked: return true
+            case .foreign(let comment):
+                throw TenantryError(
+                    code: .conflict,
+                    message: "database \(database) on \(server) does not carry tenant \(tenant)'s mark (\(comment ?? "none")): it is not dropped",
+                    tenant: tenant.rawValue)
+            }
+        }
+        if exists, let archiveDirectory {
+            let directory = archiveDirectory.hasPrefix("/")
+                ? archiveDirectory : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(archiveDirectory)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            let path = "\(directory)/\(database)-\(server)-\(stamp).dump"
+            try await TenantProvisioner.dump(admin.with(database: database), to: path, logger: logger)
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+            archive = path
+        }
+        try await Database.withConnection(admin, logger: logger) { connection in
+            if exists {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(database)) WITH (FORCE)"), logger: logger)
+            }
+            if let role, try await TenantMark.role(role, tenant: tenant, on: connection, logger: logger) == .marked {
+                try await connection.query(PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(try SQLIdentifier.quoted(role))"), logger: logger)
+            }
+        }
+        return archive
+    }
+
+    /// The schema version recorded in a tenant database.
+    func schemaVersion(_ url: PostgresURL) async throws -> Int {
+        try await Database.withConnection(url, logger: logger) { connection in
+            try await connection.query("SELECT coalesce(max(version), 0) FROM tenantry_schema_migrations", logger: logger)
+                .decode(Int.self).first(where: { _ in true }) ?? 0
+        }
+    }
+
+    /// Gives `target` the sequence positions (and limits) and the id blocks of `source`: a tenant
+    /// database taking over the writes hands out exactly the ids the other would have.
+    func mirrorSequences(from source: PostgresConnection, to target: PostgresConnection) async throws {
+        var statements: [String] = []
+        let rows = try await source.query("""
+            SELECT format('%I.%I', schemaname, sequencename), coalesce(last_value, start_value), last_value IS NOT NULL, max_value
+            FROM pg_sequences WHERE schemaname = \(plan.schema)
+            """, logger: logger)
+        for try await (name, value, called, maxValue) in rows.decode((String, Int64, Bool, Int64).self) {
+            statements.append("ALTER SEQUENCE \(name) MAXVALUE \(maxValue);")
+            statements.append("PERFORM pg_catalog.setval(\(CaptureSQL.literal(name)), \(value), \(called));")
+        }
+        var blocks: [String] = []
+        let blockRows = try await source.query(
+            "SELECT sequence_name, block_start, block_end, block_size FROM tenantry.id_blocks", logger: logger)
+        for try await (name, start, end, size) in blockRows.decode((String, Int64, Int64, Int64).self) {
+            blocks.append("(\(CaptureSQL.literal(name)), \(start), \(end), \(size))")
+        }
+        statements.append("DELETE FROM tenantry.id_blocks;")
+        if !blocks.isEmpty {
+            statements.append(
+                "INSERT INTO tenantry.id_blocks (sequence_name, block_start, block_end, block_size) VALUES \(blocks.joined(separator: ", "));")
+        }
+        let body = statements.joined(separator: "\n")
+        let tag = CaptureSQL.dollarTag(notIn: body)
+        try await target.query(PostgresQuery(unsafeSQL: "DO \(tag) BEGIN\n\(body)\nEND \(tag)"), logger: logger)
+    }
+}
