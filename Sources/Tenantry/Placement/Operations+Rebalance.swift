@@ -86,21 +86,24 @@ extension Operations {
         let started = ContinuousClock.now
         let moves = report.plan.moves
         var result = RebalanceApplyReport(moved: [], failed: [:], unresolved: report.plan.unresolved, seconds: 0)
-        try await withServerMover(maxPause: maxPause, archiveDirectory: archiveDirectory) { mover in
-            try await forEachConcurrently(moves, concurrency: concurrency, mover) { index, outcome, done in
-                let move = moves[index]
-                switch outcome {
-                case .success(let pause):
-                    result.moved.append(RebalanceApplyReport.Moved(
-                        tenant: move.tenant, from: move.from, to: move.to, reason: move.reason, pauseMilliseconds: pause))
-                    let paused = pause.map { String(format: ", writes paused %.1f ms", $0) } ?? ""
-                    progress?(OperationProgress(
-                        done: done, total: moves.count, tenant: move.tenant, message: "moved \(move.from) → \(move.to)\(paused)"))
-                case .failure(let error):
-                    result.failed[move.tenant.rawValue] = Database.oneLine(error)
-                    progress?(OperationProgress(
-                        done: done, total: moves.count, tenant: move.tenant, failed: true,
-                        message: "FAILED \(move.from) → \(move.to): \(Database.oneLine(error))"))
+        if !moves.isEmpty {
+            let total = moves.count
+            try await withServerMover(maxPause: maxPause, archiveDirectory: archiveDirectory, progress: progress, total: total) { mover in
+                try await forEachConcurrently(moves, concurrency: concurrency, mover) { index, outcome, done in
+                    let move = moves[index]
+                    switch outcome {
+                    case .success(let pause):
+                        result.moved.append(RebalanceApplyReport.Moved(
+                            tenant: move.tenant, from: move.from, to: move.to, reason: move.reason, pauseMilliseconds: pause))
+                        let paused = pause.map { String(format: ", writes paused %.1f ms", $0) } ?? ""
+                        progress?(OperationProgress(
+                            done: done, total: moves.count, tenant: move.tenant, message: "moved \(move.from) → \(move.to)\(paused)"))
+                    case .failure(let error):
+                        result.failed[move.tenant.rawValue] = Database.oneLine(error)
+                        progress?(OperationProgress(
+                            done: done, total: moves.count, tenant: move.tenant, failed: true,
+                            message: "FAILED \(move.from) → \(move.to): \(Database.oneLine(error))"))
+                    }
                 }
             }
         }
