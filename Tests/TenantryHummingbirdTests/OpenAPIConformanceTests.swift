@@ -10,7 +10,8 @@ import Testing
 /// its required ones, with the document's types.
 @Suite("OpenAPI document: request and response types match its schemas")
 struct OpenAPIConformanceTests {
-    /// Every request body the admin API decodes: its schema in the document (`nil`: no body) and the endpoint.
+    /// Every request body the admin API decodes: its schema in the document (`nil`: no body) and the
+    /// endpoint (under `/api/superadmin/migration/` unless it is a whole path).
     static let requests: [(type: any AdminRequestBody.Type, schema: String?, endpoint: String)] = [
         (ProvisionRequest.self, "ProvisionRequest", "provision-all"),
         (MigrateDataRequest.self, "MigrateDataRequest", "migrate-data"),
@@ -21,6 +22,8 @@ struct OpenAPIConformanceTests {
         (RetireRequest.self, "RetireRequest", "retire-legacy"),
         (CutoverRequest.self, "CutoverRequest", "cutover"),
         (RollbackRequest.self, "RollbackRequest", "rollback"),
+        (RebalanceApplyRequest.self, "RebalanceApplyRequest", "/api/superadmin/rebalance/apply"),
+        (DrainRequest.self, "DrainRequest", "/api/superadmin/servers/{name}/drain"),
     ]
 
     /// Fields the document requires that the type leaves optional because the handler refuses
@@ -52,7 +55,8 @@ struct OpenAPIConformanceTests {
 
         let paths = try #require(document["paths"] as? [String: [String: Any]])
         for (_, schema, endpoint) in Self.requests {
-            let post = try #require(paths["/api/superadmin/migration/\(endpoint)"]?["post"] as? [String: Any], "\(endpoint)")
+            let path = endpoint.hasPrefix("/") ? endpoint : "/api/superadmin/migration/\(endpoint)"
+            let post = try #require(paths[path]?["post"] as? [String: Any], "\(endpoint)")
             let body = ((post["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any]
             let reference = (body?["schema"] as? [String: Any])?["$ref"] as? String
             #expect(reference == schema.map { "#/components/schemas/\($0)" }, "\(endpoint)")
