@@ -11,10 +11,11 @@ struct RebalanceCommand: AsyncParsableCommand {
         discussion: """
             Measures every tenant database (pg_database_size, connections and transactions per second from \
             pg_stat_database, sampled twice --sample apart) and every server's capacity (--max-connections and \
-            --max-bytes of 'tenantry servers add|set'). The plan first drains nothing, then moves tenants off servers \
-            over their byte budget or connection cap, then evens the servers' fills (bytes ÷ budget when every server \
-            has a budget, else the share of the bytes) while that spreads them by more than --tolerance. Every move \
-            names its reason. --apply runs the plan as server moves (start, catch up, verify, switch, complete).
+            --max-bytes of 'tenantry servers add|set'). The plan moves tenants off servers over their byte budget or \
+            connection cap, then evens the servers' fills (bytes ÷ budget when every server has a budget, else the \
+            share of the bytes) while they differ by more than --tolerance points. Every move names its reason. Only \
+            dedicated tenants move; once servers are registered the default server is left out (see 'servers drain'). \
+            --apply runs the plan as server moves (start, catch up, verify, switch, complete). See docs/server-moves.md.
             """)
 
     @Flag(help: "Print the plan; change nothing.") var plan = false
