@@ -19,7 +19,11 @@ extension FleetMeasure {
     ) async throws -> FleetMeasure {
         let defaultName = ServerDirectory.defaultServerName
         let records = try await catalog.tenants().filter { $0.status == .active && $0.databaseName != nil }
-        let movable = Set(try await catalog.tenants(inPhases: [.dedicated, .retired]))
+        // Each tenant's shared → dedicated phase, in one query per phase (not one per tenant).
+        var phases: [TenantID: MovePhase] = [:]
+        for phase in MovePhase.all where phase != .shared {
+            for id in try await catalog.tenants(inPhases: [phase]) { phases[id] = phase }
+        }
         let moving = Dictionary(try await catalog.activeServerMoves().map { ($0.tenant, $0) }, uniquingKeysWith: { a, _ in a })
         var byServer: [String: [TenantRecord]] = [:]
         for record in records { byServer[record.serverName ?? defaultName, default: []].append(record) }
@@ -72,10 +76,10 @@ extension FleetMeasure {
                 let before = first[name]?[database] ?? now
                 let rate = seconds > 0 ? Double(max(now.transactions - before.transactions, 0)) / seconds : 0
                 var pinned: String?
+                let phase = phases[record.id] ?? .shared
                 if let move = moving[record.id] {
                     pinned = "a server move to \(move.targetServer) is \(move.phase.rawValue)"
-                } else if !movable.contains(record.id) {
-                    let phase = try await catalog.move(record.id)?.phase ?? .shared
+                } else if phase < .dedicated {
                     pinned = "it is on the shared → dedicated path (phase \(phase)): only a dedicated tenant moves between servers"
                 }
                 tenants.append(Tenant(
