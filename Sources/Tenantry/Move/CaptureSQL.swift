@@ -115,7 +115,11 @@ enum CaptureSQL {
     /// but has no `SET search_path`: that clause saves and restores a setting on every call, a
     /// measured 3–4% of a plain write's cost. Instead every function, operator, cast and table it
     /// names is schema-qualified, so a caller's `search_path` cannot redirect any of them.
-    static func trigger(for table: MovePlan.Table, plan: MovePlan, tenant constant: TenantID? = nil) throws -> String {
+    /// With `functionOnly`, only the function is replaced (no table lock: safe on a database under
+    /// load, where re-creating triggers table by table could deadlock with the application's writes).
+    static func trigger(
+        for table: MovePlan.Table, plan: MovePlan, tenant constant: TenantID? = nil, functionOnly: Bool = false
+    ) throws -> String {
         let function = "tenantry.\(functionName(table.name))"
         let discriminator = try SQLIdentifier.quoted(plan.discriminator)
         let tableLiteral = "'" + table.name.replacingOccurrences(of: "'", with: "''") + "'"
@@ -160,7 +164,7 @@ enum CaptureSQL {
                 -- ('on'); a server move's relay passes the guard but is captured ('relay': the
                 -- follower database records what it applies, for the next link of the chain).
                 -- Only they may: the session's login must own this function or be a superuser.
-                applying := pg_catalog.coalesce(pg_catalog.current_setting('tenantry.applying', true), '');
+                applying := COALESCE(pg_catalog.current_setting('tenantry.applying', true), '');
                 IF applying OPERATOR(pg_catalog.=) 'on' OR applying OPERATOR(pg_catalog.=) 'relay' THEN
                     IF NOT (SESSION_USER OPERATOR(pg_catalog.=) CURRENT_USER OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
                             WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER)) THEN
@@ -210,11 +214,15 @@ enum CaptureSQL {
         // A table or column name may contain any text, including a dollar-quote tag: pick one the
         // body does not contain, so no name can end the function body early.
         let tag = dollarTag(notIn: body)
-        return """
+        let create = """
             CREATE OR REPLACE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql
                 SECURITY DEFINER AS \(tag)
             \(body)
             \(tag);
+            """
+        guard !functionOnly else { return create }
+        return create + """
+
             DROP TRIGGER IF EXISTS tenantry_capture ON \(plan.unifiedName(table));
             CREATE TRIGGER tenantry_capture AFTER INSERT OR UPDATE OR DELETE ON \(plan.unifiedName(table))
                 FOR EACH ROW EXECUTE FUNCTION \(function)();

@@ -71,6 +71,27 @@ public struct Cutover: Sendable {
         try await Self.installReverseCapture(tenant, plan: plan, on: connection, logger: logger)
     }
 
+    /// Brings the capture functions of a tenant database that already captures up to date without
+    /// locking its tables (it is under load): the functions are replaced, and `forward_to` is added
+    /// when an older install lacks it (a lock on the capture state alone).
+    static func refreshCaptureFunctions(
+        _ tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let hasColumn = try await connection.query("""
+            SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'tenantry.capture_state'::regclass AND attname = 'forward_to')
+            """, logger: logger).decode(Bool.self).first(where: { _ in true }) ?? false
+        if !hasColumn {
+            try await connection.query("ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS forward_to text", logger: logger)
+        }
+        try await Database.withTransaction(connection, logger: logger) { connection in
+            try await Catalog.requireTrustedSchemaOwner(on: connection, logger: logger)
+            for table in plan.tables {
+                try await Database.execute(
+                    script: try CaptureSQL.trigger(for: table, plan: plan, tenant: tenant, functionOnly: true), on: connection, logger: logger)
+            }
+        }
+    }
+
     /// Installs (or refreshes: idempotent) reverse capture in `tenant`'s database: the capture
     /// tables, one trigger per tenant table, the tenant's state row (kept when present).
     static func installReverseCapture(

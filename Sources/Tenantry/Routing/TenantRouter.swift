@@ -157,20 +157,22 @@ public final class TenantRouter: Service, Sendable {
             // The tenant was cut over (or rolled back) while this write waited on its fence: the
             // transaction was rolled back; run it again on the new route once the catalog has it
             // (the databases switch first, the catalog right after).
-            let moved = try await newRoute(for: tenant, leaving: source, rejection: error)
+            let moved = try await newRoute(for: tenant, leaving: route, source: source, rejection: error)
             return try await run(on: moved.writeSource, route: moved, retrySafe: true, transaction: true, isolation: isolation, body)
         }
     }
 
     /// Waits (up to the lease timeout) until the catalog routes `tenant`'s writes elsewhere than
-    /// `source`, then returns that route; past the timeout, throws ``TenantryError/Code/tenantMoved``
-    /// (the guard's message, `rejection` underlying).
-    private func newRoute(for tenant: TenantID, leaving source: Route.Source, rejection: any Error) async throws -> Route {
+    /// `source` of `old` (another side, or — a move between servers — another tenant database),
+    /// then returns that route; past the timeout, throws ``TenantryError/Code/tenantMoved`` (the
+    /// guard's message, `rejection` underlying).
+    private func newRoute(for tenant: TenantID, leaving old: Route, source: Route.Source, rejection: any Error) async throws -> Route {
         let deadline = ContinuousClock.now + configuration.pool.leaseTimeout
         while true {
             invalidateRoutes(tenant)
             let route = try await self.route(for: tenant)
             if route.writeSource != source { return route }
+            if source == .tenant, route.server != old.server || route.database != old.database { return route }
             guard ContinuousClock.now < deadline else {
                 throw TenantryError(
                     code: .tenantMoved, message: Database.message(of: rejection), tenant: tenant.rawValue, underlying: rejection)

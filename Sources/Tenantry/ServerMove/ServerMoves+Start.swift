@@ -144,10 +144,12 @@ extension ServerMoves {
             }
             let provisioner = try operations.provisioner()
             try await provisionTarget(tenant, record: record, server: move.targetServer, provisioner: provisioner)
-            for url in [sourceURL, targetURL] {
-                try await Database.withConnection(url, logger: logger) { connection in
-                    try await Cutover.installReverseCapture(tenant, plan: plan, on: connection, logger: logger)
-                }
+            try await Database.withConnection(targetURL, logger: logger) { connection in
+                try await Cutover.installReverseCapture(tenant, plan: plan, on: connection, logger: logger)
+            }
+            // The source takes writes: its functions are refreshed without locking its tables.
+            try await Database.withConnection(sourceURL, logger: logger) { connection in
+                try await Cutover.refreshCaptureFunctions(tenant, plan: plan, on: connection, logger: logger)
             }
             // The source's stream stops (no consumer) before the copy's snapshot: every change from
             // here on stays in its queue for the target (applied, or forwarded when the copy has it).

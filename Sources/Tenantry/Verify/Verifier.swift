@@ -129,7 +129,7 @@ public struct Verifier: Sendable {
                     }
                 }
                 return Report(
-                    tenant: tenant, equal: results.allSatisfy { $0.differenceCount == 0 && $0.unifiedRows == $0.tenantRows },
+                    tenant: tenant, equal: results.allSatisfy { $0.differenceCount == 0 },
                     tables: results, seconds: (ContinuousClock.now - started).totalSeconds)
             }
         }
@@ -180,7 +180,10 @@ public struct Verifier: Sendable {
         while !differences.isEmpty, let settle, attempt < rechecks {
             attempt += 1
             try await settle()
-            differences = try await diff(table, leaves, sides: sides)
+            // Only a difference seen again is one: rows written since the last look (in flight on a
+            // database under load) are not reported.
+            let before = Set(differences.map { "\($0.kind.rawValue) \($0.key)" })
+            differences = try await diff(table, leaves, sides: sides).filter { before.contains("\($0.kind.rawValue) \($0.key)") }
             if differences.isEmpty {
                 // Counts may have moved with the settled changes.
                 unifiedRows = try await count(table, on: sides.unified, tenant: sides.tenantID)
