@@ -60,4 +60,54 @@ struct CLIRebalanceTests {
         let unknown = try await fixture.run(["servers", "set", "nope", "--max-bytes", "1GB"])
         #expect(unknown.status != 0 && unknown.stderr.contains("server 'nope' is not registered"), "\(unknown.stderr)")
     }
+
+    @Test("rebalance --apply and servers drain move dedicated tenants to a second real server, with progress and a summary")
+    func applyAndDrain() async throws {
+        let second = try await RestartableServer.start()
+        do {
+            try await applyAndDrain(second)
+            try await second.remove()
+        } catch {
+            try? await second.remove()
+            throw error
+        }
+    }
+
+    private func applyAndDrain(_ second: RestartableServer) async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 30)
+        defer { try? FileManager.default.removeItem(atPath: fixture.directory) }
+        for step in [["schema", "derive"], ["init"]] {
+            let result = try await fixture.run(step)
+            try #require(result.status == 0, "\(step): \(result.stderr)")
+        }
+        for (name, url) in [("a", try await TestPostgres.server().url()), ("b", try second.server.url())] {
+            let add = try await CLIRunner.run(
+                ["servers", "add", name], environment: fixture.environment.merging(["TENANTRY_SERVER_URL": url]) { $1 },
+                in: fixture.directory)
+            try #require(add.status == 0, "\(add.stderr)")
+        }
+        for step in [["provision", "--all", "--server", "a"], ["migrate-data", "--all"], ["cutover", "--all"]] {
+            let result = try await fixture.run(step)
+            try #require(result.status == 0, "\(step): \(result.stdout)\(result.stderr)")
+        }
+
+        let apply = try await fixture.run(["rebalance", "--apply", "--sample", "0"])
+        #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
+        #expect(apply.stdout.hasPrefix("rebalance: 1 move(s)\n  tenant "), "\(apply.stdout)")
+        #expect(apply.stdout.contains(": a → b (") && apply.stdout.contains("evens bytes: a 100% → "), "\(apply.stdout)")
+        #expect(apply.stderr.contains("copying") && apply.stderr.contains("[1/1] tenant "), "\(apply.stderr)")
+        #expect(apply.lastLine.hasPrefix("1 moved, 0 failed in ") && apply.lastLine.contains("longest write pause"), "\(apply.stdout)")
+
+        let drain = try await fixture.run(["servers", "drain", "a", "--json"])
+        #expect(drain.status == 0, "\(drain.stdout)\(drain.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(drain.lastLine.utf8)) as? [String: Any])
+        #expect((report["moved"] as? [[String: Any]])?.map { $0["to"] as? String } == ["b"], "\(drain.stdout)")
+        let tenants = try await fixture.run(["tenants", "--json"])
+        let rows = try JSONDecoder().decode(TenantList.self, from: Data(tenants.lastLine.utf8)).tenants
+        #expect(rows.map { $0.serverName ?? "default" } == ["b", "b"], "\(tenants.stdout)")
+        // A drained server is an ordinary one again; a one-byte budget keeps it empty (placement and rebalance).
+        #expect(try await fixture.run(["servers", "set", "a", "--max-bytes", "1B"]).status == 0)
+        let nothing = try await fixture.run(["rebalance", "--apply", "--sample", "0"])
+        #expect(nothing.status == 0 && nothing.stdout.hasPrefix("rebalance: no move needed"), "\(nothing.stdout)\(nothing.stderr)")
+    }
 }

@@ -68,7 +68,8 @@ extension ServersCommand {
             discussion: """
                 Targets are chosen by the same measures as 'tenantry rebalance', within the other servers' byte budgets \
                 and connection caps. When they have no room for every tenant, or a tenant cannot move now, nothing is \
-                moved and the error names each one. --plan prints the plan only.
+                moved and the error names each one. --plan prints the plan only. Afterwards the server is an ordinary \
+                one again: 'tenantry servers set NAME --max-bytes 1B' first keeps placement and rebalance off it.
                 """)
 
         @Argument(help: "The server to empty (a registered name, or default).") var server: String
