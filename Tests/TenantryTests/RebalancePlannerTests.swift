@@ -4,7 +4,7 @@ import TenantryCore
 import Testing
 
 /// The planner, placement's rule and sizes: pure, no database.
-@Suite("rebalance planner")
+@Suite("rebalance planner", .timeLimit(.minutes(1)))
 struct RebalancePlannerTests {
     static let gb: Int64 = 1024 * 1024 * 1024
 
@@ -82,6 +82,22 @@ struct RebalancePlannerTests {
         #expect(Set(unbounded.moves.map(\.tenant)).count == unbounded.moves.count)
         let fills = unbounded.servers.compactMap(\.after.fill)
         #expect((fills.max() ?? 0) - (fills.min() ?? 0) <= 0.10, "\(fills)")
+    }
+
+    @Test("a fleet of 2,000 tenants on 5 servers: the plan is bounded, moves each tenant once, and brings the spread in")
+    func largeFleet() throws {
+        let servers = (1...5).map { RebalancePlanner.Server(name: "s\($0)", maxConnections: 10_000, maxBytes: 2_000 * Self.gb) }
+        var tenants: [RebalancePlanner.Tenant] = []
+        for index in 1...2000 {
+            // Skewed: s1 holds most of the fleet.
+            let server = index % 4 == 0 ? "s\(index % 5 + 1)" : "s1"
+            tenants.append(try tenant("\(index)", server, gb: Double(index % 7 + 1) / 10))
+        }
+        let plan = RebalancePlanner(options: RebalancePlanner.Options(maxMoves: 50)).plan(servers: servers, tenants: tenants)
+        #expect(plan.moves.count == 50)
+        #expect(Set(plan.moves.map(\.tenant)).count == 50)
+        let spread = { (loads: [Double]) in (loads.max() ?? 0) - (loads.min() ?? 0) }
+        #expect(spread(plan.servers.compactMap(\.after.fill)) < spread(plan.servers.compactMap(\.before.fill)))
     }
 
     @Test("a drain moves every tenant, largest first, within the other servers' budgets; pinned or homeless ones are named")

@@ -9,11 +9,17 @@ extension RebalancePlanner {
         var moved: Set<TenantID> = []
         var moves: [Move] = []
         var unresolved: [String] = []
+        /// Each server's bytes and connections, kept current as moves are planned.
+        var totals: [String: (bytes: Int64, connections: Int)] = [:]
 
         init(servers: [Server], tenants: [Tenant]) {
             self.servers = servers
             let names = Set(servers.map(\.name))
             self.tenants = tenants.filter { names.contains($0.server) }
+            for tenant in self.tenants {
+                let total = totals[tenant.server] ?? (0, 0)
+                totals[tenant.server] = (total.bytes + tenant.bytes, total.connections + tenant.connections)
+            }
         }
 
         /// The servers that accept tenants and are not draining.
@@ -22,8 +28,8 @@ extension RebalancePlanner {
         /// Fills are shares of byte budgets when every member has one.
         var fillIsOfBudget: Bool { !members.isEmpty && members.allSatisfy { $0.maxBytes != nil } }
 
-        func bytes(on server: String) -> Int64 { tenants.filter { $0.server == server }.reduce(0) { $0 + $1.bytes } }
-        func connections(on server: String) -> Int { tenants.filter { $0.server == server }.reduce(0) { $0 + $1.connections } }
+        func bytes(on server: String) -> Int64 { totals[server]?.bytes ?? 0 }
+        func connections(on server: String) -> Int { totals[server]?.connections ?? 0 }
 
         /// The weight that divides a member's bytes into its fill.
         func weight(_ server: Server) -> Double { fillIsOfBudget ? Double(server.maxBytes ?? 1) : 1 }
@@ -52,13 +58,14 @@ extension RebalancePlanner {
             }
         }
 
-        /// The weighted variance of the members' fills (0: perfectly even).
-        func imbalance() -> Double {
+        /// The weighted variance of the members' fills (0: perfectly even), with `delta` bytes
+        /// added to some servers (a trial move).
+        func imbalance(_ delta: [String: Int64] = [:]) -> Double {
             let members = members
             let weights = members.map(weight)
             let total = weights.reduce(0, +)
             guard total > 0 else { return 0 }
-            let loads = members.map { Double(bytes(on: $0.name)) }
+            let loads = members.map { Double(bytes(on: $0.name) + (delta[$0.name] ?? 0)) }
             let mean = loads.reduce(0, +) / total
             var sum = 0.0
             for (load, weight) in zip(loads, weights) { sum += weight * (load / weight - mean) * (load / weight - mean) }
@@ -68,6 +75,9 @@ extension RebalancePlanner {
         mutating func move(_ tenant: Tenant, to target: Server, reason: String) {
             guard let index = tenants.firstIndex(where: { $0.id == tenant.id }) else { return }
             moves.append(Move(tenant: tenant.id, from: tenant.server, to: target.name, bytes: tenant.bytes, reason: reason))
+            let (from, to) = (totals[tenant.server] ?? (0, 0), totals[target.name] ?? (0, 0))
+            totals[tenant.server] = (from.bytes - tenant.bytes, from.connections - tenant.connections)
+            totals[target.name] = (to.bytes + tenant.bytes, to.connections + tenant.connections)
             tenants[index].server = target.name
             moved.insert(tenant.id)
         }
@@ -131,26 +141,25 @@ extension RebalancePlanner {
                     guard let source = members.first(where: { $0.name == tenant.server }) else { continue }
                     let sourceFill = fill(source, bytes: bytes(on: source.name))
                     for target in members where fits(tenant, on: target) {
-                        var trial = self
-                        trial.tenants[trial.tenants.firstIndex { $0.id == tenant.id }!].server = target.name
-                        // The move must narrow the gap between its own two servers enough to be worth a move.
-                        let gapBefore = abs(sourceFill - fill(target, bytes: bytes(on: target.name)))
-                        let gapAfter = abs(trial.fill(source, bytes: trial.bytes(on: source.name))
-                            - trial.fill(target, bytes: trial.bytes(on: target.name)))
-                        guard gapBefore - gapAfter >= options.minimumGain else { continue }
-                        let value = trial.imbalance()
+                        // The pair's gap must narrow; a move that overshoots (the source ends emptier than
+                        // the target) must at least halve it, or it only swaps which one is full.
+                        let targetFill = fill(target, bytes: bytes(on: target.name))
+                        let sourceAfter = fill(source, bytes: bytes(on: source.name) - tenant.bytes)
+                        let targetAfter = fill(target, bytes: bytes(on: target.name) + tenant.bytes)
+                        let (gapBefore, gapAfter) = (sourceFill - targetFill, abs(sourceAfter - targetAfter))
+                        guard gapAfter < gapBefore, sourceAfter >= targetAfter || gapAfter <= gapBefore / 2 else { continue }
+                        let value = imbalance([source.name: -tenant.bytes, target.name: tenant.bytes])
                         if value < best?.value ?? .infinity { best = (value, tenant, target) }
                     }
                 }
-                guard let best, best.value < current,
+                guard let best, current - best.value >= options.minimumGain * current, current > 0,
                       let source = members.first(where: { $0.name == best.tenant.server }) else { return }
-                var after = self
-                after.tenants[after.tenants.firstIndex { $0.id == best.tenant.id }!].server = best.target.name
+                let (moving, target) = (best.tenant.bytes, best.target)
                 let percent = { (fill: Double) in "\(Int((fill * 100).rounded()))%" }
                 let reason = "evens bytes: \(source.name) \(percent(fill(source, bytes: bytes(on: source.name)))) → "
-                    + "\(percent(after.fill(source, bytes: after.bytes(on: source.name)))), \(best.target.name) "
-                    + "\(percent(fill(best.target, bytes: bytes(on: best.target.name)))) → "
-                    + "\(percent(after.fill(best.target, bytes: after.bytes(on: best.target.name))))"
+                    + "\(percent(fill(source, bytes: bytes(on: source.name) - moving))), \(target.name) "
+                    + "\(percent(fill(target, bytes: bytes(on: target.name)))) → "
+                    + "\(percent(fill(target, bytes: bytes(on: target.name) + moving)))"
                     + (fillIsOfBudget ? " of their byte budgets" : " of the bytes")
                 move(best.tenant, to: best.target, reason: reason)
                 count += 1

@@ -12,8 +12,9 @@ import TenantryCore
 ///    departure brings it under, else the largest) to servers that stay within theirs.
 /// 3. **Evening**: while the fill of the fullest and the emptiest member differ by more than
 ///    ``Options/evenTolerance``, the move that most reduces the weighted variance of the fills is
-///    made, among the moves that narrow the gap between their own two servers' fills by at least
-///    ``Options/minimumGain`` (a move is costly: one that hardly helps is not worth it).
+///    made if it lowers that variance by at least ``Options/minimumGain`` of it. A move must
+///    narrow the gap between its own two servers' fills, and one that overshoots (its source ends
+///    emptier than its target) must at least halve it: otherwise it only swaps which one is full.
 ///
 /// A server's *fill* is its bytes ÷ its byte budget when every member has a budget, else its share
 /// of the members' bytes. Members are the servers that accept tenants and are not draining; the
@@ -76,8 +77,8 @@ public struct RebalancePlanner: Sendable {
         /// Evening stops when the fullest and the emptiest member's fills differ by at most this
         /// (default 0.10: ten percentage points).
         public var evenTolerance: Double
-        /// An evening move must narrow the gap between its two servers' fills by at least this
-        /// (default 0.05: five percentage points).
+        /// An evening move must lower the imbalance (the weighted variance of the fills) by at
+        /// least this share of it (default 0.001).
         public var minimumGain: Double
         /// The most evening moves one plan holds (default 20; 0: no evening).
         public var maxMoves: Int
@@ -85,7 +86,7 @@ public struct RebalancePlanner: Sendable {
         public var relieve: Bool
 
         /// Creates options.
-        public init(evenTolerance: Double = 0.10, minimumGain: Double = 0.05, maxMoves: Int = 20, relieve: Bool = true) {
+        public init(evenTolerance: Double = 0.10, minimumGain: Double = 0.001, maxMoves: Int = 20, relieve: Bool = true) {
             self.evenTolerance = evenTolerance
             self.minimumGain = minimumGain
             self.maxMoves = maxMoves
