@@ -35,6 +35,7 @@ struct TenantryCommand: AsyncParsableCommand {
             RollbackCommand.self,
             RetireLegacyCommand.self,
             RestoreLegacyCommand.self,
+            ServerMoveCommand.self,
             GuardCommand.self,
             DemoCommand.self,
             DoctorCommand.self,

@@ -62,7 +62,7 @@ public struct AdminAPI: Sendable {
         }
     }
 
-    /// The admin API's `/api/superadmin` routes (migration endpoints and jobs), behind the JSON
+    /// The admin API's `/api/superadmin` routes (migration endpoints, server moves and jobs), behind the JSON
     /// error handling and the bearer token, for a host application to mount under its own router:
     ///
     /// ```swift
@@ -80,6 +80,7 @@ public struct AdminAPI: Sendable {
         addMigrationRoutes(to: routes.group("migration"))
         addDoctorRoute(to: routes)
         addRebalanceRoutes(to: routes)
+        addServerMoveRoutes(to: routes.group("moves"))
         routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         routes.get("jobs/:id") { _, context in
             let id = context.parameters.get("id") ?? ""

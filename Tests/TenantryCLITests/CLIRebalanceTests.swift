@@ -86,19 +86,19 @@ struct CLIRebalanceTests {
                 in: fixture.directory)
             try #require(add.status == 0, "\(add.stderr)")
         }
-        for step in [["provision", "--all", "--server", "a"], ["migrate-data", "--all"], ["cutover", "--all"]] {
+        for step in [["provision", "--all", "--server", "a"], ["migrate-data", "--all"], ["cutover", "--all", "--max-pause", "5s", "--retries", "3"]] {
             let result = try await fixture.run(step)
             try #require(result.status == 0, "\(step): \(result.stdout)\(result.stderr)")
         }
 
-        let apply = try await fixture.run(["rebalance", "--apply", "--sample", "0"])
+        let apply = try await fixture.run(["rebalance", "--apply", "--sample", "0", "--max-pause", "5s"])
         #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
         #expect(apply.stdout.hasPrefix("rebalance: 1 move(s)\n  tenant "), "\(apply.stdout)")
         #expect(apply.stdout.contains(": a → b (") && apply.stdout.contains("evens bytes: a 100% → "), "\(apply.stdout)")
         #expect(apply.stderr.contains("copying") && apply.stderr.contains("[1/1] tenant "), "\(apply.stderr)")
         #expect(apply.lastLine.hasPrefix("1 moved, 0 failed in ") && apply.lastLine.contains("longest write pause"), "\(apply.stdout)")
 
-        let drain = try await fixture.run(["servers", "drain", "a", "--json"])
+        let drain = try await fixture.run(["servers", "drain", "a", "--json", "--max-pause", "5s"])
         #expect(drain.status == 0, "\(drain.stdout)\(drain.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(drain.lastLine.utf8)) as? [String: Any])
         #expect((report["moved"] as? [[String: Any]])?.map { $0["to"] as? String } == ["b"], "\(drain.stdout)")

@@ -26,8 +26,10 @@ struct AdminRebalanceTests {
     private func run(_ fixture: AdminFixture, _ second: RestartableServer) async throws {
         let secondURL = try second.url()
         try await fixture.withAPI { client, api in
-            for path in ["provision-all", "migrate-data", "cutover"] {
-                let job = try await client.runJob(path, body: #"{"all": true}"#)
+            // A generous pause: a loaded CI machine must not abort the cutovers.
+            for (path, body) in [("provision-all", #"{"all": true}"#), ("migrate-data", #"{"all": true}"#),
+                                 ("cutover", #"{"all": true, "maxPauseMs": 10000}"#)] {
+                let job = try await client.runJob(path, body: body)
                 #expect(job.job["state"] as? String == "succeeded", "\(path): \(job.job)")
             }
             let plan = try await client.call(.get, "/api/superadmin/rebalance/plan?sampleSeconds=0")
@@ -57,7 +59,7 @@ struct AdminRebalanceTests {
                 adminPasswordSealed: try secondURL.password.map {
                     try fixture.configuration.keyring!.seal($0, tenant: "server:b", field: "admin_password")
                 }))
-            let accepted = try await client.call(.post, "/api/superadmin/servers/default/drain", body: #"{"concurrency": 2}"#)
+            let accepted = try await client.call(.post, "/api/superadmin/servers/default/drain", body: #"{"concurrency": 2, "maxPauseMs": 10000}"#)
             #expect(accepted.status == .accepted, "\(accepted.text)")
             let id = try #require(accepted.json["job"] as? String)
             let (job, _) = try await client.awaitJob(id)

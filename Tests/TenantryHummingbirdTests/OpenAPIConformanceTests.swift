@@ -24,6 +24,13 @@ struct OpenAPIConformanceTests {
         (RollbackRequest.self, "RollbackRequest", "rollback"),
         (RebalanceApplyRequest.self, "RebalanceApplyRequest", "/api/superadmin/rebalance/apply"),
         (DrainRequest.self, "DrainRequest", "/api/superadmin/servers/{name}/drain"),
+        // Server moves (an endpoint starting with "/" is a full path).
+        (ServerMoveStartRequest.self, "ServerMoveStartRequest", "/api/superadmin/moves/start"),
+        (ServerMoveVerifyRequest.self, "ServerMoveVerifyRequest", "/api/superadmin/moves/{tenant}/verify"),
+        (ServerMoveSwitchRequest.self, "ServerMoveSwitchRequest", "/api/superadmin/moves/{tenant}/switch"),
+        (ServerMoveSwitchRequest.self, "ServerMoveSwitchRequest", "/api/superadmin/moves/{tenant}/reverse"),
+        (ServerMoveCompleteRequest.self, "ServerMoveCompleteRequest", "/api/superadmin/moves/{tenant}/complete"),
+        (EmptyRequest.self, nil, "/api/superadmin/moves/{tenant}/cancel"),
     ]
 
     /// Fields the document requires that the type leaves optional because the handler refuses
@@ -118,6 +125,8 @@ struct OpenAPIConformanceTests {
             ("job", try roundTrip(AdminJobs.Snapshot.self, "Job"), try response("/api/superadmin/jobs/{id}", "get", "200")),
             ("jobs", ["jobs": [try roundTrip(AdminJobs.Snapshot.self, "Job")]], try response("/api/superadmin/jobs", "get", "200")),
             ("reads", try roundTrip(Operations.ReadsReport.self, "ReadsReport"), try response(m + "activate-reads", "post", "200")),
+            ("moves", ServerMovesResponse(moves: [try roundTrip(ServerMoves.Status.self, "ServerMoveStatus")]),
+             try response("/api/superadmin/moves", "get", "200")),
         ]
         for (label, value, schema) in samples {
             let encoded = try JSONSerialization.jsonObject(with: try AdminAPI.encode(value))

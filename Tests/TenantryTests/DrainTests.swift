@@ -42,11 +42,11 @@ struct DrainTests {
         ) { operations in
             let move = try await operations.move()
             _ = try await move.migrateData(.all)
-            let cut = try await move.cutover(.all)
+            let cut = try await move.cutover(.all, maxPause: .seconds(5), retries: 3)  // a loaded CI machine
             #expect(cut.failed.isEmpty, "\(cut.failed)")
             let report = try await operations.drainPlan("a", sample: .zero)
             let events = EventLog()
-            let applied = try await operations.applyRebalance(report, concurrency: 2) { events.append($0.message) }
+            let applied = try await operations.applyRebalance(report, concurrency: 2, maxPause: .seconds(5)) { events.append($0.message) }
             #expect(events.lines.contains { $0.contains("copying") } && events.lines.filter { $0.hasPrefix("moved a → b") }.count == 3,
                     "\(events.lines)")
             return (report, applied)

@@ -127,7 +127,7 @@ struct RebalanceTests {
             #expect(one.bytes == size, "measured \(one.bytes), pg_database_size \(String(describing: size))")
             #expect(one.bytes - two.bytes > 4 * Self.mb, "the 6 MB of rows: \(one.bytes) vs \(two.bytes)")
             #expect(three.connections >= 1)
-            #expect(two.queriesPerSecond > 10, "\(two.queriesPerSecond)")
+            #expect(two.queriesPerSecond > 1, "\(two.queriesPerSecond)")
             #expect(measure.servers.first { $0.name == "a" }?.bytes == one.bytes + two.bytes)
             #expect(measure.tenants.allSatisfy { $0.pinned == nil })
         }

@@ -70,6 +70,9 @@ extension ServerMoves {
             throw TenantryError(code: .conflict, message: "tenant \(tenant)'s database has no capture state", tenant: tenant.rawValue)
         }
         if liveState.forwardTo == nil { return 0 }  // handed over before (or never started)
+        // A start that stopped before its hand-over ('starting') left the pause in the live
+        // database; once the link ran, the follower's stream to unified holds it.
+        let pauseInFollower = liveState.forwardTo != "starting"
         guard liveState.deadLetters == 0 else {
             throw TenantryError(
                 code: .conflict,
@@ -83,6 +86,7 @@ extension ServerMoves {
                     logger: logger)
             }
         }
+        try await faults.afterLinkStopped?()
         // The follower's queue: final once its stream stops (nothing writes the follower now).
         let followerState: LinkState?
         do {
@@ -106,6 +110,7 @@ extension ServerMoves {
                 message: "tenant \(tenant) has \(followerState.deadLetters) dead letter(s) in its database on \(move.followerServer) "
                     + "(tenantry dlq list): resolve them first; the move stays as it is", tenant: tenant.rawValue)
         }
+        try await faults.afterFollowerStopped?()
         let changes = followerState == nil ? [] : try await queue(followerURL, tenant: tenant)
         try await LinkState.update(liveURL, tenant: tenant, logger: logger) { connection in
             guard try await LinkState.read(on: connection, tenant: tenant, logger: logger)?.forwardTo != nil else { return }
@@ -117,10 +122,10 @@ extension ServerMoves {
             }
             // Unified is the consumer again: everything in the queue is applied there (no snapshot
             // of unified ever held a tenant database's change), the handed-over ones first.
+            let pause = pauseInFollower ? followerState ?? liveState : liveState
             try await connection.query("""
-                UPDATE tenantry.capture_state SET forward_to = NULL, snapshot = '1:1:'::pg_snapshot, sync_paused = \(followerState?.paused ?? liveState.paused),
-                    paused_reason = \(followerState == nil ? liveState.pausedReason : followerState?.pausedReason),
-                    pause_kind = \(followerState == nil ? liveState.pauseKind : followerState?.pauseKind), updated_at = now()
+                UPDATE tenantry.capture_state SET forward_to = NULL, snapshot = '1:1:'::pg_snapshot, sync_paused = \(pause.paused),
+                    paused_reason = \(pause.pausedReason), pause_kind = \(pause.pauseKind), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
         }
