@@ -12,8 +12,15 @@ extension RebalancePlanner {
         /// Each server's bytes and connections, kept current as moves are planned.
         var totals: [String: (bytes: Int64, connections: Int)] = [:]
 
+        /// The servers that accept tenants and are not draining.
+        let members: [Server]
+        /// Fills are shares of byte budgets when every member has one.
+        let fillIsOfBudget: Bool
+
         init(servers: [Server], tenants: [Tenant]) {
             self.servers = servers
+            members = servers.filter { $0.acceptsTenants && !$0.draining }
+            fillIsOfBudget = !members.isEmpty && members.allSatisfy { $0.maxBytes != nil }
             let names = Set(servers.map(\.name))
             self.tenants = tenants.filter { names.contains($0.server) }
             for tenant in self.tenants {
@@ -21,12 +28,6 @@ extension RebalancePlanner {
                 totals[tenant.server] = (total.bytes + tenant.bytes, total.connections + tenant.connections)
             }
         }
-
-        /// The servers that accept tenants and are not draining.
-        var members: [Server] { servers.filter { $0.acceptsTenants && !$0.draining } }
-
-        /// Fills are shares of byte budgets when every member has one.
-        var fillIsOfBudget: Bool { !members.isEmpty && members.allSatisfy { $0.maxBytes != nil } }
 
         func bytes(on server: String) -> Int64 { totals[server]?.bytes ?? 0 }
         func connections(on server: String) -> Int { totals[server]?.connections ?? 0 }
@@ -37,7 +38,8 @@ extension RebalancePlanner {
         /// `server`'s fill if it held `bytes`.
         func fill(_ server: Server, bytes: Int64) -> Double {
             if fillIsOfBudget { return Double(bytes) / weight(server) }
-            let total = members.reduce(Int64(0)) { $0 + self.bytes(on: $1.name) }
+            var total: Int64 = 0
+            for member in members { total += self.bytes(on: member.name) }
             return total == 0 ? 0 : Double(bytes) / Double(total)
         }
 
@@ -58,17 +60,25 @@ extension RebalancePlanner {
             }
         }
 
-        /// The weighted variance of the members' fills (0: perfectly even), with `delta` bytes
-        /// added to some servers (a trial move).
-        func imbalance(_ delta: [String: Int64] = [:]) -> Double {
-            let members = members
-            let weights = members.map(weight)
-            let total = weights.reduce(0, +)
+        /// The weighted variance of the members' fills (0: perfectly even), as if `moving` bytes
+        /// went from server `from` to server `to` (a trial move).
+        func imbalance(moving: Int64 = 0, from: String = "", to: String = "") -> Double {
+            func load(_ name: String) -> Double {
+                Double(bytes(on: name) + (name == from ? -moving : 0) + (name == to ? moving : 0))
+            }
+            var (total, bytesTotal) = (0.0, 0.0)
+            for member in members {
+                total += weight(member)
+                bytesTotal += load(member.name)
+            }
             guard total > 0 else { return 0 }
-            let loads = members.map { Double(bytes(on: $0.name) + (delta[$0.name] ?? 0)) }
-            let mean = loads.reduce(0, +) / total
+            let mean = bytesTotal / total
             var sum = 0.0
-            for (load, weight) in zip(loads, weights) { sum += weight * (load / weight - mean) * (load / weight - mean) }
+            for member in members {
+                let weight = weight(member)
+                let deviation = load(member.name) / weight - mean
+                sum += weight * deviation * deviation
+            }
             return sum / total
         }
 
@@ -131,7 +141,6 @@ extension RebalancePlanner {
         mutating func even(_ options: Options) {
             var count = 0
             while count < options.maxMoves {
-                let members = members
                 guard members.count > 1 else { return }
                 let fills = members.map { fill($0, bytes: bytes(on: $0.name)) }
                 guard let high = fills.max(), let low = fills.min(), high - low > options.evenTolerance else { return }
@@ -148,7 +157,7 @@ extension RebalancePlanner {
                         let targetAfter = fill(target, bytes: bytes(on: target.name) + tenant.bytes)
                         let (gapBefore, gapAfter) = (sourceFill - targetFill, abs(sourceAfter - targetAfter))
                         guard gapAfter < gapBefore, sourceAfter >= targetAfter || gapAfter <= gapBefore / 2 else { continue }
-                        let value = imbalance([source.name: -tenant.bytes, target.name: tenant.bytes])
+                        let value = imbalance(moving: tenant.bytes, from: source.name, to: target.name)
                         if value < best?.value ?? .infinity { best = (value, tenant, target) }
                     }
                 }
