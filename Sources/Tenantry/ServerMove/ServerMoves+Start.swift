@@ -103,8 +103,8 @@ extension ServerMoves {
             guard used + size <= budget else {
                 throw TenantryError(
                     code: .conflict,
-                    message: "server \(server) is full: its tenant databases take \(ByteCount.text(used)) of its \(ByteCount.text(budget)) budget "
-                        + "and tenant \(tenant) needs \(ByteCount.text(size)); nothing was changed", tenant: tenant.rawValue)
+                    message: "server \(server) is full: its tenant databases take \(ByteSize.format(used)) of its \(ByteSize.format(budget)) budget "
+                        + "and tenant \(tenant) needs \(ByteSize.format(size)); nothing was changed", tenant: tenant.rawValue)
             }
         }
         let state = try await LinkState.read(sourceURL, tenant: tenant, logger: logger)
@@ -245,19 +245,5 @@ extension ServerMoves {
                     + "(writes go on in its database on \(move.sourceServer); run 'tenantry move start' again to resume, "
                     + "or 'tenantry move cancel' to undo)", tenant: tenant.rawValue, underlying: error)
         }
-    }
-}
-
-/// Byte counts for people: `512 B`, `3.2 MB`, `1.5 GB`.
-enum ByteCount {
-    static func text(_ bytes: Int64) -> String {
-        let units = ["B", "kB", "MB", "GB", "TB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1000, unit < units.count - 1 {
-            value /= 1000
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
     }
 }
