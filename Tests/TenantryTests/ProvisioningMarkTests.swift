@@ -1,6 +1,6 @@
 import Foundation
 import PostgresNIO
-import Tenantry
+@testable import Tenantry
 import TenantryCore
 import TenantryTestSupport
 import Testing
@@ -93,7 +93,7 @@ struct ProvisioningMarkTests {
         // the catalog's record of the unfinished run; the final name is free.
         try await fixture.admin([
             "CREATE ROLE \"\(role)\"", "COMMENT ON ROLE \"\(role)\" IS 'tenantry:tenant=4'",
-            "CREATE DATABASE \"tenantry-new-4-0badc0de\"",
+            "CREATE DATABASE \"\(TenantProvisioner.stagingPrefix(database: database))0badc0de\"",
         ])
         try await Catalog.withCatalog(fixture.catalogURL, logger: TestPostgres.logger) { catalog in
             var stuck = TenantRecord(id: try TenantID("4"), status: .provisioning)
@@ -104,7 +104,9 @@ struct ProvisioningMarkTests {
         let outcome = try await fixture.withProvisioner { try await $0.provision(try TenantID("4")) }
         #expect(outcome.result == "created")
         #expect(try await TestPostgres.strings(
-            fixture.catalogURL, "SELECT count(*)::text FROM pg_database WHERE datname LIKE 'tenantry-new-4-%'") == ["0"])
+            fixture.catalogURL,
+            "SELECT count(*)::text FROM pg_database WHERE starts_with(datname, '\(TenantProvisioner.stagingPrefix(database: database))')")
+            == ["0"])
         #expect(try await TestPostgres.strings(
             fixture.catalogURL, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '\(database)'")
             == ["tenantry:tenant=4"])

@@ -9,11 +9,17 @@ extension TenantProvisioner {
     /// Anything else of these names is left alone and the provision is refused: a database or role
     /// that someone else made (a name template collision), or one the catalog has no record of
     /// (a catalog restored from an older backup), may hold live data.
-    /// The name a tenant database is created under before it is marked and renamed: a prefix no
-    /// tenant database name template produces by accident, the tenant id between hyphens (ids
-    /// have none), and a random part.
-    static func stagingName(for tenant: TenantID) -> String {
-        "tenantry-new-\(tenant.rawValue)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+    /// The name a tenant database is created under before it is marked and renamed:
+    /// ``stagingPrefix(database:)`` and a random part.
+    static func stagingName(database: String) -> String {
+        stagingPrefix(database: database) + String(UInt32.random(in: .min ... .max), radix: 16)
+    }
+
+    /// The prefix of `database`'s staging names: one no name template produces by accident, and a
+    /// hash of the final name, so that catalogs sharing a server (each its own name template) never
+    /// take each other's staging databases for leftovers.
+    static func stagingPrefix(database: String) -> String {
+        "tenantry-new-\(String(StableHash.fnv1a64(database), radix: 16))-"
     }
 
     func removeLeftovers(
@@ -21,7 +27,7 @@ extension TenantProvisioner {
     ) async throws {
         // Staging databases of this tenant are a killed run's (the tenant lock is held): drop them.
         let staging = try await connection.query(
-            "SELECT datname::text FROM pg_database WHERE starts_with(datname, \("tenantry-new-\(tenant.rawValue)-"))", logger: logger)
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, \(Self.stagingPrefix(database: database)))", logger: logger)
             .decode(String.self).reduce(into: [String]()) { $0.append($1) }
         for name in staging {
             try await connection.query(

@@ -186,7 +186,7 @@ public struct TenantProvisioner: Sendable {
         // Created under a staging name, marked, then renamed: the database never exists under its
         // final name without the mark, so a run killed anywhere here leaves either nothing under
         // that name or a marked database (a staging leftover is dropped by the next run).
-        let staging = Self.stagingName(for: tenant)
+        let staging = Self.stagingName(database: database)
         let quotedStaging = try SQLIdentifier.quoted(staging)
         try await template.withSharedLock(on: connection) {
             try await Self.retryingObjectInUse {

@@ -49,7 +49,7 @@ extension ServerMoves {
                 break
             case .absent:
                 // As provisioning does: made under a staging name, marked, then renamed.
-                let staging = TenantProvisioner.stagingName(for: tenant)
+                let staging = TenantProvisioner.stagingName(database: database)
                 let quotedStaging = try SQLIdentifier.quoted(staging)
                 let template = try SQLIdentifier.quoted(provisioner.naming.templateDatabase)
                 try await connection.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedStaging) WITH (FORCE)"), logger: logger)
