@@ -6,15 +6,17 @@ import PostgresNIO
 import Tenantry
 import TenantryCore
 
-/// `tenantry-bench torture`: fault injection over every phase of a move (issue #12, "Trust").
+/// `tenantry-bench torture`: fault injection over every phase of a move (issue #12, "Trust") and
+/// of a server move (issue #14).
 ///
 /// On HandyShop data (`--shops` × `--rows-per-shop`), spread over the phases of a move, with an
 /// application load through ``TenantRouter`` (``HandyShopLoad`` plus ``TortureWriters``: READ
 /// COMMITTED, REPEATABLE READ and SERIALIZABLE transactions retried like an application retries,
-/// and colliding explicit ids), every round picks a phase command of the real `tenantry` CLI
-/// (provision, deprovision, migrate-data, sync, cutover, rollback, retire-legacy, restore-legacy),
-/// runs it as a child process and kills it with SIGKILL after a random delay from 0 to the
-/// command's usual duration — or restarts PostgreSQL in immediate mode instead — up to
+/// and colliding explicit ids), and a second real server registered as `second`, every round picks
+/// a phase command of the real `tenantry` CLI (provision, deprovision, migrate-data, sync, cutover,
+/// rollback, retire-legacy, restore-legacy, move start/switch/reverse/complete/cancel), runs it as
+/// a child process and kills it with SIGKILL after a random delay from 0 to the command's usual
+/// duration — or restarts either PostgreSQL server in immediate mode instead — up to
 /// `--kills-per-round` times in a row (each re-run may be interrupted again). Then the operation is
 /// finished as the runbook says (docs/reliability.md), the load stops, sync catches up, and every
 /// acknowledged write is looked up row by row, every tenant with two copies compared table by
