@@ -83,6 +83,7 @@ extension ServerMoves {
                     logger: logger)
             }
         }
+        try await faults.afterLinkStopped?()
         // The follower's queue: final once its stream stops (nothing writes the follower now).
         let followerState: LinkState?
         do {
@@ -106,6 +107,7 @@ extension ServerMoves {
                 message: "tenant \(tenant) has \(followerState.deadLetters) dead letter(s) in its database on \(move.followerServer) "
                     + "(tenantry dlq list): resolve them first; the move stays as it is", tenant: tenant.rawValue)
         }
+        try await faults.afterFollowerStopped?()
         let changes = followerState == nil ? [] : try await queue(followerURL, tenant: tenant)
         try await LinkState.update(liveURL, tenant: tenant, logger: logger) { connection in
             guard try await LinkState.read(on: connection, tenant: tenant, logger: logger)?.forwardTo != nil else { return }
