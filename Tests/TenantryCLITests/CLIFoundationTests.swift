@@ -32,6 +32,7 @@ struct CLIFoundationTests {
         let object = try JSONSerialization.jsonObject(with: Data(status.lastLine.utf8)) as? [String: Any]
         #expect(object?["catalogVersion"] as? Int == 4)
         #expect(object?["tenants"] as? Int == 0)
+        #expect((object?["byServer"] as? [String: Int])?.isEmpty == true && (object?["serverMoves"] as? [Any])?.isEmpty == true, "\(status.stdout)")
 
         let stop = try await CLIRunner.run(["dev", "stop"], in: directory)
         #expect(stop.status == 0)
