@@ -20,6 +20,7 @@ struct TenantryCommand: AsyncParsableCommand {
             DeprovisionCommand.self,
             TenantsCommand.self,
             ServersCommand.self,
+            RebalanceCommand.self,
             CredentialsCommand.self,
             ReadsCommand.self,
             RollbackReadsCommand.self,

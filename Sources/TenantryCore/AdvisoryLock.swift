@@ -11,6 +11,9 @@ public enum AdvisoryLock {
     /// Held (shared, key 0) by a copy's read-only snapshot session, so that turning capture on for
     /// another tenant does not wait for it: it writes nothing.
     public static let copySnapshotNamespace: Int32 = 0x7E4A_4E56
+    /// The first integer of a server-move command's per-tenant lock in the catalog database
+    /// (`(serverMoveNamespace, tenant(id))`, held for the whole command): one command at a time per tenant.
+    public static let serverMoveNamespace: Int32 = 0x7E4A_4E57
 
     /// Serialises catalog migrations (`tenantry init`).
     public static let catalogMigration: Int32 = 1

@@ -79,6 +79,7 @@ public struct AdminAPI: Sendable {
         routes.add(middleware: BearerTokenMiddleware<Context>(token: configuration.token))
         addMigrationRoutes(to: routes.group("migration"))
         addDoctorRoute(to: routes)
+        addRebalanceRoutes(to: routes)
         addServerMoveRoutes(to: routes.group("moves"))
         routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         routes.get("jobs/:id") { _, context in

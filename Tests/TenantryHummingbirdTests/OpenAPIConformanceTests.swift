@@ -10,7 +10,8 @@ import Testing
 /// its required ones, with the document's types.
 @Suite("OpenAPI document: request and response types match its schemas")
 struct OpenAPIConformanceTests {
-    /// Every request body the admin API decodes: its schema in the document (`nil`: no body) and the endpoint.
+    /// Every request body the admin API decodes: its schema in the document (`nil`: no body) and the
+    /// endpoint (under `/api/superadmin/migration/` unless it is a whole path).
     static let requests: [(type: any AdminRequestBody.Type, schema: String?, endpoint: String)] = [
         (ProvisionRequest.self, "ProvisionRequest", "provision-all"),
         (MigrateDataRequest.self, "MigrateDataRequest", "migrate-data"),
@@ -21,6 +22,8 @@ struct OpenAPIConformanceTests {
         (RetireRequest.self, "RetireRequest", "retire-legacy"),
         (CutoverRequest.self, "CutoverRequest", "cutover"),
         (RollbackRequest.self, "RollbackRequest", "rollback"),
+        (RebalanceApplyRequest.self, "RebalanceApplyRequest", "/api/superadmin/rebalance/apply"),
+        (DrainRequest.self, "DrainRequest", "/api/superadmin/servers/{name}/drain"),
         // Server moves (an endpoint starting with "/" is a full path).
         (ServerMoveStartRequest.self, "ServerMoveStartRequest", "/api/superadmin/moves/start"),
         (ServerMoveVerifyRequest.self, "ServerMoveVerifyRequest", "/api/superadmin/moves/{tenant}/verify"),

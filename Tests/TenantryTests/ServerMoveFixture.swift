@@ -31,7 +31,7 @@ struct ServerMoveFixture: Sendable {
         try await made.withOperations { operations in
             let move = try await operations.move()
             _ = try await move.migrateData(.tenants(moved))
-            let report = try await move.cutover(.tenants(moved), retries: 5)
+            let report = try await move.cutover(.tenants(moved), maxPause: .seconds(10), retries: 5)
             #expect(report.failed.isEmpty, "\(report.failed)")
         }
         return made

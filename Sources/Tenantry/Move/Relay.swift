@@ -258,8 +258,13 @@ public final class Relay: Sendable {
 
     /// Applies one batch of each of `tenant`'s streams (``routes(for:legs:)``), and combines the
     /// outcomes: anything applied, else the first stream still busy, else paused, not ready, idle.
+    ///
+    /// A server move's own drain of its link (`legs: .serverLink`, under a switch's fence or while
+    /// catching up) goes ahead even while the tenant's backoff runs (the other stream's retry must
+    /// not make a switch give up), and leaves id blocks alone (that ALTER SEQUENCE would wait for
+    /// the writers parked at the fence).
     func step(_ tenant: TenantID, waitForLock: Bool, legs: Legs = .all) async -> StepOutcome {
-        if let next = state.withLockedValue({ $0.streams[tenant]?.nextAttempt }), next > .now {
+        if legs == .all, let next = state.withLockedValue({ $0.streams[tenant]?.nextAttempt }), next > .now {
             return .waiting
         }
         let routes: [MoveRoute]
@@ -270,7 +275,8 @@ public final class Relay: Sendable {
         }
         var outcomes: [StepOutcome] = []
         for route in routes {
-            let outcome = await step(route, waitForLock: waitForLock, serverMove: routes.count > 1 || route.isServerLink)
+            let outcome = await step(
+                route, waitForLock: waitForLock, serverMove: routes.count > 1 || route.isServerLink, maintainBlocks: legs == .all)
             if case .unreachable = outcome { return outcome }
             outcomes.append(outcome)
         }
@@ -289,7 +295,7 @@ public final class Relay: Sendable {
 
     /// One batch of one stream. Id blocks are kept ahead on the database that takes the tenant's
     /// writes: the reverse stream's source, or a server move's live database.
-    private func step(_ route: MoveRoute, waitForLock: Bool, serverMove: Bool) async -> StepOutcome {
+    private func step(_ route: MoveRoute, waitForLock: Bool, serverMove: Bool, maintainBlocks: Bool) async -> StepOutcome {
         let tenant = route.tenant
         let inUse = ConnectionsInUse()
         let limit = configuration.batchTimeout
@@ -303,7 +309,7 @@ public final class Relay: Sendable {
                     let outcome = try await self.batch(route, source: source, inUse: inUse, waitForLock: waitForLock)
                     if route.isReverse && !serverMove {
                         await self.maintainIdBlocks(tenant, unified: route.target, tenantDatabase: source, inUse: inUse)
-                    } else if route.isServerLink, self.state.withLockedValue({ $0.reverse.contains(tenant) }) {
+                    } else if route.isServerLink, maintainBlocks, self.state.withLockedValue({ $0.reverse.contains(tenant) }) {
                         await self.maintainIdBlocks(
                             tenant, unified: .shared(self.unifiedURL, plan: self.plan, tenant: tenant), tenantDatabase: source, inUse: inUse)
                     }

@@ -14,7 +14,9 @@ extension Relay {
     func batch(
         _ route: MoveRoute, source: PostgresConnection, inUse: ConnectionsInUse, waitForLock: Bool
     ) async throws -> StepOutcome {
-        try await source.query("BEGIN", logger: logger)
+        // READ COMMITTED whatever the login's default: the consumer gate must read the state as of
+        // after the relay lock was granted, not a snapshot taken while waiting for it.
+        try await source.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
         do {
             return try await batchInTransaction(route, source: source, inUse: inUse, waitForLock: waitForLock)
         } catch {

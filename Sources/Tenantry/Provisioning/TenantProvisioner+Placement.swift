@@ -8,8 +8,10 @@ extension TenantProvisioner {
     /// counts the tenants the others have just placed.
     ///
     /// The server is `requested` when given (`default` or a registered name); otherwise, when servers
-    /// are registered, the registered one hosting the fewest `active` or `provisioning` tenants
-    /// (ties go to the first name), else the default server.
+    /// are registered, the least loaded registered server *with room* (``PlacementCandidate/least(_:)``),
+    /// else the default server. Loads are measured (``FleetMeasure``, sizes and connections) before
+    /// the lock; under it, every tenant the catalog places that was not measured (placed since, or
+    /// still provisioning) counts as the average measured tenant database.
     func place(_ tenant: TenantID, requested: String?, database: String, role: String) async throws -> TenantRecord {
         let registered = servers.servers.map(\.name).sorted()
         if let requested, requested != ServerDirectory.defaultServerName, !registered.contains(requested) {
@@ -17,20 +19,24 @@ extension TenantProvisioner {
         }
         let logger = logger
         let defaultName = ServerDirectory.defaultServerName
+        let measure: FleetMeasure? = requested == nil && !registered.isEmpty
+            ? try await FleetMeasure.measure(
+                catalog: catalog, directory: servers, defaultMaxConnections: Int.max, sample: .zero, skipUnreachable: true,
+                logger: logger)
+            : nil
         let chosen = try await catalog.client.withConnection { connection in
             try await Database.withTransaction(connection, logger: logger) { connection in
                 try await connection.query(
                     "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.placement))", logger: logger)
                 var server = requested ?? defaultName
-                if requested == nil, !registered.isEmpty {
-                    var load: [String: Int] = [:]
+                if let measure {
+                    var placed: [(server: String, tenant: String)] = []
                     let rows = try await connection.query("""
-                        SELECT coalesce(server_name, \(defaultName)), count(*)::int FROM tenantry.tenants
+                        SELECT coalesce(server_name, \(defaultName)), id FROM tenantry.tenants
                         WHERE status IN ('active', 'provisioning') AND database_name IS NOT NULL AND id <> \(tenant.rawValue)
-                        GROUP BY 1
                         """, logger: logger)
-                    for try await (name, count) in rows.decode((String, Int).self) { load[name] = count }
-                    server = Self.leastLoaded(registered, load: load)
+                    for try await (name, id) in rows.decode((String, String).self) { placed.append((name, id)) }
+                    server = try Self.leastLoaded(PlacementCandidate.make(measure, placed: placed), tenant: tenant)
                 }
                 let serverName: String? = server == defaultName ? nil : server
                 try await connection.query("""
@@ -50,8 +56,18 @@ extension TenantProvisioner {
         return record
     }
 
-    /// The name in `names` with the lowest load; ties go to the first name in order.
-    static func leastLoaded(_ names: [String], load: [String: Int]) -> String {
-        names.min { (load[$0] ?? 0, $0) < (load[$1] ?? 0, $1) } ?? ServerDirectory.defaultServerName
+    /// The least loaded candidate with room for one more tenant database (see
+    /// ``PlacementCandidate/least(_:)``); one clear error naming each server's limit when none has room.
+    static func leastLoaded(_ candidates: [PlacementCandidate], tenant: TenantID) throws -> String {
+        if let chosen = PlacementCandidate.least(candidates) { return chosen.name }
+        guard !candidates.isEmpty else {
+            throw TenantryError(
+                code: .connectionFailed, message: "no registered server can be reached to place tenant \(tenant)", tenant: tenant.rawValue)
+        }
+        throw TenantryError(
+            code: .conflict,
+            message: "no registered server has room for tenant \(tenant): " + candidates.map(\.fullness).joined(separator: "; ")
+                + " (raise a budget with 'tenantry servers set' or add a server)",
+            tenant: tenant.rawValue)
     }
 }

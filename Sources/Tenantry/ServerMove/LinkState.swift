@@ -58,6 +58,9 @@ struct LinkState: Sendable {
     ) async throws -> Result {
         try await Database.withConnection(url, logger: logger) { connection in
             try await Database.withTransaction(connection, logger: logger) { connection in
+                // The reads below must see the state after the lock was granted (READ COMMITTED
+                // takes a snapshot per statement, whatever the login's default isolation).
+                try await connection.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
                 try await lockRelay(tenant, on: connection, logger: logger)
                 return try await body(connection)
             }

@@ -86,6 +86,13 @@ extension ServerMoves {
     func dropDatabase(
         _ tenant: TenantID, server: String, database: String, role: String?, archiveDirectory: String?
     ) async throws -> String? {
+        let placed = try await catalog.requireTenant(tenant)
+        guard (placed.serverName ?? ServerDirectory.defaultServerName) != server || placed.databaseName != database else {
+            throw TenantryError(
+                code: .conflict,
+                message: "database \(database) on \(server) is where the catalog places tenant \(tenant): it is not dropped",
+                tenant: tenant.rawValue)
+        }
         let admin = try servers.adminURL(server: server, database: "postgres")
         let logger = logger
         var archive: String?

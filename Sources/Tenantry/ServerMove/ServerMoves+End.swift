@@ -19,6 +19,12 @@ extension ServerMoves {
     }
 
     private func end(_ tenant: TenantID, phase: ServerMoveRecord.Phase, archiveDirectory: String?) async throws -> EndReport {
+        try await exclusively(tenant, phase == .complete ? "move complete" : "move cancel") {
+            try await endLocked(tenant, phase: phase, archiveDirectory: archiveDirectory)
+        }
+    }
+
+    private func endLocked(_ tenant: TenantID, phase: ServerMoveRecord.Phase, archiveDirectory: String?) async throws -> EndReport {
         guard let move = try await catalog.activeServerMove(tenant) else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) is not moving between servers", tenant: tenant.rawValue)
         }
@@ -35,6 +41,16 @@ extension ServerMoves {
         do {
             let liveURL = try servers.adminURL(server: move.liveServer, database: move.liveDatabase)
             let followerURL = try servers.adminURL(server: move.followerServer, database: move.followerDatabase)
+            // A switch or reverse that committed in the live database but did not finish leaves it
+            // refusing writes: finish that first, or the database that matters would be dropped.
+            let placed = try await catalog.requireTenant(tenant).serverName ?? ServerDirectory.defaultServerName
+            if try await LinkState.read(liveURL, tenant: tenant, logger: logger)?.moved == true || placed != move.liveServer {
+                let verb = move.phase == .switched ? "reverse" : "switch"
+                throw TenantryError(
+                    code: .conflict,
+                    message: "a \(verb) of tenant \(tenant) committed but did not finish: run 'tenantry move \(verb) --tenant \(tenant)' "
+                        + "again first; nothing changed", tenant: tenant.rawValue)
+            }
             let handedOver = try await handOver(tenant, live: liveURL, follower: followerURL, move: move)
             let role = try await catalog.requireTenant(tenant).roleName
             let archive = try await dropDatabase(

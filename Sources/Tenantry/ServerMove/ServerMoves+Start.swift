@@ -15,6 +15,12 @@ extension ServerMoves {
     public func start(
         _ tenant: TenantID, to server: String, reason: String? = nil, progress: @Sendable (Copier.Progress) -> Void = { _ in }
     ) async throws -> StartReport {
+        try await exclusively(tenant, "move start") { try await startLocked(tenant, to: server, reason: reason, progress: progress) }
+    }
+
+    private func startLocked(
+        _ tenant: TenantID, to server: String, reason: String?, progress: @Sendable (Copier.Progress) -> Void
+    ) async throws -> StartReport {
         let record = try await catalog.requireTenant(tenant)
         let source = record.serverName ?? ServerDirectory.defaultServerName
         if let active = try await catalog.activeServerMove(tenant) {
@@ -69,6 +75,20 @@ extension ServerMoves {
                 message: "server \(server) cannot be reached (\(Database.message(of: error))); nothing was changed", tenant: tenant.rawValue)
         }
         let sourceURL = try servers.adminURL(of: record)
+        // One cluster registered under two names would have the move copy a database onto itself.
+        var identifiers: [String] = []
+        for url in [admin, sourceURL] {
+            identifiers.append(try await Database.withConnection(url, logger: logger) { connection in
+                try await connection.query("SELECT system_identifier::text FROM pg_control_system()", logger: logger)
+                    .decode(String.self).first(where: { _ in true }) ?? ""
+            })
+        }
+        guard identifiers[0] != identifiers[1] else {
+            throw TenantryError(
+                code: .invalidArgument,
+                message: "server \(server) is the same PostgreSQL cluster as tenant \(tenant)'s server (one system identifier): "
+                    + "nothing to move; nothing was changed", tenant: tenant.rawValue)
+        }
         let expected = try operations.provisioner().migrations.last?.version ?? 0
         let version = try await schemaVersion(sourceURL)
         guard version == expected else {
@@ -83,8 +103,8 @@ extension ServerMoves {
             guard used + size <= budget else {
                 throw TenantryError(
                     code: .conflict,
-                    message: "server \(server) is full: its tenant databases take \(ByteCount.text(used)) of its \(ByteCount.text(budget)) budget "
-                        + "and tenant \(tenant) needs \(ByteCount.text(size)); nothing was changed", tenant: tenant.rawValue)
+                    message: "server \(server) is full: its tenant databases take \(ByteSize.format(used)) of its \(ByteSize.format(budget)) budget "
+                        + "and tenant \(tenant) needs \(ByteSize.format(size)); nothing was changed", tenant: tenant.rawValue)
             }
         }
         let state = try await LinkState.read(sourceURL, tenant: tenant, logger: logger)
@@ -134,7 +154,11 @@ extension ServerMoves {
         let started = ContinuousClock.now
         var streamStopped = false
         do {
-            if try await LinkState.read(sourceURL, tenant: tenant, logger: logger)?.forwardTo == targetName {
+            // An earlier attempt may have stopped the source's stream already: then a failure from
+            // here on leaves the move to finish or cancel, never to end by itself.
+            let forwardTo = try await LinkState.read(sourceURL, tenant: tenant, logger: logger)?.forwardTo
+            streamStopped = forwardTo != nil
+            if forwardTo == targetName {
                 // The hand-over committed before an interruption: only the phase is left.
                 try await catalog.setServerMovePhase(move.id, from: .starting, to: .moving)
                 try await relay.refresh()
@@ -221,19 +245,5 @@ extension ServerMoves {
                     + "(writes go on in its database on \(move.sourceServer); run 'tenantry move start' again to resume, "
                     + "or 'tenantry move cancel' to undo)", tenant: tenant.rawValue, underlying: error)
         }
-    }
-}
-
-/// Byte counts for people: `512 B`, `3.2 MB`, `1.5 GB`.
-enum ByteCount {
-    static func text(_ bytes: Int64) -> String {
-        let units = ["B", "kB", "MB", "GB", "TB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1000, unit < units.count - 1 {
-            value /= 1000
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
     }
 }

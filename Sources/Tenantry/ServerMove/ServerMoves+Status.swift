@@ -63,8 +63,9 @@ extension ServerMoves {
             settle: { _ = await relay.drain(tenant, budget: .seconds(30), legs: .serverLink) })
     }
 
-    /// Waits until everything written to `tenant`'s live database so far is applied in the other
-    /// one (the relay applies it meanwhile); throws ``TenantryError/Code/timeout`` after `timeout`.
+    /// Waits until everything written to `tenant`'s live database before the call is applied in
+    /// the other one (the relay applies it meanwhile; writes go on); throws
+    /// ``TenantryError/Code/timeout`` after `timeout`, and a conflict when a dead letter pauses the link.
     public func catchUp(_ tenant: TenantID, timeout: Duration = .seconds(300)) async throws {
         guard let move = try await catalog.activeServerMove(tenant), move.phase == .moving || move.phase == .switched else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) has no server move to catch up", tenant: tenant.rawValue)
@@ -72,22 +73,35 @@ extension ServerMoves {
         let live = try servers.adminURL(server: move.liveServer, database: move.liveDatabase)
         try await relay.refresh()
         let deadline = ContinuousClock.now + timeout
-        while true {
-            await relay.drain(tenant, budget: .seconds(5), legs: .serverLink)
-            let state = try await LinkState.read(live, tenant: tenant, logger: logger)
-            if (state?.waiting ?? 0) == 0 { return }
-            if state?.paused == true || (state?.deadLetters ?? 0) > 0 {
-                throw TenantryError(
-                    code: .conflict, message: "the link of tenant \(tenant) is paused by a dead letter (tenantry move status)",
-                    tenant: tenant.rawValue)
+        let logger = logger
+        try await Database.withConnection(live, logger: logger) { connection in
+            // The mark: the newest change now; later ones are not waited for (the load goes on).
+            let mark = try await connection.query(
+                "SELECT coalesce(max(id), 0)::int8 FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
+                .decode(Int64.self).first(where: { _ in true }) ?? 0
+            while true {
+                await relay.drain(tenant, budget: .seconds(5), legs: .serverLink)
+                let rows = try await connection.query("""
+                    SELECT (SELECT count(*)::int FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id <= \(mark)),
+                           (SELECT count(*)::int FROM tenantry.dead_letters WHERE tenant_id = \(tenant.rawValue))
+                    """, logger: logger)
+                var (waiting, dead) = (0, 0)
+                for try await (count, letters) in rows.decode((Int, Int).self) { (waiting, dead) = (count, letters) }
+                if waiting == 0 { return }
+                if dead > 0 {
+                    throw TenantryError(
+                        code: .conflict,
+                        message: "the link of tenant \(tenant) is paused by \(dead) dead letter(s) in its database on \(move.liveServer) "
+                            + "(tenantry move status)", tenant: tenant.rawValue)
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw TenantryError(
+                        code: .timeout,
+                        message: "tenant \(tenant)'s target did not catch up within \(timeout): \(waiting) change(s) still waiting",
+                        tenant: tenant.rawValue)
+                }
+                try await Task.sleep(for: .milliseconds(50))
             }
-            guard ContinuousClock.now < deadline else {
-                throw TenantryError(
-                    code: .timeout,
-                    message: "tenant \(tenant)'s target did not catch up within \(timeout): \(state?.waiting ?? 0) change(s) still waiting",
-                    tenant: tenant.rawValue)
-            }
-            try await Task.sleep(for: .milliseconds(50))
         }
     }
 }

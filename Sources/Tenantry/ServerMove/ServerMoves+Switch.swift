@@ -22,6 +22,14 @@ extension ServerMoves {
     private func flip(
         _ tenant: TenantID, from: ServerMoveRecord.Phase, to: ServerMoveRecord.Phase, maxPause: Duration, action: String
     ) async throws -> SwitchReport {
+        try await exclusively(tenant, action.replacingOccurrences(of: "-", with: " ")) {
+            try await flipLocked(tenant, from: from, to: to, maxPause: maxPause, action: action)
+        }
+    }
+
+    private func flipLocked(
+        _ tenant: TenantID, from: ServerMoveRecord.Phase, to: ServerMoveRecord.Phase, maxPause: Duration, action: String
+    ) async throws -> SwitchReport {
         guard let move = try await catalog.activeServerMove(tenant) else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) is not moving between servers", tenant: tenant.rawValue)
         }
@@ -42,18 +50,17 @@ extension ServerMoves {
                 try await relay.refresh()
                 // Most of the backlog goes before the pause.
                 await relay.drain(tenant, budget: .seconds(5), legs: .serverLink)
-                (report.drained, fenced) = try await fencedSwitch(tenant, live: liveURL, follower: followerURL, maxPause: maxPause)
+                (report.drained, fenced) = try await fencedSwitch(
+                    tenant, live: liveURL, follower: followerURL, names: (liveName, move.followerStreamName), maxPause: maxPause)
                 try await faults.afterDecisiveCommit?()
             }
-            // Decided (now or by an earlier run): the follower forwards to the old live database, and
-            // takes the writes once the catalog says so.
+            // Decided by an earlier run that stopped before the follower took over: it does now.
             try await LinkState.update(followerURL, tenant: tenant, logger: logger) { follower in
-                guard try await LinkState.read(on: follower, tenant: tenant, logger: logger)?.forwardTo != liveName else { return }
-                try await follower.query("""
-                    UPDATE tenantry.capture_state SET forward_to = \(liveName), snapshot = pg_current_snapshot(), moved = false,
-                        sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
-                    WHERE tenant_id = \(tenant.rawValue)
-                    """, logger: logger)
+                guard let state = try await LinkState.read(on: follower, tenant: tenant, logger: logger), state.forwardTo != liveName else {
+                    return
+                }
+                try requireNoDeadLetter(state, tenant)
+                try await takeOver(follower, tenant: tenant, forwardingTo: liveName)
             }
             var record = try await catalog.requireTenant(tenant)
             let newServer: String? = move.followerServer == ServerDirectory.defaultServerName ? nil : move.followerServer
@@ -82,24 +89,19 @@ extension ServerMoves {
     /// unified is held meanwhile by its relay lock), COMMIT. Anything before the COMMIT fails with
     /// nothing changed; a COMMIT whose outcome is unknown is read back.
     private func fencedSwitch(
-        _ tenant: TenantID, live liveURL: PostgresURL, follower followerURL: PostgresURL, maxPause: Duration
+        _ tenant: TenantID, live liveURL: PostgresURL, follower followerURL: PostgresURL, names: (live: String, follower: String),
+        maxPause: Duration
     ) async throws -> (drained: Int, fenced: ContinuousClock.Instant) {
         let cutover = Cutover(
             catalog: catalog, servers: servers, unifiedURL: unifiedURL, plan: plan, relay: relay, actor: operations.actor, logger: logger)
         return try await Database.withConnection(followerURL, logger: logger) { follower in
-            try await follower.query("BEGIN", logger: logger)
+            try await follower.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
             do {
                 try await LinkState.lockRelay(tenant, on: follower, logger: logger)
                 guard let state = try await LinkState.read(on: follower, tenant: tenant, logger: logger) else {
                     throw TenantryError(code: .conflict, message: "the target of tenant \(tenant) has no capture state", tenant: tenant.rawValue)
                 }
-                guard state.deadLetters == 0, state.pauseKind != PauseKind.deadLetter.rawValue,
-                      state.pauseKind != PauseKind.reverseDeadLetter.rawValue else {
-                    throw TenantryError(
-                        code: .conflict,
-                        message: "switch of tenant \(tenant) aborted: its stream to unified has dead letters (tenantry dlq list); nothing changed",
-                        tenant: tenant.rawValue)
-                }
+                try requireNoDeadLetter(state, tenant)
                 let outcome = try await Database.withConnection(liveURL, logger: logger) { live in
                     try await live.query("BEGIN", logger: logger)
                     let started = ContinuousClock.now
@@ -113,12 +115,22 @@ extension ServerMoves {
                         try await Database.withConnection(followerURL, logger: logger) { target in
                             try await mirrorSequences(from: live, to: target)
                         }
-                        try await live.query("""
+                        // Only from the state this switch started from: a concurrent command changed nothing.
+                        let decided = try await live.query("""
                             UPDATE tenantry.capture_state SET moved = true, forward_to = NULL, snapshot = pg_current_snapshot(),
                                 sync_paused = \(state.paused), paused_reason = \(state.pausedReason), pause_kind = \(state.pauseKind),
                                 updated_at = now()
-                            WHERE tenant_id = \(tenant.rawValue)
+                            WHERE tenant_id = \(tenant.rawValue) AND NOT moved AND forward_to = \(names.follower)
+                            RETURNING 1
                             """, logger: logger)
+                        var rows = 0
+                        for try await _ in decided { rows += 1 }
+                        guard rows == 1 else {
+                            throw TenantryError(
+                                code: .conflict,
+                                message: "switch of tenant \(tenant) aborted: its database no longer forwards to the other one "
+                                    + "(another command changed the move); nothing changed", tenant: tenant.rawValue)
+                        }
                         let elapsed = ContinuousClock.now - started
                         guard elapsed <= maxPause else {
                             throw TenantryError(
@@ -137,12 +149,36 @@ extension ServerMoves {
                     }
                     return (drained, started)
                 }
+                // Still under the follower's relay lock: its stream to unified has stood still
+                // since before the fence, so nothing overtakes what waits in it.
+                try await takeOver(follower, tenant: tenant, forwardingTo: names.live)
                 try await follower.query("COMMIT", logger: logger)
                 return outcome
             } catch {
                 _ = try? await follower.queryIfOpen("ROLLBACK", logger: logger)
                 throw error
             }
+        }
+    }
+
+    /// The follower takes the writes once the catalog says so: it forwards to the old live
+    /// database from now on (its snapshot taken now: what waits in its stream is forwarded as it
+    /// is, not applied there again), and stops refusing writes.
+    private func takeOver(_ follower: PostgresConnection, tenant: TenantID, forwardingTo liveName: String) async throws {
+        try await follower.query("""
+            UPDATE tenantry.capture_state SET forward_to = \(liveName), snapshot = pg_current_snapshot(), moved = false,
+                sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
+            WHERE tenant_id = \(tenant.rawValue)
+            """, logger: logger)
+    }
+
+    private func requireNoDeadLetter(_ state: LinkState, _ tenant: TenantID) throws {
+        guard state.deadLetters == 0, state.pauseKind != PauseKind.deadLetter.rawValue,
+              state.pauseKind != PauseKind.reverseDeadLetter.rawValue else {
+            throw TenantryError(
+                code: .conflict,
+                message: "switch of tenant \(tenant) stopped: its stream to unified has dead letters (tenantry dlq list); resolve them, "
+                    + "then run the command again", tenant: tenant.rawValue)
         }
     }
 }

@@ -15,7 +15,7 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Argument(help: "Tenant ids (or --all).") var tenants: [String] = []
     @Flag(help: "Every tenant of the unified database (its tenant table, else the distinct discriminator values).") var all = false
     @Option(help: "Tenants provisioned at once.") var concurrency = 4
-    @Option(help: "Server to use (default: the one with the fewest tenants).") var server: String?
+    @Option(help: "Server to use (default: the least loaded registered server with room).") var server: String?
     @Option(help: "Directory of fleet migrations (default: TENANTRY_MIGRATIONS or ./migrations).") var migrations: String?
     @Flag(help: "Print one JSON object.") var json = false
 

@@ -3,11 +3,11 @@ import Foundation
 import Tenantry
 import TenantryCore
 
-/// `tenantry servers add|list`.
+/// `tenantry servers add|set|list|drain`.
 struct ServersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "servers", abstract: "Register and list the PostgreSQL servers that host tenant databases.",
-        subcommands: [Add.self, List.self])
+        commandName: "servers", abstract: "Register, budget, list and drain the PostgreSQL servers that host tenant databases.",
+        subcommands: [Add.self, SetLimits.self, List.self, Drain.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -21,10 +21,16 @@ struct ServersCommand: AsyncParsableCommand {
         @Argument(help: "Server name (a-z, 0-9, _ and -).") var name: String
         @Argument(help: "Admin URL without a password (default: TENANTRY_SERVER_URL, else standard input).") var url: String?
         @Option(help: "The router's cap of open connections to this server.") var maxConnections = 50
+        @Option(help: "The byte budget of its tenant databases together (e.g. 10GB, 500MB; default: none).") var maxBytes: String?
+
+        func validate() throws {
+            guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
+        }
 
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
+                let budget = try maxBytes.map { try ByteSize.parse($0, what: "--max-bytes") }
                 let parsed = try Self.adminURL(argument: url, configured: context.configuration.serverURL)
                 guard name.range(of: "^[a-z0-9][a-z0-9_-]{0,39}$", options: .regularExpression) != nil,
                       name != ServerDirectory.defaultServerName else {
@@ -49,12 +55,13 @@ struct ServersCommand: AsyncParsableCommand {
                 try await Services.with(context) { services in
                     try await services.catalog.upsertServer(ServerRecord(
                         name: name, host: parsed.host, port: parsed.port, adminUser: parsed.user,
-                        adminPasswordSealed: sealed, maxConnections: maxConnections))
+                        adminPasswordSealed: sealed, maxConnections: maxConnections, maxBytes: budget))
                     try await services.catalog.audit(
                         actor: context.actor, action: "servers.add", outcome: .ok,
-                        detail: ["server": name, "host": parsed.host, "port": "\(parsed.port)"])
+                        detail: ["server": name, "host": parsed.host, "port": "\(parsed.port)", "max_bytes": budget.map { "\($0)" } ?? "none"])
                 }
-                Output.line("registered server \(name) at \(parsed.host):\(parsed.port) (admin \(parsed.user))")
+                Output.line("registered server \(name) at \(parsed.host):\(parsed.port) (admin \(parsed.user))"
+                    + (budget.map { ", budget \(ByteSize.format($0))" } ?? ""))
             }
         }
 
@@ -98,31 +105,85 @@ struct ServersCommand: AsyncParsableCommand {
         }
     }
 
+    struct SetLimits: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Change a registered server's byte budget or connection cap.",
+            discussion: """
+                Placement and 'tenantry rebalance' keep every server within its budget; lowering a budget below what the \
+                server holds moves nothing by itself: 'tenantry rebalance --plan' then shows the moves that fix it.
+                """)
+
+        @Argument(help: "Server name.") var name: String
+        @Option(help: "The new byte budget (e.g. 10GB, 500MB).") var maxBytes: String?
+        @Flag(help: "Remove the byte budget.") var noMaxBytes = false
+        @Option(help: "The new cap of open connections.") var maxConnections: Int?
+
+        func validate() throws {
+            guard maxBytes != nil || noMaxBytes || maxConnections != nil else {
+                throw ValidationError("give --max-bytes, --no-max-bytes or --max-connections")
+            }
+            guard maxBytes == nil || !noMaxBytes else { throw ValidationError("give --max-bytes or --no-max-bytes, not both") }
+            if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        }
+
+        func run() async throws {
+            try await runCommand {
+                let context = try CommandContext.load()
+                let budget = try maxBytes.map { try ByteSize.parse($0, what: "--max-bytes") }
+                let (name, noMaxBytes, maxConnections) = (name, noMaxBytes, maxConnections)
+                let record = try await Services.with(context) { services in
+                    guard var record = try await services.catalog.servers().first(where: { $0.name == name }) else {
+                        throw TenantryError(
+                            code: .invalidArgument,
+                            message: name == ServerDirectory.defaultServerName
+                                ? "the default server has no catalog entry: its cap is the pool's per-server cap and it has no byte budget"
+                                : "server '\(name)' is not registered (tenantry servers list)")
+                    }
+                    if let budget { record.maxBytes = budget }
+                    if noMaxBytes { record.maxBytes = nil }
+                    if let maxConnections { record.maxConnections = maxConnections }
+                    try await services.catalog.upsertServer(record)
+                    try await services.catalog.audit(
+                        actor: context.actor, action: "servers.set", outcome: .ok,
+                        detail: ["server": name, "max_bytes": record.maxBytes.map { "\($0)" } ?? "none",
+                                 "max_connections": "\(record.maxConnections)"])
+                    return record
+                }
+                Output.line("server \(name): budget \(record.maxBytes.map(ByteSize.format) ?? "none"), cap \(record.maxConnections) connections")
+            }
+        }
+    }
+
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List servers and how many tenants each hosts.")
+        static let configuration = CommandConfiguration(abstract: "List servers, their budgets and how many tenants each hosts.")
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
             try await runCommand {
                 let context = try CommandContext.load()
-                struct Row: Encodable { var name: String; var host: String; var port: Int; var adminUser: String; var maxConnections: Int; var tenants: Int }
+                struct Row: Encodable {
+                    var name: String; var host: String; var port: Int; var adminUser: String; var maxConnections: Int
+                    var maxBytes: Int64?; var tenants: Int
+                }
                 let rows = try await Services.with(context) { services in
                     let tenants = try await services.catalog.tenants().filter { $0.databaseName != nil }
                     var rows = [Row(
                         name: ServerDirectory.defaultServerName, host: services.databaseURL.host, port: services.databaseURL.port,
                         adminUser: context.configuration.superuser ?? services.databaseURL.user,
-                        maxConnections: context.configuration.pool.maxPerServer,
+                        maxConnections: context.configuration.pool.maxPerServer, maxBytes: nil,
                         tenants: tenants.filter { $0.serverName == nil }.count)]
                     for server in services.servers.servers {
                         rows.append(Row(
                             name: server.name, host: server.host, port: server.port, adminUser: server.adminUser,
-                            maxConnections: server.maxConnections, tenants: tenants.filter { $0.serverName == server.name }.count))
+                            maxConnections: server.maxConnections, maxBytes: server.maxBytes,
+                            tenants: tenants.filter { $0.serverName == server.name }.count))
                     }
                     return rows
                 }
                 if json { try Output.json(["servers": rows]); return }
                 for row in rows {
-                    Output.line("\(row.name): \(row.host):\(row.port) admin \(row.adminUser), \(row.tenants) tenant(s), cap \(row.maxConnections) connections")
+                    Output.line("\(row.name): \(row.host):\(row.port) admin \(row.adminUser), \(row.tenants) tenant(s), "
+                        + "cap \(row.maxConnections) connections, budget \(row.maxBytes.map(ByteSize.format) ?? "none")")
                 }
             }
         }
