@@ -6,15 +6,17 @@ import PostgresNIO
 import Tenantry
 import TenantryCore
 
-/// `tenantry-bench torture`: fault injection over every phase of a move (issue #12, "Trust").
+/// `tenantry-bench torture`: fault injection over every phase of a move (issue #12, "Trust") and
+/// of a server move (issue #14).
 ///
 /// On HandyShop data (`--shops` × `--rows-per-shop`), spread over the phases of a move, with an
 /// application load through ``TenantRouter`` (``HandyShopLoad`` plus ``TortureWriters``: READ
 /// COMMITTED, REPEATABLE READ and SERIALIZABLE transactions retried like an application retries,
-/// and colliding explicit ids), every round picks a phase command of the real `tenantry` CLI
-/// (provision, deprovision, migrate-data, sync, cutover, rollback, retire-legacy, restore-legacy),
-/// runs it as a child process and kills it with SIGKILL after a random delay from 0 to the
-/// command's usual duration — or restarts PostgreSQL in immediate mode instead — up to
+/// and colliding explicit ids), and a second real server registered as `second`, every round picks
+/// a phase command of the real `tenantry` CLI (provision, deprovision, migrate-data, sync, cutover,
+/// rollback, retire-legacy, restore-legacy, move start/switch/reverse/complete/cancel), runs it as
+/// a child process and kills it with SIGKILL after a random delay from 0 to the command's usual
+/// duration — or restarts either PostgreSQL server in immediate mode instead — up to
 /// `--kills-per-round` times in a row (each re-run may be interrupted again). Then the operation is
 /// finished as the runbook says (docs/reliability.md), the load stops, sync catches up, and every
 /// acknowledged write is looked up row by row, every tenant with two copies compared table by
@@ -32,6 +34,8 @@ struct TortureBench: AsyncParsableCommand {
     @Option(help: "Share of interruptions that restart PostgreSQL (immediate mode) instead of a SIGKILL.") var restartShare = 0.15
     @Option(help: "Writer tasks of the isolation-level load.") var writers = 4
     @Option(help: "Share of writes that use another shop's customer id.") var collisionShare = 0.05
+    @Flag(help: "Colliding ids also in shops with an active server move (a known problem: docs/reliability.md).")
+    var collideWhileMoving = false
     @Option(help: "A PostgreSQL server (superuser URL) to build the HandyShop bed on instead of a private one (no restarts).")
     var databaseURL: String?
     @Flag(help: "Print only the JSON object (progress still goes to standard error).") var json = false
@@ -48,14 +52,15 @@ struct TortureBench: AsyncParsableCommand {
     func run() async throws {
         let options = self
         let started = ContinuousClock.now
-        var report: [String: any Sendable]
-        if let databaseURL {
-            report = try await options.torture(admin: try PostgresURL(databaseURL), server: nil)
-        } else {
-            // synchronous_commit on: an acknowledged COMMIT must survive an immediate restart
-            // (the temporary server turns it off for speed).
-            report = try await Bench.withServer(settings: ["synchronous_commit": "on"]) { server, admin in
-                try await options.torture(admin: admin, server: server)
+        // synchronous_commit on: an acknowledged COMMIT must survive an immediate restart (the
+        // temporary server turns it off for speed). The second server (server moves) is always ours.
+        let settings = ["synchronous_commit": "on"]
+        var report: [String: any Sendable] = try await Bench.withServer(settings: settings) { second, secondAdmin in
+            if let databaseURL {
+                return try await options.torture(admin: try PostgresURL(databaseURL), server: nil, second: (second, secondAdmin))
+            }
+            return try await Bench.withServer(settings: settings) { server, admin in
+                try await options.torture(admin: admin, server: server, second: (second, secondAdmin))
             }
         }
         report["benchmark"] = "torture"
@@ -66,7 +71,9 @@ struct TortureBench: AsyncParsableCommand {
         if losses > 0 { throw ExitCode.failure }
     }
 
-    private func torture(admin: PostgresURL, server: EmbeddedPostgres?) async throws -> [String: any Sendable] {
+    private func torture(
+        admin: PostgresURL, server: EmbeddedPostgres?, second: (server: EmbeddedPostgres, admin: PostgresURL)
+    ) async throws -> [String: any Sendable] {
         let name = server == nil ? "torture_" + String(UUID().uuidString.prefix(6)).lowercased() : "bench_unified"
         let bed = try await MoveBed.make(admin: admin, name: name, shops: shops, rowsPerShop: rowsPerShop, provision: [], quiet: false)
         let directory = "/tmp/tenantry-torture-\(UUID().uuidString.prefix(8).lowercased())"
@@ -78,21 +85,24 @@ struct TortureBench: AsyncParsableCommand {
             throw TortureError("\(child.binary) is missing: build it next to tenantry-bench (swift build --product tenantry)")
         }
         let foreign = try await TortureWorld.foreignIDs(bed)
+        try await TortureWorld.registerSecond(child, url: second.admin)
         let options = self
         return try await Catalog.withCatalog(bed.unifiedURL, logger: Bench.logger) { catalog in
             let keyring = Keyring(current: key)
             var pool = TenantPool.Configuration()
             pool.maxConnections = 80
+            // The router reaches tenant databases on both servers (the second one registered above).
+            let servers = try await TortureWorld.directory(bed, catalog: catalog, keyring: keyring)
             let router = TenantRouter(
                 configuration: TenantRouter.Configuration(unifiedURL: bed.unifiedURL, pool: pool), catalog: catalog,
-                registry: CredentialRegistry(catalog: catalog, keyring: keyring),
-                servers: ServerDirectory(databaseURL: bed.unifiedURL, superuser: nil, superuserPassword: nil, servers: [], keyring: keyring),
-                logger: Bench.logger)
+                registry: CredentialRegistry(catalog: catalog, keyring: keyring), servers: servers, logger: Bench.logger)
             let writers = TortureWriters(
                 router: router, shops: bed.shops, foreignIDs: foreign, seed: options.seed, collisionShare: options.collisionShare)
             let world = TortureWorld(
-                bed: bed, catalog: catalog, router: router, child: child, directory: directory, writers: writers, server: server)
-            Bench.note("torture: \(bed.shops.count) shops, \(bed.generated.totalRows) rows; spreading the shops over the phases…")
+                bed: bed, catalog: catalog, router: router, child: child, directory: directory, writers: writers, server: server,
+                second: second.server, servers: servers)
+            Bench.note("torture: \(bed.shops.count) shops, \(bed.generated.totalRows) rows, a second server registered as "
+                + "'\(TortureWorld.secondServer)'; spreading the shops over the phases…")
             try await world.spreadPhases()
             let routerTask = Task { try await router.run() }
             let relayTask = Task { await world.superviseRelay() }

@@ -71,10 +71,8 @@ extension TortureWorld {
         }
         for line in try await crossTenantRows() { findings.crossTenant.insert(line) }
         for shop in bed.shops where !quarantined.withLockedValue({ $0.contains(shop) }) {
-            let situation = try await situation(shop)
-            guard situation.provisioned, [.syncing, .readsSwitched, .dedicated].contains(situation.phase) else { continue }
             let excluded = collisions.filter { $0.shop == shop }.map(\.id)
-            for line in try await differences(shop, excludingCustomers: excluded) { findings.differences.insert(line) }
+            for line in try await copyDifferences(shop, excludingCustomers: excluded) { findings.differences.insert(line) }
         }
     }
 
@@ -105,37 +103,43 @@ extension TortureWorld {
     }
 
     /// Rows whose `notes` say they were written by another tenant than the one owning them:
-    /// `shop_id` in unified, the database's tenant in a tenant database.
+    /// `shop_id` in unified, the database's tenant in a tenant database (both of a server move).
     func crossTenantRows() async throws -> [String] {
         var result = try await TestQueries.strings(bed.unifiedURL, """
             SELECT 'unified customers.id ' || id || ' (shop ' || shop_id || ') has ' || notes FROM customers
             WHERE notes LIKE 'tw:%' AND split_part(notes, ':', 2) <> shop_id::text
             """)
-        for shop in bed.shops where try await situation(shop).provisioned {
-            result += try await TestQueries.strings(bed.tenantURL(shop), """
-                SELECT 'tenant \(shop.rawValue) customers.id ' || id || ' has ' || notes FROM customers
-                WHERE notes LIKE 'tw:%' AND split_part(notes, ':', 2) <> '\(shop.rawValue)'
-                """)
+        for shop in bed.shops {
+            for (name, url) in try await tenantDatabases(shop) {
+                result += try await TestQueries.strings(url, """
+                    SELECT 'tenant \(shop.rawValue) (\(name)) customers.id ' || id || ' has ' || notes FROM customers
+                    WHERE notes LIKE 'tw:%' AND split_part(notes, ':', 2) <> '\(shop.rawValue)'
+                    """)
+            }
         }
         return result
     }
 
-    /// Rows of `shop` that differ between unified and its tenant database, table by table
-    /// (independent of the Verifier), leaving out the customers the colliding writers made.
-    func differences(_ shop: TenantID, excludingCustomers excluded: [Int64]) async throws -> [String] {
+    /// Rows of `shop` that differ between two of its copies (unified, a tenant database), table by
+    /// table (independent of the Verifier), leaving out the customers the colliding writers made.
+    func differences(_ shop: TenantID, _ left: TortureCopy, _ right: TortureCopy, excludingCustomers excluded: [Int64]) async throws -> [String] {
         var result: [String] = []
         let skip = excluded.isEmpty ? "" : " AND id NOT IN (\(excluded.map(String.init).joined(separator: ",")))"
         for table in bed.plan.tables {
             let columns = try table.columns.map { try SQLIdentifier.quoted($0.name) }.joined(separator: ", ")
             let extra = table.name == "customers" ? skip : ""
-            let unified = Set(try await TestQueries.strings(bed.unifiedURL, """
-                SELECT ROW(\(columns))::text FROM \(bed.plan.unifiedName(table)) WHERE shop_id = \(shop.rawValue)\(extra)
-                """))
-            let tenant = Set(try await TestQueries.strings(bed.tenantURL(shop), """
-                SELECT ROW(\(columns))::text FROM \(table.quoted) WHERE true\(extra)
-                """))
-            for row in unified.subtracting(tenant).sorted().prefix(20) { result.append("shop \(shop) \(table.name): only in unified: \(row.prefix(120))") }
-            for row in tenant.subtracting(unified).sorted().prefix(20) { result.append("shop \(shop) \(table.name): only in tenant: \(row.prefix(120))") }
+            func rows(_ copy: TortureCopy) async throws -> Set<String> {
+                Set(try await TestQueries.strings(copy.url, copy.unified
+                    ? "SELECT ROW(\(columns))::text FROM \(bed.plan.unifiedName(table)) WHERE shop_id = \(shop.rawValue)\(extra)"
+                    : "SELECT ROW(\(columns))::text FROM \(table.quoted) WHERE true\(extra)"))
+            }
+            let (a, b) = (try await rows(left), try await rows(right))
+            for row in a.subtracting(b).sorted().prefix(20) {
+                result.append("shop \(shop) \(table.name): only in \(left.name) (not \(right.name)): \(row.prefix(120))")
+            }
+            for row in b.subtracting(a).sorted().prefix(20) {
+                result.append("shop \(shop) \(table.name): only in \(right.name) (not \(left.name)): \(row.prefix(120))")
+            }
         }
         return result
     }
@@ -146,8 +150,7 @@ extension TortureWorld {
     /// replayed (`tenantry dlq replay`).
     /// Returns how many were discarded and replayed.
     func resolveDeadLetters() async throws -> (discarded: Int, replayed: Int) {
-        let bed = self.bed
-        let letters = DeadLetters(unifiedURL: bed.unifiedURL, tenantURL: { bed.tenantURL($0) }, logger: Bench.logger)
+        let letters = DeadLetters(unifiedURL: bed.unifiedURL, logger: Bench.logger)
         let all = try await letters.list()
         guard !all.isEmpty else { return (0, 0) }
         let crossTenant = all.filter { $0.error.contains("would overwrite") }
@@ -178,19 +181,22 @@ extension TortureWorld {
     /// another shop): removed from the tenant databases once checked.
     func removeCollisions() async throws -> Int {
         var removed = 0
-        for collision in writers.collisions where try await situation(collision.shop).provisioned {
+        for collision in writers.collisions {
+            // Where the shop's writes go now (the live database during a server move).
+            let situation = try await situation(collision.shop)
+            guard situation.provisioned else { continue }
+            let url = try databaseURL(situation)
             do {
-                try await Database.withConnection(bed.tenantURL(collision.shop), logger: Bench.logger) { connection in
+                try await Database.withConnection(url, logger: Bench.logger) { connection in
                     var query = PostgresQuery(unsafeSQL: "DELETE FROM customers WHERE id = \(collision.id) AND email = $1")
                     query.binds.append(collision.label)
                     try await connection.query(query, logger: Bench.logger)
                 }
                 removed += 1
             } catch {
-                let state = try await TestQueries.strings(
-                    bed.tenantURL(collision.shop), "SELECT row(tenantry.capture_state.*)::text FROM tenantry.capture_state")
+                let state = try await TestQueries.strings(url, "SELECT row(tenantry.capture_state.*)::text FROM tenantry.capture_state")
                 Bench.note("    could not remove colliding row \(collision.id) of shop \(collision.shop): "
-                    + "\(Database.message(of: error)); tenant capture_state: \(state); \(try await situation(collision.shop))")
+                    + "\(Database.message(of: error)); tenant capture_state: \(state); \(situation)")
             }
         }
         writers.clearCollisions()

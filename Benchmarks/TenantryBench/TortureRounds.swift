@@ -1,3 +1,4 @@
+import EmbeddedPostgres
 import Foundation
 import HandyShop
 import Tenantry
@@ -9,6 +10,10 @@ extension TortureBench {
         var rounds = 0
         var kills = 0
         var restarts = 0
+        /// Of those, restarts of the second server.
+        var secondRestarts = 0
+        /// Rounds whose `move start` was finished by `move cancel` instead.
+        var cancelledStarts = 0
         var finishedFirst = 0
         /// Commands still running 30 s after a server restart (then killed).
         var hung = 0
@@ -32,7 +37,14 @@ extension TortureBench {
                 options: .init(rate: 20, workers: 4, writeShare: 0.5, seed: seed &* 10_000 &+ UInt64(round)))
             world.loads.withLockedValue { $0.append(load) }
             let loadTask = Task { await load.run() }
-            world.writers.setColliding(true)
+            // Shops with an active server move write no colliding ids unless asked: a reverse dead
+            // letter of a move's other database cannot be resolved with `tenantry dlq` yet (see
+            // docs/reliability.md, "Known problems"), which leaves the move unfinishable.
+            var exempt: Set<TenantID> = []
+            if !collideWhileMoving {
+                for shop in world.bed.shops where try await world.situation(shop).serverMove != nil { exempt.insert(shop) }
+            }
+            world.writers.setColliding(true, except: exempt)
             let writerTask = Task { await world.writers.run(round: round, workers: writers, pause: .milliseconds(40)) }
             // Colliding ids are written before the operation only, then removed by the operator
             // (what they did to unified stays for the checks): retire-legacy verifies first and
@@ -65,8 +77,10 @@ extension TortureBench {
                 let now = try await world.situation(tenant)
                 guard operation.applies(to: now, archive: archive), !operation.reached(now) else { break }
                 let restart = world.server != nil && random.unit() < restartShare
+                let target = restart ? world.restartTarget(operation, now, draw: random.unit()) : nil
                 let delay = random.unit() * world.estimate(operation)
-                let fault = try await interrupt(world, operation, tenant, archive: archive, after: delay, restart: restart, tally: &tally)
+                let fault = try await interrupt(
+                    world, operation, tenant, situation: now, archive: archive, after: delay, restart: target, tally: &tally)
                 faults.append(fault)
                 if fault.hasPrefix("finished") { break }
             }
@@ -74,6 +88,7 @@ extension TortureBench {
             world.step("round \(round): recovering \(operation.rawValue) of tenant \(tenant)")
             do {
                 recovery = try await world.recover(operation, tenant, archive: &archive)
+                if recovery.contains(where: { $0.hasPrefix("move start not finished") }) { tally.cancelledStarts += 1 }
             } catch {
                 tally.unrecoverable += 1
                 recovery = ["UNRECOVERABLE: \(error)"]
@@ -130,22 +145,23 @@ extension TortureBench {
 
     /// Starts the operation and, after `delay` seconds, kills it or restarts the server under it.
     private func interrupt(
-        _ world: TortureWorld, _ operation: TortureOperation, _ tenant: TenantID, archive: String?, after delay: Double,
-        restart: Bool, tally: inout Tally
+        _ world: TortureWorld, _ operation: TortureOperation, _ tenant: TenantID, situation: TortureOperation.Situation,
+        archive: String?, after delay: Double, restart: (name: String, server: EmbeddedPostgres)?, tally: inout Tally
     ) async throws -> String {
         let delayText = String(format: "%.2f s", delay)
-        let running = try world.child.start(operation.arguments(tenant, archive: archive, directory: world.directory))
+        let running = try world.child.start(operation.arguments(tenant, situation: situation, archive: archive, directory: world.directory))
         if await running.wait(timeout: .milliseconds(Int64(delay * 1000))) != nil {
             let outcome = await running.finish()
             world.record(operation, outcome)
             tally.finishedFirst += 1
             return "finished before \(delayText) (exit \(outcome.status))"
         }
-        if restart, let server = world.server {
-            world.step("restarting PostgreSQL under \(operation.rawValue)")
+        if let (name, server) = restart {
+            world.step("restarting PostgreSQL (\(name)) under \(operation.rawValue)")
             try await server.restart(mode: .immediate)
             world.step("waiting for \(operation.rawValue) after the restart")
             tally.restarts += 1
+            if name != ServerDirectory.defaultServerName { tally.secondRestarts += 1 }
             // An operator gives a command half a minute after the server is back, then kills it.
             let hung = await running.wait(timeout: .seconds(30)) == nil
             if hung {
@@ -153,7 +169,7 @@ extension TortureBench {
                 tally.hung += 1
             }
             let outcome = await running.finish()
-            return "PostgreSQL restarted (immediate) at \(delayText): the command "
+            return "PostgreSQL \(name) restarted (immediate) at \(delayText): the command "
                 + (hung ? "hung, killed after 30 s" : "exited \(outcome.status)")
         }
         running.kill()
@@ -193,6 +209,9 @@ extension TortureBench {
             "rounds": tally.rounds,
             "kills": tally.kills,
             "server_restarts": tally.restarts,
+            "second_server_restarts": tally.secondRestarts,
+            "move_starts_cancelled": tally.cancelledStarts,
+            "move_verifies": world.verifiedMoves.withLockedValue { $0 },
             "acknowledged_writes": acknowledged(world),
             "lost_writes": found.lost.count,
             "duplicated_rows": found.duplicated.count,

@@ -17,6 +17,10 @@ final class TortureWorld: Sendable {
     let writers: TortureWriters
     /// Our own server (restartable), `nil` with `--database-url`.
     let server: EmbeddedPostgres?
+    /// The second server (registered as ``secondServer``), where tenant databases are moved to.
+    let second: EmbeddedPostgres?
+    /// Admin logins to both servers (the catalog's registered servers).
+    let servers: ServerDirectory
     let estimates = NIOLockedValueBox<[TortureOperation: Double]>([:])
     /// Every round's HandyShop load, checked again after every later round.
     let loads = NIOLockedValueBox<[HandyShopLoad]>([])
@@ -29,11 +33,13 @@ final class TortureWorld: Sendable {
     /// Shops left alone after an unrecoverable round (no more operations; their copies are not
     /// compared again, their acknowledged writes still are).
     let quarantined = NIOLockedValueBox<Set<TenantID>>([])
+    /// `tenantry move verify` runs of the checks (one per active server move per round).
+    let verifiedMoves = NIOLockedValueBox(0)
     private let relayStop = NIOLockedValueBox(false)
     private let relayChild = NIOLockedValueBox<TenantryChild.Running?>(nil)
 
     init(bed: MoveBed, catalog: Catalog, router: TenantRouter, child: TenantryChild, directory: String, writers: TortureWriters,
-         server: EmbeddedPostgres?) {
+         server: EmbeddedPostgres?, second: EmbeddedPostgres?, servers: ServerDirectory) {
         self.bed = bed
         self.catalog = catalog
         self.router = router
@@ -41,6 +47,8 @@ final class TortureWorld: Sendable {
         self.directory = directory
         self.writers = writers
         self.server = server
+        self.second = second
+        self.servers = servers
     }
 
     /// Records the step the run is at.
@@ -77,11 +85,14 @@ final class TortureWorld: Sendable {
             throw TortureError("setup: tenantry \(arguments.joined(separator: " ")) failed (\(outcome.status)): \(outcome.output.suffix(400))")
         }
         // The setup's runs are the first measure of each command's usual duration.
-        if let operation = arguments.first.flatMap(TortureOperation.init(rawValue:)) { record(operation, outcome) }
+        let name = arguments.first == "move" && arguments.count > 1 ? "move-" + arguments[1] : arguments.first
+        if let operation = name.flatMap(TortureOperation.init(rawValue:)) { record(operation, outcome) }
     }
 
     /// Brings the shops to a spread of phases, so that even a short run meets every kind of
-    /// operation: by index modulo 4 syncing, dedicated, provisioned, not provisioned.
+    /// operation: by index modulo 4 syncing, dedicated, provisioned, not provisioned (provisioning
+    /// places each on the less loaded server); the first dedicated shop is moving to the other
+    /// server (`move start`), so the server-move verbs apply from the first round.
     func spreadPhases() async throws {
         try await setup(["schema", "derive"])
         let shops = bed.shops
@@ -93,6 +104,10 @@ final class TortureWorld: Sendable {
         if !dedicated.isEmpty {
             try await setup(["sync", "run", "--until-caught-up"])
             try await setup(["cutover", "--tenant"] + dedicated + ["--max-pause", "2s"])
+            if second != nil {
+                let tenant = try TenantID(dedicated[0])
+                try await setup(["move", "start", "--tenant", tenant.rawValue, "--to", try await situation(tenant).moveTarget])
+            }
         }
     }
 
@@ -131,9 +146,10 @@ final class TortureWorld: Sendable {
         return result
     }
 
-    /// The database holding `tenant`'s data now (`nil`: the unified database).
+    /// The database holding `tenant`'s data now (`nil`: the unified database): its tenant database
+    /// on the server the catalog's placement names, once it is dedicated.
     func home(_ tenant: TenantID) async throws -> PostgresURL? {
         let situation = try await situation(tenant)
-        return situation.placement == .dedicated && situation.provisioned ? bed.tenantURL(tenant) : nil
+        return situation.placement == .dedicated && situation.provisioned ? try databaseURL(situation) : nil
     }
 }

@@ -71,6 +71,8 @@ final class TortureWriters: Sendable {
     private let state = NIOLockedValueBox(State())
     private let stopFlag = NIOLockedValueBox(false)
     private let colliding = NIOLockedValueBox(true)
+    /// Shops that write no colliding ids (see ``setColliding(_:except:)``).
+    private let notColliding = NIOLockedValueBox<Set<TenantID>>([])
 
     init(router: TenantRouter, shops: [TenantID], foreignIDs: [TenantID: [Int64]], seed: UInt64, collisionShare: Double) {
         self.router = router
@@ -99,8 +101,12 @@ final class TortureWriters: Sendable {
 
     func stop() { stopFlag.withLockedValue { $0 = true } }
 
-    /// Turns the colliding writers on or off (they run at the start of each round only).
-    func setColliding(_ on: Bool) { colliding.withLockedValue { $0 = on } }
+    /// Turns the colliding writers on or off (they run at the start of each round only), on
+    /// for every shop but `except`.
+    func setColliding(_ on: Bool, except: Set<TenantID> = []) {
+        colliding.withLockedValue { $0 = on }
+        notColliding.withLockedValue { $0 = except }
+    }
 
     private func work(round: Int, worker: Int, pause: Duration) async {
         var random = SeededRandom(seed: seed, stream: "torture writer \(round)-\(worker)")
@@ -108,7 +114,7 @@ final class TortureWriters: Sendable {
         while !stopFlag.withLockedValue({ $0 }) {
             let shop = shops[random.int(0..<shops.count)]
             let isolation = Isolation.allCases[(number + worker) % 3]
-            if random.unit() < collisionShare, colliding.withLockedValue({ $0 }) {
+            if random.unit() < collisionShare, colliding.withLockedValue({ $0 }), !notColliding.withLockedValue({ $0.contains(shop) }) {
                 await collide(shop, isolation: isolation, random: &random, label: "tc-r\(round)-w\(worker)-\(number)@torture.example")
             } else {
                 let mine = state.withLockedValue { $0.byShop[shop] ?? [] }
