@@ -34,8 +34,8 @@ struct TortureBench: AsyncParsableCommand {
     @Option(help: "Share of interruptions that restart PostgreSQL (immediate mode) instead of a SIGKILL.") var restartShare = 0.15
     @Option(help: "Writer tasks of the isolation-level load.") var writers = 4
     @Option(help: "Share of writes that use another shop's customer id.") var collisionShare = 0.05
-    @Flag(help: "Colliding ids also in shops with an active server move (a known problem: docs/reliability.md).")
-    var collideWhileMoving = false
+    @Flag(help: "No colliding ids in shops with an active server move (before 2026-11-30 their reverse dead letters could not be resolved).")
+    var noCollideWhileMoving = false
     @Option(help: "A PostgreSQL server (superuser URL) to build the HandyShop bed on instead of a private one (no restarts).")
     var databaseURL: String?
     @Flag(help: "Print only the JSON object (progress still goes to standard error).") var json = false

@@ -37,11 +37,10 @@ extension TortureBench {
                 options: .init(rate: 20, workers: 4, writeShare: 0.5, seed: seed &* 10_000 &+ UInt64(round)))
             world.loads.withLockedValue { $0.append(load) }
             let loadTask = Task { await load.run() }
-            // Shops with an active server move write no colliding ids unless asked: a reverse dead
-            // letter of a move's other database cannot be resolved with `tenantry dlq` yet (see
-            // docs/reliability.md, "Known problems"), which leaves the move unfinishable.
+            // Shops with an active server move write colliding ids too: their reverse dead letters
+            // live in the move's other database, where `tenantry dlq` resolves them.
             var exempt: Set<TenantID> = []
-            if !collideWhileMoving {
+            if noCollideWhileMoving {
                 for shop in world.bed.shops where try await world.situation(shop).serverMove != nil { exempt.insert(shop) }
             }
             world.writers.setColliding(true, except: exempt)

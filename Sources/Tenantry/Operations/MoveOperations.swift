@@ -45,7 +45,17 @@ public struct MoveOperations: Sendable {
 
     /// The dead letter queue.
     public func deadLetters() -> DeadLetters {
-        DeadLetters(unifiedURL: unifiedURL, tenantURL: { [self] tenant in try await tenantURL(tenant) }, logger: logger)
+        DeadLetters(unifiedURL: unifiedURL, tenantURL: { [self] tenant in try await reverseStreamURL(tenant) }, logger: logger)
+    }
+
+    /// The database whose stream carries `tenant`'s changes to unified (where its reverse dead
+    /// letters live): its own database, or — while it moves between servers — the follower, which
+    /// forwards to unified (docs/server-moves.md).
+    public func reverseStreamURL(_ tenant: TenantID) async throws -> PostgresURL {
+        if let move = try await catalog.activeServerMove(tenant), move.phase == .moving || move.phase == .switched {
+            return try operations.servers.adminURL(server: move.followerServer, database: move.followerDatabase)
+        }
+        return try await tenantURL(tenant)
     }
 
     /// Cutover and rollback over `relay`.
