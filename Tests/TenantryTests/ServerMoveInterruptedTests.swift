@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import PostgresNIO
 @testable import Tenantry
 import TenantryCore
@@ -41,9 +42,25 @@ struct ServerMoveInterruptedTests {
                 await #expect(throws: TenantryError.self) { _ = try await move.rollback([tenant]) }
 
                 moves = plain
-                moves.faults.afterDecisiveCommit = stop
+                // While one command runs, another for the same tenant is refused at once.
+                let concurrent = NIOLockedValueBox<String?>(nil)
+                moves.faults.afterDecisiveCommit = {
+                    do {
+                        _ = try await plain.cancel(tenant)
+                    } catch {
+                        concurrent.withLockedValue { $0 = "\(error)" }
+                    }
+                    throw Stop()
+                }
                 await #expect(throws: Stop.self) { _ = try await moves.switchTraffic(tenant, maxPause: .seconds(5)) }
+                #expect(concurrent.withLockedValue { $0 }?.contains("another move command is running") == true, "\(concurrent)")
                 #expect(try await operations.catalog.requireTenant(tenant).serverName == nil, "the catalog flips after the COMMIT")
+                // A cancel now would drop the database that is about to take the writes: refused.
+                await #expect {
+                    _ = try await plain.cancel(tenant)
+                } throws: { error in
+                    "\(error)".contains("committed but did not finish")
+                }
                 let report = try await plain.switchTraffic(tenant, maxPause: .seconds(5))
                 #expect(report.to == "second")
                 try await write(target)
