@@ -130,4 +130,39 @@ struct ServerMoveTests {
                 servers.fixture.unifiedURL, "SELECT count(*)::text FROM customers WHERE email LIKE 'cancel.%'") == ["20"])
         }
     }
+
+    @Test("a write that still has the old route after a switch runs on the new server (the old database's sequences lag)")
+    func staleRouteAfterSwitch() async throws {
+        let servers = try await ServerMoveFixture.make(shops: 1, rowsPerShop: 20)
+        defer { Task { await servers.remove() } }
+        let tenant = servers.fixture.ids[0]
+        try await servers.withOperations { operations in
+            // Not running: no NOTIFY reaches it, so its cached route stays the old one.
+            var configuration = TenantRouter.Configuration(unifiedURL: servers.fixture.unifiedURL, pool: TenantPool.Configuration())
+            configuration.routeTTL = .seconds(600)
+            let router = TenantRouter(
+                configuration: configuration, catalog: operations.catalog,
+                registry: CredentialRegistry(catalog: operations.catalog, keyring: servers.fixture.base.keyring),
+                servers: operations.servers, logger: TestPostgres.logger)
+            #expect(try await router.route(for: tenant).server == nil)
+            let target = try await servers.databaseURL(tenant, onSecond: true)
+            try await operations.move().withServerMoves { moves in
+                _ = try await moves.start(tenant, to: "second")
+                _ = try await moves.switchTraffic(tenant, maxPause: .seconds(5))
+                // The new server hands out the next ids; the relay brings those rows to the old one.
+                for index in 0..<3 {
+                    _ = try await TestPostgres.strings(
+                        target, "INSERT INTO customers (first_name, last_name, email) VALUES ('N', 'S', 'new.\(index)@example.com')")
+                }
+                try await moves.catchUp(tenant)
+            }
+            try await router.withTransaction(tenant: tenant, intent: .write) { connection in
+                try await connection.query("""
+                    INSERT INTO customers (first_name, last_name, email) VALUES ('Stale', 'Route', 'stale@example.com')
+                    """)
+            }
+            #expect(try await TestPostgres.strings(target, "SELECT count(*)::text FROM customers WHERE email = 'stale@example.com'") == ["1"])
+            _ = try await router.running { true }  // closes its pools
+        }
+    }
 }

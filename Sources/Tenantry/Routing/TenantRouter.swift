@@ -159,6 +159,16 @@ public final class TenantRouter: Service, Sendable {
             // (the databases switch first, the catalog right after).
             let moved = try await newRoute(for: tenant, leaving: route, source: source, rejection: error)
             return try await run(on: moved.writeSource, route: moved, retrySafe: true, transaction: true, isolation: isolation, body)
+        } catch where intent == .write && source == .tenant && Database.isIntegrityViolation(error) {
+            // An integrity error the server reported (the transaction rolled back) on a tenant
+            // database the tenant may just have left for another server: there its sequences lag
+            // behind the rows the relay brings, so an insert can fail on a key before the moved
+            // guard (an AFTER trigger) refuses it. When the catalog names another database now,
+            // the write runs there; otherwise the error is the application's.
+            invalidateRoutes(tenant)
+            let current = try await self.route(for: tenant)
+            guard current.writeSource == .tenant, current.server != route.server || current.database != route.database else { throw error }
+            return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
         }
     }
 

@@ -44,4 +44,11 @@ extension Database {
         guard let info = (error as? PSQLError)?.serverInfo else { return false }
         return info[.sqlState] == "25006" && info[.hint] == tenantMovedHint
     }
+
+    /// Whether `error` (or the error it wraps) is an integrity-constraint violation the server
+    /// reported (SQLSTATE class 23): the transaction failed and rolled back, its outcome known.
+    public static func isIntegrityViolation(_ error: any Error) -> Bool {
+        if let error = error as? TenantryError { return error.underlying.map(isIntegrityViolation) ?? false }
+        return sqlState(of: error)?.hasPrefix("23") == true
+    }
 }

@@ -141,13 +141,23 @@ extension ServerMoves {
     /// database taking over the writes hands out exactly the ids the other would have.
     func mirrorSequences(from source: PostgresConnection, to target: PostgresConnection) async throws {
         var statements: [String] = []
-        let rows = try await source.query("""
-            SELECT format('%I.%I', schemaname, sequencename), coalesce(last_value, start_value), last_value IS NOT NULL, max_value
-            FROM pg_sequences WHERE schemaname = \(plan.schema)
+        var sequences: [(name: String, maxValue: Int64)] = []
+        let names = try await source.query("""
+            SELECT format('%I.%I', schemaname, sequencename), max_value FROM pg_sequences WHERE schemaname = \(plan.schema) ORDER BY 1
             """, logger: logger)
-        for try await (name, value, called, maxValue) in rows.decode((String, Int64, Bool, Int64).self) {
-            statements.append("ALTER SEQUENCE \(name) MAXVALUE \(maxValue);")
-            statements.append("PERFORM pg_catalog.setval(\(CaptureSQL.literal(name)), \(value), \(called));")
+        for try await (name, maxValue) in names.decode((String, Int64).self) { sequences.append((name, maxValue)) }
+        if !sequences.isEmpty {
+            // Each sequence's own row: after ALTER SEQUENCE … RESTART (an id block) it is not
+            // "called" yet, and pg_sequences shows no last value for it.
+            let union = sequences.enumerated()
+                .map { index, sequence in "SELECT \(index) AS i, last_value, is_called FROM \(sequence.name)" }
+                .joined(separator: " UNION ALL ")
+            let states = try await source.query(PostgresQuery(unsafeSQL: union), logger: logger)
+            for try await (index, value, called) in states.decode((Int, Int64, Bool).self) {
+                let sequence = sequences[index]
+                statements.append("ALTER SEQUENCE \(sequence.name) MAXVALUE \(sequence.maxValue);")
+                statements.append("PERFORM pg_catalog.setval(\(CaptureSQL.literal(sequence.name)), \(value), \(called));")
+            }
         }
         var blocks: [String] = []
         let blockRows = try await source.query(
