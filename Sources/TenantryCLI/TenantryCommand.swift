@@ -34,6 +34,7 @@ struct TenantryCommand: AsyncParsableCommand {
             RollbackCommand.self,
             RetireLegacyCommand.self,
             RestoreLegacyCommand.self,
+            ServerMoveCommand.self,
             GuardCommand.self,
             DemoCommand.self,
             DoctorCommand.self,

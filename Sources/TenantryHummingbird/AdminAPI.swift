@@ -62,7 +62,7 @@ public struct AdminAPI: Sendable {
         }
     }
 
-    /// The admin API's `/api/superadmin` routes (migration endpoints and jobs), behind the JSON
+    /// The admin API's `/api/superadmin` routes (migration endpoints, server moves and jobs), behind the JSON
     /// error handling and the bearer token, for a host application to mount under its own router:
     ///
     /// ```swift
@@ -79,6 +79,7 @@ public struct AdminAPI: Sendable {
         routes.add(middleware: BearerTokenMiddleware<Context>(token: configuration.token))
         addMigrationRoutes(to: routes.group("migration"))
         addDoctorRoute(to: routes)
+        addServerMoveRoutes(to: routes.group("moves"))
         routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         routes.get("jobs/:id") { _, context in
             let id = context.parameters.get("id") ?? ""

@@ -30,8 +30,9 @@ struct CLIFoundationTests {
         let status = try await CLIRunner.run(["status", "--json"], environment: ["DATABASE_URL": url], in: directory)
         #expect(status.status == 0, "\(status.stderr)")
         let object = try JSONSerialization.jsonObject(with: Data(status.lastLine.utf8)) as? [String: Any]
-        #expect(object?["catalogVersion"] as? Int == 3)
+        #expect(object?["catalogVersion"] as? Int == 4)
         #expect(object?["tenants"] as? Int == 0)
+        #expect((object?["byServer"] as? [String: Int])?.isEmpty == true && (object?["serverMoves"] as? [Any])?.isEmpty == true, "\(status.stdout)")
 
         let stop = try await CLIRunner.run(["dev", "stop"], in: directory)
         #expect(stop.status == 0)

@@ -21,6 +21,13 @@ struct OpenAPIConformanceTests {
         (RetireRequest.self, "RetireRequest", "retire-legacy"),
         (CutoverRequest.self, "CutoverRequest", "cutover"),
         (RollbackRequest.self, "RollbackRequest", "rollback"),
+        // Server moves (an endpoint starting with "/" is a full path).
+        (ServerMoveStartRequest.self, "ServerMoveStartRequest", "/api/superadmin/moves/start"),
+        (ServerMoveVerifyRequest.self, "ServerMoveVerifyRequest", "/api/superadmin/moves/{tenant}/verify"),
+        (ServerMoveSwitchRequest.self, "ServerMoveSwitchRequest", "/api/superadmin/moves/{tenant}/switch"),
+        (ServerMoveSwitchRequest.self, "ServerMoveSwitchRequest", "/api/superadmin/moves/{tenant}/reverse"),
+        (ServerMoveCompleteRequest.self, "ServerMoveCompleteRequest", "/api/superadmin/moves/{tenant}/complete"),
+        (EmptyRequest.self, nil, "/api/superadmin/moves/{tenant}/cancel"),
     ]
 
     /// Fields the document requires that the type leaves optional because the handler refuses
@@ -52,7 +59,8 @@ struct OpenAPIConformanceTests {
 
         let paths = try #require(document["paths"] as? [String: [String: Any]])
         for (_, schema, endpoint) in Self.requests {
-            let post = try #require(paths["/api/superadmin/migration/\(endpoint)"]?["post"] as? [String: Any], "\(endpoint)")
+            let path = endpoint.hasPrefix("/") ? endpoint : "/api/superadmin/migration/\(endpoint)"
+            let post = try #require(paths[path]?["post"] as? [String: Any], "\(endpoint)")
             let body = ((post["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any]
             let reference = (body?["schema"] as? [String: Any])?["$ref"] as? String
             #expect(reference == schema.map { "#/components/schemas/\($0)" }, "\(endpoint)")
@@ -114,6 +122,8 @@ struct OpenAPIConformanceTests {
             ("job", try roundTrip(AdminJobs.Snapshot.self, "Job"), try response("/api/superadmin/jobs/{id}", "get", "200")),
             ("jobs", ["jobs": [try roundTrip(AdminJobs.Snapshot.self, "Job")]], try response("/api/superadmin/jobs", "get", "200")),
             ("reads", try roundTrip(Operations.ReadsReport.self, "ReadsReport"), try response(m + "activate-reads", "post", "200")),
+            ("moves", ServerMovesResponse(moves: [try roundTrip(ServerMoves.Status.self, "ServerMoveStatus")]),
+             try response("/api/superadmin/moves", "get", "200")),
         ]
         for (label, value, schema) in samples {
             let encoded = try JSONSerialization.jsonObject(with: try AdminAPI.encode(value))

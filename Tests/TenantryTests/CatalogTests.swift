@@ -17,15 +17,15 @@ struct CatalogTests {
             #expect(try await catalog.version() == 0)
             await #expect(throws: TenantryError.self) { try await catalog.requireCurrent() }
             let first = try await catalog.migrate()
-            #expect(first.applied == [1, 2, 3] && first.version == 3)
+            #expect(first.applied == [1, 2, 3, 4] && first.version == 4)
             let second = try await catalog.migrate()
-            #expect(second.applied.isEmpty && second.version == 3)
+            #expect(second.applied.isEmpty && second.version == 4)
             try await catalog.requireCurrent()
         }
         let tables = try await TestPostgres.strings(url, """
             SELECT table_name FROM information_schema.tables WHERE table_schema = 'tenantry' ORDER BY 1
             """)
-        #expect(tables == ["audit_log", "catalog_migrations", "credentials", "moves", "read_policy", "servers", "tenants"])
+        #expect(tables == ["audit_log", "catalog_migrations", "credentials", "moves", "read_policy", "server_moves", "servers", "tenants"])
     }
 
     @Test("ten concurrent inits: all succeed, migration applied exactly once")
@@ -38,10 +38,10 @@ struct CatalogTests {
             return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(reports.count == 10)
-        #expect(reports.filter { $0.applied == [1, 2, 3] }.count == 1)
+        #expect(reports.filter { $0.applied == [1, 2, 3, 4] }.count == 1)
         #expect(reports.filter { $0.applied.isEmpty }.count == 9)
-        #expect(reports.allSatisfy { $0.version == 3 })
-        #expect(try await TestPostgres.strings(url, "SELECT count(*)::text FROM tenantry.catalog_migrations") == ["3"])
+        #expect(reports.allSatisfy { $0.version == 4 })
+        #expect(try await TestPostgres.strings(url, "SELECT count(*)::text FROM tenantry.catalog_migrations") == ["4"])
     }
 
     @Test("an edited catalog migration is detected")

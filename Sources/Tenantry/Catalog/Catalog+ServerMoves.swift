@@ -162,6 +162,18 @@ extension Catalog {
         }
     }
 
+    /// Refuses `what` (rollback, retire-legacy, restore-legacy) for a tenant whose database is
+    /// moving between servers: its streams run through two databases until the move ends.
+    public func requireNoServerMove(_ tenants: [TenantID], before what: String) async throws {
+        let moving = Set(try await activeServerMoves().map(\.tenant))
+        if let tenant = tenants.first(where: moving.contains) {
+            throw TenantryError(
+                code: .conflict,
+                message: "tenant \(tenant) is moving between servers: complete or cancel that move before \(what) "
+                    + "(tenantry move status --tenant \(tenant)); nothing changed", tenant: tenant.rawValue)
+        }
+    }
+
     /// Notes an error on server move `id` without changing its phase.
     public func noteServerMoveError(_ id: Int64, _ message: String?) async throws {
         try await client.query(

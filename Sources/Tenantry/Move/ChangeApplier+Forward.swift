@@ -30,25 +30,40 @@ extension ChangeApplier {
     /// Appends `changes` to the target's `tenantry.changes` as they were captured (new ids, in
     /// order; the target's transaction id, so the target's stream applies them).
     func forward(_ changes: [CapturedChange], tenant: TenantID, on connection: PostgresConnection) async throws {
-        guard !changes.isEmpty else { return }
+        try await Self.insertRecords(changes, tenant: tenant, firstID: nil, on: connection, logger: logger)
+    }
+
+    /// Inserts `changes` into `tenantry.changes` on `connection` in order, 1,000 per statement:
+    /// with ids from the sequence, or `firstID, firstID + 1, …` (a hand-over puts a queue ahead of
+    /// every change waiting there).
+    static func insertRecords(
+        _ changes: [CapturedChange], tenant: TenantID, firstID: Int64?, on connection: PostgresConnection, logger: Logger
+    ) async throws {
         struct Record: Encodable {
+            var i: Int64?
             var t: String
             var o: String
             var k: String?
             var r: String?
             var c: Double
         }
-        let records = changes.map {
-            Record(t: $0.table, o: String($0.op), k: $0.oldKey, r: $0.row, c: $0.capturedAt.timeIntervalSince1970)
+        for start in stride(from: 0, to: changes.count, by: 1_000) {
+            let records = changes[start..<min(start + 1_000, changes.count)].enumerated().map { offset, change in
+                Record(
+                    i: firstID.map { $0 + Int64(start + offset) }, t: change.table, o: String(change.op), k: change.oldKey,
+                    r: change.row, c: change.capturedAt.timeIntervalSince1970)
+            }
+            let id = firstID == nil ? "" : "id, "
+            let value = firstID == nil ? "" : "(e->>'i')::int8, "
+            var query = PostgresQuery(unsafeSQL: """
+                INSERT INTO tenantry.changes (\(id)tenant_id, table_name, op, old_key, row_data, captured_at)
+                SELECT \(value)$1, e->>'t', (e->>'o')::"char", (e->>'k')::jsonb, (e->>'r')::jsonb, to_timestamp((e->>'c')::float8)
+                FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS u(e, n)
+                ORDER BY n
+                """)
+            query.binds.append(tenant.rawValue)
+            query.binds.append(String(decoding: try JSONEncoder().encode(records), as: UTF8.self))
+            try await connection.query(query, logger: logger)
         }
-        var query = PostgresQuery(unsafeSQL: """
-            INSERT INTO tenantry.changes (tenant_id, table_name, op, old_key, row_data, captured_at)
-            SELECT $1, e->>'t', (e->>'o')::"char", (e->>'k')::jsonb, (e->>'r')::jsonb, to_timestamp((e->>'c')::float8)
-            FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS u(e, n)
-            ORDER BY n
-            """)
-        query.binds.append(tenant.rawValue)
-        query.binds.append(String(decoding: try JSONEncoder().encode(records), as: UTF8.self))
-        try await connection.query(query, logger: logger)
     }
 }

@@ -33,6 +33,7 @@ extension Cutover {
             try? await catalog.audit(actor: actor, action: "rollback", tenant: tenant, outcome: .ok, detail: ["from": phase.rawValue])
             return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: 0)
         case .cutover, .dedicated:
+            try await catalog.requireNoServerMove([tenant], before: "a rollback")
             // The switch back runs on the reversed route: the tenant database is its source.
             let back = try await route(tenant).reversed
             let committed = try await Database.withConnection(back.source.url, logger: logger) { connection in

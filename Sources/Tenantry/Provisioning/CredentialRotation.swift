@@ -102,6 +102,8 @@ public struct CredentialRotation: Sendable {
         guard let role = record.roleName, try await catalog.credential(tenant) != nil else {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) has no provisioned role", tenant: tenant.rawValue)
         }
+        // The role exists on both servers of a move, with one password: rotated after the move.
+        try await catalog.requireNoServerMove([tenant], before: "a password rotation")
         let admin = try servers.adminURL(server: record.serverName, database: "postgres")
         do {
             try await catalog.withDedicatedConnection { connection in

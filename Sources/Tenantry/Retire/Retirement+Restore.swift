@@ -29,6 +29,7 @@ extension Retirement {
         }
         let entries = try validate(manifest, root: root)
         let ids = try Array(Set(manifest.tables.map(\.tenant))).map { try TenantID($0) }.sorted()
+        try await catalog.requireNoServerMove(ids, before: "restore-legacy")
         for id in ids {
             guard try await catalog.move(id)?.phase == .retired else {
                 throw TenantryError(

@@ -97,6 +97,7 @@ public struct Retirement: Sendable {
                 code: .conflict, message: "tenant \(other) is \(phase), not dedicated: only cut-over tenants can be retired",
                 tenant: other.rawValue)
         }
+        try await catalog.requireNoServerMove(ids, before: "retire-legacy")
         // An earlier run killed midway: finish it (its delete committed) or undo its pause (it did not).
         var finished: [TenantID] = []
         if !dryRun {

@@ -33,13 +33,22 @@ public struct SchemaFleet: Sendable {
                     tenant: id.rawValue)
             }
         }
-        return try tenants.filter { tenant in
+        var targets = try tenants.filter { tenant in
             tenant.databaseName != nil && tenant.status == .active && (only?.contains(tenant.id) ?? true)
         }.map { tenant in
             let database = tenant.databaseName ?? ""
             return FleetMigrator.Target(
                 database: database, tenant: tenant.id, url: try servers.adminURL(server: tenant.serverName, database: database))
         }
+        // A tenant moving between servers has a second database kept current by the relay: it is
+        // migrated too, so that both hold the same schema when the writes switch.
+        for move in try await catalog.activeServerMoves()
+        where (move.phase == .moving || move.phase == .switched) && (only?.contains(move.tenant) ?? true) {
+            targets.append(FleetMigrator.Target(
+                database: "\(move.followerDatabase)@\(move.followerServer)", tenant: move.tenant,
+                url: try servers.adminURL(server: move.followerServer, database: move.followerDatabase)))
+        }
+        return targets
     }
 
     /// Migrates the template of the default server and of every registered server (each under the

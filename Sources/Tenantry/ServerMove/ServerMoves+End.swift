@@ -70,6 +70,9 @@ extension ServerMoves {
             throw TenantryError(code: .conflict, message: "tenant \(tenant)'s database has no capture state", tenant: tenant.rawValue)
         }
         if liveState.forwardTo == nil { return 0 }  // handed over before (or never started)
+        // A start that stopped before its hand-over ('starting') left the pause in the live
+        // database; once the link ran, the follower's stream to unified holds it.
+        let pauseInFollower = liveState.forwardTo != "starting"
         guard liveState.deadLetters == 0 else {
             throw TenantryError(
                 code: .conflict,
@@ -83,6 +86,7 @@ extension ServerMoves {
                     logger: logger)
             }
         }
+        try await faults.afterLinkStopped?()
         // The follower's queue: final once its stream stops (nothing writes the follower now).
         let followerState: LinkState?
         do {
@@ -106,6 +110,7 @@ extension ServerMoves {
                 message: "tenant \(tenant) has \(followerState.deadLetters) dead letter(s) in its database on \(move.followerServer) "
                     + "(tenantry dlq list): resolve them first; the move stays as it is", tenant: tenant.rawValue)
         }
+        try await faults.afterFollowerStopped?()
         let changes = followerState == nil ? [] : try await queue(followerURL, tenant: tenant)
         try await LinkState.update(liveURL, tenant: tenant, logger: logger) { connection in
             guard try await LinkState.read(on: connection, tenant: tenant, logger: logger)?.forwardTo != nil else { return }
@@ -113,14 +118,15 @@ extension ServerMoves {
                 let base = try await connection.query(
                     "SELECT least(coalesce(min(id), 1), 1)::int8 FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: logger)
                     .decode(Int64.self).first(where: { _ in true }) ?? 1
-                try await insert(changes, tenant: tenant, firstID: base - Int64(changes.count), on: connection)
+                try await ChangeApplier.insertRecords(
+                    changes, tenant: tenant, firstID: base - Int64(changes.count), on: connection, logger: logger)
             }
             // Unified is the consumer again: everything in the queue is applied there (no snapshot
             // of unified ever held a tenant database's change), the handed-over ones first.
+            let pause = pauseInFollower ? followerState ?? liveState : liveState
             try await connection.query("""
-                UPDATE tenantry.capture_state SET forward_to = NULL, snapshot = '1:1:'::pg_snapshot, sync_paused = \(followerState?.paused ?? liveState.paused),
-                    paused_reason = \(followerState == nil ? liveState.pausedReason : followerState?.pausedReason),
-                    pause_kind = \(followerState == nil ? liveState.pauseKind : followerState?.pauseKind), updated_at = now()
+                UPDATE tenantry.capture_state SET forward_to = NULL, snapshot = '1:1:'::pg_snapshot, sync_paused = \(pause.paused),
+                    paused_reason = \(pause.pausedReason), pause_kind = \(pause.pauseKind), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
         }
@@ -140,34 +146,6 @@ extension ServerMoves {
                     id: id, table: table, op: op.first ?? "U", oldKey: oldKey, row: row, inCopy: false, attempts: 0, capturedAt: captured))
             }
             return changes
-        }
-    }
-
-    /// Inserts `changes` with ids `firstID, firstID + 1, …` (ahead of every change waiting there).
-    private func insert(_ changes: [CapturedChange], tenant: TenantID, firstID: Int64, on connection: PostgresConnection) async throws {
-        for start in stride(from: 0, to: changes.count, by: 1_000) {
-            let slice = Array(changes[start..<min(start + 1_000, changes.count)])
-            struct Record: Encodable {
-                var i: Int64
-                var t: String
-                var o: String
-                var k: String?
-                var r: String?
-                var c: Double
-            }
-            let records = slice.enumerated().map { offset, change in
-                Record(
-                    i: firstID + Int64(start + offset), t: change.table, o: String(change.op), k: change.oldKey, r: change.row,
-                    c: change.capturedAt.timeIntervalSince1970)
-            }
-            var query = PostgresQuery(unsafeSQL: """
-                INSERT INTO tenantry.changes (id, tenant_id, table_name, op, old_key, row_data, captured_at)
-                SELECT (e->>'i')::int8, $1, e->>'t', (e->>'o')::"char", (e->>'k')::jsonb, (e->>'r')::jsonb, to_timestamp((e->>'c')::float8)
-                FROM jsonb_array_elements($2::jsonb) AS u(e)
-                """)
-            query.binds.append(tenant.rawValue)
-            query.binds.append(String(decoding: try JSONEncoder().encode(records), as: UTF8.self))
-            try await connection.query(query, logger: logger)
         }
     }
 }

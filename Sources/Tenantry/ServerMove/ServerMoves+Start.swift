@@ -159,6 +159,7 @@ extension ServerMoves {
                     """, logger: logger)
             }
             streamStopped = true
+            try await faults.afterStreamStopped?()
             let copier = Copier(
                 catalog: catalog, servers: servers, unifiedURL: unifiedURL, plan: plan,
                 capture: Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger),

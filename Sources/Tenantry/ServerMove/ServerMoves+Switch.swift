@@ -43,6 +43,7 @@ extension ServerMoves {
                 // Most of the backlog goes before the pause.
                 await relay.drain(tenant, budget: .seconds(5), legs: .serverLink)
                 (report.drained, fenced) = try await fencedSwitch(tenant, live: liveURL, follower: followerURL, maxPause: maxPause)
+                try await faults.afterDecisiveCommit?()
             }
             // Decided (now or by an earlier run): the follower forwards to the old live database, and
             // takes the writes once the catalog says so.

@@ -103,6 +103,19 @@ public struct ServerMoves: Sendable {
         public var handedOver: Int
     }
 
+    /// Faults a test injects at the points where a killed mover would stop: each hook runs there and may throw.
+    struct Faults: Sendable {
+        /// Start: the source's stream has stopped; nothing copied yet.
+        var afterStreamStopped: (@Sendable () async throws -> Void)?
+        /// Switch or reverse: the live database's COMMIT decided; the follower and catalog not yet changed.
+        var afterDecisiveCommit: (@Sendable () async throws -> Void)?
+        /// Complete or cancel: the link has stopped; the follower still forwards to unified.
+        var afterLinkStopped: (@Sendable () async throws -> Void)?
+        /// Complete or cancel: the follower's stream has stopped; its queue not handed over yet.
+        var afterFollowerStopped: (@Sendable () async throws -> Void)?
+    }
+
+    var faults = Faults()
     let operations: Operations
     let unifiedURL: PostgresURL
     let plan: MovePlan

@@ -137,16 +137,17 @@ struct TenantsCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             let context = try CommandContext.load()
-            let (tenants, moves) = try await Services.with(context) { services in
-                let tenants = try await services.catalog.tenants()
+            let (listing, moves) = try await Services.with(context) { services in
+                let listing = try await services.operations.tenantListing()
                 var moves: [String: String] = [:]
-                for tenant in tenants { moves[tenant.id.rawValue] = try await services.catalog.move(tenant.id)?.phase.rawValue ?? "shared" }
-                return (tenants, moves)
+                for tenant in listing { moves[tenant.record.id.rawValue] = try await services.catalog.move(tenant.record.id)?.phase.rawValue ?? "shared" }
+                return (listing, moves)
             }
-            if json { try Output.json(["tenants": tenants]); return }
-            if tenants.isEmpty { Output.line("no tenants"); return }
-            for tenant in tenants {
-                let where_ = tenant.databaseName.map { "\($0) on \(tenant.serverName ?? ServerDirectory.defaultServerName)" } ?? "no database"
+            if json { try Output.json(["tenants": listing]); return }
+            if listing.isEmpty { Output.line("no tenants"); return }
+            for (tenant, serverMove) in listing.map({ ($0.record, $0.serverMove) }) {
+                var where_ = tenant.databaseName.map { "\($0) on \(tenant.serverName ?? ServerDirectory.defaultServerName)" } ?? "no database"
+                if let serverMove { where_ += " (moving \(serverMove.sourceServer) → \(serverMove.targetServer): \(serverMove.phase.rawValue))" }
                 var line = "\(tenant.id): \(tenant.status.rawValue), placement \(tenant.placement.rawValue), phase \(moves[tenant.id.rawValue] ?? "shared"), \(where_)"
                 if let version = tenant.schemaVersion { line += ", schema V\(version)" }
                 if let error = tenant.lastError { line += ", last error: \(error)" }

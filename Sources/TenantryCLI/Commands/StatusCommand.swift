@@ -27,6 +27,11 @@ struct StatusCommand: AsyncParsableCommand {
             Output.line("  by placement: \(counts(summary.byPlacement))")
             Output.line("  by phase: \(counts(summary.byPhase))")
             Output.line("servers: \(summary.servers.isEmpty ? "none registered" : summary.servers.joined(separator: ", "))")
+            Output.line("  tenant databases by server: \(counts(report.byServer))")
+            for move in report.serverMoves {
+                Output.line("  tenant \(move.tenant) moving \(move.sourceServer) → \(move.targetServer): \(move.phase.rawValue), "
+                    + "writes on \(move.liveServer) ('tenantry move status')")
+            }
             let policy = summary.readPolicy
             Output.line("reads: \(policy.strategy) (fallback \(policy.enableFallback ? "on" : "off"), consistency checks \(policy.verifyConsistency ? "on" : "off"))")
             if let states {
