@@ -22,7 +22,8 @@ import TenantryCore
 ///    database on B (created inside the timing), then dropped;
 /// 2. `ServerMoves.start` (shop 1 → B; copy rows and seconds from its report), `catchUp`, `verify`;
 /// 3. `--cycles` × (`switchTraffic`, `--hold` s, `reverse`, `--hold` s), one more `switchTraffic`,
-///    then `complete` (A's database dropped);
+///    then `complete` (A's database dropped); after the first switch, `follower_probe`: one INSERT
+///    straight into A's database (now the follower), as a writer with a stale route would send it;
 /// 4. the drain: the small shops moved A → B by `ServerMoves.run`, `--drain-concurrency` at a time;
 /// 5. the writers stop, the relay catches up, every acknowledged write is looked up (see
 ///    ``ServerMoveBench/lostWrites(_:operations:)``).
