@@ -109,8 +109,11 @@ public struct Copier: Sendable {
     /// Streams every table of the tenant from `route`'s source to its target in one snapshot;
     /// returns the snapshot and rows per table. The target must hold one tenant (COPY writes the
     /// tenant tables as they are; nothing adds a discriminator).
+    /// With `consistentSource` (a tenant database copied to another server: the same schema, its
+    /// rows already satisfy every constraint), the target skips per-row triggers and foreign-key
+    /// checks (`session_replication_role = replica`), as `pg_restore` loads data before its constraints.
     func copyRows(
-        _ route: MoveRoute, progress: @Sendable (Progress) -> Void
+        _ route: MoveRoute, consistentSource: Bool = false, progress: @Sendable (Progress) -> Void
     ) async throws -> (String, [String: Int]) {
         let tenant = route.tenant
         guard !route.target.isShared, route.target.schema == nil else {
@@ -131,6 +134,9 @@ public struct Copier: Sendable {
                     let counts = try await Database.withTransaction(destination, logger: logger) { destination in
                         try await destination.query("SET CONSTRAINTS ALL DEFERRED", logger: logger)
                         try await destination.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
+                        if consistentSource {
+                            try await destination.query("SET LOCAL session_replication_role = replica", logger: logger)
+                        }
                         // A re-run after a killed copy starts from empty tables. TRUNCATE makes new
                         // files for every table and index, so it runs only when a table has rows.
                         let anyRows = plan.tables.map { "EXISTS (SELECT FROM \(route.target.name($0)))" }.joined(separator: " OR ")

@@ -189,7 +189,7 @@ extension ServerMoves {
                 capture: Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger),
                 actor: operations.actor, logger: logger)
             let route = MoveRoute(tenant: tenant, source: .dedicated(sourceURL), target: .dedicated(targetURL))
-            let (snapshot, counts) = try await copier.copyRows(route, progress: progress)
+            let (snapshot, counts) = try await copier.copyRows(route, consistentSource: true, progress: progress)
             let rows = counts.values.reduce(0, +)
             let seconds = (ContinuousClock.now - started).totalSeconds
             // The target: capture on (it records what the relay applies, for unified), writes of the
