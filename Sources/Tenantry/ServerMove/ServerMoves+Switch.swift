@@ -48,8 +48,13 @@ extension ServerMoves {
             let live = try await LinkState.read(liveURL, tenant: tenant, logger: logger)
             if live?.moved != true {
                 try await relay.refresh()
-                // Most of the backlog goes before the pause.
-                await relay.drain(tenant, budget: .seconds(5), legs: .serverLink)
+                // The backlog goes before the pause: drain until a few changes remain (writes go on),
+                // for at most 30 s; what is left is drained under the fence.
+                let catchingUp = ContinuousClock.now + .seconds(30)
+                repeat {
+                    await relay.drain(tenant, budget: .seconds(2), legs: .serverLink)
+                } while (try await LinkState.read(liveURL, tenant: tenant, logger: logger)?.waiting ?? 0) > 50
+                    && ContinuousClock.now < catchingUp
                 (report.drained, fenced) = try await fencedSwitch(
                     tenant, live: liveURL, follower: followerURL, names: (liveName, move.followerStreamName), maxPause: maxPause)
                 try await faults.afterDecisiveCommit?()
