@@ -53,6 +53,7 @@ struct LinkState: Sendable {
 
     /// Runs `body` in a transaction on `url`'s database holding the tenant's relay lock there, so
     /// no relay batch of that database's stream runs meanwhile (one in flight finishes first).
+    @discardableResult
     static func update<Result: Sendable>(
         _ url: PostgresURL, tenant: TenantID, logger: Logger, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
