@@ -142,10 +142,12 @@ struct AdminServerMoveTests {
             #expect(ended?["phase"] as? String == "cancelled" && ended?["server"] as? String == "s2", "\(cancel.job)")
             #expect(ended?["droppedServer"] as? String == "default", "\(cancel.job)")
             #expect(try await operations.catalog.tenant(one)?.serverName == "s2")
-            let audit = try await operations.catalog.auditLog(limit: 200).map(\.action)
-            for action in ["api.moves.start.submit", "api.moves.start", "api.moves.verify", "api.moves.switch", "api.moves.reverse",
-                           "api.moves.complete", "api.moves.cancel"] {
-                #expect(audit.contains(action), "\(action) not in \(audit)")
+            // A job's own audit entry is written just after it reports its end: wait for it.
+            let actions = ["api.moves.start.submit", "api.moves.start", "api.moves.verify", "api.moves.switch", "api.moves.reverse",
+                           "api.moves.complete", "api.moves.cancel"]
+            try await eventually("every move job is audited", within: .seconds(30)) {
+                let audit = try await operations.catalog.auditLog(limit: 200).map(\.action)
+                return actions.allSatisfy(audit.contains)
             }
         }
     }
