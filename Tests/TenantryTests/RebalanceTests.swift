@@ -124,7 +124,8 @@ struct RebalanceTests {
             #expect(one.server == "a" && two.server == "a" && three.server == "b")
             let size = try await TestPostgres.strings(
                 fixture.base.catalogURL, "SELECT pg_database_size('\(one.database)')::text").first.flatMap { $0.flatMap { Int64($0) } }
-            #expect(one.bytes == size, "measured \(one.bytes), pg_database_size \(String(describing: size))")
+            // Read again a moment later: autovacuum may have added a page or two (CI saw 16 kB).
+            #expect(abs(one.bytes - (size ?? 0)) <= 256 * 1024, "measured \(one.bytes), pg_database_size \(String(describing: size))")
             #expect(one.bytes - two.bytes > 4 * Self.mb, "the 6 MB of rows: \(one.bytes) vs \(two.bytes)")
             #expect(three.connections >= 1)
             #expect(two.queriesPerSecond > 1, "\(two.queriesPerSecond)")
