@@ -57,13 +57,7 @@ extension TenantProvisioner {
             let dropRole = try await Database.withConnection(postgres, logger: logger) { connection in
                 try await checkMarks(tenant, database: database, role: record.roleName, on: connection)
             }
-            // pg_dump runs in another working directory: a relative directory is made absolute here.
-            let directory = archiveDirectory.hasPrefix("/")
-                ? archiveDirectory : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(archiveDirectory)
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            let archive = "\(directory)/\(database)-\(stamp).dump"
-            try await Self.dump(admin, to: archive, logger: logger)
+            let archive = try await Self.archive(admin, into: archiveDirectory, name: database, logger: logger)
             let size = (try? FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int) ?? 0
             if moving, let abandonMove { try await abandonMove(tenant) }
 
@@ -122,6 +116,20 @@ extension TenantProvisioner {
         var variables = ["PGPASSWORD": url.password ?? "", "PGSSLMODE": url.tls.rawValue]
         if let rootCertificate = url.rootCertificate { variables["PGSSLROOTCERT"] = rootCertificate }
         return ProcessRunner.minimalEnvironment(variables, from: base)
+    }
+
+    /// `pg_dump -Fc` of `url`'s database into `<directory>/<name>-<time>.dump` (the directory made
+    /// absolute — pg_dump runs in another working directory — and created; the file 0600).
+    /// Returns the file's path.
+    static func archive(_ url: PostgresURL, into directory: String, name: String, logger: Logger) async throws -> String {
+        let directory = directory.hasPrefix("/")
+            ? directory : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let path = "\(directory)/\(name)-\(stamp).dump"
+        try await dump(url, to: path, logger: logger)
+        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        return path
     }
 
     /// `pg_dump -Fc` of `url`'s database into `file`; the password goes through the environment.

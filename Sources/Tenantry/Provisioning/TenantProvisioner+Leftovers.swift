@@ -22,10 +22,10 @@ extension TenantProvisioner {
         "tenantry-new-\(String(StableHash.fnv1a64(database), radix: 16))-"
     }
 
-    func removeLeftovers(
-        tenant: TenantID, database: String, role: String, previous: TenantRecord?, on connection: PostgresConnection
-    ) async throws {
-        // Staging databases of this tenant are a killed run's (the tenant lock is held): drop them.
+    /// Drops the staging databases of `database` (``stagingPrefix(database:)``) that a killed run
+    /// left, on an admin connection to the server's `postgres` database. Only while holding the lock
+    /// that serialises runs for the tenant.
+    func dropStagingLeftovers(of database: String, on connection: PostgresConnection) async throws {
         let staging = try await connection.query(
             "SELECT datname::text FROM pg_database WHERE starts_with(datname, \(Self.stagingPrefix(database: database)))", logger: logger)
             .decode(String.self).reduce(into: [String]()) { $0.append($1) }
@@ -33,6 +33,13 @@ extension TenantProvisioner {
             try await connection.query(
                 PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(try SQLIdentifier.quoted(name)) WITH (FORCE)"), logger: logger)
         }
+    }
+
+    func removeLeftovers(
+        tenant: TenantID, database: String, role: String, previous: TenantRecord?, on connection: PostgresConnection
+    ) async throws {
+        // Staging databases of this tenant are a killed run's (the tenant lock is held): drop them.
+        try await dropStagingLeftovers(of: database, on: connection)
         let databaseState = try await TenantMark.database(database, tenant: tenant, on: connection, logger: logger)
         let roleState = try await TenantMark.role(role, tenant: tenant, on: connection, logger: logger)
         let leftByEarlierRun = previous.map {

@@ -170,36 +170,19 @@ public struct TenantProvisioner: Sendable {
         let logger = logger
         let quotedRole = try SQLIdentifier.quoted(role)
         let quotedDatabase = try SQLIdentifier.quoted(database)
-        let quotedTemplate = try SQLIdentifier.quoted(naming.templateDatabase)
 
-        // The verifier stays out of the server log (RoleDDL); the mark says Tenantry made the role.
-        try await RoleDDL.run([
-            """
-            CREATE ROLE \(quotedRole) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-            CONNECTION LIMIT \(connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
-            """,
-            try TenantMark.markRole(role, tenant: tenant),
-        ], on: connection, logger: logger)
+        try await createRole(role, verifier: verifier, tenant: tenant, on: connection)
         undo.append(("drop role", { try await $0.query(PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(quotedRole)"), logger: logger) }))
         try faultInjection?(.createRole)
 
-        // Created under a staging name, marked, then renamed: the database never exists under its
-        // final name without the mark, so a run killed anywhere here leaves either nothing under
-        // that name or a marked database (a staging leftover is dropped by the next run).
         let staging = Self.stagingName(database: database)
         let quotedStaging = try SQLIdentifier.quoted(staging)
-        try await template.withSharedLock(on: connection) {
-            try await Self.retryingObjectInUse {
-                try await connection.query(
-                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedStaging) TEMPLATE \(quotedTemplate)"), logger: logger)
-            }
-        }
+        // Registered first: dropping names that do not exist (yet) is harmless.
         undo.append(("drop database", {
             try await $0.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedStaging) WITH (FORCE)"), logger: logger)
             try await $0.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedDatabase) WITH (FORCE)"), logger: logger)
         }))
-        try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(staging, tenant: tenant)), logger: logger)
-        try await connection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedStaging) RENAME TO \(quotedDatabase)"), logger: logger)
+        try await createMarkedDatabase(database, staging: staging, tenant: tenant, on: connection)
         try faultInjection?(.createDatabase)
 
         try await Database.execute(script: try Self.databasePrivileges(database: database, role: role), on: connection, logger: logger)
@@ -241,16 +224,50 @@ public struct TenantProvisioner: Sendable {
         }
     }
 
+    /// Creates `tenant`'s login role with the SCRAM `verifier` and marks it. The verifier stays out
+    /// of the server log (RoleDDL); the mark says Tenantry made the role.
+    func createRole(_ role: String, verifier: String, tenant: TenantID, on connection: PostgresConnection) async throws {
+        try await RoleDDL.run([
+            """
+            CREATE ROLE \(try SQLIdentifier.quoted(role)) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+            CONNECTION LIMIT \(connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
+            """,
+            try TenantMark.markRole(role, tenant: tenant),
+        ], on: connection, logger: logger)
+    }
+
+    /// Creates `database` from the server's template under the name `staging`, marks it, then
+    /// renames it: the database never exists under its final name without the mark, so a run
+    /// killed anywhere here leaves either nothing under that name or a marked database (a staging
+    /// leftover is dropped by the next run). `connection`: an admin connection to `postgres`.
+    func createMarkedDatabase(_ database: String, staging: String, tenant: TenantID, on connection: PostgresConnection) async throws {
+        let quotedStaging = try SQLIdentifier.quoted(staging)
+        let quotedTemplate = try SQLIdentifier.quoted(naming.templateDatabase)
+        try await template.withSharedLock(on: connection) {
+            try await Self.retryingObjectInUse {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedStaging) TEMPLATE \(quotedTemplate)"), logger: logger)
+            }
+        }
+        try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(staging, tenant: tenant)), logger: logger)
+        try await connection.query(
+            PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedStaging) RENAME TO \(try SQLIdentifier.quoted(database))"), logger: logger)
+    }
+
     /// Connects as the tenant role and reads the schema version.
     func verifyLogin(url: PostgresURL, tenant: TenantID) async throws -> Int {
         do {
-            return try await Database.withConnection(url, logger: logger) { connection in
-                let rows = try await connection.query(
-                    "SELECT coalesce(max(version), 0) FROM tenantry_schema_migrations", logger: logger)
-                return try await rows.decode(Int.self).first(where: { _ in true }) ?? 0
-            }
+            return try await Self.schemaVersion(url, logger: logger)
         } catch {
             throw Database.wrap(error, "the tenant role cannot use its database", tenant: tenant.rawValue)
+        }
+    }
+
+    /// The schema version recorded in the tenant database at `url`.
+    static func schemaVersion(_ url: PostgresURL, logger: Logger) async throws -> Int {
+        try await Database.withConnection(url, logger: logger) { connection in
+            try await connection.query("SELECT coalesce(max(version), 0) FROM tenantry_schema_migrations", logger: logger)
+                .decode(Int.self).first(where: { _ in true }) ?? 0
         }
     }
 

@@ -31,13 +31,7 @@ extension ServerMoves {
             case .marked:
                 try await RoleDDL.run(["ALTER ROLE \(quotedRole) PASSWORD \(SchemaDDL.literal(verifier))"], on: connection, logger: logger)
             case .absent:
-                try await RoleDDL.run([
-                    """
-                    CREATE ROLE \(quotedRole) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-                    CONNECTION LIMIT \(provisioner.connectionLimit) PASSWORD \(SchemaDDL.literal(verifier))
-                    """,
-                    try TenantMark.markRole(role, tenant: tenant),
-                ], on: connection, logger: logger)
+                try await provisioner.createRole(role, verifier: verifier, tenant: tenant, on: connection)
             }
             switch try await TenantMark.database(database, tenant: tenant, on: connection, logger: logger) {
             case .foreign(let comment):
@@ -48,21 +42,10 @@ extension ServerMoves {
             case .marked:
                 break
             case .absent:
-                // As provisioning does: made under a staging name, marked, then renamed.
-                let staging = TenantProvisioner.stagingName(database: database)
-                let quotedStaging = try SQLIdentifier.quoted(staging)
-                let template = try SQLIdentifier.quoted(provisioner.naming.templateDatabase)
-                try await connection.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quotedStaging) WITH (FORCE)"), logger: logger)
-                try await provisioner.template.withSharedLock(on: connection) {
-                    try await TenantProvisioner.retryingObjectInUse {
-                        try await connection.query(
-                            PostgresQuery(unsafeSQL: "CREATE DATABASE \(quotedStaging) TEMPLATE \(template)"), logger: logger)
-                    }
-                }
-                try await connection.query(PostgresQuery(unsafeSQL: try TenantMark.markDatabase(staging, tenant: tenant)), logger: logger)
-                try await connection.query(
-                    PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedStaging) RENAME TO \(try SQLIdentifier.quoted(database))"),
-                    logger: logger)
+                // What a start killed before its rename left (the move's lock is held).
+                try await provisioner.dropStagingLeftovers(of: database, on: connection)
+                try await provisioner.createMarkedDatabase(
+                    database, staging: TenantProvisioner.stagingName(database: database), tenant: tenant, on: connection)
             }
             try await Database.execute(
                 script: try TenantProvisioner.databasePrivileges(database: database, role: role), on: connection, logger: logger)
@@ -108,14 +91,8 @@ extension ServerMoves {
             }
         }
         if exists, let archiveDirectory {
-            let directory = archiveDirectory.hasPrefix("/")
-                ? archiveDirectory : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(archiveDirectory)
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            let path = "\(directory)/\(database)-\(server)-\(stamp).dump"
-            try await TenantProvisioner.dump(admin.with(database: database), to: path, logger: logger)
-            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
-            archive = path
+            archive = try await TenantProvisioner.archive(
+                admin.with(database: database), into: archiveDirectory, name: "\(database)-\(server)", logger: logger)
         }
         try await Database.withConnection(admin, logger: logger) { connection in
             if exists {
@@ -127,14 +104,6 @@ extension ServerMoves {
             }
         }
         return archive
-    }
-
-    /// The schema version recorded in a tenant database.
-    func schemaVersion(_ url: PostgresURL) async throws -> Int {
-        try await Database.withConnection(url, logger: logger) { connection in
-            try await connection.query("SELECT coalesce(max(version), 0) FROM tenantry_schema_migrations", logger: logger)
-                .decode(Int.self).first(where: { _ in true }) ?? 0
-        }
     }
 
     /// Gives `target` the sequence positions (and limits) and the id blocks of `source`: a tenant

@@ -90,7 +90,7 @@ extension ServerMoves {
                     + "nothing to move; nothing was changed", tenant: tenant.rawValue)
         }
         let expected = try operations.provisioner().migrations.last?.version ?? 0
-        let version = try await schemaVersion(sourceURL)
+        let version = try await TenantProvisioner.schemaVersion(sourceURL, logger: logger)
         guard version == expected else {
             throw TenantryError(
                 code: .conflict,
@@ -98,8 +98,15 @@ extension ServerMoves {
                     + "'tenantry migrate' first, so that both servers hold the same schema; nothing was changed", tenant: tenant.rawValue)
         }
         if let budget = servers.servers.first(where: { $0.name == server })?.maxBytes {
-            let size = try await databaseSize(sourceURL)
-            let used = try await serverBytes(server)
+            let database = record.databaseName ?? ""
+            let size = try await FleetMeasure.sample(
+                server: record.serverName ?? ServerDirectory.defaultServerName, databases: [database], directory: servers, logger: logger
+            )[database]?.bytes ?? 0
+            let onTarget = try await catalog.tenants()
+                .filter { Operations.hasDatabase($0) && ($0.serverName ?? ServerDirectory.defaultServerName) == server }
+                .compactMap(\.databaseName)
+            let used = try await FleetMeasure.sample(server: server, databases: onTarget, directory: servers, logger: logger)
+                .values.reduce(0) { $0 + $1.bytes }
             guard used + size <= budget else {
                 throw TenantryError(
                     code: .conflict,
@@ -120,26 +127,6 @@ extension ServerMoves {
                 code: .conflict,
                 message: "tenant \(tenant) has dead letters in its stream to unified (tenantry dlq list): replay or resolve them "
                     + "before moving it; nothing was changed", tenant: tenant.rawValue)
-        }
-    }
-
-    /// `pg_database_size` of `url`'s database.
-    func databaseSize(_ url: PostgresURL) async throws -> Int64 {
-        try await Database.withConnection(url, logger: logger) { connection in
-            try await connection.query("SELECT pg_database_size(current_database())", logger: logger)
-                .decode(Int64.self).first(where: { _ in true }) ?? 0
-        }
-    }
-
-    /// Bytes taken on `server` by the tenant databases the catalog places there.
-    func serverBytes(_ server: String) async throws -> Int64 {
-        let names = try await catalog.tenants().filter { ($0.serverName ?? ServerDirectory.defaultServerName) == server }
-            .compactMap(\.databaseName)
-        guard !names.isEmpty else { return 0 }
-        return try await Database.withConnection(try servers.adminURL(server: server, database: "postgres"), logger: logger) { connection in
-            try await connection.query(
-                "SELECT coalesce(sum(pg_database_size(datname)), 0)::int8 FROM pg_database WHERE datname = ANY(\(names))", logger: logger)
-                .decode(Int64.self).first(where: { _ in true }) ?? 0
         }
     }
 
