@@ -51,10 +51,12 @@ extension ServerMoves {
                 // The backlog goes before the pause: drain until a few changes remain (writes go on),
                 // for at most 30 s; what is left is drained under the fence.
                 let catchingUp = ContinuousClock.now + .seconds(30)
-                repeat {
-                    await relay.drain(tenant, budget: .seconds(2), legs: .serverLink)
-                } while (try await LinkState.read(liveURL, tenant: tenant, logger: logger)?.waiting ?? 0) > 50
-                    && ContinuousClock.now < catchingUp
+                try await Database.withConnection(liveURL, logger: logger) { live in
+                    repeat {
+                        await relay.drain(tenant, budget: .seconds(2), legs: .serverLink)
+                    } while (try await LinkState.read(on: live, tenant: tenant, logger: logger)?.waiting ?? 0) > 50
+                        && ContinuousClock.now < catchingUp
+                }
                 (report.drained, fenced) = try await fencedSwitch(
                     tenant, live: liveURL, follower: followerURL, names: (liveName, move.followerStreamName), maxPause: maxPause)
                 try await faults.afterDecisiveCommit?()
