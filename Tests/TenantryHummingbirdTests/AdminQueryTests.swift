@@ -46,6 +46,15 @@ struct AdminQueryTests {
             #expect(combined.status == .ok, "\(combined.text)")
             #expect(combined.json["rows"] as? [[String: String]] == [["total": "\(Int(expected[0]!)! + Int(expected[1]!)!)"]])
 
+            // An enum column (repair_status, a type of each database) is combined as text.
+            let byStatus = #"{"all": true, "sql": "SELECT status, count(*) AS n FROM repairs GROUP BY 1", "combine": "SELECT status, sum(n) AS n FROM results GROUP BY 1 ORDER BY 1"}"#
+            let statuses = try await client.call(.post, "/api/superadmin/query", body: byStatus)
+            #expect(statuses.status == .ok, "\(statuses.text)")
+            let counted = try await TestPostgres.strings(
+                fixture.url, "SELECT status::text || '=' || count(*) FROM repairs WHERE shop_id IN (2, 3) GROUP BY status ORDER BY status::text")
+            #expect((statuses.json["rows"] as? [[String: String]])?.map { "\($0["status"]!)=\($0["n"]!)" } == counted.compactMap { $0 })
+            #expect(counted.count > 1)
+
             let anonymous = try await client.call(.post, "/api/superadmin/query", token: nil, body: body)
             #expect(anonymous.status == .unauthorized)
             let wrong = try await client.call(.post, "/api/superadmin/query", token: "wrong-token-wrong-token-000", body: body)
