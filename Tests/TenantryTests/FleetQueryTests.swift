@@ -23,7 +23,7 @@ struct FleetQueryTests {
         }
     }
 
-    @Test("explicit ids and a server filter choose tenants; an unknown id is one clear error")
+    @Test("explicit ids and a server filter choose tenants; an unknown id is one clear error; a dedicated tenant without a database is missing")
     func selection() async throws {
         let fixture = try await FleetQueryFixture.make()
         let some = try await fixture.run(FleetQuery(sql: "SELECT count(*) AS n FROM orders", tenants: .tenants([try TenantID("4"), try TenantID("2")])))
@@ -39,6 +39,15 @@ struct FleetQueryTests {
         }
         #expect(unknown?.code == .tenantNotFound)
         #expect(unknown?.message.contains("unknown tenant 5") == true)
+
+        // A dedicated tenant without an active database is never answered from the unified one.
+        try await Catalog.withCatalog(fixture.move.base.catalogURL, logger: FleetQueryFixture.logger) { catalog in
+            var record = try await catalog.requireTenant(try TenantID("3"))
+            record.status = .failed
+            try await catalog.upsertTenant(record)
+        }
+        let failed = try await fixture.run(FleetQuery(sql: "SELECT count(*) AS n FROM orders", partial: true))
+        #expect(failed.missing == [FleetQuery.Missing(tenant: "3", error: "tenant 3 is dedicated but has no active database")])
     }
 
     @Test("a tenant whose columns differ from the first tenant's is missing with the reason; types that differ combine as text")

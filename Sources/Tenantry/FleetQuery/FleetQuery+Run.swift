@@ -102,6 +102,11 @@ extension FleetQuery {
     func ask(_ tenant: TenantID, sql: String, router: TenantRouter, logger: Logger) async throws -> FleetSession.Answer {
         let route = try await router.route(for: tenant)
         let source = route.writeSource
+        guard route.placement != .dedicated || source == .tenant else {
+            // Its rows left the unified database: answering from there would be silently wrong.
+            throw TenantryError(
+                code: .database, message: "tenant \(tenant) is dedicated but has no active database", tenant: tenant.rawValue)
+        }
         do {
             return try await session(router, route, source, logger) { connection in
                 try await FleetSession.read(connection, sql: sql, logger: logger)
