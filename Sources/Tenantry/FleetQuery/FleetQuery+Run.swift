@@ -39,8 +39,9 @@ extension FleetQuery {
         var missing: [Missing] = []
         var answered = 0
         let tenantColumn = Column(name: Self.tenantColumn, type: "text")
+        let typeNames = FleetSession.TypeNames()
         try await forEachConcurrently(records.map(\.id), concurrency: concurrency, { tenant in
-            try await self.ask(tenant, sql: sql, router: router, logger: logger)
+            try await self.ask(tenant, sql: sql, router: router, typeNames: typeNames, logger: logger)
         }) { index, outcome, _ in
             let tenant = records[index].id
             let answer: FleetSession.Answer
@@ -99,7 +100,9 @@ extension FleetQuery {
 
     /// One tenant's answer: the SQL in a read-only, time-limited transaction on the side where its
     /// data is authoritative (``Route/writeSource``), through the router's pool.
-    func ask(_ tenant: TenantID, sql: String, router: TenantRouter, logger: Logger) async throws -> FleetSession.Answer {
+    func ask(
+        _ tenant: TenantID, sql: String, router: TenantRouter, typeNames: FleetSession.TypeNames, logger: Logger
+    ) async throws -> FleetSession.Answer {
         let route = try await router.route(for: tenant)
         let source = route.writeSource
         guard route.placement != .dedicated || source == .tenant else {
@@ -109,7 +112,7 @@ extension FleetQuery {
         }
         do {
             return try await session(router, route, source, logger) { connection in
-                try await FleetSession.read(connection, sql: sql, logger: logger)
+                try await FleetSession.read(connection, sql: sql, typeNames: typeNames, logger: logger)
             }
         } catch where Database.sqlState(of: error) == "57014" {
             throw TenantryError(

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 import TenantryCore
 
@@ -20,16 +21,37 @@ enum FleetSession {
         var rows: [[String?]]
     }
 
-    /// Makes the current transaction `READ ONLY` and limits each statement to `timeout`.
-    /// (Switching to read-only is allowed at any point of a transaction, also in a savepoint.)
+    /// Makes the current transaction `READ ONLY` and limits each statement to `timeout`, in one
+    /// round trip (`transaction_read_only` is what `SET TRANSACTION READ ONLY` sets; switching to
+    /// read-only is allowed at any point of a transaction, also in a savepoint).
     static func restrict(_ connection: PostgresConnection, timeout: Duration, logger: Logger) async throws {
-        try await connection.query("SET TRANSACTION READ ONLY", logger: logger)
         let milliseconds = String(max(1, timeout.wholeMilliseconds))
-        try await connection.query("SELECT set_config('statement_timeout', \(milliseconds), true)", logger: logger)
+        try await connection.query("""
+            SELECT set_config('transaction_read_only', 'on', true), set_config('statement_timeout', \(milliseconds), true)
+            """, logger: logger)
+    }
+
+    /// The type names of built-in type oids (below 16384, `FirstNormalObjectId`: the same on every
+    /// database), learnt once per fleet query, so most tenants need no type lookup.
+    final class TypeNames: Sendable {
+        private let known = NIOLockedValueBox([Int64: (name: String, builtin: Bool)]())
+
+        func lookup(_ oids: [Int64]) -> [(name: String, builtin: Bool)]? {
+            known.withLockedValue { known in
+                let found = oids.compactMap { known[$0] }
+                return found.count == oids.count ? found : nil
+            }
+        }
+
+        func learn(_ oids: [Int64], _ types: [(name: String, builtin: Bool)]) {
+            known.withLockedValue { known in
+                for (oid, type) in zip(oids, types) where oid < 16384 { known[oid] = type }
+            }
+        }
     }
 
     /// Runs `sql` (one query, without a trailing `;`) and returns its columns and rows as text.
-    static func read(_ connection: PostgresConnection, sql: String, logger: Logger) async throws -> Answer {
+    static func read(_ connection: PostgresConnection, sql: String, typeNames: TypeNames = TypeNames(), logger: Logger) async throws -> Answer {
         let describe = """
             SELECT fleet_query.* FROM (VALUES (1)) AS fleet_one (one) LEFT JOIN (SELECT * FROM (
             \(sql)
@@ -45,7 +67,10 @@ enum FleetSession {
         }
         var types: [String] = []
         var builtin: [Bool] = []
-        if !oids.isEmpty {
+        if let known = typeNames.lookup(oids) {
+            types = known.map(\.name)
+            builtin = known.map(\.builtin)
+        } else {
             let rows = try await connection.query("""
                 SELECT format_type(t.oid, NULL), t.typnamespace = 'pg_catalog'::regnamespace
                 FROM unnest(\(oids)::bigint[]) WITH ORDINALITY AS u (type_oid, position) JOIN pg_type t ON t.oid = u.type_oid::oid
@@ -55,6 +80,7 @@ enum FleetSession {
                 types.append(type)
                 builtin.append(isBuiltin)
             }
+            if types.count == oids.count { typeNames.learn(oids, Array(zip(types, builtin)).map { (name: $0, builtin: $1) }) }
         }
         guard types.count == names.count else {
             throw TenantryError(code: .database, message: "cannot read the result's column types")
