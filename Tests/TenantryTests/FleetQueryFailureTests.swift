@@ -20,6 +20,10 @@ struct FleetQueryFailureTests {
         #expect(result.columns.map(\.name) == ["state", "n", "total", "tenants"])
         // By hand from FleetQueryFixture.tenantRows: open 5.50 + NULL + 7.00 + 4.00; paid 10.00 + 20.00 + 1.25 + 3.00.
         #expect(result.rows == [["open", "4", "16.50", "4"], ["paid", "4", "34.25", "3"]])
+        // A pseudo-type (void) and an anonymous record are loaded as text.
+        var pseudo = FleetQuery(sql: "SELECT pg_sleep(0) AS slept, ROW(1, 'a') AS pair")
+        pseudo.combine = "SELECT count(*) AS n, min(pair) AS pair, pg_typeof(min(slept))::text AS type FROM results"
+        #expect(try await fixture.run(pseudo).rows == [["4", "(1,a)", "text"]])
     }
 
     @Test("a statement that writes is refused by the READ ONLY transaction, nothing written; bad SQL is one error")

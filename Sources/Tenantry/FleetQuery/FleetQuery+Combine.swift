@@ -5,7 +5,8 @@ import TenantryCore
 
 extension FleetQuery {
     /// Loads the tenants' rows into a temporary table `results` (`tenant_id text`, then each
-    /// per-tenant column with its type when that type is a `pg_catalog` one, else `text`) with COPY,
+    /// per-tenant column with its type when that type is a `pg_catalog` one and no pseudo-type, else
+    /// `text`) with COPY,
     /// then runs `sql` over it in the same transaction, made `READ ONLY` and time-limited first.
     /// The table is dropped at the end of the transaction and the connection closed.
     static func combine(

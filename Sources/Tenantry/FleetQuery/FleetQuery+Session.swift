@@ -15,7 +15,8 @@ enum FleetSession {
     struct Answer: Sendable {
         /// Names and `format_type` names.
         var columns: [FleetQuery.Column]
-        /// Whether each column's type is a `pg_catalog` one (it exists on every server).
+        /// Whether each column's type is a `pg_catalog` one (it exists on every server) and not a
+        /// pseudo-type (`void`, `record`: no column can have one).
         var builtin: [Bool]
         /// The values as text.
         var rows: [[String?]]
@@ -72,7 +73,7 @@ enum FleetSession {
             builtin = known.map(\.builtin)
         } else {
             let rows = try await connection.query("""
-                SELECT format_type(t.oid, NULL), t.typnamespace = 'pg_catalog'::regnamespace
+                SELECT format_type(t.oid, NULL), t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype <> 'p'
                 FROM unnest(\(oids)::bigint[]) WITH ORDINALITY AS u (type_oid, position) JOIN pg_type t ON t.oid = u.type_oid::oid
                 ORDER BY u.position
                 """, logger: logger)
