@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import PostgresNIO
 @testable import Tenantry
 import TenantryCore
@@ -10,7 +11,17 @@ struct FleetQueryTests {
     @Test("every tenant's rows, exact, tenant_id first; the shared tenant sees only its own rows in unified")
     func rowsPerTenant() async throws {
         let fixture = try await FleetQueryFixture.make()
-        let result = try await fixture.run(FleetQuery(sql: "SELECT id, state, amount FROM orders ORDER BY id;"))
+        let batches = NIOLockedValueBox([FleetQuery.Batch]())
+        let result = try await fixture.withOperations { operations in
+            try await operations.fleetQuery(FleetQuery(sql: "SELECT id, state, amount FROM orders ORDER BY id;")) { batch in
+                batches.withLockedValue { $0.append(batch) }
+            }
+        }
+        // Each tenant's rows handed over once, as it finished: the same rows, in the same order.
+        let handed = batches.withLockedValue { $0 }
+        #expect(handed.map(\.tenant.rawValue).sorted() == ["1", "2", "3", "4"])
+        #expect(handed.flatMap(\.rows) == result.rows)
+        #expect(handed.allSatisfy { $0.columns == result.columns })
         #expect(result.columns == [
             .init(name: "tenant_id", type: "text"), .init(name: "id", type: "bigint"), .init(name: "state", type: "text"),
             .init(name: "amount", type: "numeric")])
@@ -81,5 +92,15 @@ struct FleetQueryTests {
         for sql in ["select * from orders", "select republic.x from republic", "select publicity.x from publicity", "select 'public'"] {
             #expect(!FleetQuery.qualifiesPublicSchema(sql), "\(sql)")
         }
+    }
+
+    @Test("json(): one object, keys in column order, a repeated name keeps its first value, NULL as null, strings escaped")
+    func json() {
+        let result = FleetQuery.Result(
+            columns: [.init(name: "tenant_id", type: "text"), .init(name: "a", type: "text"), .init(name: "a", type: "int4"),
+                      .init(name: "b\"", type: "text")],
+            rows: [["1", "x\ny", "2", nil], ["2", "\\", "3", "\u{1}"]], tenants: 3, answered: 2,
+            missing: [.init(tenant: "3", error: "timed out \"now\"")], combined: false, seconds: 0.1)
+        #expect(result.json() == #"{"rows":[{"tenant_id":"1","a":"x\ny","b\"":null},{"tenant_id":"2","a":"\\","b\"":"\u0001"}],"tenants":3,"missing":[{"tenant":"3","error":"timed out \"now\""}]}"#)
     }
 }
