@@ -13,7 +13,8 @@ struct BackupRefusalTests {
         let (a, b) = (setup.fixture.ids[0], setup.fixture.ids[1])
         let manifest = try await setup.withOperations { try await $0.backups().backup(a, into: setup.store) }
         let before = try await setup.rows(in: try await setup.database(a))
-        let databases = try await setup.databases(startingWith: "")
+        let original = try await setup.database(a)
+        let staging = "tenantry-new-\(String(StableHash.fnv1a64(original), radix: 16))-"
 
         func refused(_ tenant: TenantID, _ path: String, asTenant: TenantID? = nil, _ expected: String) async throws {
             let error = await #expect(throws: TenantryError.self) {
@@ -54,7 +55,9 @@ struct BackupRefusalTests {
 
         // Nothing changed: the tenant's rows and database, and no database was created or left.
         #expect(try await setup.rows(in: try await setup.database(a)) == before)
-        #expect(try await setup.databases(startingWith: "") == databases)
+        #expect(try await setup.databases(startingWith: original) == [original])
+        #expect(try await setup.databases(startingWith: staging).isEmpty)
+        #expect(try await setup.database(a) == original)
         let audit = try await setup.withOperations { try await $0.catalog.auditLog(tenant: a) }
         #expect(audit.contains { $0.action == "restore" && $0.outcome == .failed })
     }

@@ -71,6 +71,12 @@ struct BackupRestoreTests {
                     return try await connection.query("SELECT id FROM restore_probe ORDER BY id").map { try $0.decode(Int64.self) }
                 }
                 #expect(probe == [1, 3])
+                // A captured table (its reverse-capture trigger restored with it) takes the tenant's writes too.
+                let changed = try await router.withTransaction(tenant: a, intent: .write) { connection in
+                    try await connection.query(
+                        "UPDATE customers SET last_name = 'Restored' WHERE id = (SELECT min(id) FROM customers) RETURNING id").count
+                }
+                #expect(changed == 1)
             }
         }
         let audit = try await setup.withOperations { try await $0.catalog.auditLog(tenant: a) }
