@@ -113,4 +113,23 @@ struct BackupInterruptedTests {
         #expect(try await setup.database(a) == report.database)
         #expect(report.rows == manifest.rows)
     }
+
+    @Test("a database a restore killed after its swap left closed is kept as _before_restore_ by the next restore")
+    func replacedLeftover() async throws {
+        let setup = try await BackupFixture.make(shops: 1, rowsPerShop: 5)
+        let a = setup.fixture.ids[0]
+        let original = try await setup.database(a)
+        let manifest = try await setup.withOperations { try await $0.backups().backup(a, into: setup.store) }
+        // What the killed run left: the replaced database under its old name, closed, still marked.
+        let admin = try await TestPostgres.url()
+        let left = original + "_old"
+        _ = try await TestPostgres.strings(admin, "CREATE DATABASE \"\(left)\"")
+        _ = try await TestPostgres.strings(admin, "COMMENT ON DATABASE \"\(left)\" IS 'tenantry:tenant=\(a.rawValue)'")
+        _ = try await TestPostgres.strings(admin, "ALTER DATABASE \"\(left)\" ALLOW_CONNECTIONS false")
+        let report = try await setup.withOperations { try await $0.backups().restore(a, from: manifest.path!) }
+        let kept = try await setup.databases(startingWith: left)
+        #expect(kept.count == 1 && kept.first?.hasPrefix(left + "_before_restore_") == true, "\(kept)")
+        #expect(try await TestPostgres.strings(admin, "SELECT datallowconn::text FROM pg_database WHERE datname = '\(kept.first ?? "")'") == ["true"])
+        #expect(report.previousDatabase?.hasPrefix(original + "_before_restore_") == true)
+    }
 }
