@@ -31,7 +31,7 @@ struct FleetQueryBench: AsyncParsableCommand {
         discussion: "Default: the library's default."))
     var concurrency: String?
     @Option(help: "Tenants provisioned at a time during setup.") var provisionConcurrency = 8
-    @Option(help: "Only these contestants, comma-separated (fleet_query, sequential_loop, sequential_loop_pooled, postgres_fdw, postgres_fdw_warm); for profiling.")
+    @Option(help: "Only these contestants, comma-separated (fleet_query, fleet_query_warm, sequential_loop, sequential_loop_pooled, postgres_fdw, postgres_fdw_warm); for profiling.")
     var only: String?
     @Flag(help: "Print only the JSON object.") var json = false
 
@@ -110,28 +110,42 @@ struct FleetQueryBench: AsyncParsableCommand {
         configuration.keyring = bench.keyring
         configuration.naming = BenchFleet.naming
         let options = self
+        let count = tenants
         return try await Operations.with(
             configuration: configuration, databaseURL: bench.catalogURL, actor: "bench", logger: Bench.logger
         ) { operations in
-            var contestants = widths.map { width in Self.fleetQueryContestant(operations, ids: bench.ids, concurrency: width) }
+            let router = Self.warmRouter(operations, keyring: bench.keyring, tenants: count)
+            var contestants = widths.map { Self.fleetQueryContestant(operations, tenants: count, concurrency: $0) }
+            contestants += widths.map {
+                Self.warmContestant(router, combineURL: bench.catalogURL, tenants: count, concurrency: $0)
+            }
             contestants += Self.anchors(admin: admin, tenants: tenantURLs)
             if let only = options.only {
-                let chosen = Set(only.split(separator: ",").map(String.init))
-                contestants = contestants.filter { chosen.contains($0.name) || (chosen.contains("fleet_query") && $0.name.hasPrefix("fleet_query_")) }
+                let chosen = only.split(separator: ",").map(String.init)
+                contestants = contestants.filter { contestant in
+                    chosen.contains { contestant.name == $0 || contestant.name.hasPrefix("\($0)_c") }
+                }
             }
             guard !contestants.isEmpty else { throw ValidationError("--only chose no contestant") }
-            var fields = try await options.race(contestants)
-            let fleetName = contestants[0].name
-            let fleetMs = fleetName.hasPrefix("fleet_query_") ? fields["\(fleetName)_ms"] as? Double ?? 0 : 0
-            let loopMs = fields["sequential_loop_ms"] as? Double ?? 0
-            let fdwMs = fields["postgres_fdw_ms"] as? Double ?? 0
-            fields["fleet_query_ms"] = fleetMs
-            if fleetName.hasPrefix("fleet_query_c") { fields["concurrency"] = String(fleetName.dropFirst("fleet_query_c".count)) }
-            if fleetMs > 0 {
-                fields["vs_sequential_loop"] = Bench.round(loopMs / fleetMs, 2)
-                fields["vs_postgres_fdw"] = Bench.round(fdwMs / fleetMs, 2)
-                fields["vs_sequential_loop_pooled"] = Bench.round((fields["sequential_loop_pooled_ms"] as? Double ?? 0) / fleetMs, 2)
-                fields["vs_postgres_fdw_warm"] = Bench.round((fields["postgres_fdw_warm_ms"] as? Double ?? 0) / fleetMs, 2)
+            let chosen = contestants
+            var fields = try await router.running { try await options.race(chosen) }
+            let headline = widths[0] ?? Self.defaultConcurrency
+            func ms(_ name: String) -> Double { fields["\(name)_ms"] as? Double ?? 0 }
+            func ratio(_ anchor: String, _ contestant: String) -> Double? {
+                ms(anchor) > 0 && ms(contestant) > 0 ? Bench.round(ms(anchor) / ms(contestant), 2) : nil
+            }
+            fields["concurrency"] = headline
+            fields["default_concurrency"] = Self.defaultConcurrency
+            fields["server_cap"] = operations.configuration.pool.maxPerServer
+            fields["fleet_query_ms"] = ms("fleet_query_c\(headline)")
+            fields["fleet_query_warm_ms"] = ms("fleet_query_warm_c\(headline)")
+            for (key, anchor, contestant) in [
+                ("vs_sequential_loop", "sequential_loop", "fleet_query_c\(headline)"),
+                ("vs_postgres_fdw", "postgres_fdw", "fleet_query_c\(headline)"),
+                ("warm_vs_sequential_loop_pooled", "sequential_loop_pooled", "fleet_query_warm_c\(headline)"),
+                ("warm_vs_postgres_fdw_warm", "postgres_fdw_warm", "fleet_query_warm_c\(headline)"),
+            ] {
+                if let value = ratio(anchor, contestant) { fields[key] = value }
             }
             fields["provision_s"] = Bench.round(provisionSeconds, 1)
             fields["fill_s"] = Bench.round(fillSeconds, 1)
