@@ -33,6 +33,8 @@ struct FleetQueryBench: AsyncParsableCommand {
     @Option(help: "Tenants provisioned at a time during setup.") var provisionConcurrency = 8
     @Option(help: "Only these contestants, comma-separated (fleet_query, fleet_query_warm, sequential_loop, sequential_loop_pooled, postgres_fdw, postgres_fdw_warm); for profiling.")
     var only: String?
+    @Flag(help: "Also measure the parts of a cold FleetQuery run (profile_… fields; see FleetQueryBench+Profile.swift).")
+    var profile = false
     @Flag(help: "Print only the JSON object.") var json = false
 
     func validate() throws {
@@ -120,6 +122,11 @@ struct FleetQueryBench: AsyncParsableCommand {
                 Self.warmContestant(router, combineURL: bench.catalogURL, tenants: count, concurrency: $0)
             }
             contestants += Self.anchors(admin: admin, tenants: tenantURLs)
+            if options.profile {
+                contestants += Self.profileContestants(
+                    operations, keyring: bench.keyring, ids: bench.ids, tenants: tenantURLs,
+                    concurrency: widths[0] ?? Self.defaultConcurrency)
+            }
             if let only = options.only {
                 let chosen = only.split(separator: ",").map(String.init)
                 contestants = contestants.filter { contestant in
@@ -137,8 +144,8 @@ struct FleetQueryBench: AsyncParsableCommand {
             fields["concurrency"] = headline
             fields["default_concurrency"] = Self.defaultConcurrency
             fields["server_cap"] = operations.configuration.pool.maxPerServer
-            fields["fleet_query_ms"] = ms("fleet_query_c\(headline)")
-            fields["fleet_query_warm_ms"] = ms("fleet_query_warm_c\(headline)")
+            if ms("fleet_query_c\(headline)") > 0 { fields["fleet_query_ms"] = ms("fleet_query_c\(headline)") }
+            if ms("fleet_query_warm_c\(headline)") > 0 { fields["fleet_query_warm_ms"] = ms("fleet_query_warm_c\(headline)") }
             for (key, anchor, contestant) in [
                 ("vs_sequential_loop", "sequential_loop", "fleet_query_c\(headline)"),
                 ("vs_postgres_fdw", "postgres_fdw", "fleet_query_c\(headline)"),
