@@ -13,12 +13,42 @@ import TenantryCore
 /// - `profile_router`: a new router (``Operations/router(keyring:monitor:configure:)``, the
 ///   configured caps), the aggregate through `withConnection(tenant:intent:)`, no transaction;
 /// - `profile_fleet_query_rows`: ``Operations/fleetQuery(_:onBatch:)`` without a combine SQL (the
-///   read-only transaction, the describe and type queries, the text casts; no COPY, no scratch session).
+///   read-only transaction, the describe and type queries, the text casts; no COPY, no scratch session);
+/// - `profile_router_warm`: the aggregate through `withConnection(tenant:intent:)` of the warm
+///   router (one statement per tenant: the floor of a warm fan-out through the router);
+/// - `profile_router_warm_tx`: the same in `withTransaction` with `SET TRANSACTION READ ONLY` and a
+///   `statement_timeout` set in one statement (what a leaner FleetQuery session would send);
+/// - `profile_fleet_query_rows_warm`: ``FleetQuery/run(router:combineURL:logger:onBatch:)`` on the
+///   warm router without a combine SQL (its difference to `fleet_query_warm_…` is the combine step).
 extension FleetQueryBench {
     static func profileContestants(
-        _ operations: Operations, keyring: Keyring, ids: [TenantID], tenants: [PostgresURL], concurrency: Int
+        _ operations: Operations, keyring: Keyring, ids: [TenantID], tenants: [PostgresURL], concurrency: Int,
+        warm: TenantRouter
     ) -> [Contestant] {
         [
+            Contestant(name: "profile_router_warm") {
+                var rows: [(String, Int, Int)] = []
+                let seconds = try await Bench.time {
+                    rows = try await concurrentMap(ids, concurrency: concurrency) { id in
+                        try await warm.withConnection(tenant: id, intent: .read) { try await aggregate(on: $0.connection) }
+                    }.flatMap { $0 }
+                }
+                return (seconds * 1000, combine(rows))
+            },
+            Contestant(name: "profile_router_warm_tx") {
+                var rows: [(String, Int, Int)] = []
+                let seconds = try await Bench.time {
+                    rows = try await concurrentMap(ids, concurrency: concurrency) { id in
+                        try await warm.withTransaction(tenant: id, intent: .read) { routed in
+                            try await routed.connection.query(
+                                "SELECT set_config('transaction_read_only', 'on', true), set_config('statement_timeout', '30000', true)",
+                                logger: Bench.logger)
+                            return try await aggregate(on: routed.connection)
+                        }
+                    }.flatMap { $0 }
+                }
+                return (seconds * 1000, combine(rows))
+            },
             Contestant(name: "profile_parallel_connect") {
                 var rows: [(String, Int, Int)] = []
                 let seconds = try await Bench.time {
@@ -42,17 +72,28 @@ extension FleetQueryBench {
                 }
                 return (seconds * 1000, combine(rows))
             },
+            Contestant(name: "profile_fleet_query_rows_warm") {
+                var query = FleetQuery(sql: perTenantSQL)
+                query.concurrency = concurrency
+                var result: FleetQuery.Result?
+                let seconds = try await Bench.time { result = try await query.run(router: warm, logger: Bench.logger) }
+                return (seconds * 1000, try rowsCombined(result, tenants: ids.count))
+            },
             Contestant(name: "profile_fleet_query_rows") {
                 var query = FleetQuery(sql: perTenantSQL)
                 query.concurrency = concurrency
                 var result: FleetQuery.Result?
                 let seconds = try await Bench.time { result = try await operations.fleetQuery(query) }
-                guard let result, result.answered == ids.count, result.columns.map(\.name) == ["tenant_id", "state", "n", "cents"] else {
-                    throw ValidationError("FleetQuery without combine: unexpected result")
-                }
-                let rows = result.rows.map { row in (row[1] ?? "", Int(row[2] ?? "") ?? -1, Int(row[3] ?? "") ?? -1) }
-                return (seconds * 1000, combine(rows))
+                return (seconds * 1000, try rowsCombined(result, tenants: ids.count))
             },
         ]
+    }
+
+    /// FleetQuery's uncombined rows (`tenant_id, state, n, cents`) summed in Swift.
+    static func rowsCombined(_ result: FleetQuery.Result?, tenants: Int) throws -> Combined {
+        guard let result, result.answered == tenants, result.columns.map(\.name) == ["tenant_id", "state", "n", "cents"] else {
+            throw ValidationError("FleetQuery without combine: unexpected result")
+        }
+        return combine(result.rows.map { row in (row[1] ?? "", Int(row[2] ?? "") ?? -1, Int(row[3] ?? "") ?? -1) })
     }
 }

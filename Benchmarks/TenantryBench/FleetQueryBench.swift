@@ -125,7 +125,7 @@ struct FleetQueryBench: AsyncParsableCommand {
             if options.profile {
                 contestants += Self.profileContestants(
                     operations, keyring: bench.keyring, ids: bench.ids, tenants: tenantURLs,
-                    concurrency: widths[0] ?? Self.defaultConcurrency)
+                    concurrency: widths[0] ?? Self.defaultConcurrency, warm: router)
             }
             if let only = options.only {
                 let chosen = only.split(separator: ",").map(String.init)
