@@ -43,12 +43,17 @@ extension FleetQueryBench {
         }
     }
 
-    /// A long-lived router over the fleet whose default server's cap holds `tenants` connections
-    /// (plus room for the combine session and the catalog's own), one per tenant at most.
+    /// A long-lived router over the fleet whose default server's cap holds `tenants` connections,
+    /// one per tenant at most, that stay open, unchecked, with their routes cached, for the whole
+    /// benchmark (10 minutes each: the defaults — 30 s idle, a `SELECT 1` check after 5 s idle, 30 s
+    /// route cache — would expire between two runs of the benchmark and measure a half-cold pool).
     static func warmRouter(_ operations: Operations, keyring: Keyring, tenants: Int) -> TenantRouter {
         operations.router(keyring: keyring, monitor: nil) { configuration in
             configuration.pool.maxConnections = tenants + 10
             configuration.pool.maxPerKey = 1
+            configuration.pool.idleTimeout = .seconds(600)
+            configuration.pool.healthCheckAfter = .seconds(600)
+            configuration.routeTTL = .seconds(600)
         }
     }
 
