@@ -1,6 +1,6 @@
 import Foundation
 import PostgresNIO
-import Tenantry
+@testable import Tenantry
 import TenantryCore
 import TenantryTestSupport
 import Testing
@@ -23,7 +23,7 @@ struct FleetQueryTests {
         }
     }
 
-    @Test("explicit ids and a server filter choose tenants; an unknown id is one clear error")
+    @Test("explicit ids and a server filter choose tenants; an unknown id is one clear error; a dedicated tenant without a database is missing")
     func selection() async throws {
         let fixture = try await FleetQueryFixture.make()
         let some = try await fixture.run(FleetQuery(sql: "SELECT count(*) AS n FROM orders", tenants: .tenants([try TenantID("4"), try TenantID("2")])))
@@ -39,5 +39,47 @@ struct FleetQueryTests {
         }
         #expect(unknown?.code == .tenantNotFound)
         #expect(unknown?.message.contains("unknown tenant 5") == true)
+
+        // A dedicated tenant without an active database is never answered from the unified one.
+        try await Catalog.withCatalog(fixture.move.base.catalogURL, logger: FleetQueryFixture.logger) { catalog in
+            var record = try await catalog.requireTenant(try TenantID("3"))
+            record.status = .failed
+            try await catalog.upsertTenant(record)
+        }
+        let failed = try await fixture.run(FleetQuery(sql: "SELECT count(*) AS n FROM orders", partial: true))
+        #expect(failed.missing == [FleetQuery.Missing(tenant: "3", error: "tenant 3 is dedicated but has no active database")])
+    }
+
+    @Test("a tenant whose columns differ from the first tenant's is missing with the reason; types that differ combine as text")
+    func differentColumns() async throws {
+        let fixture = try await FleetQueryFixture.make()
+        try await Database.withConnection(try await fixture.move.tenantURL(try TenantID("3")), logger: FleetQueryFixture.logger) {
+            try await $0.query("ALTER TABLE orders ADD COLUMN note text", logger: FleetQueryFixture.logger)
+        }
+        // One at a time, in id order: tenant 1 answers first and sets the columns.
+        let result = try await fixture.run(FleetQuery(sql: "SELECT * FROM orders ORDER BY id", concurrency: 1, partial: true))
+        #expect(result.missing == [FleetQuery.Missing(
+            tenant: "3", error: "its columns (id, state, amount, note) differ from the first tenant's (id, state, amount)")])
+        #expect(Set(result.rows.map { $0[0] }) == ["1", "2", "4"])
+
+        // numeric in tenants 1, 3 and 4, real in tenant 2: combined as text.
+        try await Database.withConnection(try await fixture.move.tenantURL(try TenantID("2")), logger: FleetQueryFixture.logger) {
+            try await $0.query("ALTER TABLE orders ALTER COLUMN amount TYPE real", logger: FleetQueryFixture.logger)
+        }
+        var query = FleetQuery(sql: "SELECT amount FROM orders")
+        query.combine = "SELECT pg_typeof(amount)::text AS type, count(*) AS c FROM results GROUP BY 1"
+        let typed = try await fixture.run(query)
+        #expect(typed.rows == [["text", "8"]])
+    }
+
+    @Test("the public-schema guard: qualified names in any spelling, not words that merely end in public")
+    func publicSchemaGuard() {
+        for sql in ["select * from public.orders", "select * from PUBLIC . orders", "select * from \"public\".orders",
+                    "select o.id from \"public\" .orders o"] {
+            #expect(FleetQuery.qualifiesPublicSchema(sql), "\(sql)")
+        }
+        for sql in ["select * from orders", "select republic.x from republic", "select publicity.x from publicity", "select 'public'"] {
+            #expect(!FleetQuery.qualifiesPublicSchema(sql), "\(sql)")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PostgresNIO
 import TenantryCore
@@ -101,6 +102,11 @@ extension FleetQuery {
     func ask(_ tenant: TenantID, sql: String, router: TenantRouter, logger: Logger) async throws -> FleetSession.Answer {
         let route = try await router.route(for: tenant)
         let source = route.writeSource
+        guard route.placement != .dedicated || source == .tenant else {
+            // Its rows left the unified database: answering from there would be silently wrong.
+            throw TenantryError(
+                code: .database, message: "tenant \(tenant) is dedicated but has no active database", tenant: tenant.rawValue)
+        }
         do {
             return try await session(router, route, source, logger) { connection in
                 try await FleetSession.read(connection, sql: sql, logger: logger)
@@ -169,11 +175,32 @@ extension FleetQuery {
             tenant: missing.first?.tenant)
     }
 
-    /// Whether the SQL names `public.` (or `"public".`) outside of string literals, roughly: a
-    /// guard for shared tenants, whose scoping views shadow unqualified names only.
+    /// Whether the SQL names the schema `public` before a `.` (`public.orders`, `"public" . orders`,
+    /// in any case; `republic.x` does not count): a guard for shared tenants, whose scoping views
+    /// shadow unqualified names only. A string literal that contains `public.` counts too: refusing
+    /// such a query is the safe side.
     static func qualifiesPublicSchema(_ sql: String) -> Bool {
-        let lowered = sql.lowercased().filter { !$0.isWhitespace }
-        return lowered.contains("public.") || lowered.contains("\"public\".")
+        let text = Array(sql.lowercased().unicodeScalars)
+        func isIdentifier(_ scalar: Unicode.Scalar) -> Bool {
+            CharacterSet.alphanumerics.contains(scalar) || scalar == "_" || scalar == "$"
+        }
+        let word = Array("public".unicodeScalars)
+        var index = 0
+        while index + word.count <= text.count {
+            defer { index += 1 }
+            var end = index + word.count
+            if text[index] == "\"" {
+                guard index + word.count + 2 <= text.count, Array(text[(index + 1)...(index + word.count)]) == word,
+                      text[index + word.count + 1] == "\"" else { continue }
+                end = index + word.count + 2
+            } else {
+                guard Array(text[index..<end]) == word, index == 0 || !isIdentifier(text[index - 1]) else { continue }
+            }
+            var next = end
+            while next < text.count, text[next].properties.isWhitespace { next += 1 }
+            if next < text.count, text[next] == "." { return true }
+        }
+        return false
     }
 
     static func names(_ columns: [Column]) -> String { columns.map(\.name).joined(separator: ", ") }

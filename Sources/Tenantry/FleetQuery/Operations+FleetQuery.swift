@@ -2,8 +2,10 @@ import Logging
 import TenantryCore
 
 extension Operations {
-    /// Runs a ``FleetQuery`` through a router of its own (pool limits from the configuration, so
-    /// the per-server connection caps hold; needs `TENANT_ENCRYPTION_KEY` for the tenants' logins),
+    /// Runs a ``FleetQuery`` through a router of its own, run for the call (pool limits from the
+    /// configuration, so the per-server connection caps hold for the query's connections; to share
+    /// an application router's caps, call ``FleetQuery/run(router:combineURL:logger:onBatch:)`` with
+    /// it; needs `TENANT_ENCRYPTION_KEY` for the tenants' logins),
     /// with the configured discriminator (`TENANTRY_DISCRIMINATOR`), and returns its result.
     /// `onBatch` gets each tenant's rows as soon as the tenant has answered (not with a combine
     /// SQL). The combine SQL runs on the unified database, in a session of its own. The audit log
@@ -17,7 +19,9 @@ extension Operations {
         try configured.validate()
         let query = configured
         let keyring = try configuration.requireKeyring()
-        let router = router(keyring: keyring, monitor: nil)
+        // Metrics off: its pools must not overwrite the gauges of an application router in the
+        // same process (same server labels), as for doctor and performance.
+        let router = diagnosticRouter(keyring: keyring, monitor: nil)
         let (logger, unifiedURL) = (self.logger, databaseURL)
         do {
             let result = try await router.running {
