@@ -49,8 +49,8 @@ struct FleetQueryBench: AsyncParsableCommand {
     func widths() throws -> [Int?] {
         guard let concurrency else { return [nil] }
         let values = concurrency.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 && ($0 ?? 0) <= 256 }) else {
-            throw ValidationError("--concurrency: comma-separated numbers from 1 to 256")
+        guard !values.isEmpty, values.allSatisfy({ (1...64).contains($0 ?? 0) }) else {
+            throw ValidationError("--concurrency: comma-separated numbers from 1 to 64 (FleetQuery's range)")
         }
         return values
     }
