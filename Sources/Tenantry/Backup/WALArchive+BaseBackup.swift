@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import PostgresNIO
@@ -109,12 +108,12 @@ extension WALArchive {
                 throw TenantryError(code: .database, message: "pg_walfile_name returned nothing")
             }
             for file in files { chmod("\(partial)/\(file)", 0o600) }
-            let (bytes, sha256) = try Self.sha256(of: "\(partial)/base.tar.gz")
+            let (sha256, bytes) = try BackupStore.sha256(of: "\(partial)/base.tar.gz")
             var manifest = BaseBackupManifest(
                 server: server, systemIdentifier: facts.systemIdentifier, postgresVersion: facts.postgresVersion,
                 startedAt: startedAt, finishedAt: finishedAt, startLSN: range.start, endLSN: range.end,
                 startWALFile: startWALFile, timeline: range.timeline, file: "base.tar.gz", bytes: bytes, sha256: sha256)
-            try Self.writeAtomically(try Self.encoder.encode(manifest), to: "\(partial)/\(BaseBackupManifest.fileName)")
+            try BackupStore.writeAtomically(try Self.encoder.encode(manifest), to: "\(partial)/\(BaseBackupManifest.fileName)")
             guard rename(partial, final) == 0 else {
                 throw TenantryError(code: .conflict, message: "could not rename \(partial) to \(final)")
             }
@@ -148,27 +147,12 @@ extension WALArchive {
         guard FileManager.default.fileExists(atPath: path) else {
             throw TenantryError(code: .conflict, message: "\(corrupt): \(backup.file) is missing")
         }
-        let (bytes, sha256) = try sha256(of: path)
+        let (sha256, bytes) = try BackupStore.sha256(of: path)
         guard bytes == backup.bytes, sha256 == backup.sha256 else {
             throw TenantryError(
                 code: .conflict,
                 message: "\(corrupt): the SHA-256 of \(backup.file) differs from its manifest (remove the directory to use an older one)")
         }
-    }
-
-    /// Size and SHA-256 (lowercase hex) of a file, read in 1 MiB pieces.
-    static func sha256(of path: String) throws -> (Int64, String) {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw TenantryError(code: .conflict, message: "could not read \(path)")
-        }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        var bytes: Int64 = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            hasher.update(data: chunk)
-            bytes += Int64(chunk.count)
-        }
-        return (bytes, hasher.finalize().map { String(format: "%02x", $0) }.joined())
     }
 
     /// The first WAL range of a `backup_manifest` (PostgreSQL 13+).

@@ -110,21 +110,9 @@ public struct WALArchive: Sendable, Equatable {
         }
     }
 
-    /// Writes the record atomically (a temporary file renamed), mode 0600.
+    /// Writes the record atomically (a temporary file flushed and renamed), mode 0600.
     func write(_ record: Record) throws {
-        try Self.writeAtomically(try Self.encoder.encode(record), to: recordPath)
-    }
-
-    /// Writes `data` to `path` through a temporary file in the same directory, mode 0600.
-    static func writeAtomically(_ data: Data, to path: String) throws {
-        let temporary = "\(path).tmp-\(UUID().uuidString.prefix(8))"
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw TenantryError(code: .conflict, message: "could not write \(temporary)")
-        }
-        guard rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw TenantryError(code: .conflict, message: "could not write \(path)")
-        }
+        try BackupStore.writeAtomically(try Self.encoder.encode(record), to: recordPath)
     }
 
     static let encoder: JSONEncoder = {
