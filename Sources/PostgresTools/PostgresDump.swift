@@ -44,16 +44,18 @@ public enum PostgresDump {
 
     /// `pg_restore` of `file` (a custom-format archive) into `target`'s (existing, empty) database:
     /// in one transaction, stopping at the first error, objects owned by the login that restores
-    /// (`--no-owner`) and without the archive's `GRANT`s (`--no-privileges`: the caller grants).
+    /// (`--no-owner`); without the archive's `GRANT`s unless `privileges` (then the roles they
+    /// name must exist).
     public static func restore(
-        _ file: String, into target: Target, environment: [String: String],
+        _ file: String, into target: Target, environment: [String: String], privileges: Bool = false,
         binaries: PostgresBinaries? = nil, runner: ProcessRunner = ProcessRunner()
     ) async throws -> ProcessRunner.Output {
         let binaries = try binaries ?? PostgresBinaries.locate()
         return try await runner.run(
             binaries.path(of: "pg_restore"),
-            ["--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges", "--host=\(target.host)",
-             "--port=\(target.port)", "--username=\(target.user)", "--dbname=\(target.database)", "--no-password", file],
+            ["--single-transaction", "--exit-on-error", "--no-owner", "--host=\(target.host)", "--port=\(target.port)",
+             "--username=\(target.user)", "--dbname=\(target.database)", "--no-password"]
+                + (privileges ? [] : ["--no-privileges"]) + [file],
             environment: environment)
     }
 

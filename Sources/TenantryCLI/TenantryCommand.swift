@@ -35,6 +35,8 @@ struct TenantryCommand: AsyncParsableCommand {
             RollbackCommand.self,
             RetireLegacyCommand.self,
             RestoreLegacyCommand.self,
+            BackupCommand.self,
+            RestoreCommand.self,
             ServerMoveCommand.self,
             GuardCommand.self,
             DemoCommand.self,

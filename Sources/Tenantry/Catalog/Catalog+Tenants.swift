@@ -19,6 +19,7 @@ extension Catalog {
                 schema_version = excluded.schema_version, last_error = excluded.last_error,
                 epoch = tenantry.tenants.epoch + CASE WHEN tenantry.tenants.placement IS DISTINCT FROM excluded.placement
                                                            OR tenantry.tenants.server_name IS DISTINCT FROM excluded.server_name
+                                                           OR tenantry.tenants.database_name IS DISTINCT FROM excluded.database_name
                                                       THEN 1 ELSE 0 END,
                 updated_at = now()
             """, logger: logger)

@@ -59,7 +59,7 @@ extension TenantRouter {
             } catch where broken && commitSent {
                 throw TenantryError(
                     code: .connectionFailed,
-                    message: "the connection to tenant \(route.tenant)'s database broke during COMMIT: the transaction "
+                    message: "the connection to tenant \(route.tenant)'s database \(Self.commitOutcomeUnknown): the transaction "
                         + "may have committed; it was not run again", tenant: route.tenant.rawValue, underlying: error)
             } catch where broken && attempt == 0 && (retrySafe || !bodyStarted) {
                 continue
@@ -67,6 +67,9 @@ extension TenantRouter {
         }
         throw TenantryError(code: .database, message: "unreachable: retry loop ended")
     }
+
+    /// In the message of the error a COMMIT whose outcome is unknown gives (never run again).
+    static let commitOutcomeUnknown = "broke during COMMIT"
 
     /// The pool of the route's server and the key of its database for `source`.
     func poolAndKey(_ source: Route.Source, route: Route) throws -> (TenantPool, TenantPool.Key) {

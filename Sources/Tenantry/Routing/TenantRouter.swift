@@ -119,7 +119,14 @@ public final class TenantRouter: Service, Sendable {
         let source = intent == .write ? route.writeSource : route.readSource(policy)
         guard intent == .read, source == .tenant, route.writeSource == .unified else {
             countRead(intent, source)
-            let result = try await run(on: source, route: route, retrySafe: intent == .read, transaction: false, body)
+            let result: Result
+            do {
+                result = try await run(on: source, route: route, retrySafe: intent == .read, transaction: false, body)
+            } catch where intent == .read && source == .tenant && Self.mayHaveLeftDatabase(error) {
+                // A read on a database just swapped out (a restore) runs again where the catalog says.
+                guard let current = (try? await rerouted(tenant, from: route)) ?? nil else { throw error }
+                result = try await run(on: .tenant, route: current, retrySafe: true, transaction: false, body)
+            }
             if intent == .write { await syncedWrite(route, source) }
             return result
         }
@@ -169,7 +176,30 @@ public final class TenantRouter: Service, Sendable {
             let current = try await self.route(for: tenant)
             guard current.writeSource == .tenant, current.server != route.server || current.database != route.database else { throw error }
             return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
+        } catch where source == .tenant && Self.mayHaveLeftDatabase(error) {
+            // The tenant's database was swapped for another (a restore): its sessions were ended
+            // and it no longer takes connections. The transaction did not commit (a COMMIT in
+            // flight is never run again); when the catalog names another database now, it runs there.
+            guard let current = (try? await rerouted(tenant, from: route)) ?? nil else { throw error }
+            return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
         }
+    }
+
+    /// Whether `error` may come from a tenant database that was just swapped out: its session was
+    /// ended, or connecting failed because it no longer takes connections or no longer exists
+    /// under that name. Never the unknown outcome of a COMMIT.
+    static func mayHaveLeftDatabase(_ error: any Error) -> Bool {
+        if let error = error as? TenantryError, error.message.contains(commitOutcomeUnknown) { return false }
+        let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+        return state == "55000" || state == "3D000" || Database.isConnectionFailure(error)
+    }
+
+    /// The route the catalog gives `tenant` now, if it names another tenant database than `old`.
+    func rerouted(_ tenant: TenantID, from old: Route) async throws -> Route? {
+        invalidateRoutes(tenant)
+        let current = try await route(for: tenant)
+        guard current.writeSource == .tenant, current.server != old.server || current.database != old.database else { return nil }
+        return current
     }
 
     /// Waits (up to the lease timeout) until the catalog routes `tenant`'s writes elsewhere than
