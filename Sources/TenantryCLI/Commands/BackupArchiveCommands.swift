@@ -144,3 +144,40 @@ struct EmbeddedScratchServer: PointInTimeScratchServer {
         try? FileManager.default.removeItem(atPath: server.configuration.directory)
     }
 }
+
+extension RestoreCommand {
+    /// `tenantry restore --tenant ID --to-time T [--as-tenant NEW] --yes`: recovers the tenant's
+    /// server to T in a scratch server (its WAL archive), dumps the tenant's database from it, and
+    /// restores that as `--from` would; prints how long each part took.
+    func restore(toTime: String, tenant: TenantID, asTenant: TenantID?) async throws {
+        guard from == nil else {
+            throw TenantryError(code: .invalidArgument, message: "--from and --to-time exclude each other: name one")
+        }
+        guard yes else {
+            let what = asTenant.map { "restore creates tenant \($0)" } ?? "restore replaces tenant \(tenant)'s data with its state at \(toTime)"
+            throw TenantryError(code: .invalidArgument, message: "\(what): add --yes")
+        }
+        let pauseLimit = try parsePause(maxPause)
+        let context = try CommandContext.load()
+        let dropPrevious = dropPrevious
+        let note: @Sendable (String) -> Void = { message in Output.note(message) }
+        let progress = json ? nil : note
+        let report = try await Services.with(context) { services in
+            try await services.operations.restoreToTime(
+                tenant, time: toTime, asTenant: asTenant, dropPrevious: dropPrevious, maxPause: pauseLimit,
+                scratch: EmbeddedScratchServer.factory(context), progress: progress)
+        }
+        if json { try Output.json(report); return }
+        let restored = report.restore
+        Output.line("restored tenant \(report.restoredAs) to \(report.target): \(restored.rows) row(s), schema version "
+            + "\(restored.schemaVersion), database \(restored.database) on \(restored.server)")
+        Output.line("from base backup \(report.baseBackup) (ended \(PointInTimeFormat.string(report.baseBackupFinishedAt))), "
+            + "WAL replayed from server '\(report.server)''s archive; the scratch server is removed")
+        let order = ["prepare", "base_extract", "recovery", "dump", "restore"]
+        let parts = order.compactMap { key in report.seconds[key].map { "\(key.replacingOccurrences(of: "_", with: " ")) \(String(format: "%.2f", $0)) s" } }
+        Output.line("took: " + parts.joined(separator: ", ") + String(format: "; writes paused %.1f ms", restored.pauseMilliseconds))
+        if let previous = restored.previousDatabase {
+            Output.line("the previous database is kept as \(previous) (drop it when you no longer need it)")
+        }
+    }
+}
