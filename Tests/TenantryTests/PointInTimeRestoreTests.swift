@@ -73,8 +73,8 @@ struct PointInTimeRestoreTests {
         let asOfT = ["1:one", "2:two", "3:three"], now = ["1:changed", "3:three", "4:four"]
 
         // Bad input: each one clear error; the catalog, the tenant's rows and the scratch space unchanged.
-        let before = try await withOperations { try await $0.catalog.tenants() }
         func refused(_ time: String, tenant: TenantID? = nil, _ expected: String) async throws {
+            let before = try await withOperations { try await $0.catalog.tenants() }
             let error = await #expect(throws: TenantryError.self) {
                 try await withOperations { try await $0.restoreToTime(tenant ?? a, time: time, asTenant: copy, scratch: scratch.factory) }
             }
@@ -102,6 +102,17 @@ struct PointInTimeRestoreTests {
         try FileManager.default.removeItem(atPath: tarball)
         try FileManager.default.moveItem(atPath: tarball + ".good", toPath: tarball)
 
+        // A tenant whose database was made after T: it did not exist then (the scratch server is removed).
+        let later = try TenantID("9")
+        _ = try await withOperations { operations in
+            _ = try await operations.provisioner().provision(later)
+            var record = try await operations.catalog.requireTenant(later)
+            record.placement = .dedicated
+            try await operations.catalog.upsertTenant(record)
+        }
+        try await refused(time, tenant: later, "did not exist on server 'default' at")
+        #expect(scratch.directories.count == 1)
+
         // As a new tenant: the original is untouched.
         let asNew = try await withOperations {
             try await $0.restoreToTime(a, time: time, asTenant: copy, scratch: scratch.factory)
@@ -122,7 +133,7 @@ struct PointInTimeRestoreTests {
         #expect(try await rows(admin.with(database: previous)) == now)
         print("point-in-time restore seconds: \(inPlace.seconds.sorted { $0.key < $1.key })")
 
-        #expect(scratch.directories.count == 2)
+        #expect(scratch.directories.count == 3)
         #expect(scratch.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
     }
 

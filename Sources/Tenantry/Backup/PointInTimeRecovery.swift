@@ -93,7 +93,6 @@ public struct PointInTimeRecovery: Sendable {
             "restore_command": archive.restoreCommand,
             "recovery_target_time": target,
             "recovery_target_action": "promote",
-            "recovery_target_timeline": "\(base.timeline)",
             "archive_mode": "off",
             "hot_standby": "off",
             "unix_socket_permissions": "0700",
