@@ -52,6 +52,8 @@ extension Backups {
                     code: .invalidArgument, message: "the backup \(manifest.path ?? path) is of tenant \(manifest.tenant), not \(tenant)",
                     tenant: tenant.rawValue)
             }
+            // Refusals that need no reading of the dump come first.
+            _ = try await restoreTarget(tenant, asTenant: asTenant, manifest: manifest, provisioning: false, progress: nil)
             var parts: [String: Int] = [:]
             var clock = ContinuousClock.now
             progress?("checking \(manifest.dumpFile) (\(ByteSize.format(manifest.bytes)))")
@@ -66,7 +68,8 @@ extension Backups {
             }
             parts["checksum"] = Self.lap(&clock)
             let report = try await catalog.exclusively(target, "restore") {
-                var record = try await restoreTarget(tenant, asTenant: asTenant, manifest: manifest, progress: progress)
+                guard var record = try await restoreTarget(tenant, asTenant: asTenant, manifest: manifest, provisioning: true, progress: progress)
+                else { throw TenantryError(code: .conflict, message: "tenant \(target) vanished", tenant: target.rawValue) }
                 return try await restoreLocked(
                     &record, manifest: manifest, migrations: migrations, dropPrevious: dropPrevious || asTenant != nil,
                     newTenant: asTenant != nil, maxPause: maxPause, parts: parts, progress: progress)
@@ -108,10 +111,11 @@ extension Backups {
     }
 
     /// The record of the tenant the backup goes to: `tenant` itself (dedicated, not syncing back to
-    /// unified, not moving between servers), or `asTenant`, provisioned now.
+    /// unified, not moving between servers), or `asTenant`, provisioned now (when `provisioning`;
+    /// otherwise only checked, and the result is nil).
     private func restoreTarget(
-        _ tenant: TenantID, asTenant: TenantID?, manifest: BackupManifest, progress: (@Sendable (String) -> Void)?
-    ) async throws -> TenantRecord {
+        _ tenant: TenantID, asTenant: TenantID?, manifest: BackupManifest, provisioning: Bool, progress: (@Sendable (String) -> Void)?
+    ) async throws -> TenantRecord? {
         if let asTenant {
             guard asTenant != tenant else {
                 throw TenantryError(code: .invalidArgument, message: "--as-tenant must name another tenant than \(tenant)")
@@ -120,6 +124,7 @@ extension Backups {
                 throw TenantryError(
                     code: .conflict, message: "tenant \(asTenant) already exists: --as-tenant needs a new tenant id", tenant: asTenant.rawValue)
             }
+            guard provisioning else { return nil }
             let source = try await catalog.tenant(tenant)
             let server = source?.serverName
                 ?? (operations.servers.servers.contains { $0.name == manifest.server } ? manifest.server : nil)
