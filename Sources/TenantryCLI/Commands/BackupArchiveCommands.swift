@@ -21,7 +21,7 @@ struct BackupArchiveCommand: AsyncParsableCommand {
                 DIR must be a directory this machine and the server both see; it records the server in DIR/archive.json.
                 """)
 
-        @Option(help: "The server (default: the unified database's server).") var server = ServerDirectory.defaultServerName
+        @Option(help: "The server: `default` (the unified database's) or a registered one.") var server = ServerDirectory.defaultServerName
         @Option(help: "The archive directory (one per server).") var dir: String
         @Flag(help: "Print one JSON object.") var json = false
 
@@ -91,7 +91,7 @@ struct BackupBaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "base", abstract: "Take a base backup of a server into its WAL archive (pg_basebackup; see 'backup archive enable').")
 
-    @Option(help: "The server (default: the unified database's server).") var server = ServerDirectory.defaultServerName
+    @Option(help: "The server: `default` (the unified database's) or a registered one.") var server = ServerDirectory.defaultServerName
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() async throws {
