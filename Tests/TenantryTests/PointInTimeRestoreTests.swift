@@ -73,10 +73,10 @@ struct PointInTimeRestoreTests {
         let asOfT = ["1:one", "2:two", "3:three"], now = ["1:changed", "3:three", "4:four"]
 
         // Bad input: each one clear error; the catalog, the tenant's rows and the scratch space unchanged.
-        func refused(_ time: String, tenant: TenantID? = nil, _ expected: String) async throws {
+        func refused(_ time: String, tenant: TenantID? = nil, as target: TenantID? = copy, _ expected: String) async throws {
             let before = try await withOperations { try await $0.catalog.tenants() }
             let error = await #expect(throws: TenantryError.self) {
-                try await withOperations { try await $0.restoreToTime(tenant ?? a, time: time, asTenant: copy, scratch: scratch.factory) }
+                try await withOperations { try await $0.restoreToTime(tenant ?? a, time: time, asTenant: target, scratch: scratch.factory) }
             }
             #expect(error?.message.contains(expected) == true, "\(String(describing: error))")
             #expect(try await withOperations { try await $0.catalog.tenants() } == before)
@@ -111,6 +111,14 @@ struct PointInTimeRestoreTests {
             try await operations.catalog.upsertTenant(record)
         }
         try await refused(time, tenant: later, "did not exist on server 'default' at")
+        #expect(scratch.directories.count == 1)
+        // Refusals of the restore itself, made before any recovery.
+        try await refused(time, as: a, "--as-tenant must name another tenant")
+        try await refused(time, as: later, "already exists")
+        var shared = try await withOperations { try await $0.catalog.requireTenant(later) }
+        shared.placement = .shared
+        try await withOperations { [shared] in try await $0.catalog.upsertTenant(shared) }
+        try await refused(time, tenant: later, as: nil, "is not served from its own database")
         #expect(scratch.directories.count == 1)
 
         // As a new tenant: the original is untouched.

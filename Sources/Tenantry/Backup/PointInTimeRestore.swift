@@ -61,6 +61,7 @@ extension Operations {
                 code: .conflict, message: "tenant \(tenant) has no database to restore (status \(record.status.rawValue))",
                 tenant: tenant.rawValue)
         }
+        try await precheck(record, asTenant: asTenant)
         let server = record.serverName ?? ServerDirectory.defaultServerName
         let url = try archiveServerURL(server)
         let (archive, facts) = try await WALArchive.locate(server: server, url: url, logger: logger)
@@ -105,6 +106,25 @@ extension Operations {
             tenant: tenant, restoredAs: asTenant ?? tenant, server: server, database: database, target: target,
             baseBackup: base.path ?? "", baseBackupFinishedAt: base.finishedAt, archivedUntil: archivedUntil, seconds: seconds,
             restore: restored)
+    }
+
+    /// Refusals the restore itself would make, made before the recovery's work (the restore checks
+    /// again, with the rest of its conditions, under the tenant's lock).
+    private func precheck(_ record: TenantRecord, asTenant: TenantID?) async throws {
+        if let asTenant {
+            guard asTenant != record.id else {
+                throw TenantryError(code: .invalidArgument, message: "--as-tenant must name another tenant than \(record.id)")
+            }
+            guard try await catalog.tenant(asTenant) == nil else {
+                throw TenantryError(
+                    code: .conflict, message: "tenant \(asTenant) already exists: --as-tenant needs a new tenant id", tenant: asTenant.rawValue)
+            }
+        } else if record.placement != .dedicated {
+            throw TenantryError(
+                code: .conflict,
+                message: "tenant \(record.id) is not served from its own database (placement \(record.placement.rawValue)): "
+                    + "restore it with --as-tenant NEW", tenant: record.id.rawValue)
+        }
     }
 
     /// Dumps `database` from the recovered server as its bootstrap superuser (the role of oid 10:
