@@ -141,6 +141,10 @@ struct PointInTimeRestoreTests {
         #expect(try await rows(admin.with(database: previous)) == now)
         print("point-in-time restore seconds: \(inPlace.seconds.sorted { $0.key < $1.key })")
 
+        let audit = try await withOperations { try await $0.catalog.auditLog(limit: 500) }
+        let entries = audit.filter { $0.action == "restore.point_in_time" }
+        #expect(entries.filter { $0.outcome == .ok }.count == 2 && entries.filter { $0.outcome == .failed }.count >= 8)
+        #expect(audit.contains { $0.action == "backup.archive.enable" } && audit.contains { $0.action == "backup.base" })
         #expect(scratch.directories.count == 3)
         #expect(scratch.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
     }

@@ -47,6 +47,22 @@ extension Operations {
         _ tenant: TenantID, time: String, asTenant: TenantID? = nil, dropPrevious: Bool = false,
         maxPause: Duration = .seconds(5), scratch: PointInTimeScratchFactory, progress: (@Sendable (String) -> Void)? = nil
     ) async throws -> PointInTimeReport {
+        do {
+            return try await recoverAndRestore(
+                tenant, time: time, asTenant: asTenant, dropPrevious: dropPrevious, maxPause: maxPause, scratch: scratch,
+                progress: progress)
+        } catch {
+            try? await catalog.audit(
+                actor: actor, action: "restore.point_in_time", tenant: asTenant ?? tenant, outcome: .failed,
+                detail: ["source": tenant.rawValue, "time": String(time.prefix(80)), "error": Database.message(of: error)])
+            throw error
+        }
+    }
+
+    private func recoverAndRestore(
+        _ tenant: TenantID, time: String, asTenant: TenantID?, dropPrevious: Bool, maxPause: Duration,
+        scratch: PointInTimeScratchFactory, progress: (@Sendable (String) -> Void)?
+    ) async throws -> PointInTimeReport {
         let clock = ContinuousClock()
         var lap = clock.now
         var seconds: [String: Double] = [:]
