@@ -141,6 +141,14 @@ struct PointInTimeRestoreTests {
         #expect(try await rows(admin.with(database: previous)) == now)
         print("point-in-time restore seconds: \(inPlace.seconds.sorted { $0.key < $1.key })")
 
+        // The status of every server goes on past one that cannot be reached.
+        try await withOperations { operations in
+            try await operations.catalog.upsertServer(ServerRecord(name: "gone", host: "127.0.0.1", port: 1, adminUser: "x", adminPasswordSealed: nil))
+        }
+        let every = try await withOperations { try await $0.archiveStatus(server: nil) }
+        #expect(every.map(\.server) == ["default", "gone"] && every[0].archiving && every[0].error == nil)
+        #expect(every[1].error?.contains("cannot connect") == true, "\(String(describing: every[1].error))")
+
         let audit = try await withOperations { try await $0.catalog.auditLog(limit: 500) }
         let entries = audit.filter { $0.action == "restore.point_in_time" }
         #expect(entries.filter { $0.outcome == .ok }.count == 2 && entries.filter { $0.outcome == .failed }.count >= 8)

@@ -42,12 +42,17 @@ extension Operations {
         return manifest
     }
 
-    /// The archiving status of `server`, or of every server (the default one first).
+    /// The archiving status of `server`, or of every server (the default one first; one that
+    /// cannot be read is reported with its ``WALArchive/StatusReport/error``).
     public func archiveStatus(server: String?) async throws -> [WALArchive.StatusReport] {
-        let names = server.map { [$0] } ?? [ServerDirectory.defaultServerName] + servers.servers.map(\.name)
+        if let server { return [try await WALArchive.status(server: server, url: try archiveServerURL(server), logger: logger)] }
         var reports: [WALArchive.StatusReport] = []
-        for name in names {
-            reports.append(try await WALArchive.status(server: name, url: try archiveServerURL(name), logger: logger))
+        for name in [ServerDirectory.defaultServerName] + servers.servers.map(\.name) {
+            do {
+                reports.append(try await WALArchive.status(server: name, url: try archiveServerURL(name), logger: logger))
+            } catch {
+                reports.append(.unreadable(name, error))
+            }
         }
         return reports
     }

@@ -41,10 +41,20 @@ extension WALArchive {
         public var baseBackups: [BaseBackupManifest]
         /// WAL segments in the archive.
         public var walFiles: Int
+        /// Why the server's status could not be read (a status of every server goes on past it).
+        public var error: String?
 
         enum CodingKeys: String, CodingKey {
             case server, archiving, directory, restartNeeded = "restart_needed", archiver, baseBackups = "base_backups"
-            case walFiles = "wal_files"
+            case walFiles = "wal_files", error
+        }
+
+        /// The status of a server that could not be read.
+        static func unreadable(_ server: String, _ error: any Error) -> StatusReport {
+            StatusReport(
+                server: server, archiving: false, directory: nil, restartNeeded: false,
+                archiver: ArchiverStatus(archivedCount: 0, failedCount: 0), baseBackups: [], walFiles: 0,
+                error: Database.message(of: error))
         }
     }
 

@@ -68,6 +68,10 @@ struct BackupArchiveCommand: AsyncParsableCommand {
         }
 
         private func print(_ report: WALArchive.StatusReport) {
+            if let error = report.error {
+                Output.line("server \(report.server): status unavailable: \(error)")
+                return
+            }
             let state = report.archiving ? "on" : report.restartNeeded ? "configured, waiting for a restart" : "off"
             Output.line("server \(report.server): archiving \(state)" + (report.directory.map { " into \($0)" } ?? ""))
             let archiver = report.archiver
