@@ -246,14 +246,17 @@ extension Backups {
         }
     }
 
-    /// Databases marked as `tenant`'s that take no connections and are not its current one: what
-    /// a restore killed between its swap and the rename of the replaced database leaves.
+    /// Databases marked as `tenant`'s, named after its database, that take no connections and are
+    /// not its current one: what a restore killed between its swap and the rename of the replaced
+    /// database leaves. (The name keeps another installation's tenant with the same id, on the
+    /// same server, out of it.)
     private func replacedLeftovers(_ tenant: TenantID, current: String, admin: PostgresURL) async throws -> [String] {
         let logger = logger
         return try await Database.withConnection(admin, logger: logger) { connection in
             try await connection.query("""
                 SELECT datname::text FROM pg_database d
                 WHERE NOT datallowconn AND datname <> \(current) AND NOT datistemplate
+                  AND starts_with(datname, \(operations.configuration.naming.databaseName(for: tenant)))
                   AND shobj_description(d.oid, 'pg_database') = \(TenantMark.text(tenant))
                 ORDER BY 1
                 """, logger: logger).decode(String.self).reduce(into: [String]()) { $0.append($1) }
