@@ -12,8 +12,9 @@ struct BackupFixture: Sendable {
     let migrations: String
     let store: BackupStore
 
-    static func make(shops: Int, rowsPerShop: Int = 20) async throws -> BackupFixture {
-        let fixture = try await MoveFixture.make(shops: shops, rowsPerShop: rowsPerShop)
+    /// `shops` shops in unified, the first `provision` (default all) registered, moved and retired.
+    static func make(shops: Int, rowsPerShop: Int = 20, provision: Int? = nil) async throws -> BackupFixture {
+        let fixture = try await MoveFixture.make(shops: shops, rowsPerShop: rowsPerShop, provision: provision)
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("tenantry-backup-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: "\(temporary)/migrations", withIntermediateDirectories: true)
         try fixture.migration.sql.write(toFile: "\(temporary)/migrations/V1__tenant_schema.sql", atomically: true, encoding: .utf8)

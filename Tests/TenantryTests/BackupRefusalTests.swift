@@ -9,7 +9,7 @@ import Testing
 struct BackupRefusalTests {
     @Test("a corrupt dump, a missing one, another tenant's backup, a newer schema version, no backup, a shared tenant")
     func refusals() async throws {
-        let setup = try await BackupFixture.make(shops: 2)
+        let setup = try await BackupFixture.make(shops: 3, provision: 2)
         let (a, b) = (setup.fixture.ids[0], setup.fixture.ids[1])
         let manifest = try await setup.withOperations { try await $0.backups().backup(a, into: setup.store) }
         let before = try await setup.rows(in: try await setup.database(a))
@@ -37,6 +37,17 @@ struct BackupRefusalTests {
         // A newer schema version than the fleet's migrations (1).
         let newer = try rewrite(manifest, as: "newer") { $0.replacingOccurrences(of: "\"schema_version\" : 1", with: "\"schema_version\" : 99") }
         try await refused(a, newer, "schema version 99, newer than this fleet's 1")
+        // --as-tenant: a shop still in unified (never registered) is not a new id; a restore that
+        // fails after the new tenant was provisioned takes it away again.
+        let inUnified = try TenantID("3")
+        try await refused(a, manifest.path!, asTenant: inUnified, "has rows in the unified database")
+        let tampered = try rewrite(manifest, as: "tampered") {
+            $0.replacingOccurrences(of: "\"public.restore_probe\" : 0", with: "\"public.restore_probe\" : 5")
+        }
+        let copy = try TenantID("\(a.rawValue)_copy")
+        try await refused(a, tampered, asTenant: copy, "differs from the backup's manifest")
+        #expect(try await setup.withOperations { try await $0.catalog.tenant(copy) } == nil)
+        #expect(try await setup.databases(startingWith: setup.fixture.base.naming.databaseName(for: copy)).isEmpty)
         // One flipped byte in the dump: the checksum says so before anything is touched.
         let dump = manifest.dumpPath!
         var bytes = try Data(contentsOf: URL(fileURLWithPath: dump))
@@ -73,7 +84,18 @@ struct BackupRefusalTests {
             _ = try await move.migrateData(.tenants([a, b]))
             _ = try await move.cutover(.tenants([a]), maxPause: .seconds(10), retries: 5)
             let backupA = try await operations.backups().backup(a, into: setup.store)
-            let backupB = try await operations.backups().backup(b, into: setup.store)
+            // The shared tenant's database is a copy in the making: not backed up.
+            let notBackedUp = await #expect(throws: TenantryError.self) {
+                _ = try await operations.backups().backup(b, into: setup.store)
+            }
+            #expect(notBackedUp?.message.contains("is served from the unified database") == true, "\(notBackedUp?.message ?? "")")
+            // A's backup relabelled as b's (the dump is a's, unchanged): b is not restored in place.
+            let text = try String(contentsOfFile: backupA.path!, encoding: .utf8)
+            let relabelled = (backupA.path! as NSString).deletingLastPathComponent + "/as-b.json"
+            try text.replacingOccurrences(of: "\"tenant\" : \"\(a.rawValue)\"", with: "\"tenant\" : \"\(b.rawValue)\"")
+                .write(toFile: relabelled, atomically: true, encoding: .utf8)
+            let backupB = try BackupStore.manifest(at: relabelled)
+            #expect(backupB.tenant == b)
             let dedicated = await #expect(throws: TenantryError.self) {
                 _ = try await operations.backups().restore(a, from: backupA.path!)
             }

@@ -25,20 +25,28 @@ extension Backups {
 
     static let runFile = ".tenantry-backup-run.json"
 
-    /// Backs up every provisioned tenant, `concurrency` at a time, reporting each one. The run is
-    /// recorded in the store: when the previous `--all` run did not finish (killed, or a tenant
-    /// failed), the tenants it already backed up are skipped, so re-running completes it.
+    /// How old an unfinished run may be and still be resumed: an older one (a tenant that keeps
+    /// failing) must not keep the others' backups from being taken again.
+    static let resumeWindow: TimeInterval = 12 * 3600
+
+    /// Backs up every tenant served from its own database (placement dedicated), `concurrency` at a
+    /// time, reporting each one. The run is recorded in the store: when the previous `--all` run
+    /// did not finish (killed, or a tenant failed) and started less than 12 hours ago, the tenants
+    /// it already backed up are skipped, so re-running completes it.
     public func backupAll(
         into store: BackupStore, concurrency: Int = 4, progress: ProgressHandler? = nil
     ) async throws -> FleetReport {
         let started = ContinuousClock.now
-        let tenants = try await operations.provisionedTenants().sorted { $0.rawValue < $1.rawValue }
+        let tenants = try await catalog.tenants()
+            .filter { $0.status == .active && $0.databaseName != nil && $0.placement == .dedicated }.map(\.id)
+            .sorted { $0.rawValue < $1.rawValue }
         try store.createRoot()
         let runPath = (store.root as NSString).appendingPathComponent(Self.runFile)
         var run = RunState(startedAt: Date(), finishedAt: nil, tenants: tenants)
         var resumed: [TenantID] = []
         if let data = FileManager.default.contents(atPath: runPath),
-           let previous = try? Self.runDecoder.decode(RunState.self, from: data), previous.finishedAt == nil {
+           let previous = try? Self.runDecoder.decode(RunState.self, from: data), previous.finishedAt == nil,
+           Date().timeIntervalSince(previous.startedAt) < Self.resumeWindow {
             run.startedAt = previous.startedAt
             let done = Set(try store.list().filter { $0.startedAt >= previous.startedAt }.map(\.tenant))
             resumed = tenants.filter { done.contains($0) }

@@ -70,9 +70,20 @@ extension Backups {
             let report = try await catalog.exclusively(target, "restore") {
                 guard var record = try await restoreTarget(tenant, asTenant: asTenant, manifest: manifest, provisioning: true, progress: progress)
                 else { throw TenantryError(code: .conflict, message: "tenant \(target) vanished", tenant: target.rawValue) }
-                return try await restoreLocked(
-                    &record, manifest: manifest, migrations: migrations, dropPrevious: dropPrevious || asTenant != nil,
-                    newTenant: asTenant != nil, maxPause: maxPause, parts: parts, progress: progress)
+                do {
+                    let report = try await restoreLocked(
+                        &record, manifest: manifest, migrations: migrations, dropPrevious: dropPrevious || asTenant != nil,
+                        newTenant: asTenant != nil, maxPause: maxPause, parts: parts, progress: progress)
+                    if asTenant != nil {
+                        // Served from its own database from now on: it has no rows in unified.
+                        record.placement = .dedicated
+                        try await catalog.upsertTenant(record)
+                    }
+                    return report
+                } catch {
+                    if let asTenant { await discardNewTenant(asTenant) }
+                    throw error
+                }
             }
             var finished = report
             finished.milliseconds = Int((ContinuousClock.now - started).wholeMilliseconds)
@@ -124,18 +135,26 @@ extension Backups {
                 throw TenantryError(
                     code: .conflict, message: "tenant \(asTenant) already exists: --as-tenant needs a new tenant id", tenant: asTenant.rawValue)
             }
+            // Not registered yet is not enough: a shop still in unified that was never registered
+            // would be routed to the copy.
+            if (try? await operations.unifiedTenants())?.contains(asTenant) == true {
+                throw TenantryError(
+                    code: .conflict, message: "tenant \(asTenant) has rows in the unified database: --as-tenant needs a new tenant id",
+                    tenant: asTenant.rawValue)
+            }
             guard provisioning else { return nil }
             let source = try await catalog.tenant(tenant)
             let server = source?.serverName
                 ?? (operations.servers.servers.contains { $0.name == manifest.server } ? manifest.server : nil)
             progress?("provisioning tenant \(asTenant)")
             try await catalog.registerTenants([asTenant])
-            _ = try await operations.provisioner().provision(asTenant, server: server)
-            var record = try await catalog.requireTenant(asTenant)
-            // Served from its own database from the start: it has no rows in unified.
-            record.placement = .dedicated
-            try await catalog.upsertTenant(record)
-            return record
+            do {
+                _ = try await operations.provisioner().provision(asTenant, server: server)
+            } catch {
+                await discardNewTenant(asTenant)
+                throw error
+            }
+            return try await catalog.requireTenant(asTenant)
         }
         let record = try await catalog.requireTenant(tenant)
         guard record.status == .active, record.placement == .dedicated, record.databaseName != nil else {
@@ -156,6 +175,18 @@ extension Backups {
                 tenant: tenant.rawValue)
         }
         return record
+    }
+
+    /// Undoes the provisioning of a `--as-tenant` tenant whose restore failed: its database and
+    /// role are dropped and it leaves the catalog, so the command can simply be run again.
+    private func discardNewTenant(_ tenant: TenantID) async {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tenantry-discard-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        if let provisioner = try? operations.provisioner(needsMigrations: false),
+           (try? await catalog.tenant(tenant))??.databaseName != nil {
+            _ = try? await provisioner.deprovision(tenant, archiveDirectory: scratch)
+        }
+        try? await catalog.deleteTenant(tenant)
     }
 
     static func lap(_ clock: inout ContinuousClock.Instant) -> Int {

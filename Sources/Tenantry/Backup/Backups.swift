@@ -24,7 +24,7 @@ public struct Backups: Sendable {
     }
 
     /// Backs up `tenant`'s database into `store`: dump and manifest written atomically, 0600.
-    /// The tenant must be provisioned (active, with a database).
+    /// The tenant must be served from its database (active, placement dedicated).
     @discardableResult
     public func backup(_ tenant: TenantID, into store: BackupStore) async throws -> BackupManifest {
         let record = try await catalog.requireTenant(tenant)
@@ -32,6 +32,14 @@ public struct Backups: Sendable {
             throw TenantryError(
                 code: .conflict, message: "tenant \(tenant) has no database to back up (status \(record.status.rawValue))",
                 tenant: tenant.rawValue)
+        }
+        // A tenant still served from unified has a database that is a copy in the making (or none
+        // of its rows yet): backing it up would label a partial copy as the tenant's backup.
+        guard record.placement == .dedicated else {
+            throw TenantryError(
+                code: .conflict,
+                message: "tenant \(tenant) is served from the unified database: its own database is not authoritative yet "
+                    + "(back up the unified database instead)", tenant: tenant.rawValue)
         }
         let url = try operations.servers.adminURL(server: record.serverName, database: database)
         do {
