@@ -121,6 +121,15 @@ struct PointInTimeRestoreTests {
         try await refused(time, tenant: later, as: nil, "is not served from its own database")
         #expect(scratch.directories.count == 1)
 
+        // A cutover after T: at T the tenant's database was a copy in the making, not its data.
+        try await withOperations { try await $0.catalog.audit(actor: "test-pitr", action: "cutover", tenant: a, outcome: .ok) }
+        try await refused(time, "writes moved at")
+        try await withOperations { operations in
+            _ = try await operations.catalog.client.query("DELETE FROM tenantry.audit_log WHERE actor = 'test-pitr'", logger: TestPostgres.logger)
+        }
+        #expect(scratch.directories.count == 1)
+
+
         // As a new tenant: the original is untouched.
         let asNew = try await withOperations {
             try await $0.restoreToTime(a, time: time, asTenant: copy, scratch: scratch.factory)

@@ -78,6 +78,16 @@ extension Operations {
                 tenant: tenant.rawValue)
         }
         try await precheck(record, asTenant: asTenant)
+        // Before a cutover or a switch between servers, the database the catalog names today was a
+        // copy in the making (or followed another one): not the tenant's data at T.
+        if let moved = try await catalog.auditLog(tenant: tenant, limit: 1000).first(where: {
+            $0.outcome == .ok && $0.at > targetDate && ["cutover", "move-switch", "move-reverse"].contains($0.action)
+        }) {
+            throw TenantryError(
+                code: .invalidArgument,
+                message: "tenant \(tenant)'s writes moved at \(PointInTimeFormat.string(moved.at)) (\(moved.action)), after \(target): "
+                    + "its database was not yet where they went at \(target); choose a later time", tenant: tenant.rawValue)
+        }
         let server = record.serverName ?? ServerDirectory.defaultServerName
         let url = try archiveServerURL(server)
         let (archive, facts) = try await WALArchive.locate(server: server, url: url, logger: logger)
