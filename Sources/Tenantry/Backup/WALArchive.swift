@@ -48,12 +48,14 @@ public struct WALArchive: Sendable, Equatable {
     static let marker = "# tenantry-wal-archive"
 
     /// The server's `archive_command`: copies a segment to `wal/` through a temporary name (a
-    /// crash never leaves a partial segment under the real name), synced; a segment already there
+    /// crash never leaves a partial segment under the real name), synced, and the directory synced
+    /// after the rename (so the segment's name survives a crash of the archive host before
+    /// PostgreSQL recycles it); a segment already there
     /// is accepted only when its content is identical (PostgreSQL may archive one again after a
     /// crash), never overwritten.
     public var archiveCommand: String {
         "f='\(walDirectory)/%f'; if [ -f \"$f\" ]; then cmp -s '%p' \"$f\"; "
-            + "else cp '%p' \"$f.tmp\" && sync \"$f.tmp\" && mv \"$f.tmp\" \"$f\"; fi \(Self.marker)"
+            + "else cp '%p' \"$f.tmp\" && sync \"$f.tmp\" && mv \"$f.tmp\" \"$f\" && sync '\(walDirectory)'; fi \(Self.marker)"
     }
 
     /// The `restore_command` of a server recovering from this archive.
