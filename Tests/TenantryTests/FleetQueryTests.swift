@@ -110,6 +110,22 @@ struct FleetQueryTests {
         #expect(sparse.rows == [["2", "3", nil]])
     }
 
+    @Test("a shared tenant's query that reads a global table or a view fails for that tenant, naming it; its tenant tables still answer")
+    func sharedTenantGlobalRelations() async throws {
+        let fixture = try await FleetQueryFixture.make()
+        _ = try await TestPostgres.strings(fixture.move.unifiedURL, "CREATE TABLE fleet_settings (k text, v text)")
+        _ = try await TestPostgres.strings(fixture.move.unifiedURL, "INSERT INTO fleet_settings VALUES ('a', '1'), ('b', '2')")
+        _ = try await TestPostgres.strings(fixture.move.unifiedURL, "CREATE VIEW all_orders AS SELECT * FROM orders")
+        let shared = try TenantID("4")
+        for sql in ["SELECT count(*) AS n FROM fleet_settings", "SELECT count(*) AS n FROM all_orders"] {
+            let result = try await fixture.run(FleetQuery(sql: sql, tenants: .tenants([shared]), partial: true))
+            #expect(result.rows.isEmpty && result.missing.map(\.tenant) == ["4"], "\(sql)")
+            #expect(result.missing.first?.error.contains("is not a tenant table") == true, "\(result.missing)")
+        }
+        let orders = try await fixture.run(FleetQuery(sql: "SELECT count(*) AS n FROM orders", tenants: .tenants([shared])))
+        #expect(orders.rows == [["4", "2"]])
+    }
+
     @Test("the public-schema guard: qualified names in any spelling, not words that merely end in public")
     func publicSchemaGuard() {
         for sql in ["select * from public.orders", "select * from PUBLIC . orders", "select * from \"public\".orders",

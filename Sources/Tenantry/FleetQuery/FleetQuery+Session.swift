@@ -181,6 +181,8 @@ enum FleetSession {
     /// the router sets on every unified connection. Temporary relations come first in the search
     /// path, so the tenant SQL's unqualified `orders` reads the view. Run inside a savepoint that is
     /// rolled back afterwards: the views never outlive the query nor reach the pooled session.
+    /// Every other relation of `public` (a global table, a view) is shadowed by a view that fails
+    /// when read, naming it: it would show every tenant's rows.
     static func shadowTenantTables(_ connection: PostgresConnection, discriminator: String, logger: Logger) async throws {
         let column = discriminator.replacingOccurrences(of: "'", with: "''")
         try await connection.query(PostgresQuery(unsafeSQL: """
@@ -198,6 +200,18 @@ enum FleetSession {
                 EXECUTE format(
                   'CREATE OR REPLACE TEMP VIEW %I AS SELECT %s FROM public.%I WHERE %I = CAST(nullif(current_setting(''tenantry.tenant'', true), '''') AS %s)',
                   t.name, coalesce(t.columns, ''), t.name, '\(column)', t.key_type);
+              END LOOP;
+              -- Every other relation of public (global tables, views, materialized views, foreign
+              -- tables) would show every tenant's rows: shadowed by a view that fails when read.
+              FOR t IN
+                SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                  AND NOT EXISTS (SELECT 1 FROM pg_attribute d WHERE d.attrelid = c.oid AND d.attname = '\(column)'
+                                  AND NOT d.attisdropped AND d.attnotnull)
+              LOOP
+                EXECUTE format(
+                  'CREATE OR REPLACE TEMP VIEW %I AS SELECT * FROM public.%I WHERE CAST(CAST(%L AS text) AS integer) = 0',
+                  t.name, t.name, 'fleet query: ' || t.name || ' is not a tenant table; a shared tenant''s query reads tenant tables only');
               END LOOP;
             END
             $fleet_query$
