@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import PostgresNIO
+import Tenantry
+import TenantryCore
+
+/// `tenantry-bench backup`: logical backups of a fleet of small tenant databases, and the restore
+/// of one tenant.
+///
+/// Setup (not timed): a HandyShop unified database with `--tenants` shops (about `--rows-per-shop`
+/// tenant rows each over its 19 tenant tables), every shop provisioned as a tenant database and its
+/// rows copied in (`migrateData`, as `tenantry migrate-data` does); the restored tenant is cut over
+/// and retired (a tenant is restored in place only when its writes no longer sync back).
+///
+/// Measured, in one run on one server, in this order:
+/// 1. **anchor**: a sequential `pg_dump -Fc` loop over the tenant databases (what a cron script
+///    does), through ``PostgresDump`` / ``ProcessRunner``;
+/// 2. `Backups.backupAll(into:concurrency:)` (`tenantry backup --all`) at its default concurrency,
+///    then at each of `--concurrency-list`, each into a fresh directory;
+/// 3. the anchor again (the machine is shared: the anchor is the mean of both);
+/// 4. per-tenant profile, one tenant at a time over `--profile-tenants` tenants: a bare `pg_dump`,
+///    `Backups.backupDatabase`, and the steps of the latter replayed one by one (snapshot and row
+///    counts, `pg_dump --snapshot`, `pg_restore --list`, fsync, SHA-256), to say where the time goes;
+/// 5. `--restores` × `Backups.restore` of one tenant in place from the default run's backup
+///    (checksum, restore, verify, swap, write pause).
+struct BackupBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "backup --all of N tenant databases vs a sequential pg_dump loop; per-tenant overhead; restore of one tenant.")
+
+    @Option(help: "Tenant databases in the fleet.") var tenants = 200
+    @Option(help: "HandyShop tenant rows per shop, on average (over 19 tables; the generator's sizes vary by shop).")
+    var rowsPerShop = 300
+    @Option(help: "Further backupAll concurrencies measured after the default one (comma-separated).")
+    var concurrencyList = "2,4,8"
+    @Option(help: "Tenants of the sequential per-tenant profile (bare pg_dump vs backupDatabase vs its steps).")
+    var profileTenants = 20
+    @Option(help: "In-place restores of one tenant measured (each from the same backup).") var restores = 3
+    @Flag(help: "Print only the JSON object.") var json = false
+
+    /// `backupAll`'s default concurrency (`tenantry backup --all` without `--concurrency`).
+    static let defaultConcurrency = 4
+
+    func validate() throws {
+        guard (2...2000).contains(tenants), (1...100_000).contains(rowsPerShop) else {
+            throw ValidationError("--tenants must be 2-2000 and --rows-per-shop 1-100000")
+        }
+        guard (try? concurrencies()) != nil else { throw ValidationError("--concurrency-list: numbers from 1 to 64, comma-separated") }
+        guard (1...tenants).contains(profileTenants), (0...20).contains(restores) else {
+            throw ValidationError("--profile-tenants must be 1-\(tenants) and --restores 0-20")
+        }
+    }
+
+    /// The default concurrency first, then the others of `--concurrency-list` in their order.
+    func concurrencies() throws -> [Int] {
+        var list = [Self.defaultConcurrency]
+        for part in concurrencyList.split(separator: ",") {
+            guard let value = Int(part.trimmingCharacters(in: .whitespaces)), (1...64).contains(value) else {
+                throw ValidationError("bad --concurrency-list entry \(part)")
+            }
+            if !list.contains(value) { list.append(value) }
+        }
+        return list
+    }
+
+    /// The tenant restored: the middle one (shops after the first tenth are of typical size).
+    var restoredTenant: TenantID { try! TenantID("\(max(1, tenants / 2))") }
+
+    func run() async throws {
+        let options = self
+        var fields = try await Bench.withServer { _, admin in
+            let fleet = try await BackupFleet.make(admin: admin, tenants: options.tenants, rowsPerShop: options.rowsPerShop,
+                                                   restored: options.restoredTenant, quiet: options.json)
+            defer { fleet.removeFiles() }
+            return try await fleet.withOperations { operations in
+                try await options.measure(fleet, operations: operations)
+            }
+        }
+        fields["benchmark"] = "backup"
+        fields["cores"] = ProcessInfo.processInfo.activeProcessorCount
+        fields["tenants"] = tenants
+        fields["rows_per_shop"] = rowsPerShop
+        fields["goal_vs_sequential_pg_dump"] = 1.7
+        try Bench.report(fields, json: json)
+    }
+
+    func measure(_ fleet: BackupFleet, operations: Operations) async throws -> [String: any Sendable] {
+        let quiet = json
+        let widths = try concurrencies()
+        var fields = try await fleet.size()
+        if !quiet {
+            Bench.note("fleet: \(fields["fleet_rows"] ?? 0) rows, \(ByteSize.format(fields["fleet_bytes"] as? Int64 ?? 0)) on disk "
+                + "(\(ByteSize.format(fields["fleet_data_bytes"] as? Int64 ?? 0)) in tenant tables); warming up…")
+        }
+        try await fleet.warmUp()
+
+        // (1) The anchor: one pg_dump -Fc after another.
+        if !quiet { Bench.note("anchor: sequential pg_dump -Fc over \(fleet.tenants.count) databases…") }
+        let anchorBefore = try await fleet.sequentialPgDump()
+
+        // (2) backupAll at each concurrency, the default first.
+        var runs: [(width: Int, run: BackupFleet.AllRun)] = []
+        for width in widths {
+            if !quiet { Bench.note("tenantry: backupAll, concurrency \(width)…") }
+            runs.append((width, try await fleet.backupAll(operations, concurrency: width, keep: width == Self.defaultConcurrency)))
+        }
+
+        // (3) The anchor again.
+        if !quiet { Bench.note("anchor again…") }
+        let anchorAfter = try await fleet.sequentialPgDump()
+        let anchorMs = (anchorBefore.milliseconds + anchorAfter.milliseconds) / 2
+        let main = runs[0].run
+
+        // (4) Per tenant, one at a time.
+        if !quiet { Bench.note("per-tenant profile over \(profileTenants) tenants…") }
+        let profile = try await fleet.profile(operations, count: profileTenants)
+
+        // (5) Restore of one tenant.
+        var restore: [String: any Sendable]? = nil
+        if restores > 0 {
+            if !quiet { Bench.note("restore of tenant \(restoredTenant) in place, \(restores) time(s)…") }
+            restore = try await fleet.restores(
+                operations, tenant: restoredTenant, from: fleet.storePath(Self.defaultConcurrency), count: restores)
+        }
+
+        fields["concurrency"] = Self.defaultConcurrency
+        fields["backup_all_ms"] = main.milliseconds
+        fields["backup_bytes"] = main.bytes
+        fields["sequential_pg_dump_ms"] = anchorMs
+        fields["sequential_pg_dump_runs_ms"] = [anchorBefore.milliseconds, anchorAfter.milliseconds]
+        fields["sequential_pg_dump_bytes"] = anchorBefore.bytes
+        fields["vs_sequential_pg_dump"] = Bench.round(Double(anchorMs) / Double(max(main.milliseconds, 1)), 2)
+        fields["backup_all_by_concurrency"] = runs.map { width, run -> [String: any Sendable] in
+            [
+                "concurrency": width, "ms": run.milliseconds,
+                "vs_sequential_pg_dump": Bench.round(Double(anchorMs) / Double(max(run.milliseconds, 1)), 2),
+                "tenant_ms_median": run.tenantMedianMs, "tenant_ms_p95": run.tenantP95Ms,
+            ]
+        }
+        let best = runs.min { $0.run.milliseconds < $1.run.milliseconds }!
+        fields["best_concurrency"] = best.width
+        fields["best_vs_sequential_pg_dump"] = Bench.round(Double(anchorMs) / Double(max(best.run.milliseconds, 1)), 2)
+        fields["per_tenant_ms"] = profile["backup_database_ms"]
+        fields["per_tenant_pg_dump_ms"] = profile["pg_dump_ms"]
+        fields["per_tenant_overhead_ms"] = profile["overhead_ms"]
+        fields["per_tenant_profile"] = profile
+        fields["restore_ms"] = restore.map { $0 as any Sendable } ?? NSNull()
+        fields["pitr"] = NSNull()
+        fields["pitr_note"] = "point-in-time restore not on main when this ran: the logical restore is measured instead"
+        return fields
+    }
+}
