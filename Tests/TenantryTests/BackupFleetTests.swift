@@ -74,9 +74,15 @@ struct BackupFleetTests {
         }
         #expect(report.removed.count == 74)
         for path in report.removed { #expect(!FileManager.default.fileExists(atPath: path)) }
+        // A killed backup's partial file goes once it is an hour old; a fresh one stays.
+        let stale = store.root + "/a/a-1.dump.partial", fresh = store.root + "/a/a-2.dump.partial"
+        for path in [stale, fresh] { try Data("x".utf8).write(to: URL(fileURLWithPath: path)) }
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: stale)
         // Zero and zero still keep each tenant's newest.
-        _ = try Backups.prune(store, keepDaily: 0, keepWeekly: 0)
+        let last = try Backups.prune(store, keepDaily: 0, keepWeekly: 0)
         #expect(try store.list().count == 2)
+        #expect(last.removed.contains(stale) && !last.removed.contains(fresh))
+        #expect(!FileManager.default.fileExists(atPath: stale) && FileManager.default.fileExists(atPath: fresh))
         #expect(throws: TenantryError.self) { try Backups.prune(store, keepDaily: -1, keepWeekly: 0) }
     }
 

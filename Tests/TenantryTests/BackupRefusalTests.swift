@@ -92,3 +92,22 @@ struct BackupRefusalTests {
         return path
     }
 }
+
+@Suite("a restore killed part way", .timeLimit(.minutes(5)))
+struct BackupInterruptedTests {
+    @Test("a staging database a killed restore left is dropped by the next restore, which succeeds")
+    func stagingLeftover() async throws {
+        let setup = try await BackupFixture.make(shops: 1, rowsPerShop: 5)
+        let a = setup.fixture.ids[0]
+        let original = try await setup.database(a)
+        let manifest = try await setup.withOperations { try await $0.backups().backup(a, into: setup.store) }
+        // What a restore killed during pg_restore leaves: a marked staging database with that prefix.
+        let prefix = "tenantry-new-\(String(StableHash.fnv1a64(original), radix: 16))-"
+        _ = try await TestPostgres.strings(try await TestPostgres.url(), "CREATE DATABASE \"\(prefix)r20260101000000\"")
+        #expect(try await setup.databases(startingWith: prefix).count == 1)
+        let report = try await setup.withOperations { try await $0.backups().restore(a, from: manifest.path!) }
+        #expect(try await setup.databases(startingWith: prefix).isEmpty)
+        #expect(try await setup.database(a) == report.database)
+        #expect(report.rows == manifest.rows)
+    }
+}

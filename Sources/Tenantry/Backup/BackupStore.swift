@@ -167,6 +167,23 @@ public struct BackupStore: Sendable {
         return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), bytes)
     }
 
+    /// Removes the `.partial` files (a killed backup's) last modified more than `age` seconds ago;
+    /// returns their paths.
+    func removeStalePartials(olderThan age: TimeInterval) -> [String] {
+        let manager = FileManager.default
+        var removed: [String] = []
+        for name in (try? manager.contentsOfDirectory(atPath: root)) ?? [] {
+            let directory = (root as NSString).appendingPathComponent(name)
+            for file in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] where file.hasSuffix(".partial") {
+                let path = (directory as NSString).appendingPathComponent(file)
+                guard let modified = (try? manager.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                      Date().timeIntervalSince(modified) > age, (try? manager.removeItem(atPath: path)) != nil else { continue }
+                removed.append(path)
+            }
+        }
+        return removed
+    }
+
     /// Removes a backup: its manifest first (the backup is gone from then on), then its dump.
     public static func remove(_ manifest: BackupManifest) throws {
         guard let path = manifest.path else { return }

@@ -92,13 +92,15 @@ extension Backups {
     public struct PruneReport: Sendable, Codable, Equatable {
         /// Backups kept (manifest paths).
         public var kept: [String]
-        /// Backups removed (or, with `dryRun`, that would be).
+        /// Backups removed (or, with `dryRun`, that would be), and `.partial` files a killed
+        /// backup left (older than an hour).
         public var removed: [String]
     }
 
     /// Retention per tenant: the newest backup of each of the last `keepDaily` days that have a
     /// backup, and of each of the last `keepWeekly` ISO weeks (UTC) are kept; so is each tenant's
-    /// newest backup, whatever the counts. The others are removed (manifest first, then dump).
+    /// newest backup, whatever the counts. The others are removed (manifest first, then dump), and
+    /// so are `.partial` files older than an hour (a killed backup's).
     public static func prune(
         _ store: BackupStore, keepDaily: Int, keepWeekly: Int, dryRun: Bool = false
     ) throws -> PruneReport {
@@ -134,6 +136,7 @@ extension Backups {
                 }
             }
         }
+        if !dryRun { report.removed += store.removeStalePartials(olderThan: 3600) }
         return report
     }
 }
