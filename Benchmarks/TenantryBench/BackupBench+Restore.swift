@@ -7,13 +7,23 @@ extension BackupFleet {
     /// (its newest backup of `tenant`), the previous database kept each time (the CLI's default).
     /// No writes run meanwhile (the pause is the fence's own cost; the test `BackupRestoreLoadTests`
     /// writes through the swap). Medians, ms, and every sample.
-    func restores(_ operations: Operations, tenant: TenantID, from store: String, count: Int) async throws -> [String: any Sendable] {
+    func restores(
+        _ operations: Operations, tenant: TenantID, from store: String, count: Int, gap: Duration
+    ) async throws -> [String: any Sendable] {
         var samples: [Backups.RestoreReport] = []
         var wall: [Double] = []
-        for _ in 0..<count {
+        for index in 0..<count {
+            if index > 0 { try await Task.sleep(for: gap) }
             let start = ContinuousClock.now
-            samples.append(try await operations.backups().restore(tenant, from: store, dropPrevious: false, maxPause: .seconds(5)))
+            do {
+                samples.append(try await operations.backups().restore(tenant, from: store, dropPrevious: false, maxPause: .seconds(5)))
+            } catch {
+                throw BenchFailure("restore \(index + 1) of tenant \(tenant) failed: \(Database.oneLine(error)); "
+                    + (try await databaseCheck(operations, tenant: tenant)))
+            }
             wall.append(BackupProfile.milliseconds(since: start))
+            let check = try await databaseCheck(operations, tenant: tenant)
+            guard check.hasPrefix("ok") else { throw BenchFailure("after restore \(index + 1): \(check)") }
         }
         let manifest = try BackupStore(root: store).list(tenant: tenant).last
         let median = { (values: [Double]) in Bench.round(BackupProfile.percentile(values, 0.5), 1) }
@@ -34,5 +44,19 @@ extension BackupFleet {
             fields[part] = median(samples.compactMap { $0.parts[part].map(Double.init) })
         }
         return fields
+    }
+
+    /// Whether the database the catalog routes `tenant` to exists, and its rows.
+    func databaseCheck(_ operations: Operations, tenant: TenantID) async throws -> String {
+        guard let database = try await operations.catalog.requireTenant(tenant).databaseName else { return "the catalog names no database" }
+        let exists = try await Database.withConnection(bed.admin, logger: Bench.logger) { connection in
+            try await connection.query("SELECT count(*)::int FROM pg_database WHERE datname = \(database)", logger: Bench.logger)
+                .decode(Int.self).first { _ in true } ?? 0
+        }
+        guard exists == 1 else { return "the tenant's database \(database) (in the catalog) no longer exists" }
+        let rows = try await Database.withConnection(bed.admin.with(database: database), logger: Bench.logger) { connection in
+            try await BackupProfile.rowCounts(on: connection).values.reduce(0, +)
+        }
+        return "ok: the tenant's database \(database) exists, \(rows) rows"
     }
 }

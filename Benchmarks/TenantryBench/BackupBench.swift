@@ -36,6 +36,10 @@ struct BackupBench: AsyncParsableCommand {
     @Option(help: "Tenants of the sequential per-tenant profile (bare pg_dump vs backupDatabase vs its steps).")
     var profileTenants = 20
     @Option(help: "In-place restores of one tenant measured (each from the same backup).") var restores = 3
+    @Option(help: ArgumentHelp(
+        "Milliseconds between two restores.",
+        discussion: "Restores name their databases by the UTC second: two restores of one tenant in the same second collide (see Benchmarks/README.md)."))
+    var restoreGapMs = 1_100
     @Flag(help: "Print only the JSON object.") var json = false
 
     /// `backupAll`'s default concurrency (`tenantry backup --all` without `--concurrency`).
@@ -46,7 +50,7 @@ struct BackupBench: AsyncParsableCommand {
             throw ValidationError("--tenants must be 2-2000 and --rows-per-shop 1-100000")
         }
         guard (try? concurrencies()) != nil else { throw ValidationError("--concurrency-list: numbers from 1 to 64, comma-separated") }
-        guard (1...tenants).contains(profileTenants), (0...20).contains(restores) else {
+        guard (1...tenants).contains(profileTenants), (0...20).contains(restores), restoreGapMs >= 0 else {
             throw ValidationError("--profile-tenants must be 1-\(tenants) and --restores 0-20")
         }
     }
@@ -120,7 +124,8 @@ struct BackupBench: AsyncParsableCommand {
         if restores > 0 {
             if !quiet { Bench.note("restore of tenant \(restoredTenant) in place, \(restores) time(s)…") }
             restore = try await fleet.restores(
-                operations, tenant: restoredTenant, from: fleet.storePath(Self.defaultConcurrency), count: restores)
+                operations, tenant: restoredTenant, from: fleet.storePath(Self.defaultConcurrency), count: restores,
+                gap: .milliseconds(restoreGapMs))
         }
 
         fields["concurrency"] = Self.defaultConcurrency
