@@ -61,7 +61,6 @@ let package = Package(
             dependencies: [
                 "TenantryCore",
                 "PostgresTools",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

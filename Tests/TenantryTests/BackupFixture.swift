@@ -19,11 +19,8 @@ struct BackupFixture: Sendable {
         try fixture.migration.sql.write(toFile: "\(temporary)/migrations/V1__tenant_schema.sql", atomically: true, encoding: .utf8)
         let made = BackupFixture(fixture: fixture, migrations: "\(temporary)/migrations", store: BackupStore(root: "\(temporary)/backups"))
         try await made.withOperations { operations in
-            let move = try await operations.move()
-            _ = try await move.migrateData(.tenants(fixture.ids))
-            let report = try await move.cutover(.tenants(fixture.ids), maxPause: .seconds(10), retries: 5)
-            #expect(report.failed.isEmpty, "\(report.failed)")
-            _ = try await move.retire(fixture.ids, archiveDirectory: "\(temporary)/archive", dryRun: false)
+            try await fixture.cutOver(fixture.ids, with: operations)
+            _ = try await operations.move().retire(fixture.ids, archiveDirectory: "\(temporary)/archive", dryRun: false)
             for id in fixture.ids {
                 let record = try await operations.catalog.requireTenant(id)
                 let url = try await made.url(record.databaseName!)
@@ -34,15 +31,8 @@ struct BackupFixture: Sendable {
         return made
     }
 
-    var configuration: TenantryConfiguration {
-        var configuration = DoctorTests.configuration(fixture)
-        configuration.migrationsDirectory = migrations
-        return configuration
-    }
-
     func withOperations<T: Sendable>(_ body: @escaping @Sendable (Operations) async throws -> T) async throws -> T {
-        try await Operations.with(
-            configuration: configuration, databaseURL: fixture.unifiedURL, actor: "test", logger: TestPostgres.logger, body)
+        try await fixture.withOperations(migrations: migrations, body)
     }
 
     /// An admin URL of `database` on the test server.

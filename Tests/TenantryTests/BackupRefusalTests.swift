@@ -13,7 +13,8 @@ struct BackupRefusalTests {
         let (a, b) = (setup.fixture.ids[0], setup.fixture.ids[1])
         let manifest = try await setup.withOperations { try await $0.backups().backup(a, into: setup.store) }
         let before = try await setup.rows(in: try await setup.database(a))
-        let databases = try await setup.databases(startingWith: "")
+        let original = try await setup.database(a)
+        let staging = "tenantry-new-\(String(StableHash.fnv1a64(original), radix: 16))-"
 
         func refused(_ tenant: TenantID, _ path: String, asTenant: TenantID? = nil, _ expected: String) async throws {
             let error = await #expect(throws: TenantryError.self) {
@@ -54,7 +55,9 @@ struct BackupRefusalTests {
 
         // Nothing changed: the tenant's rows and database, and no database was created or left.
         #expect(try await setup.rows(in: try await setup.database(a)) == before)
-        #expect(try await setup.databases(startingWith: "") == databases)
+        #expect(try await setup.databases(startingWith: original) == [original])
+        #expect(try await setup.databases(startingWith: staging).isEmpty)
+        #expect(try await setup.database(a) == original)
         let audit = try await setup.withOperations { try await $0.catalog.auditLog(tenant: a) }
         #expect(audit.contains { $0.action == "restore" && $0.outcome == .failed })
     }
@@ -109,5 +112,24 @@ struct BackupInterruptedTests {
         #expect(try await setup.databases(startingWith: prefix).isEmpty)
         #expect(try await setup.database(a) == report.database)
         #expect(report.rows == manifest.rows)
+    }
+
+    @Test("a database a restore killed after its swap left closed is kept as _before_restore_ by the next restore")
+    func replacedLeftover() async throws {
+        let setup = try await BackupFixture.make(shops: 1, rowsPerShop: 5)
+        let a = setup.fixture.ids[0]
+        let original = try await setup.database(a)
+        let manifest = try await setup.withOperations { try await $0.backups().backup(a, into: setup.store) }
+        // What the killed run left: the replaced database under its old name, closed, still marked.
+        let admin = try await TestPostgres.url()
+        let left = original + "_old"
+        _ = try await TestPostgres.strings(admin, "CREATE DATABASE \"\(left)\"")
+        _ = try await TestPostgres.strings(admin, "COMMENT ON DATABASE \"\(left)\" IS 'tenantry:tenant=\(a.rawValue)'")
+        _ = try await TestPostgres.strings(admin, "ALTER DATABASE \"\(left)\" ALLOW_CONNECTIONS false")
+        let report = try await setup.withOperations { try await $0.backups().restore(a, from: manifest.path!) }
+        let kept = try await setup.databases(startingWith: left)
+        #expect(kept.count == 1 && kept.first?.hasPrefix(left + "_before_restore_") == true, "\(kept)")
+        #expect(try await TestPostgres.strings(admin, "SELECT datallowconn::text FROM pg_database WHERE datname = '\(kept.first ?? "")'") == ["true"])
+        #expect(report.previousDatabase?.hasPrefix(original + "_before_restore_") == true)
     }
 }

@@ -57,6 +57,12 @@ struct BackupRestoreTests {
         let previous = try #require(report.previousDatabase)
         #expect(previous.hasPrefix(original + "_before_restore_"))
         #expect(try await setup.rows(in: previous) == afterChanges)
+        // The tenant's role may connect to the restored database only.
+        let role = try await setup.withOperations { try await $0.catalog.requireTenant(a).roleName! }
+        #expect(try await TestPostgres.strings(
+            try await TestPostgres.url(),
+            "SELECT has_database_privilege('\(role)', '\(previous)', 'CONNECT')::text || ' ' || "
+                + "has_database_privilege('\(role)', '\(restored)', 'CONNECT')::text") == ["false true"])
         #expect(try await setup.databases(startingWith: original) == [previous, restored].sorted())
         // The other tenant is untouched; no staging database is left.
         #expect(try await setup.rows(in: try await setup.database(b)) == otherBefore)
@@ -71,6 +77,12 @@ struct BackupRestoreTests {
                     return try await connection.query("SELECT id FROM restore_probe ORDER BY id").map { try $0.decode(Int64.self) }
                 }
                 #expect(probe == [1, 3])
+                // A captured table (its reverse-capture trigger restored with it) takes the tenant's writes too.
+                let changed = try await router.withTransaction(tenant: a, intent: .write) { connection in
+                    try await connection.query(
+                        "UPDATE customers SET last_name = 'Restored' WHERE id = (SELECT min(id) FROM customers) RETURNING id").count
+                }
+                #expect(changed == 1)
             }
         }
         let audit = try await setup.withOperations { try await $0.catalog.auditLog(tenant: a) }

@@ -27,25 +27,14 @@ struct ServerMoveFixture: Sendable {
         try FileManager.default.createDirectory(atPath: migrations, withIntermediateDirectories: true)
         try fixture.migration.sql.write(toFile: "\(migrations)/V1__tenant_schema.sql", atomically: true, encoding: .utf8)
         let made = ServerMoveFixture(fixture: fixture, second: second, migrations: migrations)
-        let moved = Array(fixture.ids.prefix(cutOver ?? shops))
-        try await made.withOperations { operations in
-            let move = try await operations.move()
-            _ = try await move.migrateData(.tenants(moved))
-            let report = try await move.cutover(.tenants(moved), maxPause: .seconds(10), retries: 5)
-            #expect(report.failed.isEmpty, "\(report.failed)")
-        }
+        try await made.withOperations { try await fixture.cutOver(Array(fixture.ids.prefix(cutOver ?? shops)), with: $0) }
         return made
     }
 
-    var configuration: TenantryConfiguration {
-        var configuration = DoctorTests.configuration(fixture)
-        configuration.migrationsDirectory = migrations
-        return configuration
-    }
+    var configuration: TenantryConfiguration { fixture.configuration(migrations: migrations) }
 
     func withOperations<T: Sendable>(_ body: @escaping @Sendable (Operations) async throws -> T) async throws -> T {
-        try await Operations.with(
-            configuration: configuration, databaseURL: fixture.unifiedURL, actor: "test", logger: TestPostgres.logger, body)
+        try await fixture.withOperations(migrations: migrations, body)
     }
 
     /// The tenant's database on the default server or on `second`.
@@ -129,5 +118,29 @@ final class IsolatedWriters: Sendable {
                 }
             }
         }
+    }
+}
+
+extension MoveFixture {
+    /// The configuration of the tests that run ``Operations`` over this fixture, with the fleet
+    /// migrations in `migrations`.
+    func configuration(migrations: String) -> TenantryConfiguration {
+        var configuration = DoctorTests.configuration(self)
+        configuration.migrationsDirectory = migrations
+        return configuration
+    }
+
+    /// Runs `body` with ``Operations`` over this fixture (actor `test`).
+    func withOperations<T: Sendable>(migrations: String, _ body: @escaping @Sendable (Operations) async throws -> T) async throws -> T {
+        try await Operations.with(
+            configuration: configuration(migrations: migrations), databaseURL: unifiedURL, actor: "test", logger: TestPostgres.logger, body)
+    }
+
+    /// Copies `tenants` into their databases and cuts them over (they become dedicated).
+    func cutOver(_ tenants: [TenantID], with operations: Operations) async throws {
+        let move = try await operations.move()
+        _ = try await move.migrateData(.tenants(tenants))
+        let report = try await move.cutover(.tenants(tenants), maxPause: .seconds(10), retries: 5)
+        #expect(report.failed.isEmpty, "\(report.failed)")
     }
 }

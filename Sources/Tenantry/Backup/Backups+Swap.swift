@@ -24,6 +24,12 @@ extension Backups {
         let admin = try operations.servers.adminURL(server: record.serverName, database: "postgres")
         let provisioner = try operations.provisioner(needsMigrations: false)
         let logger = logger
+        // A restore killed after its swap left the replaced database under its name, closed to
+        // connections: it is kept the way the swap would have kept it.
+        for leftover in try await replacedLeftovers(record.id, current: current, admin: admin) {
+            _ = try await retirePrevious(
+                leftover, as: Self.fit(leftover, suffix: "_before_restore_\(stamp)"), drop: false, role: role, admin: admin, tenant: record.id)
+        }
         // 1. A staging database (dropped if anything fails before the swap).
         try await Database.withConnection(admin, logger: logger) { connection in
             try await provisioner.dropStagingLeftovers(of: current, on: connection)
@@ -190,6 +196,20 @@ extension Backups {
                 message: "tenant \(tenant) now runs on its restored database, but its previous database \(current) could not be "
                     + "\(drop ? "dropped" : "renamed to \(previous)") (\(Database.message(of: error))): do it by hand",
                 tenant: tenant.rawValue, underlying: error)
+        }
+    }
+
+    /// Databases marked as `tenant`'s that take no connections and are not its current one: what
+    /// a restore killed between its swap and the rename of the replaced database leaves.
+    private func replacedLeftovers(_ tenant: TenantID, current: String, admin: PostgresURL) async throws -> [String] {
+        let logger = logger
+        return try await Database.withConnection(admin, logger: logger) { connection in
+            try await connection.query("""
+                SELECT datname::text FROM pg_database d
+                WHERE NOT datallowconn AND datname <> \(current) AND NOT datistemplate
+                  AND shobj_description(d.oid, 'pg_database') = \(TenantMark.text(tenant))
+                ORDER BY 1
+                """, logger: logger).decode(String.self).reduce(into: [String]()) { $0.append($1) }
         }
     }
 
