@@ -16,6 +16,8 @@ struct BackupFleet: Sendable {
     let databases: [TenantID: String]
     let restored: TenantID
     let directory: String
+    /// The server's postmaster, for its CPU time (``CPUTime``).
+    var serverPID: Int?
 
     /// Builds the fleet (nothing timed): `tenants` shops of about `rowsPerShop` rows, all provisioned
     /// (4 at a time) and copied (`migrateData`, 2 at a time); `restored` cut over and retired.
@@ -25,7 +27,7 @@ struct BackupFleet: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tenantry-bench-backup-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: "\(directory)/migrations", withIntermediateDirectories: true)
         try await Self.writeMigration(bed, into: "\(directory)/migrations")
-        let bare = BackupFleet(bed: bed, tenants: ids, databases: [:], restored: restored, directory: directory)
+        let bare = BackupFleet(bed: bed, tenants: ids, databases: [:], restored: restored, directory: directory, serverPID: nil)
         let names = try await bare.withOperations { operations -> [TenantID: String] in
             let move = try await operations.move()
             if !quiet { Bench.note("copying the rows of \(tenants) tenants into their databases (migrate-data, 2 at a time)…") }
@@ -39,7 +41,9 @@ struct BackupFleet: Sendable {
             for record in try await operations.catalog.tenants() { names[record.id] = record.databaseName }
             return names
         }
-        return BackupFleet(bed: bed, tenants: ids, databases: names, restored: restored, directory: directory)
+        var fleet = BackupFleet(bed: bed, tenants: ids, databases: names, restored: restored, directory: directory, serverPID: nil)
+        fleet.serverPID = try await fleet.postmasterPID()
+        return fleet
     }
 
     /// The tenant schema as the fleet's migration V1 (derived from HandyShop's schema in a scratch
@@ -128,6 +132,10 @@ struct BackupFleet: Sendable {
         /// Per tenant (manifest start to end), for backupAll.
         var tenantMedianMs = 0
         var tenantP95Ms = 0
+        /// CPU time spent meanwhile (this process, its children, the server).
+        var cpu = CPUTime()
+        /// The machine's 1-minute load average at the end.
+        var load = 0.0
     }
 
     /// The anchor: `pg_dump -Fc` of every tenant database, one after another, into a fresh directory
@@ -139,23 +147,30 @@ struct BackupFleet: Sendable {
         let environment = clientEnvironment
         let targets = tenants.map { target($0) }
         try await MoveBed.execute("CHECKPOINT", on: bed.admin)
+        let cpu = CPUTime.now(server: serverPID)
         let seconds = try await Bench.time {
             for target in targets {
                 let output = try await PostgresDump.custom(target, to: "\(out)/\(target.database).dump", environment: environment)
                 guard output.succeeded else { throw ValidationError("pg_dump of \(target.database) failed: \(output.text.prefix(200))") }
             }
         }
-        return AllRun(milliseconds: Int(seconds * 1000), bytes: try Self.bytes(under: out))
+        return AllRun(
+            milliseconds: Int(seconds * 1000), bytes: try Self.bytes(under: out), cpu: CPUTime.now(server: serverPID) - cpu,
+            load: Self.loadAverage())
     }
 
-    /// `Backups.backupAll` at `concurrency` into a fresh store (kept when `keep`, for the restore).
-    func backupAll(_ operations: Operations, concurrency: Int, keep: Bool) async throws -> AllRun {
-        let store = BackupStore(root: storePath(concurrency))
+    /// `Backups.backupAll` at `concurrency` into a fresh store (kept for the default concurrency's
+    /// first round: the restore reads it).
+    func backupAll(_ operations: Operations, concurrency: Int, round: Int) async throws -> AllRun {
+        let store = BackupStore(root: storePath(concurrency, round: round))
+        let keep = concurrency == BackupBench.defaultConcurrency && round == 1
         try await MoveBed.execute("CHECKPOINT", on: bed.admin)
+        let cpu = CPUTime.now(server: serverPID)
         var report: Backups.FleetReport?
         let seconds = try await Bench.time {
             report = try await operations.backups().backupAll(into: store, concurrency: concurrency)
         }
+        let used = CPUTime.now(server: serverPID) - cpu
         guard let report, report.failed.isEmpty, report.written.count == tenants.count else {
             throw ValidationError("backupAll failed: \(report?.failed ?? [:]), \(report?.written.count ?? 0) written")
         }
@@ -163,10 +178,11 @@ struct BackupFleet: Sendable {
         let perTenant = report.written.map { Int(($0.finishedAt.timeIntervalSince($0.startedAt) * 1000).rounded()) }
         return AllRun(
             milliseconds: Int(seconds * 1000), bytes: report.bytes,
-            tenantMedianMs: BackupProfile.percentile(perTenant, 0.5), tenantP95Ms: BackupProfile.percentile(perTenant, 0.95))
+            tenantMedianMs: BackupProfile.percentile(perTenant, 0.5), tenantP95Ms: BackupProfile.percentile(perTenant, 0.95),
+            cpu: used, load: Self.loadAverage())
     }
 
-    func storePath(_ concurrency: Int) -> String { "\(directory)/backups-c\(concurrency)" }
+    func storePath(_ concurrency: Int, round: Int) -> String { "\(directory)/backups-c\(concurrency)-r\(round)" }
 
     static func bytes(under directory: String) throws -> Int64 {
         var total: Int64 = 0

@@ -33,6 +33,8 @@ struct BackupBench: AsyncParsableCommand {
     var rowsPerShop = 300
     @Option(help: "Further backupAll concurrencies measured after the default one (comma-separated).")
     var concurrencyList = "2,4,8"
+    @Option(help: "Rounds of (backupAll at each concurrency, then the anchor); the anchor also runs once before the first.")
+    var rounds = 2
     @Option(help: "Tenants of the sequential per-tenant profile (bare pg_dump vs backupDatabase vs its steps).")
     var profileTenants = 20
     @Option(help: "In-place restores of one tenant measured (each from the same backup).") var restores = 3
@@ -50,8 +52,8 @@ struct BackupBench: AsyncParsableCommand {
             throw ValidationError("--tenants must be 2-2000 and --rows-per-shop 1-100000")
         }
         guard (try? concurrencies()) != nil else { throw ValidationError("--concurrency-list: numbers from 1 to 64, comma-separated") }
-        guard (1...tenants).contains(profileTenants), (0...20).contains(restores), restoreGapMs >= 0 else {
-            throw ValidationError("--profile-tenants must be 1-\(tenants) and --restores 0-20")
+        guard (1...tenants).contains(profileTenants), (0...20).contains(restores), restoreGapMs >= 0, (1...10).contains(rounds) else {
+            throw ValidationError("--profile-tenants must be 1-\(tenants), --restores 0-20, --rounds 1-10")
         }
     }
 
@@ -98,22 +100,30 @@ struct BackupBench: AsyncParsableCommand {
         }
         try await fleet.warmUp()
 
-        // (1) The anchor: one pg_dump -Fc after another.
+        // (1)-(3) Rounds: the anchor, then backupAll at each concurrency (the default first); the
+        // anchor once more after the last round. Each round's backupAll runs are compared with the
+        // mean of the anchors around it (the machine's load drifts).
         if !quiet { Bench.note("anchor: sequential pg_dump -Fc over \(fleet.tenants.count) databases…") }
-        let anchorBefore = try await fleet.sequentialPgDump()
-
-        // (2) backupAll at each concurrency, the default first.
-        var runs: [(width: Int, run: BackupFleet.AllRun)] = []
-        for width in widths {
-            if !quiet { Bench.note("tenantry: backupAll, concurrency \(width)…") }
-            runs.append((width, try await fleet.backupAll(operations, concurrency: width, keep: width == Self.defaultConcurrency)))
+        var anchors = [try await fleet.sequentialPgDump()]
+        var runs: [Int: [BackupFleet.AllRun]] = [:]
+        var ratios: [Int: [Double]] = [:]
+        for round in 1...rounds {
+            for width in widths {
+                if !quiet { Bench.note("round \(round): backupAll, concurrency \(width)…") }
+                runs[width, default: []].append(try await fleet.backupAll(operations, concurrency: width, round: round))
+            }
+            if !quiet { Bench.note("round \(round): anchor again…") }
+            anchors.append(try await fleet.sequentialPgDump())
+            let anchorMs = Double(anchors[round - 1].milliseconds + anchors[round].milliseconds) / 2
+            for width in widths { ratios[width, default: []].append(anchorMs / Double(max(runs[width]![round - 1].milliseconds, 1))) }
         }
-
-        // (3) The anchor again.
-        if !quiet { Bench.note("anchor again…") }
-        let anchorAfter = try await fleet.sequentialPgDump()
-        let anchorMs = (anchorBefore.milliseconds + anchorAfter.milliseconds) / 2
-        let main = runs[0].run
+        let median = { (values: [Double]) in BackupProfile.percentile(values, 0.5) }
+        let main = runs[Self.defaultConcurrency]!
+        let tenantCount = fleet.tenants.count
+        let cpu = { (list: [BackupFleet.AllRun]) in
+            list.map(\.cpu).reduce(CPUTime()) { CPUTime(own: $0.own + $1.own, children: $0.children + $1.children, server: $0.server + $1.server) }
+                .perTenant(tenantCount * list.count)
+        }
 
         // (4) Per tenant, one at a time.
         if !quiet { Bench.note("per-tenant profile over \(profileTenants) tenants…") }
@@ -124,27 +134,34 @@ struct BackupBench: AsyncParsableCommand {
         if restores > 0 {
             if !quiet { Bench.note("restore of tenant \(restoredTenant) in place, \(restores) time(s)…") }
             restore = try await fleet.restores(
-                operations, tenant: restoredTenant, from: fleet.storePath(Self.defaultConcurrency), count: restores,
+                operations, tenant: restoredTenant, from: fleet.storePath(Self.defaultConcurrency, round: 1), count: restores,
                 gap: .milliseconds(restoreGapMs))
         }
 
         fields["concurrency"] = Self.defaultConcurrency
-        fields["backup_all_ms"] = main.milliseconds
-        fields["backup_bytes"] = main.bytes
-        fields["sequential_pg_dump_ms"] = anchorMs
-        fields["sequential_pg_dump_runs_ms"] = [anchorBefore.milliseconds, anchorAfter.milliseconds]
-        fields["sequential_pg_dump_bytes"] = anchorBefore.bytes
-        fields["vs_sequential_pg_dump"] = Bench.round(Double(anchorMs) / Double(max(main.milliseconds, 1)), 2)
-        fields["backup_all_by_concurrency"] = runs.map { width, run -> [String: any Sendable] in
-            [
-                "concurrency": width, "ms": run.milliseconds,
-                "vs_sequential_pg_dump": Bench.round(Double(anchorMs) / Double(max(run.milliseconds, 1)), 2),
-                "tenant_ms_median": run.tenantMedianMs, "tenant_ms_p95": run.tenantP95Ms,
+        fields["rounds"] = rounds
+        fields["backup_all_ms"] = Int(median(main.map { Double($0.milliseconds) }))
+        fields["backup_all_runs_ms"] = main.map(\.milliseconds)
+        fields["backup_bytes"] = main[0].bytes
+        fields["sequential_pg_dump_ms"] = Int(median(anchors.map { Double($0.milliseconds) }))
+        fields["sequential_pg_dump_runs_ms"] = anchors.map(\.milliseconds)
+        fields["sequential_pg_dump_bytes"] = anchors[0].bytes
+        fields["vs_sequential_pg_dump"] = Bench.round(median(ratios[Self.defaultConcurrency]!), 2)
+        fields["vs_sequential_pg_dump_by_round"] = ratios[Self.defaultConcurrency]!.map { Bench.round($0, 2) }
+        fields["cpu_ms_per_tenant"] = ["sequential_pg_dump": cpu(anchors), "backup_all": cpu(main)] as [String: any Sendable]
+        fields["load_average"] = (anchors + runs.values.flatMap { $0 }).map { Bench.round($0.load, 1) }.sorted()
+        fields["backup_all_by_concurrency"] = widths.map { width -> [String: any Sendable] in
+            let list = runs[width]!
+            return [
+                "concurrency": width, "ms": Int(median(list.map { Double($0.milliseconds) })), "runs_ms": list.map(\.milliseconds),
+                "vs_sequential_pg_dump": Bench.round(median(ratios[width]!), 2),
+                "vs_sequential_pg_dump_by_round": ratios[width]!.map { Bench.round($0, 2) },
+                "tenant_ms_median": list[0].tenantMedianMs, "tenant_ms_p95": list[0].tenantP95Ms, "cpu_ms_per_tenant": cpu(list),
             ]
         }
-        let best = runs.min { $0.run.milliseconds < $1.run.milliseconds }!
-        fields["best_concurrency"] = best.width
-        fields["best_vs_sequential_pg_dump"] = Bench.round(Double(anchorMs) / Double(max(best.run.milliseconds, 1)), 2)
+        let best = widths.max { median(ratios[$0]!) < median(ratios[$1]!) }!
+        fields["best_concurrency"] = best
+        fields["best_vs_sequential_pg_dump"] = Bench.round(median(ratios[best]!), 2)
         fields["per_tenant_ms"] = profile["backup_database_ms"]
         fields["per_tenant_pg_dump_ms"] = profile["pg_dump_ms"]
         fields["per_tenant_overhead_ms"] = profile["overhead_ms"]
