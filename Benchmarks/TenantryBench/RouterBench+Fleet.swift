@@ -27,8 +27,11 @@ struct BenchFleet: Sendable {
         ANALYZE items;
         """)
 
-    /// Provisions `count` tenants ("1"…"count"), `width` at a time, and makes them dedicated.
-    static func make(admin: PostgresURL, count: Int, width: Int, quiet: Bool) async throws -> BenchFleet {
+    /// Provisions `count` tenants ("1"…"count"), `width` at a time, from `migrations` (default: the
+    /// `items` table), and makes them dedicated.
+    static func make(
+        admin: PostgresURL, count: Int, width: Int, migrations: [MigrationFile] = [migration], quiet: Bool
+    ) async throws -> BenchFleet {
         let logger = Bench.logger
         try await Database.withConnection(admin, logger: logger) { connection in
             try await connection.query("CREATE DATABASE bench_catalog", logger: logger)
@@ -41,7 +44,7 @@ struct BenchFleet: Sendable {
             let provisioner = TenantProvisioner(
                 catalog: catalog,
                 servers: ServerDirectory(databaseURL: admin, superuser: nil, superuserPassword: nil, servers: [], keyring: keyring),
-                keyring: keyring, naming: naming, migrations: [migration], actor: "bench", logger: logger)
+                keyring: keyring, naming: naming, migrations: migrations, actor: "bench", logger: logger)
             let start = ContinuousClock.now
             try await provisioner.withSession { provisioner in
                 try await forEachConcurrently(ids, concurrency: width) { id in

@@ -28,6 +28,12 @@ extension EmbeddedPostgres {
         public var stopWhenProcessExits: Bool = false
         /// Delete `directory` after ``EmbeddedPostgres/stop()``. For throwaway servers.
         public var removeDirectoryOnStop: Bool = false
+        /// Start on a data directory that was not made by this server (one restored from a base
+        /// backup, with its own `postgresql.conf` including `tenantry.conf`): when `data/` exists but
+        /// `server.json` does not, the directory is taken over (owned by the server's OS user, 0700)
+        /// and reached as ``superuser`` with ``password`` (empty: none, e.g. trust on the socket).
+        /// Off by default: a missing `server.json` is then an error.
+        public var adoptsDataDirectory: Bool = false
 
         /// A server under `directory` with default settings.
         public init(directory: String) {

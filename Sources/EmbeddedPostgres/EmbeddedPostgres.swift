@@ -69,6 +69,8 @@ public final class EmbeddedPostgres: Sendable {
         var saved = loadState()
         if !FileManager.default.fileExists(atPath: "\(dataDirectory)/PG_VERSION") {
             saved = try await initialize(binaries: binaries)
+        } else if saved == nil, configuration.adoptsDataDirectory {
+            saved = try adoptDataDirectory()
         }
         guard var current = saved else {
             throw EmbeddedPostgresError(
@@ -281,6 +283,28 @@ public final class EmbeddedPostgres: Sendable {
         }
         let state = State(
             superuser: configuration.superuser, password: password, port: 0,
+            socketDirectory: socketDirectoryPath())
+        try saveState(state)
+        return state
+    }
+
+    /// Takes over a data directory made elsewhere (a restored base backup): owned by the server's
+    /// OS user throughout, mode 0700, reached as the configured superuser and password.
+    private func adoptDataDirectory() throws -> State {
+        if let user = runner.user {
+            guard let uid = passwdUID(user), let gid = passwdGID(user) else {
+                throw EmbeddedPostgresError(
+                    code: .directoryNotAccessible,
+                    message: "the OS user '\(user)' does not exist; install the postgresql package, which creates it")
+            }
+            let paths = (FileManager.default.enumerator(atPath: dataDirectory)?.compactMap { $0 as? String } ?? [])
+            for path in [dataDirectory] + paths.map({ "\(dataDirectory)/\($0)" }) where lchown(path, uid, gid) != 0 {
+                throw EmbeddedPostgresError(code: .directoryNotAccessible, message: "could not chown \(path) to \(user)")
+            }
+        }
+        chmod(dataDirectory, 0o700)
+        let state = State(
+            superuser: configuration.superuser, password: configuration.password ?? "", port: 0,
             socketDirectory: socketDirectoryPath())
         try saveState(state)
         return state

@@ -25,6 +25,7 @@ struct TenantryCommand: AsyncParsableCommand {
             ReadsCommand.self,
             RollbackReadsCommand.self,
             PerformanceCommand.self,
+            QueryCommand.self,
             CaptureCommand.self,
             MigrateDataCommand.self,
             SyncCommand.self,

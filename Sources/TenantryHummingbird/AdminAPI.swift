@@ -80,6 +80,7 @@ public struct AdminAPI: Sendable {
         addMigrationRoutes(to: routes.group("migration"))
         addDoctorRoute(to: routes)
         addRebalanceRoutes(to: routes)
+        addQueryRoute(to: routes)
         addServerMoveRoutes(to: routes.group("moves"))
         routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         routes.get("jobs/:id") { _, context in

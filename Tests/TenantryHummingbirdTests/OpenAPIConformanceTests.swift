@@ -24,6 +24,7 @@ struct OpenAPIConformanceTests {
         (RollbackRequest.self, "RollbackRequest", "rollback"),
         (RebalanceApplyRequest.self, "RebalanceApplyRequest", "/api/superadmin/rebalance/apply"),
         (DrainRequest.self, "DrainRequest", "/api/superadmin/servers/{name}/drain"),
+        (FleetQueryRequest.self, "FleetQueryRequest", "/api/superadmin/query"),
         // Server moves (an endpoint starting with "/" is a full path).
         (ServerMoveStartRequest.self, "ServerMoveStartRequest", "/api/superadmin/moves/start"),
         (ServerMoveVerifyRequest.self, "ServerMoveVerifyRequest", "/api/superadmin/moves/{tenant}/verify"),

@@ -18,7 +18,7 @@ struct BackupCommand: AsyncParsableCommand {
             schema version, size, SHA-256, times, PostgreSQL version, rows per table), files 0600, written atomically. \
             --all backs up every provisioned tenant in parallel; when a --all run was interrupted, the next one resumes it.
             """,
-        subcommands: [BackupRunCommand.self, BackupListCommand.self, BackupPruneCommand.self],
+        subcommands: [BackupRunCommand.self, BackupListCommand.self, BackupPruneCommand.self, BackupArchiveCommand.self, BackupBaseCommand.self],
         defaultSubcommand: BackupRunCommand.self)
 }
 
@@ -129,6 +129,8 @@ struct RestoreCommand: AsyncParsableCommand {
 
     @Option(help: "The tenant the backup is of.") var tenant: String
     @Option(help: "The backup: a manifest, a .dump, or a backup directory.") var from: String?
+    @Option(help: "Instead of --from: the time to restore to, as PostgreSQL reads a timestamptz (from the server's WAL archive).")
+    var toTime: String?
     @Option(help: "Restore as this new tenant id instead, for inspection.") var asTenant: String?
     @Flag(help: "Drop the replaced database instead of keeping it.") var dropPrevious = false
     @Option(help: "Longest pause of the tenant's writes at the swap (e.g. 5s).") var maxPause = "5s"
@@ -142,7 +144,8 @@ struct RestoreCommand: AsyncParsableCommand {
     private func restore() async throws {
         let id = try TenantID(tenant)
         let newID = try asTenant.map { try TenantID($0) }
-        guard let from else { throw TenantryError(code: .invalidArgument, message: "name the backup: --from PATH") }
+        if let toTime { return try await restore(toTime: toTime, tenant: id, asTenant: newID) }
+        guard let from else { throw TenantryError(code: .invalidArgument, message: "name the backup: --from PATH, or --to-time T") }
         guard yes else {
             let what = newID.map { "restore creates tenant \($0)" } ?? "restore replaces tenant \(id)'s data with the backup's"
             throw TenantryError(code: .invalidArgument, message: "\(what): add --yes")

@@ -27,3 +27,25 @@ func parseDelays(_ text: String) throws -> [Duration] {
     }
     return values.map { .milliseconds(Int64($0 * 1000)) }
 }
+
+/// Parses a duration option: `500ms`, `2s`, `1.5s`, `3m`, or a number of seconds; `option` names
+/// it in the error (`--timeout must be …`). Accepts 1 ms up to `maximum`.
+func parseDuration(_ text: String, option: String, maximum: Duration = .seconds(3600)) throws -> Duration {
+    let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+    let milliseconds: Double?
+    if trimmed.hasSuffix("ms") {
+        milliseconds = Double(trimmed.dropLast(2))
+    } else if trimmed.hasSuffix("s") {
+        milliseconds = Double(trimmed.dropLast()).map { $0 * 1000 }
+    } else if trimmed.hasSuffix("m") {
+        milliseconds = Double(trimmed.dropLast()).map { $0 * 60_000 }
+    } else {
+        milliseconds = Double(trimmed).map { $0 * 1000 }
+    }
+    guard let milliseconds, milliseconds.isFinite, milliseconds >= 1, milliseconds <= maximum.totalMilliseconds else {
+        throw TenantryError(
+            code: .invalidArgument,
+            message: "\(option) must be a duration like 500ms, 30s or 2m (1 ms to \(Int(maximum.totalSeconds)) s), not '\(text.prefix(40))'")
+    }
+    return .milliseconds(Int64(milliseconds.rounded()))
+}
