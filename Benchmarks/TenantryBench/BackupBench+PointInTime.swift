@@ -22,19 +22,23 @@ enum BackupPointInTime {
     /// directory adopting the extracted base backup, over its unix socket; removed afterwards.
     struct Scratch: PointInTimeScratchServer {
         let server: EmbeddedPostgres
+        let clock: ScratchClock
         var dataDirectory: String { "\(server.configuration.directory)/data" }
         var logFile: String { server.logFilePath }
 
-        static let factory: PointInTimeScratchFactory = { request in
-            let directory = FileManager.default.temporaryDirectory
-                .appendingPathComponent("tenantry-bench-pitr-\(UUID().uuidString.prefix(8).lowercased())").path
-            var configuration = EmbeddedPostgres.Configuration(directory: directory)
-            configuration.superuser = request.superuser
-            configuration.settings = request.settings
-            configuration.adoptsDataDirectory = true
-            configuration.stopWhenProcessExits = true
-            configuration.removeDirectoryOnStop = true
-            return Scratch(server: EmbeddedPostgres(configuration: configuration, logger: Bench.logger))
+        /// Scratch servers whose stop and directory removal are timed into `clock` (the library
+        /// reports no part for them: they run after its `dump` part ends).
+        static func factory(_ clock: ScratchClock) -> PointInTimeScratchFactory {
+            { request in
+                let directory = FileManager.default.temporaryDirectory
+                    .appendingPathComponent("tenantry-bench-pitr-\(UUID().uuidString.prefix(8).lowercased())").path
+                var configuration = EmbeddedPostgres.Configuration(directory: directory)
+                configuration.superuser = request.superuser
+                configuration.settings = request.settings
+                configuration.adoptsDataDirectory = true
+                configuration.stopWhenProcessExits = true
+                return Scratch(server: EmbeddedPostgres(configuration: configuration, logger: Bench.logger), clock: clock)
+            }
         }
 
         func start() async throws -> PostgresURL {
@@ -47,9 +51,31 @@ enum BackupPointInTime {
         func isRunning() async -> Bool { (try? await server.isRunning()) ?? false }
 
         func remove() async {
+            var start = ContinuousClock.now
             try? await server.stop()
+            clock.add("scratch_stop", BackupProfile.milliseconds(since: start))
+            start = ContinuousClock.now
             try? FileManager.default.removeItem(atPath: server.configuration.directory)
+            clock.add("scratch_remove_directory", BackupProfile.milliseconds(since: start))
         }
+    }
+}
+
+/// Milliseconds per named part, added from the scratch server's callbacks.
+final class ScratchClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String: Double] = [:]
+
+    func add(_ part: String, _ milliseconds: Double) {
+        lock.lock()
+        values[part, default: 0] += milliseconds
+        lock.unlock()
+    }
+
+    var all: [String: Double] {
+        lock.lock()
+        defer { lock.unlock() }
+        return values
     }
 }
 
@@ -85,9 +111,10 @@ extension BackupFleet {
             return time
         }
         try await Task.sleep(for: .milliseconds(1_100))  // restores name their databases by the second (see README)
+        let clock = ScratchClock()
         let start = ContinuousClock.now
         let report = try await operations.restoreToTime(
-            tenant, time: target, dropPrevious: false, maxPause: .seconds(5), scratch: BackupPointInTime.Scratch.factory)
+            tenant, time: target, dropPrevious: false, maxPause: .seconds(5), scratch: BackupPointInTime.Scratch.factory(clock))
         let total = BackupProfile.milliseconds(since: start)
         let (rows, afterRows) = try await Database.withConnection(
             bed.admin.with(database: report.restore.database), logger: Bench.logger
@@ -106,6 +133,7 @@ extension BackupFleet {
             "rows_as_of_target": rows,
         ]
         for (part, seconds) in report.seconds { fields[part] = Bench.round(seconds * 1000, 1) }
+        for (part, ms) in clock.all { fields[part] = Bench.round(ms, 1) }
         return fields
     }
 }
