@@ -48,7 +48,7 @@ extension AdminAPI {
                 let operations = try await operations(for: context)
                 let query = FleetQuery(
                     sql: body.sql, tenants: selection, server: body.server, combine: body.combine,
-                    concurrency: try checked(body.concurrency, "concurrency", in: 1...64, default: 8),
+                    concurrency: try checked(body.concurrency, "concurrency", in: 1...64, default: 32),
                     timeout: .milliseconds(try checked(body.timeoutMs, "timeoutMs", in: 1...3_600_000, default: 30_000)),
                     partial: body.partial ?? false, discriminator: operations.configuration.naming.discriminator)
                 try query.validate()

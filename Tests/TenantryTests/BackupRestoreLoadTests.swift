@@ -38,6 +38,8 @@ struct BackupRestoreLoadTests {
                             }
                         }
                     }
+                    // The writers stop whatever happens (a group waits for its tasks before it throws).
+                    defer { state.withLockedValue { $0.stop = true } }
                     try await Task.sleep(for: .milliseconds(500))
                     let report = try await operations.backups().restore(a, from: manifest.path!, maxPause: .seconds(5))
                     state.withLockedValue { $0.restored = true }

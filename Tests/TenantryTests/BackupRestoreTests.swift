@@ -66,7 +66,7 @@ struct BackupRestoreTests {
         #expect(try await setup.databases(startingWith: original) == [previous, restored].sorted())
         // The other tenant is untouched; no staging database is left.
         #expect(try await setup.rows(in: try await setup.database(b)) == otherBefore)
-        #expect(try await setup.databases(startingWith: "tenantry-new-").isEmpty)
+        #expect(try await setup.databases(startingWith: "tenantry-new-\(String(StableHash.fnv1a64(original), radix: 16))-").isEmpty)
 
         // The tenant's own login works on the restored database through the router, not on the old one.
         try await setup.withOperations { operations in

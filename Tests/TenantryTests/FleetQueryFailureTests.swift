@@ -54,6 +54,30 @@ struct FleetQueryFailureTests {
         #expect(qualified?.message.contains("public.orders") == true)
     }
 
+    @Test("a write met after the first tenant (one statement per tenant from then on) is refused too, nothing written")
+    func refusedInTheOneStatementRead() async throws {
+        let fixture = try await FleetQueryFixture.make()
+        let function = "CREATE FUNCTION fleet_purge() RETURNS int LANGUAGE sql AS $$ %@ $$"
+        for (id, body) in [("1", "SELECT 0"), ("2", "DELETE FROM orders RETURNING 0"), ("3", "DELETE FROM orders RETURNING 0")] {
+            try await Database.withConnection(try await fixture.move.tenantURL(try TenantID(id)), logger: FleetQueryFixture.logger) {
+                try await $0.query(PostgresQuery(unsafeSQL: function.replacingOccurrences(of: "%@", with: body)), logger: FleetQueryFixture.logger)
+            }
+        }
+        try await Database.withConnection(fixture.move.unifiedURL, logger: FleetQueryFixture.logger) {
+            try await $0.query(PostgresQuery(unsafeSQL: function.replacingOccurrences(of: "%@", with: "SELECT 0")), logger: FleetQueryFixture.logger)
+        }
+        // One at a time: tenant 1 describes (its function does not write), tenant 2 reads in one statement.
+        let error = await #expect(throws: TenantryError.self) {
+            try await fixture.run(FleetQuery(sql: "SELECT fleet_purge() AS n", concurrency: 1))
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains("cannot execute DELETE in a read-only transaction") == true, "\(error?.message ?? "")")
+        for id in ["1", "2", "3"] {
+            let count = try await TestPostgres.strings(try await fixture.move.tenantURL(try TenantID(id)), "SELECT count(*)::text FROM orders")
+            #expect(count == ["\(FleetQueryFixture.tenantRows[id]!.count)"])
+        }
+    }
+
     @Test("a tenant that times out: with partial it is named and the others answer; without, one error names it")
     func timeouts() async throws {
         let fixture = try await FleetQueryFixture.make()

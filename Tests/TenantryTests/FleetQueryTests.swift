@@ -83,6 +83,33 @@ struct FleetQueryTests {
         #expect(typed.rows == [["text", "8"]])
     }
 
+    @Test("after the first tenant one statement each: rows in order, fewer columns and another type detected, a tenant without rows")
+    func describedOnce() async throws {
+        let fixture = try await FleetQueryFixture.make()
+        try await Database.withConnection(try await fixture.move.tenantURL(try TenantID("2")), logger: FleetQueryFixture.logger) {
+            try await $0.query("ALTER TABLE orders ALTER COLUMN amount TYPE real", logger: FleetQueryFixture.logger)
+        }
+        try await Database.withConnection(try await fixture.move.tenantURL(try TenantID("3")), logger: FleetQueryFixture.logger) {
+            try await $0.query("ALTER TABLE orders DROP COLUMN state", logger: FleetQueryFixture.logger)
+        }
+        // One at a time, in id order: tenant 1 describes the query, 2–4 read it in one statement;
+        // tenant 3 (fewer columns) is read again with its own describe and reported.
+        let result = try await fixture.run(
+            FleetQuery(sql: "SELECT * FROM orders WHERE id > 1 ORDER BY id DESC", concurrency: 1, partial: true))
+        #expect(result.missing == [FleetQuery.Missing(
+            tenant: "3", error: "its columns (id, amount) differ from the first tenant's (id, state, amount)")])
+        #expect(result.columns.map(\.type) == ["text", "bigint", "text", "text"])
+        #expect(result.rows == [
+            ["1", "2", "open", "5.50"], ["2", "3", "open", nil], ["2", "2", "paid", "1.25"], ["4", "2", "open", "4.00"]])
+
+        // Only tenant 2 has an id above 2: tenants 3 and 4 answer no rows in one statement, with their names.
+        let sparse = try await fixture.run(FleetQuery(sql: "SELECT id, amount FROM orders WHERE id > 2", concurrency: 1))
+        #expect(sparse.answered == 4 && sparse.missing.isEmpty)
+        #expect(sparse.columns == [
+            .init(name: "tenant_id", type: "text"), .init(name: "id", type: "bigint"), .init(name: "amount", type: "text")])
+        #expect(sparse.rows == [["2", "3", nil]])
+    }
+
     @Test("the public-schema guard: qualified names in any spelling, not words that merely end in public")
     func publicSchemaGuard() {
         for sql in ["select * from public.orders", "select * from PUBLIC . orders", "select * from \"public\".orders",

@@ -24,6 +24,9 @@ extension Backups {
         let admin = try operations.servers.adminURL(server: record.serverName, database: "postgres")
         let provisioner = try operations.provisioner(needsMigrations: false)
         let logger = logger
+        // A restore killed during its swap, before the catalog changed, left the current database
+        // closed to connections: it is reopened (nothing else had changed).
+        try await reopenIfClosed(current, admin: admin)
         // A restore killed after its swap left the replaced database under its name, closed to
         // connections: it is kept the way the swap would have kept it.
         for leftover in try await replacedLeftovers(record.id, current: current, admin: admin) {
@@ -66,20 +69,16 @@ extension Backups {
             try await Database.withConnection(stagingURL, logger: logger) { connection in
                 try await Database.execute(script: try TenantProvisioner.tablePrivileges(role: role), on: connection, logger: logger)
             }
-            try await Database.withConnection(admin, logger: logger) { connection in
-                try await connection.query(PostgresQuery(unsafeSQL: """
-                    ALTER DATABASE \(try SQLIdentifier.quoted(names.staging)) RENAME TO \(try SQLIdentifier.quoted(names.restored))
-                    """), logger: logger)
-                try await Database.execute(
-                    script: try TenantProvisioner.databasePrivileges(database: names.restored, role: role), on: connection, logger: logger)
-            }
             parts["verify"] = Self.lap(&clock)
         } catch {
-            await Self.dropQuietly([names.staging, names.restored], admin: admin, logger: logger)
+            await Self.dropQuietly([names.staging], admin: admin, logger: logger)
             throw error
         }
         progress?("swapping \(names.restored) in for \(current)")
-        let pause = try await swap(&record, current: current, restored: names.restored, version: version, maxPause: maxPause, admin: admin)
+        let pause = try await swap(
+            record, current: current, names: (names.staging, names.restored), role: role, version: version, maxPause: maxPause, admin: admin)
+        record.databaseName = names.restored
+        record.schemaVersion = version
         let previous = try await retirePrevious(
             current, as: names.previous, drop: dropPrevious, role: role, admin: admin, tenant: record.id)
         parts["swap"] = Self.lap(&clock)
@@ -112,18 +111,22 @@ extension Backups {
         }
     }
 
-    /// The swap. In the current database, every table is locked against writes (`EXCLUSIVE`: reads
-    /// go on; waits at most `maxPause` for writes in flight, else nothing changed); the catalog then
-    /// routes the tenant to `restored` (routers follow by NOTIFY), the current database stops
-    /// accepting connections and its sessions end — the writes that waited on the locks never ran,
-    /// and the router runs a transaction whose connection ended again on the new route. Returns the
-    /// pause in milliseconds.
+    /// The swap. In the current database every table is locked against writes (`EXCLUSIVE`: reads go
+    /// on; writes in flight get `maxPause` to finish, else nothing changed). Still under the locks,
+    /// the current database stops taking connections and every other session on it is ended and
+    /// waited for — the writes that waited on the locks never ran, and no session is left that could
+    /// write there once the locks go. Then the staging database takes its final name and the
+    /// tenant's grants, and the catalog names it (a compare-and-set on the current name); routers
+    /// follow by NOTIFY, and run a transaction whose connection ended this way again on the new
+    /// route. Anything that fails before the catalog changed reopens the current database and drops
+    /// the new one: nothing changed. Returns the pause in milliseconds.
     private func swap(
-        _ record: inout TenantRecord, current: String, restored: String, version: Int, maxPause: Duration, admin: PostgresURL
+        _ record: TenantRecord, current: String, names: (staging: String, restored: String), role: String, version: Int,
+        maxPause: Duration, admin: PostgresURL
     ) async throws -> Double {
         let logger = logger
         let quotedCurrent = try SQLIdentifier.quoted(current)
-        var flipped = false
+        var (closed, renamed, flipped) = (false, false, false)
         do {
             return try await Database.withConnection(admin, logger: logger) { adminConnection in
                 try await Database.withConnection(admin.with(database: current), logger: logger) { fence in
@@ -143,21 +146,52 @@ extension Backups {
                         }
                     }
                     let pid = try await fence.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self).first { _ in true } ?? 0
-                    record.databaseName = restored
-                    record.schemaVersion = version
-                    try await catalog.upsertTenant(record)
-                    flipped = true
                     try await adminConnection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedCurrent) ALLOW_CONNECTIONS false"), logger: logger)
-                    try await adminConnection.query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(current) AND pid <> \(pid)", logger: logger)
+                    closed = true
+                    try await endSessions(on: current, except: pid, admin: adminConnection, tenant: record.id)
+                    try await adminConnection.query(PostgresQuery(unsafeSQL: """
+                        ALTER DATABASE \(try SQLIdentifier.quoted(names.staging)) RENAME TO \(try SQLIdentifier.quoted(names.restored))
+                        """), logger: logger)
+                    renamed = true
+                    try await Database.execute(
+                        script: try TenantProvisioner.databasePrivileges(database: names.restored, role: role), on: adminConnection, logger: logger)
+                    guard try await catalog.replaceDatabase(record.id, expected: current, with: names.restored, schemaVersion: version) else {
+                        throw TenantryError(
+                            code: .conflict,
+                            message: "restore of tenant \(record.id) aborted: the catalog no longer names \(current) (another command "
+                                + "changed the tenant); nothing changed", tenant: record.id.rawValue)
+                    }
+                    flipped = true
                     _ = try? await fence.query("ROLLBACK", logger: logger)
                     return Double((ContinuousClock.now - started).wholeMicroseconds) / 1000
                 }
             }
         } catch where !flipped {
-            await Self.dropQuietly([restored], admin: admin, logger: logger)
+            _ = try? await Database.withConnection(admin, logger: logger) { connection in
+                if closed {
+                    try await connection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(quotedCurrent) ALLOW_CONNECTIONS true"), logger: logger)
+                }
+            }
+            await Self.dropQuietly(renamed ? [names.restored] : [names.staging], admin: admin, logger: logger)
             throw error
         }
+    }
+
+    /// Ends every session on `database` but `pid`, and waits until they are gone (at most ~10 s).
+    private func endSessions(on database: String, except pid: Int32, admin: PostgresConnection, tenant: TenantID) async throws {
+        for _ in 0..<20 {
+            var left = 0
+            for try await ended in try await admin.query("""
+                SELECT pg_terminate_backend(pid, 500) FROM pg_stat_activity WHERE datname = \(database) AND pid <> \(pid)
+                """, logger: logger).decode(Bool.self) where !ended { left += 1 }
+            let remaining = try await admin.query(
+                "SELECT count(*)::int FROM pg_stat_activity WHERE datname = \(database) AND pid <> \(pid)", logger: logger)
+                .decode(Int.self).first { _ in true } ?? 0
+            if left == 0 && remaining == 0 { return }
+        }
+        throw TenantryError(
+            code: .timeout, message: "restore of tenant \(tenant) aborted: sessions on \(database) did not end; nothing changed, retry",
+            tenant: tenant.rawValue)
     }
 
     /// The replaced database: renamed to `previous` (the tenant role may no longer connect) or dropped.
@@ -199,14 +233,30 @@ extension Backups {
         }
     }
 
-    /// Databases marked as `tenant`'s that take no connections and are not its current one: what
-    /// a restore killed between its swap and the rename of the replaced database leaves.
+    /// Lets `database` take connections again if it does not.
+    private func reopenIfClosed(_ database: String, admin: PostgresURL) async throws {
+        let logger = logger
+        try await Database.withConnection(admin, logger: logger) { connection in
+            let open = try await connection.query("SELECT datallowconn FROM pg_database WHERE datname = \(database)", logger: logger)
+                .decode(Bool.self).first { _ in true }
+            if open == false {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "ALTER DATABASE \(try SQLIdentifier.quoted(database)) ALLOW_CONNECTIONS true"), logger: logger)
+            }
+        }
+    }
+
+    /// Databases marked as `tenant`'s, named after its database, that take no connections and are
+    /// not its current one: what a restore killed between its swap and the rename of the replaced
+    /// database leaves. (The name keeps another installation's tenant with the same id, on the
+    /// same server, out of it.)
     private func replacedLeftovers(_ tenant: TenantID, current: String, admin: PostgresURL) async throws -> [String] {
         let logger = logger
         return try await Database.withConnection(admin, logger: logger) { connection in
             try await connection.query("""
                 SELECT datname::text FROM pg_database d
                 WHERE NOT datallowconn AND datname <> \(current) AND NOT datistemplate
+                  AND starts_with(datname, \(operations.configuration.naming.databaseName(for: tenant)))
                   AND shobj_description(d.oid, 'pg_database') = \(TenantMark.text(tenant))
                 ORDER BY 1
                 """, logger: logger).decode(String.self).reduce(into: [String]()) { $0.append($1) }
@@ -235,12 +285,13 @@ extension Backups {
         }
     }
 
-    /// `yyyyMMddHHmmss`, UTC.
+    /// `yyyyMMddHHmmssSSS`, UTC (two restores of a tenant are serialised by its command lock, and
+    /// each takes longer than a millisecond).
     static func stamp(_ date: Date) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMddHHmmss"
+        formatter.dateFormat = "yyyyMMddHHmmssSSS"
         return formatter.string(from: date)
     }
 

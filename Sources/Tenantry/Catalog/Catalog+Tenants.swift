@@ -86,3 +86,20 @@ extension Catalog {
         return result
     }
 }
+
+extension Catalog {
+    /// Points `tenant` at `database` (schema version `schemaVersion`) if the catalog still names
+    /// `expected` — only those columns, so nothing another command changed meanwhile is undone —
+    /// and bumps its epoch (routers follow by NOTIFY). Returns whether it did.
+    func replaceDatabase(_ tenant: TenantID, expected: String, with database: String, schemaVersion: Int) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE tenantry.tenants SET database_name = \(database), schema_version = \(schemaVersion), epoch = epoch + 1,
+                updated_at = now()
+            WHERE id = \(tenant.rawValue) AND database_name = \(expected)
+            RETURNING 1
+            """, logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count == 1
+    }
+}

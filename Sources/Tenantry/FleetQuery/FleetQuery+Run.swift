@@ -40,8 +40,9 @@ extension FleetQuery {
         var answered = 0
         let tenantColumn = Column(name: Self.tenantColumn, type: "text")
         let typeNames = FleetSession.TypeNames()
+        let shape = FleetSession.Shape()
         try await forEachConcurrently(records.map(\.id), concurrency: concurrency, { tenant in
-            try await self.ask(tenant, sql: sql, router: router, typeNames: typeNames, logger: logger)
+            try await self.ask(tenant, sql: sql, router: router, typeNames: typeNames, shape: shape, logger: logger)
         }) { index, outcome, _ in
             let tenant = records[index].id
             let answer: FleetSession.Answer
@@ -99,9 +100,12 @@ extension FleetQuery {
     struct FatalInput: Error { var error: TenantryError }
 
     /// One tenant's answer: the SQL in a read-only, time-limited transaction on the side where its
-    /// data is authoritative (``Route/writeSource``), through the router's pool.
+    /// data is authoritative (``Route/writeSource``), through the router's pool. Once `shape`
+    /// knows the column count, one statement reads it; a tenant whose count differs is read again
+    /// with a describe of its own.
     func ask(
-        _ tenant: TenantID, sql: String, router: TenantRouter, typeNames: FleetSession.TypeNames, logger: Logger
+        _ tenant: TenantID, sql: String, router: TenantRouter, typeNames: FleetSession.TypeNames,
+        shape: FleetSession.Shape = FleetSession.Shape(), logger: Logger
     ) async throws -> FleetSession.Answer {
         let route = try await router.route(for: tenant)
         let source = route.writeSource
@@ -111,8 +115,15 @@ extension FleetQuery {
                 code: .database, message: "tenant \(tenant) is dedicated but has no active database", tenant: tenant.rawValue)
         }
         do {
-            return try await session(router, route, source, logger) { connection in
-                try await FleetSession.read(connection, sql: sql, typeNames: typeNames, logger: logger)
+            do {
+                return try await session(router, route, source, logger) { connection in
+                    try await FleetSession.read(connection, sql: sql, typeNames: typeNames, shape: shape, logger: logger)
+                }
+            } catch where shape.count != nil && (error is FleetSession.ShapeChanged || Database.sqlState(of: error) == "42P10") {
+                // Another column count than the first tenants' (42P10: fewer than the aliases).
+                return try await session(router, route, source, logger) { connection in
+                    try await FleetSession.read(connection, sql: sql, typeNames: typeNames, logger: logger)
+                }
             }
         } catch where Database.sqlState(of: error) == "57014" {
             throw TenantryError(

@@ -6,10 +6,11 @@ import TenantryCore
 /// The SQL of one fleet-query session: read-only, time-limited, values as text.
 ///
 /// PostgresNIO asks for every result column in binary format, so the values are converted to
-/// text by PostgreSQL itself: the statement is first described (its column names and type oids,
-/// from one row of NULLs: a `LEFT JOIN` to the query with `LIMIT 0`, which never runs it), then
-/// read with each column cast to `text` (PostgreSQL's own output functions) under positional
-/// aliases. The per-tenant SQL is embedded unchanged as a subquery.
+/// text by PostgreSQL itself: the statement is described (its column names and type oids, from
+/// one row of NULLs: a `LEFT JOIN` to the query with `LIMIT 0`, which never runs it) and read
+/// with each column cast to `text` (PostgreSQL's own output functions) under positional aliases —
+/// two statements for the first tenants, one (both joined) for the others, see ``read``. The
+/// per-tenant SQL is embedded unchanged as a subquery.
 enum FleetSession {
     /// What one statement returned.
     struct Answer: Sendable {
@@ -51,8 +52,75 @@ enum FleetSession {
         }
     }
 
+    /// The column count of the query, learnt by the first tenants' describe and shared by the
+    /// tenants of one fleet query, so the others need no describe statement of their own.
+    final class Shape: Sendable {
+        private let learnt = NIOLockedValueBox<Int?>(nil)
+
+        /// The column count, once a tenant has described the query.
+        var count: Int? { learnt.withLockedValue { $0 } }
+
+        func learn(_ count: Int) { learnt.withLockedValue { if $0 == nil { $0 = count } } }
+    }
+
+    /// The tenant's result has another column count than ``Shape`` learnt: read it again with a
+    /// describe of its own (in a new transaction), so its own columns are compared and reported.
+    struct ShapeChanged: Error {}
+
     /// Runs `sql` (one query, without a trailing `;`) and returns its columns and rows as text.
-    static func read(_ connection: PostgresConnection, sql: String, typeNames: TypeNames = TypeNames(), logger: Logger) async throws -> Answer {
+    ///
+    /// Once `shape` knows the column count, one statement: the cast query (positional aliases,
+    /// each column cast to text) joined to the describe's `LIMIT 0` subquery `ON false`, whose
+    /// all-NULL columns carry this tenant's own names and type oids in every row; a leading
+    /// `true` column tells a row of the query from the one row of NULLs a tenant without rows gets
+    /// (so even then the names are known). A tenant whose query has fewer columns fails with
+    /// `42P10`, one with more throws ``ShapeChanged``: the caller reads both again without `shape`.
+    static func read(
+        _ connection: PostgresConnection, sql: String, typeNames: TypeNames = TypeNames(), shape: Shape? = nil, logger: Logger
+    ) async throws -> Answer {
+        guard let count = shape?.count, count > 0 else {
+            let answer = try await describeAndRead(connection, sql: sql, typeNames: typeNames, logger: logger)
+            shape?.learn(answer.columns.count)
+            return answer
+        }
+        let aliases = (1...count).map { "fleet_c\($0)" }
+        let statement = """
+            SELECT fleet_rows.*, fleet_shape.* FROM (VALUES (1)) AS fleet_one (one)
+            LEFT JOIN (SELECT true AS fleet_row, \(aliases.map { "fleet_query.\($0)::text" }.joined(separator: ", ")) FROM (
+            \(sql)
+            ) AS fleet_query (\(aliases.joined(separator: ", ")))) AS fleet_rows ON true
+            LEFT JOIN (SELECT * FROM (
+            \(sql)
+            ) AS fleet_inner LIMIT 0) AS fleet_shape ON false
+            """
+        var names: [String] = []
+        var oids: [Int64] = []
+        var values: [[String?]] = []
+        for try await row in try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) {
+            let cells = Array(row)
+            if names.isEmpty {
+                guard cells.count == 1 + 2 * count else { throw ShapeChanged() }
+                for cell in cells[(1 + count)...] {
+                    names.append(cell.columnName)
+                    oids.append(Int64(cell.dataType.rawValue))
+                }
+            }
+            if cells[0].bytes != nil { values.append(cells[1...count].map { cell in cell.bytes.map { String(buffer: $0) } }) }
+        }
+        let (types, builtin) = try await typeNamesOf(oids, connection, typeNames: typeNames, logger: logger)
+        guard types.count == names.count else {
+            throw TenantryError(code: .database, message: "cannot read the result's column types")
+        }
+        return Answer(
+            columns: zip(names, types).map { FleetQuery.Column(name: $0, type: $1) }, builtin: builtin, rows: values)
+    }
+
+    /// The describe (names and type oids from one row of NULLs: a `LEFT JOIN` to the query with
+    /// `LIMIT 0`, which never runs it), then the query with each column cast to text: the first
+    /// tenants' way, and any tenant's whose column count differs from theirs.
+    static func describeAndRead(
+        _ connection: PostgresConnection, sql: String, typeNames: TypeNames, logger: Logger
+    ) async throws -> Answer {
         let describe = """
             SELECT fleet_query.* FROM (VALUES (1)) AS fleet_one (one) LEFT JOIN (SELECT * FROM (
             \(sql)
@@ -66,23 +134,7 @@ enum FleetSession {
                 oids.append(Int64(cell.dataType.rawValue))
             }
         }
-        var types: [String] = []
-        var builtin: [Bool] = []
-        if let known = typeNames.lookup(oids) {
-            types = known.map(\.name)
-            builtin = known.map(\.builtin)
-        } else {
-            let rows = try await connection.query("""
-                SELECT format_type(t.oid, NULL), t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype <> 'p'
-                FROM unnest(\(oids)::bigint[]) WITH ORDINALITY AS u (type_oid, position) JOIN pg_type t ON t.oid = u.type_oid::oid
-                ORDER BY u.position
-                """, logger: logger)
-            for try await (type, isBuiltin) in rows.decode((String, Bool).self) {
-                types.append(type)
-                builtin.append(isBuiltin)
-            }
-            if types.count == oids.count { typeNames.learn(oids, Array(zip(types, builtin)).map { (name: $0, builtin: $1) }) }
-        }
+        let (types, builtin) = try await typeNamesOf(oids, connection, typeNames: typeNames, logger: logger)
         guard types.count == names.count else {
             throw TenantryError(code: .database, message: "cannot read the result's column types")
         }
@@ -99,6 +151,27 @@ enum FleetSession {
         }
         return Answer(
             columns: zip(names, types).map { FleetQuery.Column(name: $0, type: $1) }, builtin: builtin, rows: values)
+    }
+
+    /// The `format_type` names of `oids` and whether each is built in: from `typeNames` when it
+    /// knows them all, else in one query (built-in ones learnt for the other tenants).
+    static func typeNamesOf(
+        _ oids: [Int64], _ connection: PostgresConnection, typeNames: TypeNames, logger: Logger
+    ) async throws -> (types: [String], builtin: [Bool]) {
+        if let known = typeNames.lookup(oids) { return (known.map(\.name), known.map(\.builtin)) }
+        var types: [String] = []
+        var builtin: [Bool] = []
+        let rows = try await connection.query("""
+            SELECT format_type(t.oid, NULL), t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype <> 'p'
+            FROM unnest(\(oids)::bigint[]) WITH ORDINALITY AS u (type_oid, position) JOIN pg_type t ON t.oid = u.type_oid::oid
+            ORDER BY u.position
+            """, logger: logger)
+        for try await (type, isBuiltin) in rows.decode((String, Bool).self) {
+            types.append(type)
+            builtin.append(isBuiltin)
+        }
+        if types.count == oids.count { typeNames.learn(oids, Array(zip(types, builtin)).map { (name: $0, builtin: $1) }) }
+        return (types, builtin)
     }
 
     /// Shadows every tenant table of the unified database's `public` schema (a `NOT NULL`

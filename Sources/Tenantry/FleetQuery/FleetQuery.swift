@@ -32,7 +32,11 @@ public struct FleetQuery: Sendable {
     /// SQL over a temporary table `results` (`tenant_id text` then the per-tenant columns, with
     /// their types), run in PostgreSQL; its rows are the result. `nil`: the tenants' rows are.
     public var combine: String?
-    /// Tenants queried at the same time (1…64; default 8).
+    /// Tenants queried at the same time (1…64; default 32: the fastest of 8, 16 and 32 in most
+    /// benchmark runs at 200 tenants, see Benchmarks/README.md, and under the default cap of 50
+    /// connections per server of the router `tenantry query` and the admin API run for the call.
+    /// The router's caps hold whatever the value; on an application's router with a tight cap,
+    /// pass less).
     public var concurrency: Int
     /// The longest one tenant's statement may run (its `statement_timeout`; default 30 s).
     public var timeout: Duration
@@ -45,7 +49,7 @@ public struct FleetQuery: Sendable {
     /// A query with its options (see the properties for the defaults).
     public init(
         sql: String, tenants: TenantSelection = .all, server: String? = nil, combine: String? = nil,
-        concurrency: Int = 8, timeout: Duration = .seconds(30), partial: Bool = false, discriminator: String = "shop_id"
+        concurrency: Int = 32, timeout: Duration = .seconds(30), partial: Bool = false, discriminator: String = "shop_id"
     ) {
         self.sql = sql
         self.tenants = tenants

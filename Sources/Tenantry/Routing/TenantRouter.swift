@@ -124,7 +124,7 @@ public final class TenantRouter: Service, Sendable {
                 result = try await run(on: source, route: route, retrySafe: intent == .read, transaction: false, body)
             } catch where intent == .read && source == .tenant && Self.mayHaveLeftDatabase(error) {
                 // A read on a database just swapped out (a restore) runs again where the catalog says.
-                guard let current = (try? await rerouted(tenant, from: route)) ?? nil else { throw error }
+                guard let current = (try? await rerouted(tenant, from: route, after: error)) ?? nil else { throw error }
                 result = try await run(on: .tenant, route: current, retrySafe: true, transaction: false, body)
             }
             if intent == .write { await syncedWrite(route, source) }
@@ -180,7 +180,7 @@ public final class TenantRouter: Service, Sendable {
             // The tenant's database was swapped for another (a restore): its sessions were ended
             // and it no longer takes connections. The transaction did not commit (a COMMIT in
             // flight is never run again); when the catalog names another database now, it runs there.
-            guard let current = (try? await rerouted(tenant, from: route)) ?? nil else { throw error }
+            guard let current = (try? await rerouted(tenant, from: route, after: error)) ?? nil else { throw error }
             return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
         }
     }
@@ -194,12 +194,20 @@ public final class TenantRouter: Service, Sendable {
         return state == "55000" || state == "3D000" || Database.isConnectionFailure(error)
     }
 
-    /// The route the catalog gives `tenant` now, if it names another tenant database than `old`.
-    func rerouted(_ tenant: TenantID, from old: Route) async throws -> Route? {
-        invalidateRoutes(tenant)
-        let current = try await route(for: tenant)
-        guard current.writeSource == .tenant, current.server != old.server || current.database != old.database else { return nil }
-        return current
+    /// The route the catalog gives `tenant`, if it names another tenant database than `old`. When
+    /// `error` says the old database no longer takes connections or no longer exists (a restore
+    /// closes it just before the catalog names the new one), waits for the catalog up to the lease
+    /// timeout; otherwise looks once.
+    func rerouted(_ tenant: TenantID, from old: Route, after error: any Error) async throws -> Route? {
+        let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+        let deadline = ContinuousClock.now + (state == "55000" || state == "3D000" ? configuration.pool.leaseTimeout : .zero)
+        while true {
+            invalidateRoutes(tenant)
+            let current = try await route(for: tenant)
+            if current.writeSource == .tenant, current.server != old.server || current.database != old.database { return current }
+            guard ContinuousClock.now < deadline else { return nil }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// Waits (up to the lease timeout) until the catalog routes `tenant`'s writes elsewhere than

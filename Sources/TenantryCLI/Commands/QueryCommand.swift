@@ -27,7 +27,7 @@ struct QueryCommand: AsyncParsableCommand {
     @Argument(help: "The per-tenant SQL: one query (SELECT, WITH, VALUES or TABLE).") var sql: String
     @Option(help: "SQL over the temporary table 'results'; its rows are the result.") var combine: String?
     @Option(help: "table, json or csv.") var format: String = "table"
-    @Option(help: "Tenants queried at once (1-64).") var concurrency = 8
+    @Option(help: "Tenants queried at once (1-64).") var concurrency = 32
     @Option(help: "Longest statement per tenant, like 500ms, 30s or 2m.") var timeout: String = "30s"
     @Flag(help: "Leave out tenants that fail or time out, and name them, instead of failing.") var partial = false
 
