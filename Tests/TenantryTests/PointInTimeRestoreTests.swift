@@ -135,7 +135,7 @@ struct PointInTimeRestoreTests {
             try await $0.restoreToTime(a, time: time, asTenant: copy, scratch: scratch.factory)
         }
         #expect(asNew.restoredAs == copy && asNew.restore.rows == 3 + 1)  // + tenantry_schema_migrations
-        #expect(Set(asNew.seconds.keys) == ["prepare", "base_extract", "recovery", "dump", "restore"])
+        #expect(Set(asNew.seconds.keys) == ["prepare", "base_extract", "recovery", "dump", "cleanup", "restore"])
         let copyDatabase = try await withOperations { try await $0.catalog.requireTenant(copy).databaseName! }
         #expect(try await rows(admin.with(database: copyDatabase)) == asOfT)
         #expect(try await rows(tenantURL) == now)

@@ -65,6 +65,8 @@ public struct PointInTimeRecovery: Sendable {
         public var recovery: Double = 0
         /// The caller's work on the recovered server.
         public var work: Double = 0
+        /// Stopping the scratch server and deleting its directory (a copy of the whole cluster).
+        public var cleanup: Double = 0
 
         enum CodingKeys: String, CodingKey {
             case baseExtract = "base_extract_seconds", recovery = "recovery_seconds", work = "work_seconds"
@@ -123,7 +125,9 @@ public struct PointInTimeRecovery: Sendable {
             started = clock.now
             let result = try await body(url)
             timings.work = (clock.now - started).totalSeconds
+            started = clock.now
             await server.remove()
+            timings.cleanup = (clock.now - started).totalSeconds
             return (result, timings)
         } catch {
             await server.remove()

@@ -116,6 +116,7 @@ extension Operations {
         seconds["base_extract"] = timings.baseExtract
         seconds["recovery"] = timings.recovery
         seconds["dump"] = timings.work
+        seconds["cleanup"] = timings.cleanup
         lap = clock.now
         var recovered = manifest
         recovered.recoveredTo = targetDate

@@ -177,7 +177,7 @@ extension RestoreCommand {
             + "\(restored.schemaVersion), database \(restored.database) on \(restored.server)")
         Output.line("from base backup \(report.baseBackup) (ended \(PointInTimeFormat.string(report.baseBackupFinishedAt))), "
             + "WAL replayed from the archive of server '\(report.server)'; the scratch server is removed")
-        let order = ["prepare", "base_extract", "recovery", "dump", "restore"]
+        let order = ["prepare", "base_extract", "recovery", "dump", "cleanup", "restore"]
         let parts = order.compactMap { key in report.seconds[key].map { "\(key.replacingOccurrences(of: "_", with: " ")) \(String(format: "%.2f", $0)) s" } }
         Output.line("took: " + parts.joined(separator: ", ") + String(format: "; writes paused %.1f ms", restored.pauseMilliseconds))
         if let previous = restored.previousDatabase {
