@@ -80,6 +80,15 @@ extension WALArchive {
         let stamp = PointInTimeFormat.stamp(startedAt)
         let partial = "\(baseDirectory)/.partial-\(stamp)"
         let final = "\(baseDirectory)/\(stamp)"
+        // A base backup killed part way left its `.partial-` directory (a copy of the cluster): gone
+        // once it is a day old (a base backup running now is younger).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: baseDirectory)) ?? [] where name.hasPrefix(".partial-") {
+            let path = "\(baseDirectory)/\(name)"
+            if let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+               Date().timeIntervalSince(modified) > 86_400 {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
         try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         do {
             let output = try await ProcessRunner().run(
