@@ -6,25 +6,9 @@ import TenantryCore
 
 /// Where a Tenantry backup of one tenant spends its time, against a bare `pg_dump`.
 enum BackupProfile {
-    /// Rows of every ordinary table outside the system schemas, as `schema.table` (the query
-    /// `Backups.backupDatabase` runs in its snapshot, replayed).
+    /// Rows per table, as `Backups.backupDatabase` counts them in its snapshot.
     static func rowCounts(on connection: PostgresConnection) async throws -> [String: Int64] {
-        var tables: [(String, String)] = []
-        for try await (schema, table) in try await connection.query("""
-            SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-            ORDER BY 1, 2
-            """, logger: Bench.logger).decode((String, String).self) { tables.append((schema, table)) }
-        guard !tables.isEmpty else { return [:] }
-        let sql = try tables.map { schema, table in
-            "SELECT \(SchemaDDL.literal("\(schema).\(table)")), count(*) FROM \(try SQLIdentifier.quoted(schema)).\(try SQLIdentifier.quoted(table))"
-        }.joined(separator: " UNION ALL ")
-        var counts: [String: Int64] = [:]
-        for try await (name, count) in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Bench.logger)
-            .decode((String, Int64).self) {
-            counts[name] = count
-        }
-        return counts
+        try await Backups.rowCounts(on: connection, logger: Bench.logger)
     }
 
     /// The `fraction` percentile (nearest rank) of `values`; 0 when empty.

@@ -133,7 +133,9 @@ extension Backups {
                     try await fence.query("BEGIN", logger: logger)
                     try await fence.query(
                         PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Cutover.milliseconds(maxPause))ms'"), logger: logger)
-                    let tables = try await Self.userTables(on: fence, logger: logger)
+                    let tables = try await Self.tables(on: fence, logger: logger).map {
+                        "\(try SQLIdentifier.quoted($0.schema)).\(try SQLIdentifier.quoted($0.table))"
+                    }
                     let started = ContinuousClock.now
                     if !tables.isEmpty {
                         do {
@@ -261,19 +263,6 @@ extension Backups {
                 ORDER BY 1
                 """, logger: logger).decode(String.self).reduce(into: [String]()) { $0.append($1) }
         }
-    }
-
-    /// Every ordinary table outside the system schemas, quoted `schema.table`.
-    static func userTables(on connection: PostgresConnection, logger: Logger) async throws -> [String] {
-        var tables: [String] = []
-        for try await (schema, table) in try await connection.query("""
-            SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-            ORDER BY 1, 2
-            """, logger: logger).decode((String, String).self) {
-            tables.append("\(try SQLIdentifier.quoted(schema)).\(try SQLIdentifier.quoted(table))")
-        }
-        return tables
     }
 
     static func dropQuietly(_ databases: [String], admin: PostgresURL, logger: Logger) async {

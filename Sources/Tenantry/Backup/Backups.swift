@@ -116,14 +116,10 @@ public struct Backups: Sendable {
         return manifest
     }
 
-    /// Rows of every ordinary table outside the system schemas, as `schema.table`.
-    static func rowCounts(on connection: PostgresConnection, logger: Logger) async throws -> [String: Int64] {
-        var tables: [(String, String)] = []
-        for try await (schema, table) in try await connection.query("""
-            SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-            ORDER BY 1, 2
-            """, logger: logger).decode((String, String).self) { tables.append((schema, table)) }
+    /// Rows of every ordinary table outside the system schemas (``tables(on:logger:)``), as
+    /// `schema.table`, in one statement.
+    public static func rowCounts(on connection: PostgresConnection, logger: Logger) async throws -> [String: Int64] {
+        let tables = try await Self.tables(on: connection, logger: logger)
         guard !tables.isEmpty else { return [:] }
         let sql = try tables.map { schema, table in
             "SELECT \(SchemaDDL.literal("\(schema).\(table)")), count(*) FROM \(try SQLIdentifier.quoted(schema)).\(try SQLIdentifier.quoted(table))"
@@ -133,6 +129,18 @@ public struct Backups: Sendable {
             counts[name] = count
         }
         return counts
+    }
+
+    /// Every ordinary (or partitioned) table outside the system schemas, as (schema, table), sorted:
+    /// what a backup counts and a restore's swap locks.
+    static func tables(on connection: PostgresConnection, logger: Logger) async throws -> [(schema: String, table: String)] {
+        var tables: [(schema: String, table: String)] = []
+        for try await (schema, table) in try await connection.query("""
+            SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+            ORDER BY 1, 2
+            """, logger: logger).decode((String, String).self) { tables.append((schema, table)) }
+        return tables
     }
 
     static func firstLine(_ output: ProcessRunner.Output) -> String {

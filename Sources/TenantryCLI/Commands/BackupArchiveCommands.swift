@@ -157,15 +157,10 @@ extension RestoreCommand {
         guard from == nil else {
             throw TenantryError(code: .invalidArgument, message: "--from and --to-time exclude each other: name one")
         }
-        guard yes else {
-            let what = asTenant.map { "restore creates tenant \($0)" } ?? "restore replaces tenant \(tenant)'s data with its state at \(toTime)"
-            throw TenantryError(code: .invalidArgument, message: "\(what): add --yes")
-        }
-        let pauseLimit = try parsePause(maxPause)
+        let (pauseLimit, progress) = try confirmed(
+            asTenant.map { "restore creates tenant \($0)" } ?? "restore replaces tenant \(tenant)'s data with its state at \(toTime)")
         let context = try CommandContext.load()
         let dropPrevious = dropPrevious
-        let note: @Sendable (String) -> Void = { message in Output.note(message) }
-        let progress = json ? nil : note
         let report = try await Services.with(context) { services in
             try await services.operations.restoreToTime(
                 tenant, time: toTime, asTenant: asTenant, dropPrevious: dropPrevious, maxPause: pauseLimit,

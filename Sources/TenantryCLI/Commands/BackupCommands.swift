@@ -141,20 +141,22 @@ struct RestoreCommand: AsyncParsableCommand {
         try await runCommand { try await restore() }
     }
 
+    /// What both kinds of restore check and set up first: `--yes` (else one error saying `what`
+    /// happens), the pause limit, and progress notes unless `--json`.
+    func confirmed(_ what: String) throws -> (pause: Duration, progress: (@Sendable (String) -> Void)?) {
+        guard yes else { throw TenantryError(code: .invalidArgument, message: "\(what): add --yes") }
+        let note: @Sendable (String) -> Void = { message in Output.note(message) }
+        return (try parsePause(maxPause), json ? nil : note)
+    }
+
     private func restore() async throws {
         let id = try TenantID(tenant)
         let newID = try asTenant.map { try TenantID($0) }
         if let toTime { return try await restore(toTime: toTime, tenant: id, asTenant: newID) }
         guard let from else { throw TenantryError(code: .invalidArgument, message: "name the backup: --from PATH, or --to-time T") }
-        guard yes else {
-            let what = newID.map { "restore creates tenant \($0)" } ?? "restore replaces tenant \(id)'s data with the backup's"
-            throw TenantryError(code: .invalidArgument, message: "\(what): add --yes")
-        }
-        let pauseLimit = try parsePause(maxPause)
+        let (pauseLimit, progress) = try confirmed(newID.map { "restore creates tenant \($0)" } ?? "restore replaces tenant \(id)'s data with the backup's")
         let context = try CommandContext.load()
         let dropPrevious = dropPrevious
-        let note: @Sendable (String) -> Void = { message in Output.note(message) }
-        let progress = json ? nil : note
         let report: Backups.RestoreReport = try await Services.with(context) { services in
             try await services.operations.backups().restore(
                 id, from: from, asTenant: newID, dropPrevious: dropPrevious, maxPause: pauseLimit, progress: progress)
