@@ -22,6 +22,7 @@ extension Operations {
                 group: "application database", name: "capture", passed: true,
                 detail: installed ? "installed on \(move.plan.tables.count) tenant tables"
                     : "not installed (needed only to move tenants: 'tenantry capture install')"))
+            checks.append(await move.foreignKeyCheck())
         } catch {
             checks.append(DoctorCheck(group: "application database", name: "capture", passed: false, detail: Database.oneLine(error)))
         }

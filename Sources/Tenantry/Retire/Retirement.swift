@@ -11,7 +11,8 @@ import TenantryCore
 /// stream is paused, then in one repeatable-read transaction of the unified database per tenant
 /// its rows are archived table by table in COPY text format (pg_dump cannot select one tenant's
 /// rows) and exactly those rows deleted, children first (per-table counts compared, rolled back on
-/// any mismatch); the manifest is written last, atomically, before the commit. The tenant goes to
+/// any mismatch), set-based past the per-row triggers when allowed (``DeleteMethod``), then checked
+/// from another session: no row outside the tenant references its rows; the manifest is written last, atomically, before the commit. The tenant goes to
 /// `retired`: the relay stops applying its changes back, but reverse capture keeps recording them
 /// in its tenant database, so ``restore(archive:)`` followed by the relay brings the unified rows
 /// fully up to date again.
@@ -65,6 +66,8 @@ public struct Retirement: Sendable {
     /// Runs after a tenant's rows were restored (committed) and before its stream resumes and its
     /// phase changes (tests: a restore killed in that window).
     var afterRestoreLoad: (@Sendable (TenantID) async throws -> Void)?
+    /// How the rows are deleted (default: set-based, falling back to row by row when not allowed).
+    public var deleteMethod: DeleteMethod = .setBased
 
     /// Creates a retirement handle (`verifyFirst`: `VERIFY_BEFORE_RETIREMENT`).
     public init(catalog: Catalog, servers: ServerDirectory, unifiedURL: PostgresURL, plan: MovePlan, relay: Relay,
@@ -155,6 +158,20 @@ public struct Retirement: Sendable {
             try ArchiveFiles.makeDirectory(root)
             archive = root
         }
+        // Two sessions for the whole run: the deletes', and the checker's, which still sees a tenant's rows.
+        let deleted = try await Database.withConnection(unifiedURL, logger: logger) { unified in
+            try await Database.withConnection(unifiedURL, logger: logger) { checker in
+                try await retireEach(ids, archive: archive, on: unified, checker: checker)
+            }
+        }
+        return Report(tenants: finished + ids, dryRun: false, archive: archive, tables: deleted)
+    }
+
+    /// Pauses, archives, deletes and checks `ids` one after another (one transaction each); returns the rows deleted.
+    private func retireEach(
+        _ ids: [TenantID], archive: String?, on unified: PostgresConnection, checker: PostgresConnection
+    ) async throws -> [TableRows] {
+        let deletion = try await prepareDeletion(on: unified)
         var manifest = Manifest(createdAt: Date(), discriminator: plan.discriminator, tables: [])
         var deleted: [TableRows] = []
         for id in ids {
@@ -163,9 +180,8 @@ public struct Retirement: Sendable {
             // delete removes and the archive lacks (its change already consumed: lost on restore).
             let wasPaused = try await pauseReverseStream(id)
             do {
-                let (tables, entries) = try await Database.withConnection(unifiedURL, logger: logger) { unified in
-                    try await archiveAndDelete(id, archive: archive, manifest: manifest, on: unified)
-                }
+                let (tables, entries) = try await archiveAndDelete(
+                    id, archive: archive, manifest: manifest, deletion: deletion, on: unified, checker: checker)
                 manifest.tables += entries
                 deleted += tables
             } catch {
@@ -175,9 +191,10 @@ public struct Retirement: Sendable {
             try await catalog.setPhase(id, to: .retired)
             try? await catalog.audit(
                 actor: actor, action: "retire-legacy", tenant: id, outcome: .ok,
-                detail: ["rows": "\(deleted.filter { $0.tenant == id }.reduce(0) { $0 + $1.rows })", "archive": archive ?? "none"])
+                detail: ["rows": "\(deleted.filter { $0.tenant == id }.reduce(0) { $0 + $1.rows })", "archive": archive ?? "none",
+                         "method": (deletion.setBased ? DeleteMethod.setBased : .rowTriggers).rawValue])
         }
-        return Report(tenants: finished + ids, dryRun: false, archive: archive, tables: deleted)
+        return deleted
     }
 
     /// After a retire-legacy killed between pausing `id`'s reverse stream and setting its phase:
@@ -251,7 +268,8 @@ public struct Retirement: Sendable {
     /// writes the manifest (atomically, with this tenant's entries) and commits. Any mismatch or
     /// failure rolls the delete back and leaves the manifest as it was.
     private func archiveAndDelete(
-        _ id: TenantID, archive root: String?, manifest: Manifest, on unified: PostgresConnection
+        _ id: TenantID, archive root: String?, manifest: Manifest, deletion: Deletion, on unified: PostgresConnection,
+        checker: PostgresConnection
     ) async throws -> ([TableRows], [Manifest.Table]) {
         var entries: [Manifest.Table] = []
         var manifestWritten = false
@@ -276,6 +294,9 @@ public struct Retirement: Sendable {
                     for table in plan.tables { archived[table.name] = try await count(table, of: id, on: unified) }
                 }
                 try await beforeDelete?(id)
+                // Set-based: no trigger fires per deleted row (foreign-key checks and actions
+                // included); checkIntegrity below stands in for them, once per foreign key.
+                if deletion.setBased { try await unified.query("SET LOCAL session_replication_role = replica", logger: logger) }
                 var tables: [TableRows] = []
                 for table in plan.tables.reversed() {
                     var query = PostgresQuery(unsafeSQL: "WITH deleted AS (DELETE FROM \(plan.unifiedName(table)) "
@@ -291,6 +312,7 @@ public struct Retirement: Sendable {
                     }
                     tables.append(TableRows(tenant: id, table: table.name, rows: count))
                 }
+                try await checkIntegrity(id, deleted: tables, deletion: deletion, on: checker)
                 // The mark a re-run reads to know this delete committed (finishInterrupted); a row
                 // of its own, so no concurrent update can fail this REPEATABLE READ transaction.
                 let archiveName = root.map { ($0 as NSString).lastPathComponent }
