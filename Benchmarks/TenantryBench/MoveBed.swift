@@ -31,11 +31,11 @@ struct MoveBed: Sendable {
     static let seed: UInt64 = 7
 
     /// Creates database `name` with the catalog and HandyShop's generated data (`shops` shops,
-    /// about `rowsPerShop` tenant rows each), provisions `provision` of the shops (`width` at a time)
-    /// and installs capture.
+    /// about `rowsPerShop` tenant rows each; `load` instead, when given, loads another schema and its
+    /// data), provisions `provision` of the shops (`width` at a time) and installs capture.
     static func make(
         admin: PostgresURL, name: String = "bench_unified", shops: Int, rowsPerShop: Int, provision: [TenantID],
-        width: Int = 4, quiet: Bool
+        width: Int = 4, quiet: Bool, load: (@Sendable (PostgresURL) async throws -> HandyShopGenerator.Report)? = nil
     ) async throws -> MoveBed {
         let logger = Bench.logger
         let unifiedURL = admin.with(database: name)
@@ -44,7 +44,11 @@ struct MoveBed: Sendable {
         if !quiet { Bench.note("generating HandyShop: \(shops) shops × ~\(rowsPerShop) tenant rows…") }
         var generated: HandyShopGenerator.Report?
         let generateSeconds = try await Bench.time {
-            generated = try await Self.loadHandyShop(unifiedURL, shops: shops, rowsPerShop: rowsPerShop)
+            if let load {
+                generated = try await load(unifiedURL)
+            } else {
+                generated = try await Self.loadHandyShop(unifiedURL, shops: shops, rowsPerShop: rowsPerShop)
+            }
         }
         // The tenant schema, derived exactly as `tenantry schema derive` does; the plan as the mover reads it.
         let (plan, ddl) = try await Database.withConnection(unifiedURL, logger: logger) { connection in

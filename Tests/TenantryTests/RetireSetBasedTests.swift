@@ -181,6 +181,34 @@ struct RetireSetBasedTests {
         }
     }
 
+    @Test("two tenants retired at once: one refused rolls back alone; the other commits; the manifest lists only it")
+    func concurrentTenants() async throws {
+        try await withDedicated { fixture, _, catalog, retirement in
+            _ = try await TestPostgres.strings(fixture.unifiedURL, """
+                INSERT INTO loaner_devices (shop_id, repair_id, name)
+                SELECT 3, min(id), 'borrowed across shops' FROM repairs WHERE shop_id = 2 RETURNING 'x'
+                """)
+            let secondRows = try await Self.rows(of: 2, fixture)
+            var retirement = retirement
+            retirement.concurrency = 2
+            let archiveRoot = try CLIRunner.makeDirectory()
+            await #expect(throws: TenantryError.self) {
+                _ = try await retirement.retire(fixture.ids, archiveDirectory: archiveRoot, dryRun: false)
+            }
+            #expect(try await catalog.move(fixture.ids[0])?.phase == .retired)
+            #expect(try await Self.rows(of: 1, fixture) == 0)
+            #expect(try await catalog.move(fixture.ids[1])?.phase == .dedicated)
+            #expect(try await Self.rows(of: 2, fixture) == secondRows)
+            let root = archiveRoot + "/" + (try FileManager.default.contentsOfDirectory(atPath: archiveRoot).first ?? "")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["1", "manifest.json"])
+            let manifest = try JSONSerialization.jsonObject(
+                with: try Data(contentsOf: URL(fileURLWithPath: root + "/manifest.json"))) as? [String: Any]
+            let tenants = Set((manifest?["tables"] as? [[String: Any]] ?? []).compactMap { $0["tenant"] as? String })
+            #expect(tenants == ["1"])
+            #expect(try await Self.dangling(fixture).isEmpty)
+        }
+    }
+
     @Test("doctor's foreign-key check: each unindexed key into a tenant table named with its cost, a warning; indexed: pass")
     func doctorCheck() async throws {
         let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 40)

@@ -93,6 +93,7 @@ struct RetirementTests {
             let archiveRoot = try CLIRunner.makeDirectory()
             let unifiedURL = fixture.unifiedURL
             var retirement = retirement
+            retirement.concurrency = 1  // one tenant after the other: the manifest's order is what is checked
             retirement.beforeDelete = { id in
                 // What the manifest lists while this tenant's files are written but not yet committed.
                 let roots = try FileManager.default.contentsOfDirectory(atPath: archiveRoot)

@@ -69,10 +69,16 @@ extension Retirement {
     /// or foreign key and a count; the caller's transaction then rolls back.
     func checkIntegrity(_ id: TenantID, deleted: [TableRows], deletion: Deletion, on checker: PostgresConnection) async throws {
         let referencing = Set(deletion.keys.filter { $0.referencingIsTenantTable(plan) }.map(\.table))
-        for table in plan.tables where referencing.contains(table.name) {
-            var query = PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-            query.binds.append(id.rawValue)
-            let present = try await checker.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
+        let tables = plan.tables.filter { referencing.contains($0.name) }
+        // One statement (one round trip) for every count.
+        let counts = tables.map { "SELECT count(*)::int FROM \(plan.unifiedName($0)) WHERE \(plan.tenantFilter(parameter: 1))" }
+            + deletion.keys.map { $0.outsideReferencesSQL(plan) }
+        guard !counts.isEmpty else { return }
+        var query = PostgresQuery(unsafeSQL: "SELECT ARRAY[\(counts.map { "(\($0))" }.joined(separator: ", "))]::int[]")
+        query.binds.append(id.rawValue)
+        let found = try await checker.query(query, logger: logger).decode([Int].self).first(where: { _ in true }) ?? []
+        for (index, table) in tables.enumerated() {
+            let present = found[index]
             let removed = deleted.first { $0.table == table.name }?.rows ?? 0
             guard present == removed else {
                 throw TenantryError(
@@ -82,16 +88,13 @@ extension Retirement {
                     tenant: id.rawValue)
             }
         }
-        for key in deletion.keys {
-            let count = try await key.outsideReferences(to: id, plan: plan, on: checker, logger: logger)
-            guard count == 0 else {
-                throw TenantryError(
-                    code: .conflict,
-                    message: "retire-legacy refused for tenant \(id): \(count) row(s) of \(key.table) outside the tenant reference its "
-                        + "\(key.referencedTable) rows through \(key.name) (\(key.described)); deleting would leave them dangling "
-                        + "or change them; nothing of this tenant was deleted",
-                    tenant: id.rawValue)
-            }
+        for (key, count) in zip(deletion.keys, found.dropFirst(tables.count)) where count > 0 {
+            throw TenantryError(
+                code: .conflict,
+                message: "retire-legacy refused for tenant \(id): \(count) row(s) of \(key.table) outside the tenant reference its "
+                    + "\(key.referencedTable) rows through \(key.name) (\(key.described)); deleting would leave them dangling "
+                    + "or change them; nothing of this tenant was deleted",
+                tenant: id.rawValue)
         }
     }
 }

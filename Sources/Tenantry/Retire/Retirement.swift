@@ -68,6 +68,17 @@ public struct Retirement: Sendable {
     var afterRestoreLoad: (@Sendable (TenantID) async throws -> Void)?
     /// How the rows are deleted (default: set-based, falling back to row by row when not allowed).
     public var deleteMethod: DeleteMethod = .setBased
+    /// Tenants verified, then retired, at a time (migrate-data copies 2 at a time); each tenant in its own transaction.
+    public var concurrency = 2
+    /// Receives each step's wall time in seconds, per tenant: `verify`, `archive`, `delete`, `check` (benchmarks).
+    public var timing: (@Sendable (_ step: String, _ seconds: Double) -> Void)?
+
+    /// Runs `body`, handing its wall time to ``timing`` as `step`.
+    func timed<T>(_ step: String, _ body: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        defer { timing?(step, (ContinuousClock.now - start).totalSeconds) }
+        return try await body()
+    }
 
     /// Creates a retirement handle (`verifyFirst`: `VERIFY_BEFORE_RETIREMENT`).
     public init(catalog: Catalog, servers: ServerDirectory, unifiedURL: PostgresURL, plan: MovePlan, relay: Relay,
@@ -118,10 +129,15 @@ public struct Retirement: Sendable {
         if verifyFirst {
             let verifier = Verifier(plan: plan, logger: logger)
             var differing: [String] = []
-            for id in ids {
-                let report = try await verifier.verify(
-                    id, unifiedURL: unifiedURL, tenantURL: try await tenantURL(id),
-                    settle: { _ = try await relay.catchUp([id], timeout: .seconds(60)) })
+            let relay = relay
+            let reports = try await timed("verify") {
+                try await concurrentMap(ids, concurrency: max(concurrency, 1)) { id in
+                    try await verifier.verify(
+                        id, unifiedURL: unifiedURL, tenantURL: try await tenantURL(id),
+                        settle: { _ = try await relay.catchUp([id], timeout: .seconds(60)) })
+                }
+            }
+            for (id, report) in zip(ids, reports) {
                 if !report.equal {
                     let tables = report.tables.filter { $0.differenceCount > 0 }.map { "\($0.table): \($0.differenceCount) row(s)" }
                     differing.append("tenant \(id) (\(tables.joined(separator: ", ")))")
@@ -158,43 +174,8 @@ public struct Retirement: Sendable {
             try ArchiveFiles.makeDirectory(root)
             archive = root
         }
-        // Two sessions for the whole run: the deletes', and the checker's, which still sees a tenant's rows.
-        let deleted = try await Database.withConnection(unifiedURL, logger: logger) { unified in
-            try await Database.withConnection(unifiedURL, logger: logger) { checker in
-                try await retireEach(ids, archive: archive, on: unified, checker: checker)
-            }
-        }
+        let deleted = try await retireEach(ids, archive: archive)
         return Report(tenants: finished + ids, dryRun: false, archive: archive, tables: deleted)
-    }
-
-    /// Pauses, archives, deletes and checks `ids` one after another (one transaction each); returns the rows deleted.
-    private func retireEach(
-        _ ids: [TenantID], archive: String?, on unified: PostgresConnection, checker: PostgresConnection
-    ) async throws -> [TableRows] {
-        let deletion = try await prepareDeletion(on: unified)
-        var manifest = Manifest(createdAt: Date(), discriminator: plan.discriminator, tables: [])
-        var deleted: [TableRows] = []
-        for id in ids {
-            // Reverse sync stops FIRST, and only then is the snapshot taken: a reverse batch applied
-            // after the archive's snapshot but before the delete would put a row in unified that the
-            // delete removes and the archive lacks (its change already consumed: lost on restore).
-            let wasPaused = try await pauseReverseStream(id)
-            do {
-                let (tables, entries) = try await archiveAndDelete(
-                    id, archive: archive, manifest: manifest, deletion: deletion, on: unified, checker: checker)
-                manifest.tables += entries
-                deleted += tables
-            } catch {
-                if !wasPaused { try? await resumeReverseStream(id) }
-                throw error
-            }
-            try await catalog.setPhase(id, to: .retired)
-            try? await catalog.audit(
-                actor: actor, action: "retire-legacy", tenant: id, outcome: .ok,
-                detail: ["rows": "\(deleted.filter { $0.tenant == id }.reduce(0) { $0 + $1.rows })", "archive": archive ?? "none",
-                         "method": (deletion.setBased ? DeleteMethod.setBased : .rowTriggers).rawValue])
-        }
-        return deleted
     }
 
     /// After a retire-legacy killed between pausing `id`'s reverse stream and setting its phase:
@@ -233,7 +214,7 @@ public struct Retirement: Sendable {
     /// database, where the reverse stream lives): a batch in flight finishes first, and once this
     /// commits the relay applies nothing more of the tenant to unified. Reverse capture goes on
     /// recording; restore-legacy resumes the stream. Returns whether it was paused already.
-    private func pauseReverseStream(_ id: TenantID) async throws -> Bool {
+    func pauseReverseStream(_ id: TenantID) async throws -> Bool {
         try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
             try await Database.withTransaction(tenantDatabase, logger: logger) { tenantDatabase in
                 try await tenantDatabase.query(
@@ -251,7 +232,7 @@ public struct Retirement: Sendable {
     }
 
     /// Undoes ``pauseReverseStream(_:)`` after a retirement that changed nothing.
-    private func resumeReverseStream(_ id: TenantID) async throws {
+    func resumeReverseStream(_ id: TenantID) async throws {
         try await Database.withConnection(try await tenantURL(id), logger: logger) { tenantDatabase in
             try await tenantDatabase.query("""
                 UPDATE tenantry.capture_state SET sync_paused = false, paused_reason = NULL, pause_kind = NULL, updated_at = now()
@@ -265,10 +246,11 @@ public struct Retirement: Sendable {
     /// In ONE repeatable-read transaction of the unified database: archives the tenant's rows
     /// (when `archive` is set; each file fsynced, the tenant's directory too), deletes them,
     /// children first, checks per table that it deleted exactly the rows it archived (or counted),
-    /// writes the manifest (atomically, with this tenant's entries) and commits. Any mismatch or
-    /// failure rolls the delete back and leaves the manifest as it was.
-    private func archiveAndDelete(
-        _ id: TenantID, archive root: String?, manifest: Manifest, deletion: Deletion, on unified: PostgresConnection,
+    /// checks integrity (``checkIntegrity(_:deleted:deletion:on:)``, on `checker`), lists this
+    /// tenant's entries in the manifest (written atomically) and commits. Any mismatch or failure
+    /// rolls the delete back and takes the tenant's entries out of the manifest again.
+    func archiveAndDelete(
+        _ id: TenantID, archive root: String?, book: ManifestBook, deletion: Deletion, on unified: PostgresConnection,
         checker: PostgresConnection
     ) async throws -> ([TableRows], [Manifest.Table]) {
         var entries: [Manifest.Table] = []
@@ -281,6 +263,7 @@ public struct Retirement: Sendable {
                 // Tenantry's own write: past the moved-tenant guard, not captured.
                 try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
                 var archived: [String: Int] = [:]
+                let archiveStart = ContinuousClock.now
                 if let root, let tenantDirectory {
                     try ArchiveFiles.makeDirectory(tenantDirectory)
                     createdDirectory = true
@@ -293,7 +276,9 @@ public struct Retirement: Sendable {
                 } else {
                     for table in plan.tables { archived[table.name] = try await count(table, of: id, on: unified) }
                 }
+                timing?("archive", (ContinuousClock.now - archiveStart).totalSeconds)
                 try await beforeDelete?(id)
+                let deleteStart = ContinuousClock.now
                 // Set-based: no trigger fires per deleted row (foreign-key checks and actions
                 // included); checkIntegrity below stands in for them, once per foreign key.
                 if deletion.setBased { try await unified.query("SET LOCAL session_replication_role = replica", logger: logger) }
@@ -312,7 +297,8 @@ public struct Retirement: Sendable {
                     }
                     tables.append(TableRows(tenant: id, table: table.name, rows: count))
                 }
-                try await checkIntegrity(id, deleted: tables, deletion: deletion, on: checker)
+                timing?("delete", (ContinuousClock.now - deleteStart).totalSeconds)
+                try await timed("check") { try await checkIntegrity(id, deleted: tables, deletion: deletion, on: checker) }
                 // The mark a re-run reads to know this delete committed (finishInterrupted); a row
                 // of its own, so no concurrent update can fail this REPEATABLE READ transaction.
                 let archiveName = root.map { ($0 as NSString).lastPathComponent }
@@ -320,11 +306,9 @@ public struct Retirement: Sendable {
                     INSERT INTO tenantry.retired_tenants (tenant_id, archive) VALUES (\(id.rawValue), \(archiveName))
                     ON CONFLICT (tenant_id) DO UPDATE SET retired_at = now(), archive = EXCLUDED.archive
                     """, logger: logger)
-                if let root {
-                    var complete = manifest
-                    complete.tables += entries
-                    try ArchiveFiles.writeAtomically(try Self.encode(complete), to: (root as NSString).appendingPathComponent("manifest.json"))
+                if root != nil {
                     manifestWritten = true
+                    try book.list(entries)
                 }
                 return tables
             }
@@ -332,9 +316,7 @@ public struct Retirement: Sendable {
         } catch {
             if let root {
                 // The rows stay in unified: the manifest must not list them, nor the directory hold their files.
-                if manifestWritten {
-                    try? ArchiveFiles.writeAtomically(try Self.encode(manifest), to: (root as NSString).appendingPathComponent("manifest.json"))
-                }
+                if manifestWritten { book.unlist(id) }
                 if createdDirectory, let tenantDirectory { try? FileManager.default.removeItem(atPath: tenantDirectory) }
             }
             throw Database.wrap(error, "retiring tenant \(id)", tenant: id.rawValue)

@@ -84,23 +84,21 @@ struct TenantForeignKey: Sendable, Equatable {
         return keys
     }
 
-    /// Rows of this key's referencing table, outside `tenant`'s own rows of a tenant table, that
-    /// reference a row of `tenant` in the referenced table: what would dangle once the tenant's rows
-    /// are gone. Must run on a connection that still sees the tenant's rows (another session than
-    /// the delete's, after the delete's statements: a writer that referenced the rows meanwhile has
-    /// then either committed, and is counted, or waits on the deleted rows' locks and fails).
-    func outsideReferences(to tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, logger: Logger) async throws -> Int {
+    /// A query counting the rows of this key's referencing table, outside the tenant's own rows of
+    /// a tenant table, that reference a row of the tenant (`$1`) in the referenced table: what
+    /// would dangle once the tenant's rows are gone. Must run on a connection that still sees the
+    /// tenant's rows (another session than the delete's, after the delete's statements: a writer
+    /// that referenced the rows meanwhile has then either committed, and is counted, or waits on
+    /// the deleted rows' locks and fails).
+    func outsideReferencesSQL(_ plan: MovePlan) -> String {
         let join = zip(columns, referencedColumns)
             .map { "c.\(MovePlan.quote($0.0)) = p.\(MovePlan.quote($0.1))" }.joined(separator: " AND ")
-        let discriminator = MovePlan.quote(plan.discriminator)
         var sql = "SELECT count(*)::int FROM \(quotedTable) c JOIN \(MovePlan.quote(plan.schema)).\(MovePlan.quote(referencedTable)) p "
             + "ON \(join) WHERE p.\(plan.tenantFilter(parameter: 1))"
         if referencingIsTenantTable(plan) {
-            sql += " AND c.\(discriminator) IS DISTINCT FROM CAST($1 AS \(plan.discriminatorType))"
+            sql += " AND c.\(MovePlan.quote(plan.discriminator)) IS DISTINCT FROM CAST($1 AS \(plan.discriminatorType))"
         }
-        var query = PostgresQuery(unsafeSQL: sql)
-        query.binds.append(tenant.rawValue)
-        return try await connection.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
+        return sql
     }
 }
 
