@@ -70,13 +70,26 @@ extension Retirement {
     func checkIntegrity(_ id: TenantID, deleted: [TableRows], deletion: Deletion, on checker: PostgresConnection) async throws {
         let referencing = Set(deletion.keys.filter { $0.referencingIsTenantTable(plan) }.map(\.table))
         let tables = plan.tables.filter { referencing.contains($0.name) }
-        // One statement (one round trip) for every count.
+        // One statement (one round trip): the tenant tables' counts, then one scan per referencing table.
+        var groups: [[TenantForeignKey]] = []
+        for key in deletion.keys {
+            if let index = groups.firstIndex(where: { $0[0].schema == key.schema && $0[0].table == key.table }) {
+                groups[index].append(key)
+            } else {
+                groups.append([key])
+            }
+        }
+        let keys = groups.flatMap { $0 }
         let counts = tables.map { "SELECT count(*)::int FROM \(plan.unifiedName($0)) WHERE \(plan.tenantFilter(parameter: 1))" }
-            + deletion.keys.map { $0.outsideReferencesSQL(plan) }
-        guard !counts.isEmpty else { return }
-        var query = PostgresQuery(unsafeSQL: "SELECT ARRAY[\(counts.map { "(\($0))" }.joined(separator: ", "))]::int[]")
+        let parts = ["ARRAY[\(counts.map { "(\($0))" }.joined(separator: ", "))]::int[]"]
+            + groups.map { "(\(TenantForeignKey.outsideReferencesSQL($0, plan: plan)))" }
+        guard !tables.isEmpty || !keys.isEmpty else { return }
+        var query = PostgresQuery(unsafeSQL: "SELECT \(parts.joined(separator: " || "))")
         query.binds.append(id.rawValue)
         let found = try await checker.query(query, logger: logger).decode([Int].self).first(where: { _ in true }) ?? []
+        guard found.count == tables.count + keys.count else {
+            throw TenantryError(code: .database, message: "retire-legacy: the integrity check returned \(found.count) counts, not \(tables.count + keys.count)")
+        }
         for (index, table) in tables.enumerated() {
             let present = found[index]
             let removed = deleted.first { $0.table == table.name }?.rows ?? 0
@@ -88,7 +101,7 @@ extension Retirement {
                     tenant: id.rawValue)
             }
         }
-        for (key, count) in zip(deletion.keys, found.dropFirst(tables.count)) where count > 0 {
+        for (key, count) in zip(keys, found.dropFirst(tables.count)) where count > 0 {
             throw TenantryError(
                 code: .conflict,
                 message: "retire-legacy refused for tenant \(id): \(count) row(s) of \(key.table) outside the tenant reference its "

@@ -119,7 +119,11 @@ public struct Retirement: Sendable {
             try await Database.withConnection(unifiedURL, logger: logger) { unified in
                 try await Database.execute(script: CaptureSQL.retiredTable, on: unified, logger: logger)
             }
-            for id in ids where try await finishInterrupted(id) { finished.append(id) }
+            let candidates = ids
+            let interrupted = try await timed("prepare") {
+                try await concurrentMap(candidates, concurrency: max(concurrency, 1)) { try await finishInterrupted($0) }
+            }
+            finished = zip(ids, interrupted).filter(\.1).map(\.0)
         }
         ids.removeAll { finished.contains($0) }
         guard !ids.isEmpty else { return Report(tenants: finished, dryRun: false, archive: nil, tables: []) }

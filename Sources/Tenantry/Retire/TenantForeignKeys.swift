@@ -84,19 +84,26 @@ struct TenantForeignKey: Sendable, Equatable {
         return keys
     }
 
-    /// A query counting the rows of this key's referencing table, outside the tenant's own rows of
-    /// a tenant table, that reference a row of the tenant (`$1`) in the referenced table: what
-    /// would dangle once the tenant's rows are gone. Must run on a connection that still sees the
-    /// tenant's rows (another session than the delete's, after the delete's statements: a writer
-    /// that referenced the rows meanwhile has then either committed, and is counted, or waits on
-    /// the deleted rows' locks and fails).
-    func outsideReferencesSQL(_ plan: MovePlan) -> String {
-        let join = zip(columns, referencedColumns)
-            .map { "c.\(MovePlan.quote($0.0)) = p.\(MovePlan.quote($0.1))" }.joined(separator: " AND ")
-        var sql = "SELECT count(*)::int FROM \(quotedTable) c JOIN \(MovePlan.quote(plan.schema)).\(MovePlan.quote(referencedTable)) p "
-            + "ON \(join) WHERE p.\(plan.tenantFilter(parameter: 1))"
-        if referencingIsTenantTable(plan) {
-            sql += " AND c.\(MovePlan.quote(plan.discriminator)) IS DISTINCT FROM CAST($1 AS \(plan.discriminatorType))"
+    /// One query over one referencing table (every key of `keys` starts from it): per key, the
+    /// rows outside the tenant (`$1`; not its own rows of a tenant table) that reference a row of
+    /// the tenant in the referenced table — what would dangle once the tenant's rows are gone —
+    /// as an `int[]` in `keys`' order. One scan of the table whatever the number of keys (each key
+    /// a hashed subplan of the tenant's referenced keys). Must run on a connection that still sees
+    /// the tenant's rows (another session than the delete's, after the delete's statements: a
+    /// writer that referenced the rows meanwhile has then either committed, and is counted, or
+    /// waits on the deleted rows' locks and fails its own check).
+    static func outsideReferencesSQL(_ keys: [TenantForeignKey], plan: MovePlan) -> String {
+        guard let first = keys.first else { return "SELECT ARRAY[]::int[]" }
+        let counts = keys.map { key in
+            let columns = key.columns.map { "c.\(MovePlan.quote($0))" }
+            let referenced = key.referencedColumns.map { "p.\(MovePlan.quote($0))" }.joined(separator: ", ")
+            let tuple = columns.count == 1 ? columns[0] : "(\(columns.joined(separator: ", ")))"
+            return "count(*) FILTER (WHERE \(tuple) IN (SELECT \(referenced) FROM "
+                + "\(MovePlan.quote(plan.schema)).\(MovePlan.quote(key.referencedTable)) p WHERE p.\(plan.tenantFilter(parameter: 1))))::int"
+        }
+        var sql = "SELECT ARRAY[\(counts.joined(separator: ", "))] FROM \(first.quotedTable) c"
+        if first.referencingIsTenantTable(plan) {
+            sql += " WHERE c.\(MovePlan.quote(plan.discriminator)) IS DISTINCT FROM CAST($1 AS \(plan.discriminatorType))"
         }
         return sql
     }
