@@ -115,6 +115,12 @@ struct RetireBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: archive) }
         try await MoveBed.execute("CHECKPOINT", on: bed.admin)
         if !quiet { Bench.note("retire-legacy (\(method)) with a writer of shop \(shared) at \(writerRate)/s…") }
+        // The writer's latencies without a retirement first (3 s): the baseline its p99 compares with.
+        let idle = SharedShopWriter(bed: bed, shop: shared, rate: writerRate)
+        let idleRun = Task { try await idle.run() }
+        try await Task.sleep(for: .seconds(3))
+        idle.stop()
+        let baseline = try await idleRun.value.sorted()
         let writer = SharedShopWriter(bed: bed, shop: shared, rate: writerRate)
         let running = Task { try await writer.run() }
         var report: Retirement.Report?
@@ -131,7 +137,7 @@ struct RetireBench: AsyncParsableCommand {
         for id in ids where try await bed.unifiedRows(id) != 0 { throw ValidationError("tenant \(id) still has rows in unified") }
         guard try await bed.unifiedRows(shared) == sharedRows else { throw ValidationError("the shared shop's rows changed") }
 
-        func percentile(_ p: Double) -> Double {
+        func percentile(_ p: Double, of latencies: [Double]) -> Double {
             latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((Double(latencies.count) * p).rounded(.down)))] * 1000
         }
         var fields: [String: any Sendable] = [
@@ -153,8 +159,10 @@ struct RetireBench: AsyncParsableCommand {
             "copy_rows_per_s": Bench.round(Double(rows) / max(copySeconds, 1e-9), 0),
             "retire_rows_per_s": Bench.round(Double(rows) / max(retireSeconds, 1e-9), 0),
             "writer_writes": latencies.count,
-            "writer_p50_ms": Bench.round(percentile(0.50), 1),
-            "writer_p99_ms": Bench.round(percentile(0.99), 1),
+            "writer_p50_ms": Bench.round(percentile(0.50, of: latencies), 1),
+            "writer_p99_ms": Bench.round(percentile(0.99, of: latencies), 1),
+            "writer_idle_p50_ms": Bench.round(percentile(0.50, of: baseline), 1),
+            "writer_idle_p99_ms": Bench.round(percentile(0.99, of: baseline), 1),
             "writer_max_ms": Bench.round((latencies.last ?? 0) * 1000, 1),
         ]
         let measured = steps.withLockedValue { $0 }
