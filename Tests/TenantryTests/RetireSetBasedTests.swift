@@ -209,6 +209,39 @@ struct RetireSetBasedTests {
         }
     }
 
+    @Test("row by row when set-based is not allowed: a role that may not set session_replication_role, an application DELETE trigger")
+    func fallback() async throws {
+        let fixture = try await MoveFixture.make(shops: 1, rowsPerShop: 20)
+        let logger = logger
+        try await fixture.withMover { _, relay, catalog in
+            let retirement = Retirement(
+                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
+                actor: "test", logger: logger)
+            func setBased(_ url: PostgresURL) async throws -> Bool {
+                try await Database.withConnection(url, logger: logger) { try await retirement.prepareDeletion(on: $0).setBased }
+            }
+            #expect(try await setBased(fixture.unifiedURL), "the test server's superuser may")
+            // A plain role (reads the catalogs, owns nothing): row by row, with a warning; no error.
+            let role = "retire_plain_\(UInt32.random(in: 0...UInt32.max))"
+            _ = try await TestPostgres.strings(fixture.unifiedURL, "CREATE ROLE \(role) LOGIN PASSWORD 'plain-pw'")
+            let plain = fixture.unifiedURL.with(user: role, password: "plain-pw")
+            #expect(try await setBased(plain) == false)
+            // PostgreSQL 15+: the privilege alone is enough.
+            let version = Int(try await TestPostgres.strings(fixture.unifiedURL, "SHOW server_version_num").first.flatMap { $0 } ?? "0") ?? 0
+            if version >= 150_000 {
+                _ = try await TestPostgres.strings(fixture.unifiedURL, "GRANT SET ON PARAMETER session_replication_role TO \(role)")
+                #expect(try await setBased(plain))
+            }
+            // An application DELETE trigger on a tenant table would be skipped too: row by row.
+            _ = try await TestPostgres.strings(fixture.unifiedURL, """
+                CREATE FUNCTION app_note_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$
+                """)
+            _ = try await TestPostgres.strings(
+                fixture.unifiedURL, "CREATE TRIGGER app_note_delete AFTER DELETE ON orders FOR EACH ROW EXECUTE FUNCTION app_note_delete()")
+            #expect(try await setBased(fixture.unifiedURL) == false)
+        }
+    }
+
     @Test("doctor's foreign-key check: each unindexed key into a tenant table named with its cost, a warning; indexed: pass")
     func doctorCheck() async throws {
         let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 40)
