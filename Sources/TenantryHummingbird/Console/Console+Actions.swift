@@ -44,7 +44,7 @@ extension Console {
         for text in texts {
             do { ids.append(try TenantID(text)) } catch { throw ConsoleError(.badRequest, error.message) }
         }
-        let known = Set(try await cache.fleet().overview.tenants.map(\.id))
+        let known = Set(try await fleet().overview.tenants.map(\.id))
         if let unknown = ids.first(where: { !known.contains($0.rawValue) }) {
             throw ConsoleError(.notFound, "tenant \(unknown) is not in the catalog")
         }

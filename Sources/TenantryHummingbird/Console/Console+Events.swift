@@ -64,9 +64,9 @@ extension Console {
             return Self.liveValues(job: job)
         case .tenant(let id):
             let prefix = "tenant.\(id)."
-            return Self.liveValues(try await cache.fleet(), jobs: []).filter { $0.key.hasPrefix(prefix) || $0.key.hasPrefix("relay.") }
+            return Self.liveValues(try await fleet(), jobs: []).filter { $0.key.hasPrefix(prefix) || $0.key.hasPrefix("relay.") }
         case .fleet:
-            return Self.liveValues(try await cache.fleet(), jobs: api.jobs.all())
+            return Self.liveValues(try await fleet(), jobs: api.jobs.all())
         }
     }
 

@@ -8,7 +8,7 @@ extension Console {
     /// checkboxes for actions), servers with their connections against the cap, the read policy,
     /// the relay's counters and running jobs.
     func fleetPage(_ session: ConsoleSessions.Session, _ request: Request) async throws -> Response {
-        let fleet = try await cache.fleet()
+        let fleet = try await fleet()
         return ConsoleHTML.response(ConsoleHTML.page(
             title: "Fleet", session: session, live: "/console/events", body: renderFleet(fleet, session: session)))
     }

@@ -10,7 +10,7 @@ extension Console {
     func tenantPage(_ session: ConsoleSessions.Session, id text: String) async throws -> Response {
         let id: TenantID
         do { id = try TenantID(text) } catch { throw ConsoleError(.badRequest, error.message) }
-        let fleet = try await cache.fleet()
+        let fleet = try await fleet()
         guard let tenant = fleet.overview.tenants.first(where: { $0.id == id.rawValue }) else {
             throw ConsoleError(.notFound, "tenant \(id) is not in the catalog")
         }

@@ -94,6 +94,12 @@ public struct Console: Sendable {
         return try await body(session)
     }
 
+    /// The fleet as pages and live channels show it: the shared read of the last second, or a new
+    /// one when a job ended since.
+    func fleet() async throws -> ConsoleFleet {
+        try await cache.fleet(after: api.jobs.all().lazy.compactMap(\.finishedAt).max())
+    }
+
     /// Whether responses to `request` should set `Secure` cookies.
     func secure(_ request: Request) -> Bool {
         configuration.secureCookies || request.headers[.init("X-Forwarded-Proto")!]?.lowercased() == "https"

@@ -69,9 +69,10 @@ actor ConsoleFleetCache {
         self.directory = operations.servers
     }
 
-    /// The fleet, read now or at most ``interval`` ago.
-    func fleet() async throws -> ConsoleFleet {
-        if let current, Date().timeIntervalSince(current.at) < interval { return current }
+    /// The fleet, read now or at most ``interval`` ago (and not before `after`: a job that ended
+    /// since the last read changed what it shows).
+    func fleet(after: Date? = nil) async throws -> ConsoleFleet {
+        if let current, Date().timeIntervalSince(current.at) < interval, current.at >= after ?? .distantPast { return current }
         if let inFlight { return try await inFlight.value }
         let task = Task { try await self.read() }
         inFlight = task
