@@ -230,6 +230,7 @@ let package = Package(
                 "EmbeddedPostgres", "TenantryTestSupport", "TenantryCLI", "Tenantry", "TenantryCore", "HandyShop",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
