@@ -36,7 +36,7 @@ extension TenantRouter {
                 return try await pool.withConnection(key) { connection in
                     lease?.end()
                     lease = nil
-                    return try await TenantryTracing.withSpan("query", tenant: route.tenant, kind: .client) { span in
+                    return try await TenantryTracing.withSpan("query", tenant: route.tenant, kind: .client, child: true) { span in
                         span?.attributes[TenantryTracing.Key.dbSystem] = "postgresql"
                         span?.attributes[TenantryTracing.Key.source] = source.rawValue
                         span?.attributes[TenantryTracing.Key.dbName] = key.database
@@ -83,7 +83,7 @@ extension TenantRouter {
 
     /// The `pool.lease` span of a lease about to be asked for (`nil` when tracing is off).
     private func leaseSpan(_ source: Route.Source, route: Route, key: TenantPool.Key) -> (any Span)? {
-        guard let span = TenantryTracing.startSpan("pool.lease", tenant: route.tenant) else { return nil }
+        guard let span = TenantryTracing.startSpan("pool.lease", tenant: route.tenant, child: true) else { return nil }
         span.attributes[TenantryTracing.Key.source] = source.rawValue
         span.attributes[TenantryTracing.Key.server] = source == .tenant ? route.server ?? ServerDirectory.defaultServerName
             : ServerDirectory.defaultServerName

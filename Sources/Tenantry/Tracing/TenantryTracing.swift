@@ -40,23 +40,32 @@ public enum TenantryTracing {
     }
 
     /// The tracer spans go to, or `nil` when tracing is off (the no-op tracer): callers then skip
-    /// every span and attribute.
+    /// every span and attribute. The usual "off" (nothing bootstrapped, nothing bound) is seen
+    /// without the tracer lookup's casts.
     @inline(__always)
     static var tracer: (any Tracer)? {
+        if InstrumentationSystem.instrument is NoOpInstrument { return nil }
         let tracer = InstrumentationSystem.tracer
         return tracer is NoOpTracer ? nil : tracer
+    }
+
+    /// The tracer for a span that only belongs inside another one (a routed query's lease and
+    /// query): `nil` at once, without the lookup, when no span is current.
+    @inline(__always)
+    static var childTracer: (any Tracer)? {
+        InstrumentationContext.current == nil ? nil : tracer
     }
 
     /// Runs `body` inside a span named `name`, a child of the task's current span, with the
     /// tenant and phase attributes set; a thrown error is recorded on the span. With tracing off,
     /// runs `body` with `nil`. Set more attributes with `span?.attributes[…] = …` (evaluated only
-    /// when there is a span).
+    /// when there is a span). `child`: only inside a current span (``childTracer``).
     static func withSpan<Result>(
-        _ name: String, tenant: TenantID? = nil, phase: String? = nil, kind: SpanKind = .internal,
+        _ name: String, tenant: TenantID? = nil, phase: String? = nil, kind: SpanKind = .internal, child: Bool = false,
         isolation: isolated (any Actor)? = #isolation,
         _ body: (_ span: (any Span)?) async throws -> Result
     ) async throws -> Result {
-        guard let tracer else { return try await body(nil) }
+        guard let tracer = child ? childTracer : tracer else { return try await body(nil) }
         return try await tracer.withSpan(name, ofKind: kind, isolation: isolation) { span in
             if let tenant { span.attributes[Key.tenant] = tenant.rawValue }
             if let phase { span.attributes[Key.phase] = phase }
@@ -65,9 +74,9 @@ public enum TenantryTracing {
     }
 
     /// Starts a span the caller ends (`span?.end()`), a child of the task's current span; `nil`
-    /// when tracing is off.
-    static func startSpan(_ name: String, tenant: TenantID? = nil, kind: SpanKind = .internal) -> (any Span)? {
-        guard let tracer else { return nil }
+    /// when tracing is off or (`child`) no span is current.
+    static func startSpan(_ name: String, tenant: TenantID? = nil, kind: SpanKind = .internal, child: Bool = false) -> (any Span)? {
+        guard let tracer = child ? childTracer : tracer else { return nil }
         let span = tracer.startSpan(name, ofKind: kind)
         if let tenant { span.attributes[Key.tenant] = tenant.rawValue }
         return span
