@@ -69,7 +69,7 @@ struct TracingTests {
         }
     }
 
-    @Test("a move of one tenant: copy (capture inside, rows), a relay batch (tenant, changes, direction), cutover (pause, fence), each with the tenant id")
+    @Test("a move of one tenant: copy (capture inside, rows), relay batches forward and reverse (tenant, changes), cutover (pause, fence), rollback, each with the tenant id")
     func movePhasesAndRelayBatch() async throws {
         let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 30)
         let tenant = fixture.ids[0]
@@ -91,6 +91,12 @@ struct TracingTests {
                     catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
                     actor: "test", logger: MoveFixture.logger)
                 _ = try await cutover.cutover(tenant, maxPause: .seconds(5))
+                // Dedicated: a write in the tenant database, brought back to unified by reverse sync,
+                // which the rollback drains before it switches.
+                try await Database.withConnection(try await fixture.tenantURL(tenant), logger: MoveFixture.logger) { connection in
+                    try await connection.query("UPDATE customers SET notes = 'traced'", logger: MoveFixture.logger)
+                }
+                _ = try await cutover.rollback(tenant, maxPause: .seconds(5))
                 return copied.rows
             }
             let spans = tracer.finishedSpans
@@ -109,6 +115,17 @@ struct TracingTests {
             let fence = try Self.span(spans, "move.fence", tenant: tenant)
             #expect(pause.parentSpanID == cut.spanID && fence.parentSpanID == pause.spanID)
             #expect(Self.attribute(fence, TenantryTracing.Key.phase) == .string("cutover"))
+
+            let reverse = try #require(spans.first {
+                $0.operationName == "relay.batch" && Self.attribute($0, TenantryTracing.Key.direction) == .string("reverse")
+            })
+            #expect(Self.attribute(reverse, TenantryTracing.Key.tenant) == .string("1"))
+            #expect(Self.attribute(reverse, TenantryTracing.Key.changes) != nil && Self.attribute(reverse, TenantryTracing.Key.changes) != .int64(0))
+            let rollback = try Self.span(spans, "move.rollback", tenant: tenant)
+            let rollbackFence = try #require(spans.first {
+                $0.operationName == "move.fence" && Self.attribute($0, TenantryTracing.Key.phase) == .string("rollback")
+            })
+            #expect(rollbackFence.parentSpanID == rollback.spanID)
             #expect(spans.filter { $0.operationName.hasPrefix("move.") }.allSatisfy {
                 Self.attribute($0, TenantryTracing.Key.tenant) == .string("1")
             })
