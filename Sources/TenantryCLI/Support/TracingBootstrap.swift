@@ -24,7 +24,8 @@ extension TenantryCommand {
 enum TracingBootstrap {
     /// Runs `command`. With tracing on, bootstraps the tracer first, runs its exporter alongside,
     /// and after the command (whatever its outcome) shuts the exporter down, which sends the spans
-    /// still queued: a one-shot command loses none. A bad `OTEL_*` value is one error line.
+    /// still queued: a one-shot command loses none (unless the collector does not answer within
+    /// ``flushLimit``). A bad `OTEL_*` value is one error line.
     static func run(_ command: sending any ParsableCommand) async throws {
         let settings: TenantryConfiguration.Tracing
         do {
@@ -41,13 +42,40 @@ enum TracingBootstrap {
             Output.note("error: tracing: \(error)")
             throw ExitCode.failure
         }
-        async let exporting: Void = exporter.run()
+        let (stopping, stop) = AsyncStream.makeStream(of: Void.self)
+        async let exporting: Void = runExporter(exporter, stopping: stopping)
         let outcome: Result<Void, any Error>
         do { outcome = .success(try await execute(command)) } catch { outcome = .failure(error) }
         // Graceful shutdown of the exporter's group flushes the batch processor, then exports.
+        stop.finish()
         await exporter.triggerGracefulShutdown()
-        _ = try? await exporting
+        await exporting
         try outcome.get()
+    }
+
+    /// How long the exit waits for the last spans to be sent: a reachable collector takes
+    /// milliseconds; an unreachable one would hold the command up for the exporter's timeout and
+    /// retries, so past this the spans are dropped (swift-otel logs a warning).
+    static let flushLimit: Duration = .seconds(3)
+
+    /// Runs the exporter until it has shut down, or until ``flushLimit`` after `stopping` ends
+    /// (then cancels it).
+    private static func runExporter(_ exporter: ServiceGroup, stopping: AsyncStream<Void>) async {
+        let cutOff = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                _ = try? await exporter.run()
+                return false
+            }
+            group.addTask {
+                for await _ in stopping {}
+                return (try? await Task.sleep(for: flushLimit)) != nil
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+        if cutOff {
+            Output.note("tracing: the collector did not take the last spans within \(flushLimit); they were dropped")
+        }
     }
 
     /// Runs the parsed command, as ArgumentParser's own `main()` does.
