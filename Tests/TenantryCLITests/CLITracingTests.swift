@@ -1,3 +1,4 @@
+import EmbeddedPostgres
 import Foundation
 import Hummingbird
 import Logging
@@ -79,6 +80,59 @@ struct CLITracingTests {
             #expect(untraced.stderr.contains("] tenant 1: "), "progress as before: \(untraced.stderr)")
             #expect(collector.bodies.withLockedValue { $0.count } == before, "nothing is sent without OTEL_EXPORTER_OTLP_ENDPOINT")
             #expect(!collector.received.contains(Self.tenantAttribute("1")))
+        }
+    }
+
+    @Test("handyshop serve: a request's routed query and the relay batch of a synced write are exported, the last ones at SIGTERM")
+    func serveSpans() async throws {
+        let fixture = try await CLIMoveFixture.make(shops: 2, rowsPerShop: 20)
+        for step in [["schema", "derive"], ["init"], ["provision", "--all"], ["migrate-data", "--tenant", "1"]] {
+            let result = try await fixture.run(step)
+            try #require(result.status == 0, "\(step): \(result.stderr)")
+        }
+        let collector = OTLPCollector()
+        try await collector.withRunning { endpoint in
+            let stderrFile = "\(fixture.directory)/serve.err"
+            func curl(_ arguments: [String]) async throws -> String {
+                try await ProcessRunner().run(
+                    "/usr/bin/curl", ["-s", "-H", "X-Tenant-ID: 1", "-H", "Content-Type: application/json"] + arguments).text
+            }
+            // As in CLIHandyShopTests: a port below the ephemeral range, another one if it is taken.
+            var (server, port, ready) = (Process(), 0, false)
+            defer { if server.isRunning { server.terminate() } }
+            for _ in 0..<5 where !ready {
+                port = Int.random(in: 20_000..<32_000)
+                server = Process()
+                server.executableURL = URL(fileURLWithPath: "/bin/sh")
+                server.arguments = [
+                    "-c", "exec \(ProcessRunner.quote(CLIRunner.binary)) handyshop serve --port \(port) 2>\(ProcessRunner.quote(stderrFile))",
+                ]
+                server.environment = fixture.environment.merging([
+                    "PATH": "/usr/bin:/bin", "HOME": "/tmp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                    "OTEL_BSP_SCHEDULE_DELAY": "600000",  // nothing leaves before the shutdown's flush
+                ]) { $1 }
+                server.currentDirectoryURL = URL(fileURLWithPath: fixture.directory)
+                try server.run()
+                for _ in 0..<100 where !ready && server.isRunning {
+                    ready = (try? await curl(["-f", "http://127.0.0.1:\(port)/customers?limit=1"]))?.contains("customers") == true
+                    if !ready { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                let notes = (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? ""
+                if !ready && !notes.contains("Address already in use") { break }
+            }
+            try #require(ready, "handyshop serve did not answer: \((try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "")")
+            let created = try await curl([
+                "-X", "POST", "http://127.0.0.1:\(port)/customers", "-d", #"{"firstName": "Tra", "lastName": "Ced", "email": "traced@example.com"}"#,
+            ])
+            #expect(created.contains("traced@example.com"), "\(created)")
+            #expect(collector.received.isEmpty, "spans wait for the batch (schedule delay 600 s)")
+            server.terminate()
+            server.waitUntilExit()
+            let received = collector.received
+            for name in ["tenantry.query", "route.resolve", "pool.lease", "query", "relay.batch", "tenantry.relay.direction", "forward"] {
+                #expect(received.contains(Array(name.utf8)), "the export at shutdown names \(name)")
+            }
+            #expect(received.contains(Self.tenantAttribute("1")), "spans carry tenantry.tenant_id = 1")
         }
     }
 
