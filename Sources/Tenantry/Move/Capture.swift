@@ -76,6 +76,10 @@ public struct Capture: Sendable {
     /// Throws ``TenantryError/Code/timeout`` naming the sessions still open after ``enableTimeout``
     /// (capture stays on: nothing is lost by retrying).
     public func enable(_ tenant: TenantID) async throws {
+        try await TenantryTracing.phase("capture", tenant: tenant) { _ in try await enableCapture(tenant) }
+    }
+
+    private func enableCapture(_ tenant: TenantID) async throws {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
             try await connection.query("""
                 INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)

@@ -42,6 +42,8 @@ public struct TenantryConfiguration: Sendable {
     public var serverURL: PostgresURL?
     /// The HandyShop example service's settings.
     public var handyShop = HandyShop()
+    /// Span export (`OTEL_EXPORTER_OTLP_ENDPOINT`, …): off by default.
+    public var tracing = Tracing()
 
     /// The router's pool settings.
     public struct Pool: Sendable, Equatable {
@@ -132,7 +134,7 @@ public struct TenantryConfiguration: Sendable {
         "ARCHIVE_BEFORE_DELETE", "TENANTRY_DISCRIMINATOR", "TENANTRY_TENANT_TABLE", "TENANTRY_DATABASE_TEMPLATE",
         "TENANTRY_ROLE_TEMPLATE", "TENANTRY_TEMPLATE_DATABASE", "TENANTRY_MIGRATIONS", "TENANTRY_ADMIN_TOKEN",
         "TENANTRY_VIEWER_TOKEN", "TENANTRY_LOG_LEVEL", "TENANTRY_PG_BIN", "TENANTRY_SERVER_URL", "HANDYSHOP_JWT_SECRET", "HANDYSHOP_JWT_AUDIENCE",
-        "HANDYSHOP_JWT_ISSUER",
+        "HANDYSHOP_JWT_ISSUER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
     ]
 
     /// Parses the environment. Unset (or empty) variables keep their defaults; a set variable
