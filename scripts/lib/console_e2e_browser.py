@@ -99,17 +99,26 @@ class Browser:
                           self.driver.current_url)
         self.open("/console/login")
         self.keep_source("login")
-        self.element("input[name=token]").send_keys("not-the-token-" + "x" * 20)
+        # The form as the browser would send it, but with a wrong token: its status.
+        status = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const form = document.querySelector('form#login');"
+            "const data = new URLSearchParams(new FormData(form)); data.set('token', arguments[0]);"
+            "fetch(form.action, {method: 'POST', body: data, redirect: 'manual'}).then(r => done(r.status))"
+            ".catch(e => done(String(e)))", "not-the-token-" + "x" * 20)
+        self.open("/console/login")
+        self.element("input[name=token]").send_keys("not-the-token-" + "y" * 20)
         self.element("#login-submit").click()
         self.element(".error")
-        status, _, _ = self.installation.http("POST", "/console/login", body=b"token=not-the-token-xxxxxxxxxxxxxxxx",
-                                              headers={"Content-Type": "application/x-www-form-urlencoded"})
         self.checks.check("a wrong token is refused (401, an .error shown, no session)",
-                          status == 401 and self.driver.get_cookie(COOKIE) is None, f"POST answered {status}")
+                          status == 401 and self.driver.get_cookie(COOKIE) is None,
+                          f"POST answered {status}, error {self.text('.error')!r}")
         self.open("/console/login")
         field = self.element("input[name=token]")
         self.checks.check("the token field is a password field", field.get_attribute("type") == "password")
         field.send_keys(self.installation.admin_token)
+        for operator in self.driver.find_elements(By.CSS_SELECTOR, "input[name=operator]"):
+            operator.send_keys("console-e2e")
         self.element("#login-submit").click()
         self.wait(lambda d: d.current_url.rstrip("/").endswith("/console"), 15, "/console after login")
         cookie = self.driver.get_cookie(COOKIE) or {}
@@ -207,6 +216,18 @@ class Browser:
                           self.driver.execute_script("const e = document.querySelector('#latency-chart');"
                                                      "return !!e && (e.tagName.toLowerCase() === 'svg' || !!e.querySelector('svg'))"))
         self.live()
+        watched = "#queue-depth, #lag, #relay-applied"
+        read = ("return Array.from(document.querySelectorAll(arguments[0])).map(e => e.id + '=' + e.textContent.trim())"
+                ".join(', ')")
+        first = self.driver.execute_script(read, watched)
+        try:
+            self.wait(lambda d: d.execute_script(read, watched) != first, 15, "a live number on the tenant page")
+        except SetupError:
+            pass
+        now = self.driver.execute_script(read, watched)
+        self.checks.check("a live number on the tenant page changes while the relay applies the load", now != first,
+                          f"{first} → {now}")
+        time.sleep(2)  # a few more samples for the lag chart in the screenshot
         self.keep_source("tenant")
         self.screenshot("tenant.png")
 
