@@ -118,14 +118,16 @@ public struct AdminAPI: Sendable {
     }
 
     /// The standalone router of `tenantry serve`: ``publicRoutes(context:)`` at the root,
-    /// ``routes(context:)`` at `/api/superadmin`, with JSON errors for unknown paths and 405 for
-    /// a declared path with an undeclared method.
-    public func makeRouter() -> Router<AdminRequestContext> {
+    /// ``routes(context:)`` at `/api/superadmin`, the operator's ``Console`` (when given) at
+    /// `/console`, with JSON errors for unknown paths and 405 for a declared path with an
+    /// undeclared method.
+    public func makeRouter(console: Console? = nil) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
         router.add(middleware: MethodNotAllowedMiddleware())
         router.addRoutes(publicRoutes())
         router.addRoutes(routes(), atPath: "/api/superadmin")
+        if let console { router.addRoutes(console.routes(), atPath: "/console") }
         return router
     }
 
