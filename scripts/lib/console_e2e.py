@@ -73,6 +73,8 @@ def main():
         installation.start_serve()
         api_checks(installation, checks)
         installation.start_load()
+        step("the service's sample workload for 3 s (GET /api/superadmin/migration/performance?measureSeconds=3)")
+        installation.api("/api/superadmin/migration/performance?measureSeconds=3")
         if options.setup_only:
             before = relay_applied(installation)
             time.sleep(3)

@@ -78,6 +78,10 @@ class Browser:
         os.makedirs(self.options.screenshots, exist_ok=True)
         path = os.path.join(self.options.screenshots, name)
         self.driver.execute_script("window.scrollTo(0, 0)")
+        try:  # between two live updates: no value flashing (class "changed") in the picture
+            self.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, ".changed"), 3, "no .changed")
+        except SetupError:
+            pass
         self.driver.save_screenshot(path)
         step(f"screenshot {path}")
 
@@ -297,8 +301,8 @@ class Browser:
         pages = {}
         for path in ("/console/login", "/console", f"/console/tenants/{LOAD_SHOP}", "/console/performance",
                      job_url.replace(self.installation.base, "") if job_url else None):
-            if path:
-                pages[path] = self.installation.http("GET", path, cookie=cookie)
+            if path:  # the login page without the session (with it, it sends the browser to /console)
+                pages[path] = self.installation.http("GET", path, cookie=None if path == "/console/login" else cookie)
         for path, (status, headers, _) in pages.items():
             policy = headers.get("Content-Security-Policy") or ""
             directives = {d.strip().split(" ")[0]: d.strip() for d in policy.split(";") if d.strip()}
