@@ -74,16 +74,27 @@ class Browser:
     def keep_source(self, name):
         self.sources[name] = self.driver.page_source
 
-    def screenshot(self, name):
+    def screenshot(self, name, whole=False):
+        """A PNG of the 1280×900 viewport; `whole`: 1280 wide and as tall as the page (at most 1800)."""
         os.makedirs(self.options.screenshots, exist_ok=True)
         path = os.path.join(self.options.screenshots, name)
         self.driver.execute_script("window.scrollTo(0, 0)")
+        height = HEIGHT
+        if whole:
+            height = min(max(self.driver.execute_script("return document.documentElement.scrollHeight"), HEIGHT), 1800)
+            self.viewport(height)
         try:  # between two live updates: no value flashing (class "changed") in the picture
             self.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, ".changed"), 3, "no .changed")
         except SetupError:
             pass
         self.driver.save_screenshot(path)
+        if height != HEIGHT:
+            self.viewport(HEIGHT)
         step(f"screenshot {path}")
+
+    def viewport(self, height):
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                    {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
     def cookie_header(self):
         cookie = self.driver.get_cookie(COOKIE)
@@ -233,7 +244,7 @@ class Browser:
                           f"{first} → {now}")
         time.sleep(2)  # a few more samples for the lag chart in the screenshot
         self.keep_source("tenant")
-        self.screenshot("tenant.png")
+        self.screenshot("tenant.png", whole=True)
 
     def verify(self):
         step(f"verify shop {VERIFY_SHOP} through the confirmation")
@@ -255,9 +266,14 @@ class Browser:
         job_url = self.driver.current_url
         state = self.wait(lambda d: (self.text("#job-state") or "").lower() in ("succeeded", "failed") and self.text("#job-state").lower(),
                           60, "#job-state succeeded or failed")
-        self.checks.check(f"the verify of syncing shop {VERIFY_SHOP} ends succeeded (live on the job page)",
+        self.checks.check(f"the verify of syncing shop {VERIFY_SHOP} ends succeeded on its job page",
                           state == "succeeded", f"#job-state {state!r} at {job_url}; #job-progress {self.text('#job-progress')!r}")
         self.checks.check("the job page shows #job-progress", self.exists("#job-progress"))
+        actor = self.installation.audit(
+            "SELECT actor FROM tenantry.audit_log WHERE action LIKE '%verify%' AND tenant_id = "
+            f"'{VERIFY_SHOP}' AND actor LIKE 'console:%' ORDER BY id DESC LIMIT 1")
+        self.checks.check("the verify is audited for the shop with the operator's name", "console-e2e" in actor,
+                          f"actor {actor!r}")
         self.keep_source("job")
         self.screenshot("job.png")
         return job_url

@@ -245,12 +245,15 @@ class Installation:
             self.server_started = False
             # Its data is thrown away: an immediate shutdown (SIGQUIT to the postmaster) skips the
             # shutdown checkpoint `tenantry dev stop` waits for (10-20 s on a busy machine).
-            if not self.quit_postgres():
+            if self.quit_postgres():
+                step("PostgreSQL stopped")
+            else:
                 try:
                     self.run("dev", "stop", check=False, timeout=60)
                 except Exception as error:  # noqa: BLE001 - cleanup goes on
                     print(f"console-e2e: could not stop the private PostgreSQL: {error}", flush=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        step("removed the work directory")
 
 
     def quit_postgres(self):
