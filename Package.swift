@@ -156,10 +156,13 @@ let package = Package(
                 "TenantryCore",
                 "HandyShop",
                 "EmbeddedPostgres",
+                "TenantryHummingbird",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Benchmarks/TenantryBench",
             swiftSettings: swiftSettings

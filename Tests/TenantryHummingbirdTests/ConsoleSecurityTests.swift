@@ -109,15 +109,22 @@ struct ConsoleSecurityTests {
         }
     }
 
-    @Test("a session ends after its idle timeout; the live channel tells the page")
+    @Test("a session ends after its idle timeout (pages send the browser to the login, the live channel says 401)")
     func expiry() async throws {
         let fixture = try await AdminFixture.make(shops: 1, rowsPerShop: 10)
-        try await fixture.withConsole({ $0.idleTimeout = 1 }) { client, _ in
+        try await fixture.withConsole({ $0.idleTimeout = 2 }) { client, console in
+            _ = try await client.logIn()  // it loaded the fleet page with its new session
+            #expect(console.sessions.count == 1)
+            try await Task.sleep(for: .milliseconds(2_500))
             let admin = try await client.logIn()
-            #expect(try await client.browse(.get, "/console", cookie: admin.cookie).status == .ok)
-            try await Task.sleep(for: .milliseconds(1_500))
+            let stale = ConsoleBrowser(cookie: "tenantry_console=" + String(repeating: "x", count: 43), csrf: admin.csrf)
+            #expect(try await client.browse(.get, "/console", cookie: stale.cookie).status == .seeOther)
+            // The first session, idle past its timeout, is gone: only the new one is left.
+            #expect(console.sessions.count == 1)
+            try await Task.sleep(for: .milliseconds(2_500))
             let expired = try await client.browse(.get, "/console", cookie: admin.cookie)
             #expect(expired.status == .seeOther && expired.headers[.location]?.hasPrefix("/console/login") == true)
+            #expect(try await client.browse(.get, "/console/events", cookie: admin.cookie).status == .unauthorized)
         }
     }
 }

@@ -56,6 +56,12 @@ extension Console {
         return Response(status: .ok, headers: headers, body: body)
     }
 
+    /// The first live message a page gets (every value it shows, as JSON): the fleet's when
+    /// `tenant` is nil. What the live channel costs the server per new watcher (the benchmark).
+    public func liveMessage(tenant: String? = nil) async throws -> String {
+        Self.json(try await liveValues(tenant.map { .tenant($0) } ?? .fleet))
+    }
+
     /// The live values one page shows.
     func liveValues(_ scope: EventScope) async throws -> [String: String] {
         switch scope {

@@ -32,7 +32,8 @@ extension Console {
         html += "<section class=\"row\"><div><h2>Relay</h2>" + relaySummary(fleet, live: live) + "</div>"
         html += "<div><h2>Reads</h2><p id=\"read-policy\">\(e(Self.describe(fleet.overview.readPolicy)))</p></div>"
         html += "<div><h2>Jobs</h2><p>running <span id=\"jobs-running\" data-live=\"jobs.running\">\(live["jobs.running"] ?? "0")</span>, "
-            + "queued <span data-live=\"jobs.queued\">\(live["jobs.queued"] ?? "0")</span> · <a href=\"/console/jobs\">all jobs</a></p></div></section>\n"
+            + "queued <span data-live=\"jobs.queued\">\(live["jobs.queued"] ?? "0")</span> · <a href=\"/console/jobs\">all jobs</a></p>"
+            + activeJobs() + "</div></section>\n"
         html += serversTable(fleet, live: live)
         html += "<h2>Tenants</h2>\n"
         if session.role == .admin {
@@ -57,7 +58,7 @@ extension Console {
                 html += "<td><input type=\"checkbox\" name=\"tenants\" value=\"\(id)\" form=\"fleet-actions\" aria-label=\"select \(id)\"></td>"
             }
             html += "<td><a href=\"/console/tenants/\(id)\">\(id)</a></td><td>\(e(fleet.names[tenant.id] ?? ""))</td>"
-            html += "<td class=\"phase\"><span class=\"badge phase-\(e(tenant.phase))\" data-live=\"tenant.\(id).phase\">\(e(live["tenant.\(tenant.id).phase"] ?? tenant.phase))</span></td>"
+            html += "<td class=\"phase\"><span class=\"badge phase-\(e(tenant.phase))\" data-badge=\"phase-\" data-live=\"tenant.\(id).phase\">\(e(live["tenant.\(tenant.id).phase"] ?? tenant.phase))</span></td>"
             html += "<td>\(e(tenant.placement))</td><td class=\"server\">\(e(tenant.server))</td><td>\(e(tenant.database ?? "—"))</td>"
             html += "<td>\(tenant.schemaVersion.map(String.init) ?? "—")</td>"
             html += "<td class=\"queue num\" data-live=\"tenant.\(id).queue\">\(state.map { String($0.queueDepth) } ?? "—")</td>"
@@ -67,6 +68,21 @@ extension Console {
         }
         html += "</tbody></table>\n"
         return html
+    }
+
+    /// Running and queued jobs with their progress (live), newest first.
+    func activeJobs() -> String {
+        let e = ConsoleHTML.escape
+        let active = api.jobs.all().filter { $0.state == .running || $0.state == .queued }.prefix(10)
+        guard !active.isEmpty else { return "" }
+        var html = "<ul id=\"active-jobs\">"
+        for job in active {
+            let key = "job.\(e(job.id))."
+            html += "<li><a href=\"/console/jobs/\(e(job.id))\">\(e(job.kind))</a> "
+                + "<span class=\"badge state-\(job.state.rawValue)\" data-badge=\"state-\" data-live=\"\(key)state\">\(job.state.rawValue)</span> "
+                + "<span data-live=\"\(key)progress\">\(e(Self.progressText(job)))</span></li>"
+        }
+        return html + "</ul>"
     }
 
     func relaySummary(_ fleet: ConsoleFleet, live: [String: String]) -> String {
@@ -135,6 +151,8 @@ extension Console {
             values["relay.connectionFailures"] = ConsoleHTML.count(relay.connectionFailures)
         }
         for (server, open) in fleet.connections { values["server.\(server).connections"] = String(open) }
+        // Jobs the page may show: the active ones and those that ended lately.
+        for job in jobs.prefix(20) { values.merge(liveValues(job: job)) { _, new in new } }
         values["jobs.running"] = String(jobs.filter { $0.state == .running }.count)
         values["jobs.queued"] = String(jobs.filter { $0.state == .queued }.count)
         values["updated"] = ConsoleHTML.date(fleet.at)

@@ -27,7 +27,7 @@ extension Console {
         let finished = job.state == .succeeded || job.state == .failed
         let key = "job.\(e(job.id))."
         var html = "<p class=\"crumbs\"><a href=\"/console/jobs\">Jobs</a> › \(e(String(job.id.prefix(8))))</p>"
-        html += "<h1>\(e(job.kind)) <span id=\"job-state\" class=\"badge state-\(job.state.rawValue)\" data-live=\"\(key)state\""
+        html += "<h1>\(e(job.kind)) <span id=\"job-state\" class=\"badge state-\(job.state.rawValue)\" data-badge=\"state-\" data-live=\"\(key)state\""
             + "\(finished ? " data-final=\"true\"" : "")>\(job.state.rawValue)</span></h1>"
         html += "<p>Submitted by \(e(job.actor)) at \(ConsoleHTML.date(job.createdAt))"
             + (job.finishedAt.map { ", finished at \(ConsoleHTML.date($0))" } ?? "") + "</p>"

@@ -21,7 +21,7 @@ extension Console {
         var html = "<p class=\"crumbs\"><a href=\"/console\">Fleet</a> › tenant</p>"
         html += "<h1>Tenant \(e(id.rawValue)) <small>\(e(fleet.names[id.rawValue] ?? ""))</small></h1>\n"
         html += "<section class=\"cards\">"
-        html += card("phase", "<span id=\"tenant-phase\" class=\"badge phase-\(e(tenant.phase))\" data-live=\"\(key)phase\">\(e(live["tenant.\(id).phase"] ?? tenant.phase))</span>")
+        html += card("phase", "<span id=\"tenant-phase\" class=\"badge phase-\(e(tenant.phase))\" data-badge=\"phase-\" data-live=\"\(key)phase\">\(e(live["tenant.\(id).phase"] ?? tenant.phase))</span>")
         html += card("placement", "\(e(tenant.placement)) on \(e(tenant.server))")
         html += card("database", e(tenant.database ?? "—") + (tenant.schemaVersion.map { " (schema \($0))" } ?? ""))
         html += card("rows copied", "<span id=\"rows-copied\" data-live=\"\(key)rowsCopied\">\(ConsoleHTML.count(tenant.rowsCopied))</span>")

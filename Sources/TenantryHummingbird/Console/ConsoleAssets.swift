@@ -54,9 +54,8 @@ enum ConsoleAssets {
             if (element.hasAttribute("data-live-value")) { element.value = value; return; }
             if (element.textContent === value) { return; }
             element.textContent = value;
-            if (element.classList.contains("badge")) {
-              element.className = "badge " + (element.id === "job-state" ? "state-" : "phase-") + value.split(" ")[0];
-            }
+            var badge = element.getAttribute("data-badge");
+            if (badge) { element.className = "badge " + badge + value.split(" ")[0]; }
             element.classList.add("changed");
             window.setTimeout(function () { element.classList.remove("changed"); }, 900);
             if (element.id === "job-state" && (value === "succeeded" || value === "failed")) {
