@@ -87,7 +87,9 @@ def main():
         failure = installation.load.failed() if installation.load else None
         checks.check("the write load ran without an error", failure is None, failure or f"{installation.load.written} rows")
     except SetupError as error:
-        checks.check("set-up", False, str(error))
+        page = type(error).__name__ == "PageError"
+        checks.check("the console page has what the next step needs" if page else "set-up", False,
+                     str(error) + (f" (screenshot and HTML: {options.screenshots}/failure.*)" if page else ""))
     except KeyboardInterrupt:
         checks.check("finished", False, "interrupted")
     except Exception as error:  # noqa: BLE001 - any other error is a failure with its message

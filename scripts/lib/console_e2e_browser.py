@@ -18,6 +18,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 from console_e2e_setup import EXPECTED_PHASES, LOAD_SHOP, VERIFY_SHOP, SetupError, step
 
 WIDTH, HEIGHT = 1280, 900
+
+
+class PageError(SetupError):
+    """A page lacked what the next step needs (waited in vain); the message names it and the URL."""
+
 COOKIE = "tenantry_console"
 
 
@@ -58,7 +63,7 @@ class Browser:
         try:
             return WebDriverWait(self.driver, seconds, poll_frequency=0.1).until(lambda d: condition(d))
         except TimeoutException:
-            raise SetupError(f"waited {seconds} s for {what} at {self.driver.current_url}") from None
+            raise PageError(f"waited {seconds} s for {what} at {self.driver.current_url}") from None
 
     def element(self, css, seconds=15):
         return self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, css) and d.find_element(By.CSS_SELECTOR, css),
@@ -346,6 +351,9 @@ class Browser:
 
 def browser_checks(installation, checks, options):
     step("headless Chromium")
+    for stale in ("failure.png", "failure.html"):
+        if os.path.exists(os.path.join(options.screenshots, stale)):
+            os.remove(os.path.join(options.screenshots, stale))
     browser = Browser(installation, checks, options)
     try:
         browser.login()
@@ -358,5 +366,13 @@ def browser_checks(installation, checks, options):
         browser.performance()
         browser.raw_pages(job_url)
         browser.console_errors()
+    except Exception:
+        try:  # what the browser showed when it went wrong, for the log reader
+            browser.screenshot("failure.png", whole=True)
+            with open(os.path.join(options.screenshots, "failure.html"), "w") as file:
+                file.write(browser.driver.page_source)
+        except Exception:  # noqa: BLE001 - the original error matters
+            pass
+        raise
     finally:
         browser.close()
