@@ -269,10 +269,12 @@ class Browser:
         self.element("#confirm-submit").click()
         self.wait(lambda d: "/console/jobs/" in d.current_url, 15, "the job page")
         job_url = self.driver.current_url
+        first = self.text("#job-state")
         state = self.wait(lambda d: (self.text("#job-state") or "").lower() in ("succeeded", "failed") and self.text("#job-state").lower(),
                           60, "#job-state succeeded or failed")
         self.checks.check(f"the verify of syncing shop {VERIFY_SHOP} ends succeeded on its job page",
-                          state == "succeeded", f"#job-state {state!r} at {job_url}; #job-progress {self.text('#job-progress')!r}")
+                          state == "succeeded", f"#job-state {first!r} when the page loaded, then {state!r}, at {job_url}; "
+                          f"#job-progress {self.text('#job-progress')!r}")
         self.checks.check("the job page shows #job-progress", self.exists("#job-progress"))
         actor = self.installation.audit(
             "SELECT actor FROM tenantry.audit_log WHERE action LIKE '%verify%' AND tenant_id = "
