@@ -1,9 +1,9 @@
 """The browser half of scripts/console-e2e: real headless Chromium through selenium (WebDriver).
 
-Selectors are the console's contract (README, "Console"): form#login, table#tenants rows with
-data-tenant, #phase-counts, input#filter, #relay-applied and data-live elements, #live-status,
-the tenant page's #tenant-phase / ol#timeline / #latency-chart, form[data-action], form#confirm,
-#job-state.
+Selectors are the ids and classes the console's pages carry (Sources/TenantryHummingbird/Console/,
+docs/console.md): form#login, table#tenants rows with data-tenant, #phase-counts, input#filter,
+#relay-applied and data-live elements, #live-status, the tenant page's #tenant-phase /
+ol#timeline / #latency-chart, form[data-action], form#confirm, #job-state.
 """
 import os
 import re
@@ -18,12 +18,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 from console_e2e_setup import EXPECTED_PHASES, LOAD_SHOP, VERIFY_SHOP, SetupError, step
 
 WIDTH, HEIGHT = 1280, 900
+COOKIE = "tenantry_console"
 
 
 class PageError(SetupError):
     """A page lacked what the next step needs (waited in vain); the message names it and the URL."""
-
-COOKIE = "tenantry_console"
 
 
 def start_browser(options):
