@@ -82,6 +82,11 @@ public struct AdminAPI: Sendable {
         addRebalanceRoutes(to: routes)
         addQueryRoute(to: routes)
         addServerMoveRoutes(to: routes.group("moves"))
+        routes.get("tenants") { request, context in
+            let server = request.uri.queryParameters.get("server").map { String($0) }
+            let tenants = try await operations(for: context).tenantListing()
+            return try Self.json(["tenants": server.map { name in tenants.filter { $0.server == name } } ?? tenants])
+        }
         routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         routes.get("jobs/:id") { _, context in
             let id = context.parameters.get("id") ?? ""

@@ -16,6 +16,12 @@ struct ConsoleFlowTests {
         try await fixture.withConsole { client, _ in
             try #require(try await client.runJob("provision-all", body: #"{"all": true}"#).job["state"] as? String == "succeeded")
             let admin = try await client.logIn(operator: "alice")
+            // The API's tenant list (what the fleet table shows), filtered by server; the token is required.
+            let listed = try await client.call(.get, "/api/superadmin/tenants")
+            #expect((listed.json["tenants"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["1", "2", "3"], "\(listed.text)")
+            #expect((listed.json["tenants"] as? [[String: Any]])?.allSatisfy { $0["server"] as? String == "default" } == true)
+            #expect((try await client.call(.get, "/api/superadmin/tenants?server=other").json["tenants"] as? [Any])?.isEmpty == true)
+            #expect(try await client.call(.get, "/api/superadmin/tenants", token: nil).status == .unauthorized)
 
             let copy = try await client.runAction("migrate-data", tenants: ["1", "2"], as: admin)
             let copied = try await client.awaitConsoleJob(copy, as: admin)

@@ -18,13 +18,13 @@ extension Console {
         let e = ConsoleHTML.escape
         let live = Self.liveValues(fleet, jobs: api.jobs.all())
         var html = "<h1>Fleet <small>\(ConsoleHTML.count(fleet.overview.tenants.count)) tenants</small></h1>\n"
-        html += "<section class=\"cards\" id=\"phase-counts\">"
+        html += "<section class=\"cards\" id=\"phase-counts\" aria-label=\"tenants by phase\"><div class=\"legend\">by phase</div>"
         let byPhase = fleet.byPhase
         for phase in MovePhase.all.map(\.rawValue) {
             html += "<div class=\"card phase-\(phase)\" data-phase=\"\(phase)\"><span class=\"count\" data-live=\"phase.\(phase)\">"
                 + "\(byPhase[phase] ?? 0)</span><span class=\"name\">\(phase)</span></div>"
         }
-        html += "</section>\n<section class=\"cards\" id=\"placement-counts\">"
+        html += "</section>\n<section class=\"cards\" id=\"placement-counts\" aria-label=\"tenants by placement\"><div class=\"legend\">by placement</div>"
         for (placement, count) in fleet.byPlacement.sorted(by: { $0.key < $1.key }) {
             html += "<div class=\"card\" data-placement=\"\(e(placement))\"><span class=\"count\">\(count)</span><span class=\"name\">\(e(placement))</span></div>"
         }

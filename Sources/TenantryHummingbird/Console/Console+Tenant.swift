@@ -72,7 +72,7 @@ extension Console {
     private func actionForms(for id: TenantID, tenant: FleetOverview.Tenant, session: ConsoleSessions.Session) -> String {
         let e = ConsoleHTML.escape
         var html = "<section class=\"actions\" id=\"actions\"><h2>Actions</h2>"
-        for action in ConsoleAction.all {
+        for action in ConsoleAction.all where action.needsTenants {
             html += "<form method=\"post\" action=\"/console/actions/\(action.name)\" data-action=\"\(action.name)\" class=\"inline\">"
                 + "<input type=\"hidden\" name=\"csrf\" value=\"\(e(session.csrf))\"><input type=\"hidden\" name=\"tenants\" value=\"\(e(id.rawValue))\">"
                 + "<button type=\"submit\" title=\"\(e(action.help))\">\(e(action.title))</button></form> "

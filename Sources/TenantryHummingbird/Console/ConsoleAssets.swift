@@ -84,6 +84,7 @@ enum ConsoleAssets {
     h1 small { color: var(--muted); font-weight: 400; font-size: 15px; }
     h2 { font-size: 16px; margin: 22px 0 8px; }
     .cards { display: flex; flex-wrap: wrap; gap: 10px; margin-bottom: 10px; }
+    .cards .legend { width: 92px; align-self: center; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
     .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 110px; display: flex; flex-direction: column; }
     .card .count { font-size: 20px; font-weight: 650; }
     .card .name { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }

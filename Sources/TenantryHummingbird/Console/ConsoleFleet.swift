@@ -87,8 +87,6 @@ actor ConsoleFleetCache {
 
     private func read() async throws -> ConsoleFleet {
         let now = Date()
-        let overview = try await operations.catalog.overview()
-        catalogQueries += 1
         let logger = operations.logger
         let unifiedURL = try directory.adminURL(server: nil, database: operations.databaseURL.database)
         let capture = Capture(unifiedURL: unifiedURL, discriminator: operations.configuration.naming.discriminator, logger: logger)
@@ -96,10 +94,13 @@ actor ConsoleFleetCache {
             captureInstalled = (try? await capture.isInstalled()) ?? false
             captureCheckedAt = now
         }
+        // The catalog and the unified database answer at the same time.
+        async let overviewRead = operations.catalog.overview()
+        async let statesRead = captureInstalled == true ? capture.states() : []
+        let overview = try await overviewRead
+        catalogQueries += 1
         var states: [String: Capture.State] = [:]
-        if captureInstalled == true {
-            for state in try await capture.states() { states[state.tenant.rawValue] = state }
-        }
+        for state in try await statesRead { states[state.tenant.rawValue] = state }
         if now.timeIntervalSince(connectionsAt) >= connectionsInterval {
             connections = await sampleConnections(overview)
             connectionsAt = now

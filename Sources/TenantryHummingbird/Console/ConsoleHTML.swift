@@ -130,7 +130,8 @@ enum ConsoleHTML {
             return svg + "<text class=\"label\" x=\"\(left + 10)\" y=\"\(height / 2)\">no samples yet (this page samples while it is watched)</text></svg>"
         }
         let span = max(last.x - first.x, 0.001)
-        let maximum = max(points.map(\.y).max() ?? 0, 0.001)
+        // At least 1 on the scale: a lag of milliseconds stays a flat line at the bottom.
+        let maximum = max(points.map(\.y).max() ?? 0, 1)
         let path = points.map { point in
             let x = left + (width - left - 10) * (point.x - first.x) / span
             let y = height - bottom - (height - bottom - top) * point.y / maximum
