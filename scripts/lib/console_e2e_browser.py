@@ -46,6 +46,7 @@ class Browser:
         self.installation, self.checks, self.options = installation, checks, options
         self.driver = start_browser(options)
         self.sources = {}  # page → its HTML as the browser has it, checked for secrets at the end
+        self.raw = {}      # request → the body the server sent, likewise
 
     def close(self):
         try:
@@ -334,13 +335,43 @@ class Browser:
                               f"status {status}, script policy {scripts!r}")
         events = self.installation.read_events(cookie, seconds=3)
         self.checks.check("the live stream sends updates", "data:" in events, f"{len(events)} bytes in 3 s")
+        self.raw = {f"GET {k}": v[2] for k, v in pages.items()}
+        self.raw["GET /console/events"] = events
+
+    def no_secrets(self):
         texts = {f"page {k}": v for k, v in self.sources.items()}
-        texts.update({f"GET {k}": v[2] for k, v in pages.items()})
-        texts["GET /console/events"] = events
+        texts.update(self.raw)
         leaks = [f"{secret} in {where}" for where, text in texts.items()
                  for secret, value in self.installation.secrets.items() if value and value in text]
-        self.checks.check("no secret (admin token, database password, encryption key) in any page or event",
-                          not leaks, "; ".join(leaks))
+        self.checks.check("no secret (the tokens, the database password, the encryption key) in any page or event",
+                          not leaks, "; ".join(leaks) or f"{len(texts)} pages and streams read")
+
+    def logout_and_viewer(self):
+        step("log out; log in with the viewer token (read-only)")
+        self.open("/console")
+        self.element("form[action='/console/logout'] button").click()
+        self.wait(lambda d: "/console/login" in d.current_url, 15, "the login page after logging out")
+        self.open("/console")
+        self.checks.check("after logging out, /console leads to the login form again",
+                          "/console/login" in self.driver.current_url, self.driver.current_url)
+        self.element("input[name=token]").send_keys(self.installation.viewer_token)
+        self.element("#login-submit").click()
+        self.wait(lambda d: d.current_url.rstrip("/").endswith("/console"), 15, "/console after the viewer's login")
+        self.element("table#tenants tbody tr[data-tenant]")
+        self.checks.check("the viewer sees the fleet without action buttons",
+                          not self.exists("#fleet-actions, [data-action]"))
+        self.open(f"/console/tenants/{LOAD_SHOP}")
+        self.element("#tenant-phase")
+        self.checks.check("the viewer sees a tenant without action forms", not self.exists("form[data-action]"))
+        csrf = self.driver.execute_script("const e = document.querySelector('input[name=csrf]'); return e ? e.value : ''")
+        status, text = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/console/actions/verify', {method: 'POST', headers: {'Content-Type': 'application/x-www-form-urlencoded'},"
+            " body: arguments[0], redirect: 'manual'}).then(r => r.text().then(t => done([r.status, t])))"
+            ".catch(e => done([0, String(e)]))", f"tenants={VERIFY_SHOP}&csrf={csrf}")
+        self.checks.check("the viewer's action (with its own CSRF token) is refused 403", status == 403 and bool(csrf),
+                          f"got {status}, csrf {'found' if csrf else 'missing'}")
+        self.keep_source("viewer tenant")
 
     def console_errors(self):
         entries = [e for e in self.driver.get_log("browser")
@@ -366,6 +397,8 @@ def browser_checks(installation, checks, options):
         browser.csrf()
         browser.performance()
         browser.raw_pages(job_url)
+        browser.logout_and_viewer()
+        browser.no_secrets()
         browser.console_errors()
     except Exception:
         try:  # what the browser showed when it went wrong, for the log reader

@@ -58,6 +58,7 @@ class Installation:
         self.serve_log = os.path.join(self.workdir, "serve.log")
         self.load = None
         self.admin_token = secrets.token_hex(24)
+        self.viewer_token = secrets.token_hex(24)
         self.url = None            # the unified database (with its password)
         self.base = None           # http://127.0.0.1:PORT
 
@@ -77,8 +78,9 @@ class Installation:
 
     @property
     def secrets(self):
-        """Values that must never appear in a page: the admin token, the database password, the key."""
-        values = {"TENANTRY_ADMIN_TOKEN": self.admin_token, "TENANT_ENCRYPTION_KEY": self.env["TENANT_ENCRYPTION_KEY"]}
+        """Values that must never appear in a page: the tokens, the database password, the key."""
+        values = {"TENANTRY_ADMIN_TOKEN": self.admin_token, "TENANTRY_VIEWER_TOKEN": self.viewer_token,
+                  "TENANT_ENCRYPTION_KEY": self.env["TENANT_ENCRYPTION_KEY"]}
         password = urllib.parse.urlparse(self.url).password
         if password:
             values["DATABASE_URL password"] = urllib.parse.unquote(password)
@@ -137,6 +139,7 @@ class Installation:
             port = probe.getsockname()[1]
         self.base = f"http://127.0.0.1:{port}"
         self.env["TENANTRY_ADMIN_TOKEN"] = self.admin_token
+        self.env["TENANTRY_VIEWER_TOKEN"] = self.viewer_token
         step(f"tenantry serve --port {port} (console, admin API, relay)")
         with open(self.serve_log, "wb") as log:
             self.serve = subprocess.Popen([self.tenantry, "serve", "--port", str(port)], cwd=self.workdir,
