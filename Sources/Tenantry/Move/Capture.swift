@@ -208,6 +208,12 @@ public struct Capture: Sendable {
         }
     }
 
+    /// ``states(_:)`` over a connection of `client` (a pool to the unified database, e.g. the
+    /// catalog's when it lives there) instead of a new connection.
+    public func states(using client: PostgresClient) async throws -> [State] {
+        try await client.withConnection { connection in try await Self.states(on: connection, tenants: nil, logger: logger) }
+    }
+
     static func states(on connection: PostgresConnection, tenants: [TenantID]?, logger: Logger) async throws -> [State] {
         let ids = tenants?.map(\.rawValue)
         let rows = try await connection.query("""

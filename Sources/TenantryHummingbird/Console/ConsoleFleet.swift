@@ -96,7 +96,11 @@ actor ConsoleFleetCache {
         }
         // The catalog and the unified database answer at the same time.
         async let overviewRead = operations.catalog.overview()
-        async let statesRead = captureInstalled == true ? capture.states() : []
+        // The catalog's pool when the catalog lives in the unified database (the default): no new
+        // connection per read.
+        let shared = operations.catalog.url.map { $0.host == unifiedURL.host && $0.port == unifiedURL.port && $0.database == unifiedURL.database } ?? false
+        let client = operations.catalog.client
+        async let statesRead = captureInstalled != true ? [] : Self.states(capture, client: shared ? client : nil)
         let overview = try await overviewRead
         catalogQueries += 1
         var states: [String: Capture.State] = [:]
@@ -135,6 +139,13 @@ actor ConsoleFleetCache {
             if let count = try? await Self.clientConnections(url, logger: operations.logger) { result[name] = count }
         }
         return result
+    }
+
+    /// Capture states over `client` when given (falling back to a connection of the unified
+    /// database's admin login if the catalog's login may not read them), else over a new connection.
+    private static func states(_ capture: Capture, client: PostgresClient?) async throws -> [Capture.State] {
+        if let client, let states = try? await capture.states(using: client) { return states }
+        return try await capture.states()
     }
 
     private static func clientConnections(_ url: PostgresURL, logger: Logger) async throws -> Int {
