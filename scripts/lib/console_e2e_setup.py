@@ -76,6 +76,11 @@ class Installation:
     def json(self, *args):
         return json.loads(self.run(*args, "--json").stdout.strip().splitlines()[-1])
 
+    def phases(self):
+        """Each tenant's phase as `tenantry tenants` lists it."""
+        found = re.findall(r"^(\S+): .*?\bphase ([a-z_]+)", self.run("tenants").stdout, re.M)
+        return dict(found)
+
     @property
     def secrets(self):
         """Values that must never appear in a page: the tokens, the database password, the key."""
