@@ -16,7 +16,7 @@ extension Console {
             <input type="hidden" name="csrf" value="\(token)">
             <input type="hidden" name="next" value="\(ConsoleHTML.escape(next))">
             <label>Token <input type="password" name="token" id="token" autocomplete="current-password" required autofocus></label>
-            <label>Your name, for the audit log (optional) <input type="text" name="operator" id="operator" maxlength="40" pattern="[A-Za-z0-9._@-]*"></label>
+            <label>Your name, for the audit log (optional) <input type="text" name="operator" id="operator" maxlength="40" pattern="[A-Za-z0-9._@\\-]*"></label>
             <button type="submit" id="login-submit">Log in</button>
             </form>
             <p class="hint">The admin token (TENANTRY_ADMIN_TOKEN) may act; the viewer token (TENANTRY_VIEWER_TOKEN) may only look.</p>
