@@ -117,7 +117,7 @@ class Installation:
         parts = urllib.parse.urlparse(server_url)
         self.url = urllib.parse.urlunparse(parts._replace(path="/" + tag))
         self.env["DATABASE_URL"] = self.url
-        archives = glob.glob(os.path.join(self.tmpdir, f"{tag}-archive", "retire-*"))
+        archives = glob.glob(os.path.join(self.tmpdir, "tenantry-demo-archive-*", "retire-*"))
         if len(archives) != 1:
             raise SetupError(f"expected one retire archive of the demo, found {archives}")
         step("restore-legacy, then rollback shops 1-3 to unified")
