@@ -82,6 +82,11 @@ public struct AdminAPI: Sendable {
         addRebalanceRoutes(to: routes)
         addQueryRoute(to: routes)
         addServerMoveRoutes(to: routes.group("moves"))
+        routes.get("tenants") { request, context in
+            let server = request.uri.queryParameters.get("server").map { String($0) }
+            let tenants = try await operations(for: context).tenantListing()
+            return try Self.json(["tenants": server.map { name in tenants.filter { $0.server == name } } ?? tenants])
+        }
         routes.get("jobs") { _, _ in try Self.json(["jobs": jobs.all()]) }
         routes.get("jobs/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
@@ -118,14 +123,16 @@ public struct AdminAPI: Sendable {
     }
 
     /// The standalone router of `tenantry serve`: ``publicRoutes(context:)`` at the root,
-    /// ``routes(context:)`` at `/api/superadmin`, with JSON errors for unknown paths and 405 for
-    /// a declared path with an undeclared method.
-    public func makeRouter() -> Router<AdminRequestContext> {
+    /// ``routes(context:)`` at `/api/superadmin`, the operator's ``Console`` (when given) at
+    /// `/console`, with JSON errors for unknown paths and 405 for a declared path with an
+    /// undeclared method.
+    public func makeRouter(console: Console? = nil) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(bodyLimit: AdminRequestContext.bodyLimit))
         router.add(middleware: MethodNotAllowedMiddleware())
         router.addRoutes(publicRoutes())
         router.addRoutes(routes(), atPath: "/api/superadmin")
+        if let console { router.addRoutes(console.routes(), atPath: "/console") }
         return router
     }
 

@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 
-/// Dependencies run one way (issue #13): the library `Tenantry` uses PostgresNIO, swift-log and
-/// swift-metrics (plus modules of PostgresNIO's own packages, hdrhistogram-swift for the
+/// Dependencies run one way (issue #13): the library `Tenantry` uses PostgresNIO, swift-log,
+/// swift-metrics and swift-distributed-tracing (plus modules of PostgresNIO's own packages, hdrhistogram-swift for the
 /// performance monitor, and the internal TenantryCore and PostgresTools); never Hummingbird,
 /// Prometheus, the embedded server or the example app. Checked in Package.swift and in every import.
 @Suite("dependency direction: what the library Tenantry may use")
@@ -21,12 +21,13 @@ struct DependencyDirectionTests {
         "DequeModule": "PostgresNIO's swift-collections (pool wait queues)",
         "Histogram": "hdrhistogram-swift (the performance monitor's percentiles)",
         "Crypto": "TenantryCore's swift-crypto (catalog migration checksums)",
+        "Tracing": "swift-distributed-tracing (spans; exported only by the executable, issue #16)",
     ]
 
     /// Packages the `Tenantry` target's products may come from.
     static let allowedPackages: Set<String> = [
         "postgres-nio", "swift-log", "swift-metrics", "swift-nio", "swift-nio-ssl", "swift-service-lifecycle",
-        "swift-collections", "hdrhistogram-swift",
+        "swift-collections", "hdrhistogram-swift", "swift-distributed-tracing",
     ]
 
     @Test("every import in Sources/Tenantry is an allowed module")

@@ -126,6 +126,8 @@ struct OpenAPIConformanceTests {
             ("job", try roundTrip(AdminJobs.Snapshot.self, "Job"), try response("/api/superadmin/jobs/{id}", "get", "200")),
             ("jobs", ["jobs": [try roundTrip(AdminJobs.Snapshot.self, "Job")]], try response("/api/superadmin/jobs", "get", "200")),
             ("reads", try roundTrip(Operations.ReadsReport.self, "ReadsReport"), try response(m + "activate-reads", "post", "200")),
+            ("tenants", ["tenants": [Self.listing(tenant, dedicated: true), Self.listing(tenant, dedicated: false)]],
+             try response("/api/superadmin/tenants", "get", "200")),
             ("moves", ServerMovesResponse(moves: [try roundTrip(ServerMoves.Status.self, "ServerMoveStatus")]),
              try response("/api/superadmin/moves", "get", "200")),
         ]
@@ -134,6 +136,19 @@ struct OpenAPIConformanceTests {
             let problems = validate(encoded, schema, at: label)
             #expect(problems.isEmpty, "\(problems)")
         }
+    }
+
+    /// A tenant as `GET /api/superadmin/tenants` lists it, with every optional field or none.
+    static func listing(_ id: TenantID, dedicated: Bool) -> Operations.TenantListing {
+        var record = TenantRecord(id: id, placement: dedicated ? .dedicated : .shared)
+        if dedicated {
+            record.serverName = "s2"
+            record.databaseName = "shop_7_db"
+            record.roleName = "shop_user_7"
+            record.schemaVersion = 3
+            record.lastError = "e"
+        }
+        return Operations.TenantListing(record: record, serverMove: nil)
     }
 
     // MARK: - Schemas

@@ -45,3 +45,23 @@ ensure_postgres() {
     exit 1
   fi
 }
+
+# Chromium and its WebDriver (Debian's chromium, chromium-driver) for scripts/console-e2e.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Chromium (apt-get install chromium chromium-driver)…" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq chromium chromium-driver >&2
+  else
+    echo "error: Chromium is not installed. Install it with: sudo apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "error: chromium and chromedriver were installed but are not on PATH" >&2
+    exit 1
+  fi
+}

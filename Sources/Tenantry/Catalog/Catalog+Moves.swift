@@ -112,3 +112,15 @@ extension Catalog {
         return ids.sorted()
     }
 }
+
+extension Catalog {
+    /// Every tenant's move phase in one query (tenants without a move are absent: `shared`).
+    public func phases() async throws -> [TenantID: MovePhase] {
+        let rows = try await client.query("SELECT tenant_id, phase FROM tenantry.moves", logger: logger)
+        var phases: [TenantID: MovePhase] = [:]
+        for try await (id, phase) in rows.decode((String, String).self) {
+            phases[try TenantID(id)] = MovePhase(phase) ?? .shared
+        }
+        return phases
+    }
+}

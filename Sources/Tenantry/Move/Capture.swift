@@ -76,6 +76,10 @@ public struct Capture: Sendable {
     /// Throws ``TenantryError/Code/timeout`` naming the sessions still open after ``enableTimeout``
     /// (capture stays on: nothing is lost by retrying).
     public func enable(_ tenant: TenantID) async throws {
+        try await TenantryTracing.phase("capture", tenant: tenant) { _ in try await enableCapture(tenant) }
+    }
+
+    private func enableCapture(_ tenant: TenantID) async throws {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
             try await connection.query("""
                 INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)
@@ -206,6 +210,12 @@ public struct Capture: Sendable {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
             try await Self.states(on: connection, tenants: tenants, logger: logger)
         }
+    }
+
+    /// ``states(_:)`` over a connection of `client` (a pool to the unified database, e.g. the
+    /// catalog's when it lives there) instead of a new connection.
+    public func states(using client: PostgresClient) async throws -> [State] {
+        try await client.withConnection { connection in try await Self.states(on: connection, tenants: nil, logger: logger) }
     }
 
     static func states(on connection: PostgresConnection, tenants: [TenantID]?, logger: Logger) async throws -> [State] {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 /// Copies one tenant's rows from the unified database into its tenant database (step 2 of a move):
 /// from the route's source endpoint (filtered to the tenant) to its target (``MoveRoute``).
@@ -64,6 +65,15 @@ public struct Copier: Sendable {
 
     /// Copies `tenant`. A tenant already in `syncing` or later is skipped.
     public func copy(_ tenant: TenantID, progress: @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
+        try await TenantryTracing.phase("copy", tenant: tenant) { span in
+            let report = try await copyTenant(tenant, progress: progress)
+            span?.attributes[TenantryTracing.Key.rows] = report.rows
+            span?.attributes["tenantry.copy.skipped"] = report.skipped
+            return report
+        }
+    }
+
+    private func copyTenant(_ tenant: TenantID, progress: @Sendable (Progress) -> Void) async throws -> Report {
         let record = try await catalog.requireTenant(tenant)
         guard record.status == .active, let database = record.databaseName else {
             throw TenantryError(

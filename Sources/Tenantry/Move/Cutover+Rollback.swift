@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 extension Cutover {
     /// Rolls `tenant` back to `shared`, losing nothing. Before cutover: capture stops and every
@@ -12,6 +13,15 @@ extension Cutover {
     /// the placement flips. Refused while reverse sync is paused or holds dead letters. A rollback
     /// that committed in the tenant database but did not finish is finished by running it again.
     public func rollback(_ tenant: TenantID, maxPause: Duration = .seconds(5)) async throws -> Report {
+        try await TenantryTracing.phase("rollback", tenant: tenant) { span in
+            let report = try await rollbackTenant(tenant, maxPause: maxPause)
+            span?.attributes["tenantry.pause_ms"] = report.pauseMilliseconds
+            span?.attributes["tenantry.drained"] = report.drained
+            return report
+        }
+    }
+
+    private func rollbackTenant(_ tenant: TenantID, maxPause: Duration) async throws -> Report {
         let phase = try await catalog.move(tenant)?.phase ?? .shared
         let started = ContinuousClock.now
         switch phase {
@@ -117,6 +127,12 @@ extension Cutover {
     /// Takes the tenant's fence exclusively in the open transaction on `connection`, waiting at
     /// most `maxPause` for in-flight writes (then one clear error; nothing has changed yet).
     func takeFence(_ tenant: TenantID, on connection: PostgresConnection, maxPause: Duration, what: String) async throws {
+        try await TenantryTracing.withSpan("move.fence", tenant: tenant, phase: what) { _ in
+            try await takeFenceUntraced(tenant, on: connection, maxPause: maxPause, what: what)
+        }
+    }
+
+    private func takeFenceUntraced(_ tenant: TenantID, on connection: PostgresConnection, maxPause: Duration, what: String) async throws {
         try await connection.query(
             PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
         do {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 /// Switches a synced tenant's writes to its tenant database (step 6 of a move), and back
 /// (rollback), losing nothing.
@@ -116,6 +117,15 @@ public struct Cutover: Sendable {
     /// and free of dead letters. A cutover whose switch committed but whose catalog flip did not
     /// happen (a crash, a lost connection) is finished by running it again.
     public func cutover(_ tenant: TenantID, maxPause: Duration = .milliseconds(500)) async throws -> Report {
+        try await TenantryTracing.phase("cutover", tenant: tenant) { span in
+            let report = try await cutoverTenant(tenant, maxPause: maxPause)
+            span?.attributes["tenantry.pause_ms"] = report.pauseMilliseconds
+            span?.attributes["tenantry.drained"] = report.drained
+            return report
+        }
+    }
+
+    private func cutoverTenant(_ tenant: TenantID, maxPause: Duration) async throws -> Report {
         let phase = try await catalog.move(tenant)?.phase ?? .shared
         guard phase == .syncing || phase == .readsSwitched || phase == .cutover else {
             throw TenantryError(
@@ -140,7 +150,9 @@ public struct Cutover: Sendable {
         let report = try await Database.withConnection(route.target.url, logger: logger) { target in
             try await installReverseCapture(tenant, on: target)
             return try await Database.withConnection(route.source.url, logger: logger) { source in
-                try await pauseAndSwitch(route, source: source, target: target, maxPause: maxPause)
+                try await TenantryTracing.withSpan("move.pause", tenant: tenant, phase: "cutover") { _ in
+                    try await pauseAndSwitch(route, source: source, target: target, maxPause: maxPause)
+                }
             }
         }
         try await finish(tenant, to: .dedicated, action: "cutover")

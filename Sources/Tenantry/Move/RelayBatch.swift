@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 /// One relay batch: read a tenant's changes from its route's source, apply them to the target,
 /// record what was applied, and the retry and dead-letter policy for a change that fails.
@@ -79,7 +80,14 @@ extension Relay {
             resetStream(tenant)
             return .idle
         }
-        let (done, failure) = try await apply(changes, route: route, inUse: inUse)
+        let (done, failure) = try await TenantryTracing.withSpan("relay.batch", tenant: tenant) { span in
+            span?.attributes[TenantryTracing.Key.direction] = route.isServerLink ? "server-move" : route.isReverse ? "reverse" : "forward"
+            span?.attributes[TenantryTracing.Key.changes] = changes.count
+            let (done, failure) = try await apply(changes, route: route, inUse: inUse)
+            span?.attributes["tenantry.relay.applied"] = done.count
+            if let failure { span?.attributes["tenantry.relay.failed_change"] = failure.change.id }
+            return (done, failure)
+        }
         if !done.isEmpty {
             try await source.query(
                 "DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue) AND id = ANY(\(done.map(\.id)))", logger: logger)

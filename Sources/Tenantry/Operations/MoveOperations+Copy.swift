@@ -19,6 +19,16 @@ extension MoveOperations {
         _ selection: TenantSelection, concurrency: Int = 2, captureTimeout: Duration = .seconds(30), pauseSync: Bool = false,
         rows: (@Sendable (Copier.Progress) -> Void)? = nil, progress: ProgressHandler? = nil
     ) async throws -> MigrateDataReport {
+        try await TenantryTracing.operation("tenantry.migrate-data", selection) { _ in
+            try await migrateTenants(
+                selection, concurrency: concurrency, captureTimeout: captureTimeout, pauseSync: pauseSync, rows: rows, progress: progress)
+        }
+    }
+
+    private func migrateTenants(
+        _ selection: TenantSelection, concurrency: Int, captureTimeout: Duration, pauseSync: Bool,
+        rows: (@Sendable (Copier.Progress) -> Void)?, progress: ProgressHandler?
+    ) async throws -> MigrateDataReport {
         try await requireCapture()
         let ids = try await select(selection)
         let copier = copier(captureTimeout: captureTimeout)

@@ -20,6 +20,14 @@ extension MoveOperations {
         _ selection: TenantSelection, maxPause: Duration = .milliseconds(500), retries: Int = 0,
         retryDelay: Duration = .milliseconds(200), progress: ProgressHandler? = nil
     ) async throws -> CutoverReport {
+        try await TenantryTracing.operation("tenantry.cutover", selection) { _ in
+            try await cutoverTenants(selection, maxPause: maxPause, retries: retries, retryDelay: retryDelay, progress: progress)
+        }
+    }
+
+    private func cutoverTenants(
+        _ selection: TenantSelection, maxPause: Duration, retries: Int, retryDelay: Duration, progress: ProgressHandler?
+    ) async throws -> CutoverReport {
         guard (0...100).contains(retries) else {
             throw TenantryError(code: .invalidArgument, message: "retries must be from 0 to 100 (got \(retries))")
         }
@@ -66,6 +74,12 @@ extension MoveOperations {
     public func rollback(
         _ ids: [TenantID], maxPause: Duration = .seconds(5), progress: ProgressHandler? = nil
     ) async throws -> [Cutover.Report] {
+        try await TenantryTracing.operation("tenantry.rollback", .tenants(ids)) { _ in
+            try await rollbackTenants(ids, maxPause: maxPause, progress: progress)
+        }
+    }
+
+    private func rollbackTenants(_ ids: [TenantID], maxPause: Duration, progress: ProgressHandler?) async throws -> [Cutover.Report] {
         try await requireCapture()
         return try await withRelay { relay in
             let cutover = cutover(relay: relay)

@@ -16,6 +16,12 @@ extension MoveOperations {
     public func verify(
         _ selection: TenantSelection, chunkSize: Int = 10_000, progress: ProgressHandler? = nil
     ) async throws -> VerifyReport {
+        try await TenantryTracing.operation("tenantry.verify-sync", selection) { _ in
+            try await verifyTenants(selection, chunkSize: chunkSize, progress: progress)
+        }
+    }
+
+    private func verifyTenants(_ selection: TenantSelection, chunkSize: Int, progress: ProgressHandler?) async throws -> VerifyReport {
         let ids = try await select(selection, phases: [.syncing, .readsSwitched, .cutover, .dedicated])
         let verifier = Verifier(plan: plan, chunkSize: chunkSize, logger: logger)
         let reports = try await withRelay { relay in

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 /// Retires dedicated tenants' rows from the unified database (the seeds' LegacyRetirement), and
 /// restores them from the archive.
@@ -100,6 +101,17 @@ public struct Retirement: Sendable {
     /// Retires `tenants` (default: every dedicated tenant). `archiveDirectory`: where the archive
     /// goes (`nil`: no archive, `ARCHIVE_BEFORE_DELETE=false`).
     public func retire(_ tenants: [TenantID]? = nil, archiveDirectory: String?, dryRun: Bool) async throws -> Report {
+        try await TenantryTracing.withSpan("move.retire", phase: "retire") { span in
+            span?.attributes["tenantry.dry_run"] = dryRun
+            if let tenants { span?.attributes[TenantryTracing.Key.tenant] = tenants.map(\.rawValue).joined(separator: ",") }
+            let report = try await retireTenants(tenants, archiveDirectory: archiveDirectory, dryRun: dryRun)
+            span?.attributes[TenantryTracing.Key.tenant] = report.tenants.map(\.rawValue).joined(separator: ",")
+            span?.attributes[TenantryTracing.Key.tenantCount] = report.tenants.count
+            return report
+        }
+    }
+
+    private func retireTenants(_ tenants: [TenantID]?, archiveDirectory: String?, dryRun: Bool) async throws -> Report {
         let dedicated = try await catalog.tenants(inPhases: [.dedicated])
         var ids = tenants ?? dedicated
         guard !ids.isEmpty else {

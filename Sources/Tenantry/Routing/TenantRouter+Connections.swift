@@ -1,6 +1,7 @@
 import Logging
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 extension TenantRouter {
     /// A transaction's isolation level (PostgreSQL's three).
@@ -29,33 +30,45 @@ extension TenantRouter {
             var bodyStarted = false
             var broken = false
             var commitSent = false
+            // `pool.lease` ends when the pool hands the connection over; `query` covers the rest.
+            var lease = leaseSpan(source, route: route, key: key)
             do {
                 return try await pool.withConnection(key) { connection in
-                    do {
-                        let routed = RoutedConnection(
-                            connection: connection, tenant: route.tenant, source: source, logger: logger,
-                            monitor: configuration.monitor, observer: observer, queryTimeout: configuration.queryTimeout)
-                        if transaction {
-                            try await connection.queryIfOpen(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)"), logger: logger)
+                    lease?.end()
+                    lease = nil
+                    return try await TenantryTracing.withSpan("query", tenant: route.tenant, kind: .client, child: true) { span in
+                        span?.attributes[TenantryTracing.Key.dbSystem] = "postgresql"
+                        span?.attributes[TenantryTracing.Key.source] = source.rawValue
+                        span?.attributes[TenantryTracing.Key.dbName] = key.database
+                        do {
+                            let routed = RoutedConnection(
+                                connection: connection, tenant: route.tenant, source: source, logger: logger,
+                                monitor: configuration.monitor, observer: observer, queryTimeout: configuration.queryTimeout)
+                            if transaction {
+                                try await connection.queryIfOpen(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)"), logger: logger)
+                            }
+                            if source == .unified {
+                                try await connection.queryIfOpen(
+                                    "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)
+                            }
+                            bodyStarted = true
+                            let result = try await body(routed)
+                            if transaction {
+                                commitSent = true
+                                try await connection.queryIfOpen("COMMIT", logger: logger)
+                            }
+                            return result
+                        } catch {
+                            // The same test withConnection makes to discard the connection.
+                            broken = connection.isClosed || Database.isConnectionFailure(error)
+                            if transaction && !broken { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                            throw error
                         }
-                        if source == .unified {
-                            try await connection.queryIfOpen(
-                                "SELECT set_config('tenantry.tenant', \(route.tenant.rawValue), \(transaction))", logger: logger)
-                        }
-                        bodyStarted = true
-                        let result = try await body(routed)
-                        if transaction {
-                            commitSent = true
-                            try await connection.queryIfOpen("COMMIT", logger: logger)
-                        }
-                        return result
-                    } catch {
-                        // The same test withConnection makes to discard the connection.
-                        broken = connection.isClosed || Database.isConnectionFailure(error)
-                        if transaction && !broken { _ = try? await connection.query("ROLLBACK", logger: logger) }
-                        throw error
                     }
                 }
+            } catch let error where lease != nil {
+                lease?.fail(error)
+                throw error
             } catch where broken && commitSent {
                 throw TenantryError(
                     code: .connectionFailed,
@@ -66,6 +79,16 @@ extension TenantRouter {
             }
         }
         throw TenantryError(code: .database, message: "unreachable: retry loop ended")
+    }
+
+    /// The `pool.lease` span of a lease about to be asked for (`nil` when tracing is off).
+    private func leaseSpan(_ source: Route.Source, route: Route, key: TenantPool.Key) -> (any Span)? {
+        guard let span = TenantryTracing.startSpan("pool.lease", tenant: route.tenant, child: true) else { return nil }
+        span.attributes[TenantryTracing.Key.source] = source.rawValue
+        span.attributes[TenantryTracing.Key.server] = source == .tenant ? route.server ?? ServerDirectory.defaultServerName
+            : ServerDirectory.defaultServerName
+        span.attributes[TenantryTracing.Key.dbName] = key.database
+        return span
     }
 
     /// In the message of the error a COMMIT whose outcome is unknown gives (never run again).

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import PostgresNIO
 import ServiceLifecycle
 import TenantryCore
+import Tracing
 
 /// Routes a tenant's reads and writes (the seeds' DataSourceManager, TenantRouter and
 /// ReadPathSwitcher): resolves the route from a cached catalog (invalidated by LISTEN/NOTIFY, so
@@ -114,8 +115,14 @@ public final class TenantRouter: Service, Sendable {
     public func withConnection<Result: Sendable>(
         tenant: TenantID, intent: Intent, _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
-        let route = try await route(for: tenant)
-        let policy = try await readPolicy()
+        try await traced(tenant, intent) { span in try await routedConnection(tenant, intent, span, body) }
+    }
+
+    private func routedConnection<Result: Sendable>(
+        _ tenant: TenantID, _ intent: Intent, _ span: (any Span)?, _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let (route, resolvedPolicy) = try await resolve(tenant, policy: true, parent: span)
+        guard let policy = resolvedPolicy else { throw TenantryError(code: .database, message: "unreachable: no read policy") }
         let source = intent == .write ? route.writeSource : route.readSource(policy)
         guard intent == .read, source == .tenant, route.writeSource == .unified else {
             countRead(intent, source)
@@ -153,8 +160,16 @@ public final class TenantRouter: Service, Sendable {
     public func withTransaction<Result: Sendable>(
         tenant: TenantID, intent: Intent, isolation: Isolation = .readCommitted, _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
-        let route = try await route(for: tenant)
-        let source = intent == .write ? route.writeSource : route.readSource(try await readPolicy())
+        try await traced(tenant, intent) { span in try await routedTransaction(tenant, intent, isolation, span, body) }
+    }
+
+    private func routedTransaction<Result: Sendable>(
+        _ tenant: TenantID, _ intent: Intent, _ isolation: Isolation, _ span: (any Span)?,
+        _ body: (RoutedConnection) async throws -> Result
+    ) async throws -> Result {
+        let (route, policy) = try await resolve(tenant, policy: intent == .read, parent: span)
+        var source = route.writeSource
+        if intent == .read, let policy { source = route.readSource(policy) }
         countRead(intent, source)
         do {
             let result = try await run(on: source, route: route, retrySafe: true, transaction: true, isolation: isolation, body)
@@ -249,8 +264,10 @@ public final class TenantRouter: Service, Sendable {
     public func withConnection<Result: Sendable>(
         tenant: TenantID, source: Route.Source, _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
-        let route = try await route(for: tenant)
-        return try await run(on: source, route: route, retrySafe: true, transaction: false, body)
+        try await traced(tenant, .read) { span in
+            let (route, _) = try await resolve(tenant, policy: false, parent: span)
+            return try await run(on: source, route: route, retrySafe: true, transaction: false, body)
+        }
     }
 
     /// A read with consistency verification: like `withConnection(intent: .read)`, and for a sampled

@@ -9,13 +9,17 @@ extension ServerMoves {
     /// dropped (after a `pg_dump` into `archiveDirectory` when given). No fence: the tenant's
     /// writes go on in the target throughout. Re-run after an interruption, it finishes.
     public func complete(_ tenant: TenantID, archiveDirectory: String? = nil) async throws -> EndReport {
-        try await end(tenant, phase: .complete, archiveDirectory: archiveDirectory)
+        try await TenantryTracing.phase("server-move.complete", tenant: tenant) { _ in
+            try await end(tenant, phase: .complete, archiveDirectory: archiveDirectory)
+        }
     }
 
     /// Ends a move before its switch: the target is dropped and the source keeps the tenant, its
     /// stream to unified as before (what the target had not passed on yet is handed back first).
     public func cancel(_ tenant: TenantID) async throws -> EndReport {
-        try await end(tenant, phase: .cancelled, archiveDirectory: nil)
+        try await TenantryTracing.phase("server-move.cancel", tenant: tenant) { _ in
+            try await end(tenant, phase: .cancelled, archiveDirectory: nil)
+        }
     }
 
     private func end(_ tenant: TenantID, phase: ServerMoveRecord.Phase, archiveDirectory: String?) async throws -> EndReport {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 extension ServerMoves {
     /// Starts moving `tenant`'s database to `server`: checks everything first (the tenant is served
@@ -15,7 +16,10 @@ extension ServerMoves {
     public func start(
         _ tenant: TenantID, to server: String, reason: String? = nil, progress: @Sendable (Copier.Progress) -> Void = { _ in }
     ) async throws -> StartReport {
-        try await exclusively(tenant, "move start") { try await startLocked(tenant, to: server, reason: reason, progress: progress) }
+        try await TenantryTracing.phase("server-move.start", tenant: tenant) { span in
+            span?.attributes[TenantryTracing.Key.server] = server
+            return try await exclusively(tenant, "move start") { try await startLocked(tenant, to: server, reason: reason, progress: progress) }
+        }
     }
 
     private func startLocked(

@@ -10,13 +10,17 @@ extension ServerMoves {
     /// which forwards to unified), the placement flipped (routers follow by NOTIFY). The pause is
     /// measured from the fence to the flip; past `maxPause` nothing changes and writes resume on the source.
     public func switchTraffic(_ tenant: TenantID, maxPause: Duration = .milliseconds(500)) async throws -> SwitchReport {
-        try await flip(tenant, from: .moving, to: .switched, maxPause: maxPause, action: "move-switch")
+        try await TenantryTracing.phase("server-move.switch", tenant: tenant) { _ in
+            try await flip(tenant, from: .moving, to: .switched, maxPause: maxPause, action: "move-switch")
+        }
     }
 
     /// Moves `tenant`'s writes back to the source after a switch (phase `switched` → `moving`), the
     /// same way: nothing is lost, the target keeps being kept current (switch again, or cancel).
     public func reverse(_ tenant: TenantID, maxPause: Duration = .milliseconds(500)) async throws -> SwitchReport {
-        try await flip(tenant, from: .switched, to: .moving, maxPause: maxPause, action: "move-reverse")
+        try await TenantryTracing.phase("server-move.reverse", tenant: tenant) { _ in
+            try await flip(tenant, from: .switched, to: .moving, maxPause: maxPause, action: "move-reverse")
+        }
     }
 
     private func flip(

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import TenantryCore
+import Tracing
 
 /// Compares a tenant's rows in the unified database with its tenant database (the seeds'
 /// verify-sync; data-diff and Vitess VDiff are the anchors).
@@ -90,6 +91,16 @@ public struct Verifier: Sendable {
         _ tenant: TenantID, unifiedURL: PostgresURL, tenantURL: PostgresURL,
         settle: (@Sendable () async throws -> Void)? = nil
     ) async throws -> Report {
+        try await TenantryTracing.phase("verify", tenant: tenant) { span in
+            let report = try await verifyTenant(tenant, unifiedURL: unifiedURL, tenantURL: tenantURL, settle: settle)
+            span?.attributes["tenantry.verify.equal"] = report.equal
+            return report
+        }
+    }
+
+    private func verifyTenant(
+        _ tenant: TenantID, unifiedURL: PostgresURL, tenantURL: PostgresURL, settle: (@Sendable () async throws -> Void)?
+    ) async throws -> Report {
         let started = ContinuousClock.now
         return try await Database.withConnection(unifiedURL, logger: logger) { unified in
             try await Database.withConnection(tenantURL, logger: logger) { tenantDatabase in
@@ -114,6 +125,16 @@ public struct Verifier: Sendable {
     /// tenant), `target` holds the tenant alone (a server move compares two such databases).
     public func verify(
         _ tenant: TenantID, source: MoveEndpoint, target: MoveEndpoint, settle: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> Report {
+        try await TenantryTracing.phase("verify", tenant: tenant) { span in
+            let report = try await verifyTenant(tenant, source: source, target: target, settle: settle)
+            span?.attributes["tenantry.verify.equal"] = report.equal
+            return report
+        }
+    }
+
+    private func verifyTenant(
+        _ tenant: TenantID, source: MoveEndpoint, target: MoveEndpoint, settle: (@Sendable () async throws -> Void)?
     ) async throws -> Report {
         let started = ContinuousClock.now
         return try await Database.withConnection(source.url, logger: logger) { first in

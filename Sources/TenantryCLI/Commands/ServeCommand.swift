@@ -10,12 +10,14 @@ import TenantryCore
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the admin API (superadmin migration endpoints, jobs, /metrics, /health) and the relay.",
+        abstract: "Run the admin API (superadmin migration endpoints, jobs, /metrics, /health), the console and the relay.",
         discussion: """
             Requires TENANTRY_ADMIN_TOKEN (at least 16 characters): every /api/superadmin request must send \
             'Authorization: Bearer <token>'. /health (only its status without the token), /metrics and \
             /openapi.json need no token. The relay \
-            (as 'tenantry sync run') runs in the same process unless --no-relay. See docs/api.md.
+            (as 'tenantry sync run') runs in the same process unless --no-relay. The operator's console is at \
+            /console (log in with the admin token, or read-only with TENANTRY_VIEWER_TOKEN) unless --no-console. \
+            See docs/api.md and docs/console.md.
             """)
 
     @Option(help: "The port to listen on.") var port = 8080
@@ -24,6 +26,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Directory of fleet migrations for provision-all (default: TENANTRY_MIGRATIONS or ./migrations).")
     var migrations: String?
     @Flag(help: "Do not run the relay in this process (another 'tenantry sync run' does).") var noRelay = false
+    @Flag(help: "Do not serve the operator's console at /console.") var noConsole = false
+    @Flag(help: "Mark the console's cookies Secure (behind a TLS proxy that does not send X-Forwarded-Proto: https).")
+    var secureCookies = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
@@ -41,7 +46,9 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.archiveDirectory = archiveDir
             configuration.migrationsDirectory = migrations
             configuration.pauseSyncAfterCopy = context.configuration.migration.pauseSyncAfterCopy
-            let (settings, host, port, runRelay) = (configuration, host, port, !noRelay)
+            var consoleSettings = Console.Configuration(adminToken: token, viewerToken: context.configuration.viewerToken)
+            consoleSettings.secureCookies = secureCookies
+            let (settings, host, port, runRelay, consoleConfiguration) = (configuration, host, port, !noRelay, noConsole ? nil : consoleSettings)
             try await Services.with(context) { services in
                 let operations = services.operations.acting(as: "api")
                 let relay = runRelay ? try await makeRelay(operations) : nil
@@ -49,10 +56,11 @@ struct ServeCommand: AsyncParsableCommand {
                 let api = AdminAPI(
                     configuration: settings, operations: operations, metrics: metrics, monitor: monitor, relay: relay,
                     logger: context.logger)
+                let console = consoleConfiguration.map { Console(configuration: $0, api: api) }
                 let app = AdminService.makeApplication(
-                    api: api, host: host, port: port, services: relay.map { [$0] } ?? [], logger: context.logger)
+                    api: api, console: console, host: host, port: port, services: relay.map { [$0] } ?? [], logger: context.logger)
                 Output.note("admin API on http://\(host):\(port) (token \(BearerTokenMiddleware<AdminRequestContext>.fingerprint(of: token))…"
-                    + "\(relay == nil ? "" : ", relay running")); Ctrl-C to stop")
+                    + "\(relay == nil ? "" : ", relay running")\(console == nil ? "" : ", console on http://\(host):\(port)/console")); Ctrl-C to stop")
                 try await app.runService()
             }
         }

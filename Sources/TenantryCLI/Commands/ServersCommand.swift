@@ -200,16 +200,16 @@ struct TenantsCommand: AsyncParsableCommand {
             let context = try CommandContext.load()
             let (listing, moves) = try await Services.with(context) { services in
                 let listing = try await services.operations.tenantListing()
-                var moves: [String: String] = [:]
-                for tenant in listing { moves[tenant.record.id.rawValue] = try await services.catalog.move(tenant.record.id)?.phase.rawValue ?? "shared" }
-                return (listing, moves)
+                // One query for every tenant's phase (the JSON has none), not one per tenant.
+                let phases = json ? [:] : try await services.catalog.phases()
+                return (listing, phases)
             }
             if json { try Output.json(["tenants": listing]); return }
             if listing.isEmpty { Output.line("no tenants"); return }
             for (tenant, serverMove) in listing.map({ ($0.record, $0.serverMove) }) {
                 var where_ = tenant.databaseName.map { "\($0) on \(tenant.serverName ?? ServerDirectory.defaultServerName)" } ?? "no database"
                 if let serverMove { where_ += " (moving \(serverMove.sourceServer) → \(serverMove.targetServer): \(serverMove.phase.rawValue))" }
-                var line = "\(tenant.id): \(tenant.status.rawValue), placement \(tenant.placement.rawValue), phase \(moves[tenant.id.rawValue] ?? "shared"), \(where_)"
+                var line = "\(tenant.id): \(tenant.status.rawValue), placement \(tenant.placement.rawValue), phase \(moves[tenant.id]?.rawValue ?? "shared"), \(where_)"
                 if let version = tenant.schemaVersion { line += ", schema V\(version)" }
                 if let error = tenant.lastError { line += ", last error: \(error)" }
                 Output.line(line)

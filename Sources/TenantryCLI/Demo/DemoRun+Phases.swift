@@ -78,7 +78,7 @@ extension DemoRun {
                     + "unified still equal to each tenant database")
             }
 
-            let archive = FileManager.default.temporaryDirectory.appendingPathComponent("\(move.unifiedURL.database)-archive").path
+            let archive = run.archiveDirectory
             let retired = try await log.run("retire-legacy") {
                 let report = try await move.retire(nil, archiveDirectory: archive, dryRun: false)
                 let rows = report.tables.reduce(0) { $0 + $1.rows }

@@ -33,11 +33,22 @@ struct DemoRun: Sendable {
 
     let options: Options
     let context: CommandContext
+    /// Where retire-legacy archives the demo's rows: this run's own, removed afterwards unless
+    /// `--keep`.
+    let archiveDirectory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("tenantry-demo-archive-\(UUID().uuidString.prefix(8).lowercased())").path
     var configuration: TenantryConfiguration { context.configuration }
     var logger: Logger { context.logger }
 
     /// Runs the demo; on a server of its own unless `DATABASE_URL` is set.
     func run() async throws -> Report {
+        defer {
+            if options.keep {
+                if FileManager.default.fileExists(atPath: archiveDirectory) { note("kept: the retirement archive in \(archiveDirectory)") }
+            } else {
+                try? FileManager.default.removeItem(atPath: archiveDirectory)
+            }
+        }
         if let url = configuration.databaseURL {
             let tag = "tenantry_demo_" + String(UUID().uuidString.prefix(6)).lowercased()
             do {

@@ -49,6 +49,7 @@ extension TenantryConfiguration {
             logLevel = level
         }
         postgresBinDirectory = reader.string("TENANTRY_PG_BIN")
+        try tracing.read(reader)
         serverURL = try reader.url("TENANTRY_SERVER_URL")
         if let secret = reader.string("HANDYSHOP_JWT_SECRET") {
             guard secret.utf8.count >= HandyShop.minimumSecretLength else {

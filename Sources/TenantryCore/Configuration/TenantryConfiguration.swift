@@ -30,6 +30,9 @@ public struct TenantryConfiguration: Sendable {
     public var migrationsDirectory: String = "./migrations"
     /// `TENANTRY_ADMIN_TOKEN`: the admin API's bearer token (at least 16 characters).
     public var adminToken: String?
+    /// `TENANTRY_VIEWER_TOKEN`: logs in to the console read-only (at least 16 characters, not
+    /// the admin token). Default: none (no viewer logins).
+    public var viewerToken: String?
     /// `TENANTRY_LOG_LEVEL`: the CLI's swift-log level. Default `warning`.
     public var logLevel: LogLevel = .warning
     /// `TENANTRY_PG_BIN`: where `initdb` and `pg_ctl` are for the embedded server; default: `PATH`,
@@ -39,6 +42,8 @@ public struct TenantryConfiguration: Sendable {
     public var serverURL: PostgresURL?
     /// The HandyShop example service's settings.
     public var handyShop = HandyShop()
+    /// Span export (`OTEL_EXPORTER_OTLP_ENDPOINT`, …): off by default.
+    public var tracing = Tracing()
 
     /// The router's pool settings.
     public struct Pool: Sendable, Equatable {
@@ -128,8 +133,8 @@ public struct TenantryConfiguration: Sendable {
         "MIGRATION_STRATEGY", "SLOW_QUERY_THRESHOLD_MS", "MAX_METRICS_RETENTION", "VERIFY_BEFORE_RETIREMENT",
         "ARCHIVE_BEFORE_DELETE", "TENANTRY_DISCRIMINATOR", "TENANTRY_TENANT_TABLE", "TENANTRY_DATABASE_TEMPLATE",
         "TENANTRY_ROLE_TEMPLATE", "TENANTRY_TEMPLATE_DATABASE", "TENANTRY_MIGRATIONS", "TENANTRY_ADMIN_TOKEN",
-        "TENANTRY_LOG_LEVEL", "TENANTRY_PG_BIN", "TENANTRY_SERVER_URL", "HANDYSHOP_JWT_SECRET", "HANDYSHOP_JWT_AUDIENCE",
-        "HANDYSHOP_JWT_ISSUER",
+        "TENANTRY_VIEWER_TOKEN", "TENANTRY_LOG_LEVEL", "TENANTRY_PG_BIN", "TENANTRY_SERVER_URL", "HANDYSHOP_JWT_SECRET", "HANDYSHOP_JWT_AUDIENCE",
+        "HANDYSHOP_JWT_ISSUER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
     ]
 
     /// Parses the environment. Unset (or empty) variables keep their defaults; a set variable
@@ -188,6 +193,15 @@ public struct TenantryConfiguration: Sendable {
                 throw TenantryError(code: .configuration, message: "TENANTRY_ADMIN_TOKEN must be at least 16 characters")
             }
             adminToken = token
+        }
+        if let token = reader.string("TENANTRY_VIEWER_TOKEN") {
+            guard token.count >= 16 else {
+                throw TenantryError(code: .configuration, message: "TENANTRY_VIEWER_TOKEN must be at least 16 characters")
+            }
+            guard token != adminToken else {
+                throw TenantryError(code: .configuration, message: "TENANTRY_VIEWER_TOKEN must differ from TENANTRY_ADMIN_TOKEN")
+            }
+            viewerToken = token
         }
         try readProcessSettings(reader)
     }
