@@ -13,7 +13,8 @@ import Tracing
 /// its rows are archived table by table in COPY text format (pg_dump cannot select one tenant's
 /// rows) and exactly those rows deleted, children first (per-table counts compared, rolled back on
 /// any mismatch), set-based past the per-row triggers when allowed (``DeleteMethod``), then checked
-/// from another session: no row outside the tenant references its rows; the manifest is written last, atomically, before the commit. The tenant goes to
+/// from another session: no row outside the tenant references its rows; the manifest is written
+/// last, atomically, before the commit. ``concurrency`` tenants at a time. The tenant goes to
 /// `retired`: the relay stops applying its changes back, but reverse capture keeps recording them
 /// in its tenant database, so ``restore(archive:)`` followed by the relay brings the unified rows
 /// fully up to date again.
