@@ -74,8 +74,13 @@ extension PgBouncerBench {
             _ name: String, round: Int, sampler: ConnectionSampler, _ operation: @escaping @Sendable (Int, Int) async throws -> Void
         ) async throws -> Run {
             let errors = ErrorKinds()
+            let timeout = Duration.milliseconds(Int64(options.requestTimeout * 1000))
+            // Each request gives up after `--request-timeout`, as an application would (a request
+            // stuck in a queue of PgBouncer or of a client's pool is then an error, not a stall).
             let recorded: @Sendable (Int, Int) async throws -> Void = { tenant, key in
-                do { try await operation(tenant, key) } catch {
+                do {
+                    try await PgBouncerBench.abandoning(after: timeout) { try await operation(tenant, key) }
+                } catch {
                     errors.record(error)
                     throw error
                 }
@@ -100,6 +105,31 @@ extension PgBouncerBench {
         }
     }
 
+    /// Runs `body`, or throws a timeout error after `timeout` and leaves `body` behind (cancelled,
+    /// but a query already sent to a server or a pooler may still be waiting for its answer).
+    static func abandoning(after timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        let finished = NIOLockedValueBox(false)
+        let timer = NIOLockedValueBox<Task<Void, Never>?>(nil)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            @Sendable func finish(_ result: Result<Void, any Error>) -> Bool {
+                guard finished.withLockedValue({ done in defer { done = true }; return !done }) else { return false }
+                continuation.resume(with: result)
+                return true
+            }
+            let work = Task {
+                do { try await body(); _ = finish(.success(())) } catch { _ = finish(.failure(error)) }
+                timer.withLockedValue { $0?.cancel() }
+            }
+            timer.withLockedValue {
+                $0 = Task {
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                    let message = "request timed out after \(timeout.totalSeconds) s"
+                    if finish(.failure(TenantryError(code: .timeout, message: message))) { work.cancel() }
+                }
+            }
+        }
+    }
+
     /// Counts of failed requests by the server's (or PgBouncer's) message.
     final class ErrorKinds: Sendable {
         private let counts = NIOLockedValueBox<[String: Int]>([:])
@@ -110,7 +140,9 @@ extension PgBouncerBench {
 
         func record(_ error: any Error) {
             let kind: String
-            if let error = error as? PSQLError {
+            if let error = error as? TenantryError {
+                kind = error.message
+            } else if let error = error as? PSQLError {
                 kind = error.serverInfo?[.message].map { String($0.prefix(120)) } ?? "\(error.code)"
             } else {
                 kind = String(String(describing: error).prefix(120))

@@ -36,6 +36,7 @@ struct PgBouncerBench: AsyncParsableCommand {
     @Option(help: "Zipf exponent.") var zipfExponent = 1.0
     @Option(help: "Measured seconds per contestant per round.") var seconds = 20.0
     @Option(help: "Warm-up seconds before each measured run.") var warmup = 5.0
+    @Option(help: "Seconds after which a request gives up (counted as an error).") var requestTimeout = 10.0
     @Option(help: "Rounds (the order of the contestants rotates each round).") var rounds = 3
     @Option(help: "Tenants provisioned at a time during setup.") var provisionConcurrency = 8
     @Option(help: "Only these contestants, comma-separated (router, pgbouncer, pgbouncer_capped).") var only: String?
@@ -45,7 +46,7 @@ struct PgBouncerBench: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...5000).contains(tenants), (1...512).contains(concurrency), cap >= 1, poolSize >= 1, clientConnections >= 1,
-              maxConnections >= 20, rounds >= 1, seconds > 0, warmup >= 0 else {
+              maxConnections >= 20, rounds >= 1, seconds > 0, warmup >= 0, requestTimeout > 0 else {
             throw ValidationError("--tenants 1-5000, --concurrency 1-512, --max-connections ≥ 20; --cap, --pool-size, --client-connections, --rounds, --seconds positive")
         }
         if let only, !only.split(separator: ",").allSatisfy({ Self.contestants.contains(String($0)) }) {
@@ -121,7 +122,7 @@ struct PgBouncerBench: AsyncParsableCommand {
             "tenants": tenants, "concurrency": concurrency, "cap": cap, "pool_size": poolSize, "router_per_tenant": routerPerTenant,
             "client_connections": clientConnections, "max_connections": maxConnections, "zipf_exponent": zipfExponent,
             "zipf_top10_share": Bench.round(Zipf(count: tenants, exponent: zipfExponent).share(top: 10)),
-            "seconds_per_run": seconds, "warmup_seconds": warmup, "rounds": rounds,
+            "seconds_per_run": seconds, "warmup_seconds": warmup, "rounds": rounds, "request_timeout_s": requestTimeout,
             "request": "SELECT id, name, price FROM items WHERE id = $1",
             "goal_router_vs_pgbouncer_capped": 1.5, "goal_router_vs_pgbouncer": 1.0,
         ]
