@@ -58,7 +58,13 @@ extension PgBouncerBench {
                 }
                 return try await withThrowingTaskGroup(of: Run?.self) { group in
                     for client in clients { group.addTask { await client.run(); return nil } }
-                    group.addTask { try await measure(name, round: round, sampler: sampler, operation) }
+                    group.addTask {
+                        let run = try await measure(name, round: round, sampler: sampler, cpu: bouncer.cpuSeconds, operation)
+                        // Stop the pooler before the clients: requests abandoned by the timeout may
+                        // still wait in its queues, and a client shuts down once they have failed.
+                        await bouncer.stop()
+                        return run
+                    }
                     defer { group.cancelAll() }
                     while let value = try await group.next() {
                         if let value { return value }
@@ -71,7 +77,8 @@ extension PgBouncerBench {
         /// Warm-up, then the measured run with the round's seed (the same sequence for every
         /// contestant), sampling server connections throughout and counting server sessions opened.
         private func measure(
-            _ name: String, round: Int, sampler: ConnectionSampler, _ operation: @escaping @Sendable (Int, Int) async throws -> Void
+            _ name: String, round: Int, sampler: ConnectionSampler, cpu: (@Sendable () -> Double)? = nil,
+            _ operation: @escaping @Sendable (Int, Int) async throws -> Void
         ) async throws -> Run {
             let errors = ErrorKinds()
             let timeout = Duration.milliseconds(Int64(options.requestTimeout * 1000))
@@ -90,18 +97,19 @@ extension PgBouncerBench {
             let (tasks, quiet) = (options.concurrency, options.json)
             let warmup = Duration.milliseconds(Int64(options.warmup * 1000))
             let duration = Duration.milliseconds(Int64(options.seconds * 1000))
-            let ((result, sessions), peak, backends) = try await sampler.peak {
+            let ((result, sessions, cpuSeconds), peak, backends) = try await sampler.peak {
                 _ = await Load.run(concurrency: tasks, duration: warmup, keys: BenchFleet.rows, seed: 7, pick: pick, recorded)
                 errors.reset()
                 if !quiet { Bench.note("  measuring for \(options.seconds) s…") }
-                let before = try await sampler.sessions()
+                let (before, cpuBefore) = (try await sampler.sessions(), cpu?() ?? 0)
                 let result = await Load.run(
                     concurrency: tasks, duration: duration, keys: BenchFleet.rows, seed: UInt64(100 + round), pick: pick, recorded)
-                return (result, try await sampler.sessions() - before)
+                return (result, try await sampler.sessions() - before, (cpu?() ?? 0) - cpuBefore)
             }
             return Run(
                 name: name, round: round, result: result, peakServerConnections: peak, peakBackends: backends,
-                errorKinds: errors.kinds, serverConnects: sessions)
+                errorKinds: errors.kinds, serverConnects: sessions,
+                poolerCores: cpu == nil ? nil : cpuSeconds / max(result.seconds, 0.001))
         }
     }
 

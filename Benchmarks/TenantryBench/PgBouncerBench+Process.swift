@@ -140,16 +140,26 @@ struct PgBouncer: Sendable {
     }
 
     /// Stops the pooler (SIGTERM: immediate shutdown, server connections closed; SIGKILL after 5 s)
-    /// and removes its directory.
+    /// and removes its directory. Stopping it again is a no-op.
     func stop() async { await stop(removing: true) }
 
     private func stop(removing: Bool) async {
-        kill(pid, SIGTERM)
+        if Self.isAlive(pid) { kill(pid, SIGTERM) }
         for attempt in 0..<100 where Self.isAlive(pid) {
             if attempt == 50 { kill(pid, SIGKILL) }
             try? await Task.sleep(for: .milliseconds(100))
         }
         if removing { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// CPU seconds the pooler has used so far (user + system, from /proc; 0 when unreadable).
+    func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        // After "pid (comm)": state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// Whether `pid` runs (a zombie left to an init that does not reap counts as gone).

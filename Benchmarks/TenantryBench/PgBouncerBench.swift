@@ -81,6 +81,8 @@ struct PgBouncerBench: AsyncParsableCommand {
         var errorKinds: [String: Int] = [:]
         /// Sessions opened to tenant databases during the measured run.
         var serverConnects: Int
+        /// PgBouncer's CPU during the measured run, in cores (its one thread saturates at 1.0).
+        var poolerCores: Double?
 
         var connectsPerSecond: Double { Double(serverConnects) / max(result.seconds, 0.001) }
     }
@@ -139,6 +141,8 @@ struct PgBouncerBench: AsyncParsableCommand {
             fields["\(name)_peak_backends"] = mine.map(\.peakBackends).max() ?? 0
             let connects = mine.reduce(0) { $0 + $1.serverConnects }
             fields["\(name)_server_connects_per_s"] = Bench.round(Double(connects) / max(total.seconds, 0.001), 1)
+            let cores = mine.compactMap(\.poolerCores)
+            if !cores.isEmpty { fields["\(name)_pooler_cpu_cores"] = Bench.round(cores.reduce(0, +) / Double(cores.count), 2) }
             let kinds = mine.reduce(into: [String: Int]()) { $0.merge($1.errorKinds) { $0 + $1 } }
             if !kinds.isEmpty { fields["\(name)_error_kinds"] = kinds }
         }
@@ -147,12 +151,13 @@ struct PgBouncerBench: AsyncParsableCommand {
             if let plain = qps["pgbouncer"], plain > 0 { fields["router_vs_pgbouncer"] = Bench.round(router / plain) }
         }
         fields["runs"] = runs.map { run -> [String: any Sendable] in
-            let entry: [String: any Sendable] = [
+            var entry: [String: any Sendable] = [
                 "round": run.round + 1, "contestant": run.name, "qps": Bench.round(run.result.throughput, 0),
                 "p50_ms": Bench.round(run.result.percentileMs(50)), "p99_ms": Bench.round(run.result.percentileMs(99)),
                 "errors": run.result.errors, "peak_server_connections": run.peakServerConnections,
                 "server_connects_per_s": Bench.round(run.connectsPerSecond, 1),
             ]
+            if let cores = run.poolerCores { entry["pooler_cpu_cores"] = Bench.round(cores, 2) }
             return entry
         }
         return fields
