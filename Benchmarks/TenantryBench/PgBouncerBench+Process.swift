@@ -173,7 +173,7 @@ struct PgBouncer: Sendable {
     private func startWatchdog() async throws {
         let quoted = ProcessRunner.quote(directory)
         let script = "while kill -0 \(getpid()) 2>/dev/null && kill -0 \(pid) 2>/dev/null; do sleep 1; done; "
-            + "if kill -0 \(pid) 2>/dev/null; then kill -TERM \(pid); sleep 2; rm -rf \(quoted); fi"
+            + "if kill -0 \(pid) 2>/dev/null; then kill -TERM \(pid); sleep 5; kill -KILL \(pid) 2>/dev/null; rm -rf \(quoted); fi"
         try await ProcessRunner().spawnDetached(shellScript: script)
     }
 
