@@ -88,6 +88,16 @@ struct BenchFleet: Sendable {
             servers: ServerDirectory(databaseURL: admin, superuser: nil, superuserPassword: nil, servers: [], keyring: keyring),
             logger: Bench.logger)
     }
+
+    /// The benchmarks' request through `router`: a point select by primary key on the tenant
+    /// `ids[tenant]`'s database (a read, routed by the read policy), rows consumed.
+    static func pointSelect(_ router: TenantRouter, _ ids: [TenantID]) -> @Sendable (Int, Int) async throws -> Void {
+        { tenant, key in
+            _ = try await router.withConnection(tenant: ids[tenant], intent: .read) { connection in
+                try await connection.query("SELECT id, name, price FROM items WHERE id = \(key)")
+            }
+        }
+    }
 }
 
 func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {

@@ -13,11 +13,7 @@ extension RouterBench {
         let router = fleet.makeRouter(catalog: catalog, cap: zipfCap, perTenant: TenantPool.Configuration().maxPerKey)
         let (tasks, quiet) = (concurrency, json)
         let duration = Duration.milliseconds(Int64(zipfSeconds * 1000))
-        let operation: @Sendable (Int, Int) async throws -> Void = { tenant, key in
-            _ = try await router.withConnection(tenant: ids[tenant], intent: .read) { connection in
-                try await connection.query("SELECT id, name, price FROM items WHERE id = \(key)")
-            }
-        }
+        let operation = BenchFleet.pointSelect(router, ids)
         let pick: @Sendable (inout SeededRandom) -> Int = { distribution.sample(&$0) }
         let (result, before, after) = try await router.running {
             if !quiet { Bench.note("zipf: \(ids.count) tenants, cap \(zipfCap), warming up…") }

@@ -91,16 +91,8 @@ struct RouterBench: AsyncParsableCommand {
                 let rows = try await clients[tenant].query("SELECT id, name, price FROM items WHERE id = \(key)", logger: logger)
                 for try await _ in rows {}
             }),
-            ("router", { tenant, key in
-                _ = try await plain.withConnection(tenant: ids[tenant], intent: .read) { connection in
-                    try await connection.query("SELECT id, name, price FROM items WHERE id = \(key)")
-                }
-            }),
-            ("router_monitored", { tenant, key in
-                _ = try await monitored.withConnection(tenant: ids[tenant], intent: .read) { connection in
-                    try await connection.query("SELECT id, name, price FROM items WHERE id = \(key)")
-                }
-            }),
+            ("router", BenchFleet.pointSelect(plain, ids)),
+            ("router_monitored", BenchFleet.pointSelect(monitored, ids)),
         ]
         let chosen = only.map { Set($0.split(separator: ",").map(String.init)) }
         let contestants = all.filter { chosen?.contains($0.0) ?? true }
