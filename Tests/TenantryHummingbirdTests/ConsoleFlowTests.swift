@@ -54,6 +54,14 @@ struct ConsoleFlowTests {
             let finished = try await fixture.audit(action: "api.console.verify")
             #expect(finished.first?.outcome == .ok && finished.first?.actor.hasPrefix("console:alice@") == true)
 
+            // Switching reads for a tenant adds it to the list; the tenants on it stay.
+            let first = try await client.runAction("reads", tenants: ["1"], as: admin, extra: [("strategy", "shop-list")])
+            #expect(try await client.awaitConsoleJob(first, as: admin).contains("badge state-succeeded"))
+            let second = try await client.runAction("reads", tenants: ["2"], as: admin, extra: [("strategy", "shop-list")])
+            #expect(try await client.awaitConsoleJob(second, as: admin).contains("badge state-succeeded"))
+            let policy = try await Catalog.withCatalog(fixture.url, logger: AdminFixture.logger) { try await $0.readPolicy() }
+            #expect(policy.strategy == .shopList && Set(policy.shopIDs.map(\.rawValue)) == ["1", "2"], "\(policy)")
+
             let performance = try await client.browse(.get, "/console/performance", cookie: admin.cookie)
             #expect(performance.text.contains("id=\"targets\"") && performance.text.contains("P99 latency") && performance.text.contains("id=\"histogram\""))
         }

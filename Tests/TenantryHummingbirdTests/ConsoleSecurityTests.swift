@@ -17,7 +17,8 @@ struct ConsoleSecurityTests {
             // Without a session a page sends the browser to the login form; the live channel says 401.
             let anonymous = try await client.browse(.get, "/console")
             #expect(anonymous.status == .seeOther && anonymous.headers[.location]?.hasPrefix("/console/login") == true, "\(anonymous.status)")
-            #expect(try await client.browse(.get, "/console/events").status == .unauthorized)
+            let events = try await client.browse(.get, "/console/events")
+            #expect(events.status == .ok && events.text.contains("event: expired"), "the page is told to log in: \(events.text)")
             #expect(try await client.browse(.get, "/console/tenants/1").status == .seeOther)
 
             let page = try await client.browse(.get, "/console/login")
@@ -124,8 +125,61 @@ struct ConsoleSecurityTests {
             try await Task.sleep(for: .milliseconds(2_500))
             let expired = try await client.browse(.get, "/console", cookie: admin.cookie)
             #expect(expired.status == .seeOther && expired.headers[.location]?.hasPrefix("/console/login") == true)
-            #expect(try await client.browse(.get, "/console/events", cookie: admin.cookie).status == .unauthorized)
+            #expect(try await client.browse(.get, "/console/events", cookie: admin.cookie).text.contains("event: expired"))
         }
+    }
+}
+
+@Suite("console limits: refused logins, live pages per session, sessions per role, connection URLs")
+struct ConsoleLimitTests {
+    @Test("a flood of wrong tokens: at most 10 refusals at once are audited and slowed, the rest answered 429")
+    func refusedLogins() async throws {
+        let fixture = try await AdminFixture.make(shops: 1, rowsPerShop: 10)
+        try await fixture.withConsole { client, _ in
+            let page = try await client.browse(.get, "/console/login")
+            let pair = String(try #require(page.setCookies.first).split(separator: ";")[0])
+            let csrf = try #require(page.hiddenValue("csrf"))
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<16 {
+                    group.addTask {
+                        try await client.browse(.post, "/console/login", cookie: pair, form: [("csrf", csrf), ("token", "wrong-token-wrong-token")]).status
+                    }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            let refused = statuses.filter { $0 == .unauthorized }.count, limited = statuses.filter { $0 == .tooManyRequests }.count
+            #expect(refused + limited == 16 && (10...12).contains(refused) && limited >= 4, "\(statuses)")
+            #expect((10...12).contains(try await fixture.audit(action: "console.login").count))
+            // The admin token still logs in.
+            _ = try await client.logIn()
+        }
+    }
+
+    @Test("at most 8 live pages per session; a viewer's logins never end an admin's session")
+    func streamsAndSessions() async throws {
+        let fixture = try await AdminFixture.make(shops: 1, rowsPerShop: 10)
+        try await fixture.withConsole { client, _ in
+            let admin = try await client.logIn()
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<10 { group.addTask { try await client.browse(.get, "/console/events", cookie: admin.cookie).status } }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .ok }.count == 8 && statuses.filter { $0 == .tooManyRequests }.count == 2, "\(statuses)")
+            // All ended: the session may open live pages again.
+            #expect(try await client.browse(.get, "/console/events", cookie: admin.cookie).status == .ok)
+        }
+
+        let sessions = ConsoleSessions(idleTimeout: 60, maximumAge: 600, capacity: 2)
+        _ = sessions.create(role: .admin, operator: "a", actor: "console:a")
+        for index in 0..<5 { _ = sessions.create(role: .viewer, operator: "v\(index)", actor: "console:v") }
+        #expect(sessions.count == 3, "two viewers and the admin")
+    }
+
+    @Test("connection URLs are replaced before a page shows an error")
+    func sanitize() {
+        let text = "cannot connect to postgres://tenantry_admin:***@10.0.3.7:5432/tenant_7: connection refused; postgresql://u@h/db, x"
+        #expect(ConsoleHTML.sanitize(text) == "cannot connect to postgres://…: connection refused; postgres://…, x")
+        #expect(ConsoleHTML.message("<b>postgres://a@b/c</b>") == "&lt;b&gt;postgres://…&lt;/b&gt;")
     }
 }
 

@@ -51,3 +51,18 @@ extension Catalog {
         return summary
     }
 }
+
+extension Catalog {
+    /// Appends one audit entry per tenant in one statement (one entry without a tenant when
+    /// `tenants` is empty). `detail` must hold no secret.
+    public func audit(
+        actor: String, action: String, tenants: [TenantID], outcome: AuditEntry.Outcome, detail: [String: String] = [:]
+    ) async throws {
+        guard !tenants.isEmpty else { return try await audit(actor: actor, action: action, outcome: outcome, detail: detail) }
+        let json = String(decoding: try JSONEncoder().encode(detail), as: UTF8.self)
+        try await client.query("""
+            INSERT INTO tenantry.audit_log (actor, action, tenant_id, outcome, detail)
+            SELECT \(actor), \(action), t, \(outcome.rawValue), \(json)::jsonb FROM unnest(\(tenants.map(\.rawValue))::text[]) AS t
+            """, logger: logger)
+    }
+}

@@ -11,26 +11,31 @@ extension Console {
     func action<Context: ActorRequestContext>(_ request: Request, name: String, context: Context) async throws -> Response {
         guard let session = sessions.session(for: request) else { throw ConsoleError(.unauthorized, "log in first: /console/login") }
         let form = try await ConsoleForm.read(request)
-        try requireCSRF(form, session)
-        guard session.role == .admin else { throw ConsoleError(.forbidden, "the viewer token is read-only: log in with the admin token to act") }
+        do {
+            try requireCSRF(form, session)
+            guard session.role == .admin else { throw ConsoleError(.forbidden, "the viewer token is read-only: log in with the admin token to act") }
+        } catch let error as ConsoleError {
+            // Refusals of a logged-in session are audited (a forged form's trace, a viewer's attempt).
+            try? await api.operations.catalog.audit(
+                actor: session.actor, action: "console.\(String(name.prefix(40)))", outcome: .refused, detail: ["reason": error.message])
+            throw error
+        }
         guard let action = ConsoleAction.named(name) else { throw ConsoleError(.notFound, "no action '\(name.prefix(40))'") }
         let tenants = try await selectedTenants(form, action: action)
         let options = try ActionOptions(form, action: action)
         guard form.first("confirm") == "yes" else {
             return ConsoleHTML.response(ConsoleHTML.page(
-                title: "Confirm \(action.title)", session: session, body: confirmation(action, tenants: tenants, options: options, session: session)))
+                title: "Confirm \(action.title)", session: session, body: await confirmation(action, tenants: tenants, options: options, session: session)))
         }
         let operations = try await api.operations.refreshed().acting(as: session.actor)
         let work = try await work(action, tenants: tenants, options: options, operations: operations)
         let job = api.jobs.submit(kind: "console.\(action.name)", actor: session.actor, work)
         let detail = ["job": job.id, "tenants": AdminAPI.describe(tenants.isEmpty ? nil : tenants)].merging(options.audit) { a, _ in a }
-        if tenants.count <= 50, !tenants.isEmpty {
-            for tenant in tenants {
-                try? await api.operations.catalog.audit(actor: session.actor, action: "console.\(action.name)", tenant: tenant, outcome: .ok, detail: detail)
-            }
-        } else {
-            try? await api.operations.catalog.audit(actor: session.actor, action: "console.\(action.name)", outcome: .ok, detail: detail)
-        }
+        // One entry per tenant the action is for (each tenant's timeline shows it); a read strategy
+        // other than a list is the whole fleet's, and gets one entry for the fleet.
+        let perTenant = action.needsTenants && !(action.name == "reads" && !options.isList)
+        try? await api.operations.catalog.audit(
+            actor: session.actor, action: "console.\(action.name)", tenants: perTenant ? tenants : [], outcome: .ok, detail: detail)
         return ConsoleHTML.redirect("/console/jobs/\(job.id)")
     }
 
@@ -52,7 +57,7 @@ extension Console {
         return ids.filter { seen.insert($0).inserted }
     }
 
-    private func confirmation(_ action: ConsoleAction, tenants: [TenantID], options: ActionOptions, session: ConsoleSessions.Session) -> String {
+    private func confirmation(_ action: ConsoleAction, tenants: [TenantID], options: ActionOptions, session: ConsoleSessions.Session) async -> String {
         let e = ConsoleHTML.escape
         var html = "<h1>\(e(action.title))?</h1><p>\(e(action.help))</p>"
         if !tenants.isEmpty {
@@ -63,6 +68,11 @@ extension Console {
             + "<input type=\"hidden\" name=\"csrf\" value=\"\(e(session.csrf))\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">"
         for tenant in tenants { html += "<input type=\"hidden\" name=\"tenants\" value=\"\(e(tenant.rawValue))\">" }
         if action.name == "reads" {
+            let policy = (try? await fleet())?.overview.readPolicy
+            html += "<p id=\"reads-effect\">The read policy is now <strong>\(e(Self.describe(policy)))</strong>. "
+                + "With <code>shop-list</code> or <code>canary</code> the selected tenants are <em>added</em> to that list "
+                + "(the others on it stay); <code>unified</code>, <code>tenant</code> and <code>percentage</code> apply to "
+                + "<strong>every tenant</strong>, not only the selected ones.</p>"
             html += "<label>Strategy <select name=\"strategy\">"
             for strategy in ReadPolicy.Strategy.all.map(\.rawValue) {
                 html += "<option value=\"\(strategy)\"\(strategy == options.strategy ? " selected" : "")>\(strategy)</option>"
@@ -102,8 +112,14 @@ extension Console {
             guard let strategy = ReadPolicy.Strategy(options.strategy) else { throw ConsoleError(.badRequest, "unknown strategy") }
             var change = Operations.ReadPolicyChange(strategy: strategy)
             change.percentage = strategy == .percentage ? options.percentage : nil
-            if strategy == .shopList { change.shopIDs = tenants }
-            if strategy == .canary { change.canaryIDs = tenants }
+            // A list strategy adds the selection to the current list: the tenants already on it stay.
+            let current = try await fleet().overview.readPolicy
+            func union(_ list: [String]?) -> [TenantID] {
+                var seen = Set<String>()
+                return ((list ?? []) + tenants.map(\.rawValue)).filter { seen.insert($0).inserted }.compactMap { try? TenantID($0) }
+            }
+            if strategy == .shopList { change.shopIDs = union(current?.shops) }
+            if strategy == .canary { change.canaryIDs = union(current?.canary) }
             do { try change.validate() } catch { throw ConsoleError(.badRequest, error.message) }
             let policy = change
             return { reporter in
@@ -175,4 +191,7 @@ struct ActionOptions: Sendable {
     }
 
     var audit: [String: String] { isReads ? ["strategy": strategy, "percentage": "\(percentage)"] : [:] }
+
+    /// A read strategy naming tenants (`shop-list`, `canary`).
+    var isList: Bool { strategy == "shop-list" || strategy == "canary" }
 }

@@ -10,10 +10,15 @@ extension Console {
     /// catalog sees at most one query per second however many pages watch. A stream lasts
     /// ``Configuration/streamLifetime`` (the browser reconnects by itself) and ends at shutdown
     /// or when the session ends.
-    func events(_ session: ConsoleSessions.Session, _ request: Request) -> Response {
+    func events(_ session: ConsoleSessions.Session, _ request: Request) throws -> Response {
         let scope = EventScope(request)
         let (lifetime, interval) = (configuration.streamLifetime, max(configuration.refreshInterval, 0.2))
+        guard sessions.beginStream(request) else {
+            throw ConsoleError(.tooManyRequests, "too many live pages open in this session (at most \(ConsoleSessions.streamsPerSession))")
+        }
+        let sessions = sessions
         let body = ResponseBody { writer in
+            defer { sessions.endStream(request) }
             var sent: [String: String] = [:]
             let started = Date()
             var quietSince = Date()
@@ -27,7 +32,7 @@ extension Console {
                 do {
                     values = try await liveValues(scope)
                 } catch {
-                    let message = AdminError.from(error, bodyLimit: AdminRequestContext.bodyLimit).message
+                    let message = ConsoleHTML.sanitize(AdminError.from(error, bodyLimit: AdminRequestContext.bodyLimit).message)
                     try await writer.write(ByteBuffer(string: "event: problem\ndata: \(Self.json(["error": String(message.prefix(200))]))\n\n"))
                     try await Task.sleep(for: .seconds(interval))
                     continue
@@ -56,6 +61,14 @@ extension Console {
         return Response(status: .ok, headers: headers, body: body)
     }
 
+    /// A live channel without a session: it tells the page so (the page goes to the login).
+    static func expiredStream() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "retry: 60000\n\nevent: expired\ndata: {}\n\n")))
+    }
+
     /// The first live message a page gets (every value it shows, as JSON): the fleet's when
     /// `tenant` is nil. What the live channel costs the server per new watcher (the benchmark).
     public func liveMessage(tenant: String? = nil) async throws -> String {
@@ -70,10 +83,21 @@ extension Console {
             return Self.liveValues(job: job)
         case .tenant(let id):
             let prefix = "tenant.\(id)."
-            return Self.liveValues(try await fleet(), jobs: []).filter { $0.key.hasPrefix(prefix) || $0.key.hasPrefix("relay.") }
+            return try await fleetValues().filter { $0.key.hasPrefix(prefix) || $0.key.hasPrefix("relay.") }
         case .fleet:
-            return Self.liveValues(try await fleet(), jobs: api.jobs.all())
+            var values = try await fleetValues()
+            for job in api.jobs.all().prefix(20) { values.merge(Self.liveValues(job: job)) { _, new in new } }
+            return values
         }
+    }
+
+    /// The fleet's live values, computed once per fleet read and shared by every stream.
+    func fleetValues() async throws -> [String: String] {
+        let fleet = try await fleet()
+        if let cached = liveCache.withLockedValue({ $0 }), cached.at == fleet.at { return cached.values }
+        let values = Self.liveValues(fleet, jobs: [])
+        liveCache.withLockedValue { $0 = (fleet.at, values) }
+        return values
     }
 
     static func json(_ values: [String: String]) -> String {

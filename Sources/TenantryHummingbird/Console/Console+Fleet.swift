@@ -64,7 +64,7 @@ extension Console {
             html += "<td class=\"queue num\" data-live=\"tenant.\(id).queue\">\(state.map { String($0.queueDepth) } ?? "—")</td>"
             html += "<td class=\"lag num\" data-live=\"tenant.\(id).lag\">\(e(live["tenant.\(tenant.id).lag"] ?? "—"))</td>"
             html += "<td class=\"dead num\" data-live=\"tenant.\(id).dead\">\(state.map { String($0.deadLetters) } ?? "—")</td>"
-            html += "<td class=\"error\">\(e(String((tenant.lastError ?? "").prefix(160))))</td></tr>\n"
+            html += "<td class=\"error\">\(ConsoleHTML.message(String((tenant.lastError ?? "").prefix(160))))</td></tr>\n"
         }
         html += "</tbody></table>\n"
         return html
@@ -107,7 +107,7 @@ extension Console {
             let open = fleet.connections[row.name]
             let use = open.flatMap { open in row.cap.map { cap in cap > 0 ? "\(open * 100 / cap)%" : "—" } } ?? "—"
             html += "<tr data-server=\"\(name)\"><td>\(name)</td><td class=\"num\">\(databases[row.name] ?? 0)</td>"
-                + "<td class=\"num\" data-live=\"server.\(name).connections\">\(open.map(String.init) ?? "unreachable")</td>"
+                + "<td class=\"num\" data-live=\"server.\(name).connections\">\(open.map(String.init) ?? (fleet.connectionsSampled ? "unreachable" : "…"))</td>"
                 + "<td class=\"num\">\(row.cap.map(String.init) ?? "—")</td><td class=\"num\" data-live=\"server.\(name).use\">\(use)</td>"
                 + "<td>\(row.budget.map { e(ByteSize.format($0)) } ?? "none")</td></tr>"
         }
@@ -141,7 +141,7 @@ extension Console {
                 values[key + "queue"] = String(state.queueDepth)
                 values[key + "lag"] = state.queueDepth == 0 ? "0 s" : ConsoleHTML.seconds(state.lagSeconds)
                 values[key + "dead"] = String(state.deadLetters)
-                values[key + "sync"] = state.syncPaused ? "paused" + (state.pausedReason.map { ": \($0.prefix(120))" } ?? "") : (state.capturing ? "capturing" : "off")
+                values[key + "sync"] = state.syncPaused ? "paused" + (state.pausedReason.map { ": \(ConsoleHTML.sanitize(String($0.prefix(120))))" } ?? "") : (state.capturing ? "capturing" : "off")
             }
         }
         if let relay = fleet.relay {

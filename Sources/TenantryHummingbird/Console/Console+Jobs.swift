@@ -35,12 +35,12 @@ extension Console {
         html += "<p><progress id=\"job-bar\" max=\"1\" value=\"\(String(format: "%.3f", fraction))\" data-live-value=\"\(key)fraction\"></progress> "
             + "<span id=\"job-progress\" data-live=\"\(key)progress\">\(e(Self.progressText(job)))</span></p>"
         if let error = job.error {
-            html += "<p class=\"error\" id=\"job-error\">\(e(error.code)): \(e(error.message))</p>"
+            html += "<p class=\"error\" id=\"job-error\">\(e(error.code)): \(ConsoleHTML.message(error.message))</p>"
         }
         if let result = job.result, let data = try? AdminAPI.encode(result),
            let object = try? JSONSerialization.jsonObject(with: data),
            let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) {
-            html += "<h2>Result</h2><pre id=\"job-result\">\(e(String(decoding: pretty.prefix(200_000), as: UTF8.self)))</pre>"
+            html += "<h2>Result</h2><pre id=\"job-result\">\(ConsoleHTML.message(String(decoding: pretty.prefix(200_000), as: UTF8.self)))</pre>"
         }
         return ConsoleHTML.response(ConsoleHTML.page(
             title: "Job \(job.kind)", session: session, live: finished ? nil : "/console/events?job=\(job.id)", body: html))
@@ -49,7 +49,7 @@ extension Console {
     /// `12/40 — tenant 7: copying` style progress.
     static func progressText(_ job: AdminJobs.Snapshot) -> String {
         let counts = job.progress.total > 0 ? "\(job.progress.done)/\(job.progress.total) — " : ""
-        return counts + job.progress.message
+        return counts + ConsoleHTML.sanitize(job.progress.message)
     }
 
     /// A job's live values.

@@ -42,6 +42,11 @@ extension Console {
         } else if !presented.isEmpty, let viewer = configuration.viewerToken, ConsoleSessions.constantTimeEqual(presented, viewer) {
             role = .viewer
         } else {
+            // Audited and slowed, up to a rate: beyond it a flood of wrong tokens is answered 429
+            // without touching the catalog.
+            guard refusedLogins.take() else {
+                throw ConsoleError(.tooManyRequests, "too many refused logins: wait a few seconds and try again")
+            }
             try? await api.operations.catalog.audit(actor: "console:unknown", action: "console.login", outcome: .refused)
             try await Task.sleep(for: .milliseconds(300))  // slows guessing; the token has ≥ 16 characters anyway
             return loginPage(request, error: "The token is not valid.", status: .unauthorized)

@@ -30,7 +30,7 @@ extension Console {
         html += card("sync", "<span id=\"sync\" data-live=\"\(key)sync\">\(e(live["tenant.\(id).sync"] ?? "not captured"))</span>")
         html += card("relay applied (all tenants)", "<span id=\"relay-applied\" data-live=\"relay.applied\">\(live["relay.applied"] ?? "—")</span>")
         html += "</section>\n"
-        if let error = tenant.lastError { html += "<p class=\"error\" id=\"last-error\">Last error: \(e(String(error.prefix(500))))</p>" }
+        if let error = tenant.lastError { html += "<p class=\"error\" id=\"last-error\">Last error: \(ConsoleHTML.message(String(error.prefix(500))))</p>" }
         if session.role == .admin { html += actionForms(for: id, tenant: tenant, session: session) }
 
         html += "<section class=\"row\"><div><h2>Lag over time</h2>"
@@ -88,7 +88,7 @@ extension Console {
             + "<th>attempts</th><th>error</th><th>dead since</th></tr></thead><tbody>"
         for letter in letters.prefix(200) {
             html += "<tr><td>\(letter.id)</td><td>\(e(letter.table))</td><td>\(e(letter.operation))</td><td>\(e(String(letter.key.prefix(80))))</td>"
-                + "<td class=\"num\">\(letter.attempts)</td><td class=\"error\">\(e(String(letter.error.prefix(300))))</td>"
+                + "<td class=\"num\">\(letter.attempts)</td><td class=\"error\">\(ConsoleHTML.message(String(letter.error.prefix(300))))</td>"
                 + "<td>\(ConsoleHTML.date(letter.deadAt))</td></tr>"
         }
         return html + "</tbody></table>"

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import Tenantry
 import TenantryCore
 
@@ -44,6 +45,10 @@ public struct Console: Sendable {
     let sessions: ConsoleSessions
     let cache: ConsoleFleetCache
     let adminFingerprint: String
+    /// The fleet's live values of the last fleet read (``fleetValues()``).
+    let liveCache = NIOLockedValueBox<(at: Date, values: [String: String])?>(nil)
+    /// Refused logins: at most 10 at once, one more a second (beyond: 429, not audited).
+    let refusedLogins = ConsoleRateLimiter(capacity: 10, perSecond: 1)
 
     /// A console over `api` (its operations, jobs, monitor and relay).
     public init(configuration: Configuration, api: AdminAPI) {
@@ -75,7 +80,12 @@ public struct Console: Sendable {
             try await withSession(request) { try jobPage($0, id: context.parameters.get("id") ?? "") }
         }
         routes.get("performance") { request, _ in try await withSession(request) { performancePage($0) } }
-        routes.get("events") { request, _ in try await withSession(request) { events($0, request) } }
+        routes.get("events") { request, _ in
+            // Not through withSession: the live channel must not keep a session alive, and a page
+            // whose session ended is told so by an event (a 401 would only make EventSource give up).
+            guard let session = sessions.session(for: request, touch: false) else { return Self.expiredStream() }
+            return try events(session, request)
+        }
         routes.post("actions/:name") { request, context in
             try await action(request, name: context.parameters.get("name") ?? "", context: context)
         }
@@ -86,9 +96,6 @@ public struct Console: Sendable {
     /// (and a script's request gets 401).
     func withSession(_ request: Request, _ body: (ConsoleSessions.Session) async throws -> Response) async throws -> Response {
         guard let session = sessions.session(for: request) else {
-            if request.uri.path.hasSuffix("/events") {
-                throw ConsoleError(.unauthorized, "log in first")
-            }
             return ConsoleHTML.redirect("/console/login?next=" + (request.uri.path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
         }
         return try await body(session)
@@ -104,6 +111,31 @@ public struct Console: Sendable {
     func secure(_ request: Request) -> Bool {
         configuration.secureCookies || request.headers[.init("X-Forwarded-Proto")!]?.lowercased() == "https"
             || request.uri.scheme == .https
+    }
+}
+
+/// A token bucket: `capacity` at once, refilled `perSecond`.
+final class ConsoleRateLimiter: Sendable {
+    private let state: NIOLockedValueBox<(tokens: Double, at: ContinuousClock.Instant)>
+    let capacity: Double
+    let perSecond: Double
+
+    init(capacity: Double, perSecond: Double) {
+        self.capacity = capacity
+        self.perSecond = perSecond
+        self.state = NIOLockedValueBox((capacity, .now))
+    }
+
+    /// Takes one token if there is one.
+    func take() -> Bool {
+        state.withLockedValue { state in
+            let now = ContinuousClock.now
+            state.tokens = min(capacity, state.tokens + (now - state.at).totalSeconds * perSecond)
+            state.at = now
+            guard state.tokens >= 1 else { return false }
+            state.tokens -= 1
+            return true
+        }
     }
 }
 
@@ -137,7 +169,10 @@ struct ConsoleSecurityMiddleware<Context: RequestContext>: RouterMiddleware {
             response = Self.errorPage(.notFound, "no such page")
         } catch {
             let mapped = AdminError.from(error, bodyLimit: AdminRequestContext.bodyLimit)
-            context.logger.error("console request failed", metadata: ["error": "\(mapped.code)"])
+            if mapped.status.code >= 500 {
+                context.logger.error("console request failed", metadata: [
+                    "http.path": "\(request.uri.path)", "error.code": "\(mapped.code)", "error": "\(Database.oneLine(error))"])
+            }
             response = Self.errorPage(mapped.status, mapped.message)
         }
         response.headers[.contentSecurityPolicy] = Self.policy
@@ -149,7 +184,7 @@ struct ConsoleSecurityMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     static func errorPage(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        let body = "<h1>\(status.code) \(ConsoleHTML.escape(status.reasonPhrase))</h1><p class=\"error\">\(ConsoleHTML.escape(message))</p>"
+        let body = "<h1>\(status.code) \(ConsoleHTML.escape(status.reasonPhrase))</h1><p class=\"error\">\(ConsoleHTML.message(message))</p>"
             + "<p><a href=\"/console\">Back to the fleet</a></p>"
         return ConsoleHTML.response(ConsoleHTML.page(title: "\(status.code)", session: nil, body: body), status: status)
     }

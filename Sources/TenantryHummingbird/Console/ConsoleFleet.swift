@@ -15,6 +15,8 @@ struct ConsoleFleet: Sendable {
     var relay: Relay.Statistics?
     /// Open client connections per server name, sampled every few seconds (absent: unreachable).
     var connections: [String: Int]
+    /// Whether connections were sampled yet (the first sample runs in the background).
+    var connectionsSampled: Bool
     /// Tenant names from the unified database's tenant table, when it has a `name` column.
     var names: [String: String]
     var at: Date
@@ -46,7 +48,9 @@ actor ConsoleFleetCache {
     let interval: TimeInterval
     let connectionsInterval: TimeInterval
     private var current: ConsoleFleet?
-    private var inFlight: Task<ConsoleFleet, any Error>?
+    private var inFlight: (task: Task<ConsoleFleet, any Error>, started: Date)?
+    private var failure: (at: Date, error: any Error)?
+    private var sampling = false
     private var directory: ServerDirectory
     private var connections: [String: Int] = [:]
     private var connectionsAt: Date = .distantPast
@@ -70,16 +74,34 @@ actor ConsoleFleetCache {
     }
 
     /// The fleet, read now or at most ``interval`` ago (and not before `after`: a job that ended
-    /// since the last read changed what it shows).
+    /// since the last read changed what it shows). A failed read is not retried within
+    /// ``interval`` either: while the catalog is down, every caller gets its error, and the
+    /// catalog still sees at most one attempt a second.
     func fleet(after: Date? = nil) async throws -> ConsoleFleet {
-        if let current, Date().timeIntervalSince(current.at) < interval, current.at >= after ?? .distantPast { return current }
-        if let inFlight { return try await inFlight.value }
-        let task = Task { try await self.read() }
-        inFlight = task
-        defer { inFlight = nil }
-        let fleet = try await task.value
-        current = fleet
-        return fleet
+        let after = after ?? .distantPast
+        while true {
+            let now = Date()
+            if let current, now.timeIntervalSince(current.at) < interval, current.at >= after { return current }
+            if let failure, now.timeIntervalSince(failure.at) < interval, failure.at >= after { throw failure.error }
+            if let inFlight {
+                // A read that began before `after` cannot show what changed since: wait, then read anew.
+                let result = await inFlight.task.result
+                if inFlight.started >= after { return try result.get() }
+                continue
+            }
+            let task = Task { try await self.read() }
+            inFlight = (task, now)
+            defer { inFlight = nil }
+            do {
+                let fleet = try await task.value
+                current = fleet
+                failure = nil
+                return fleet
+            } catch {
+                failure = (now, error)
+                throw error
+            }
+        }
     }
 
     /// `tenant`'s lag and queue samples, oldest first.
@@ -90,7 +112,7 @@ actor ConsoleFleetCache {
         let logger = operations.logger
         let unifiedURL = try directory.adminURL(server: nil, database: operations.databaseURL.database)
         let capture = Capture(unifiedURL: unifiedURL, discriminator: operations.configuration.naming.discriminator, logger: logger)
-        if captureInstalled != true || now.timeIntervalSince(captureCheckedAt) > 30 {
+        if captureInstalled == nil {  // once; then refreshed in the background with the rest
             captureInstalled = (try? await capture.isInstalled()) ?? false
             captureCheckedAt = now
         }
@@ -105,13 +127,13 @@ actor ConsoleFleetCache {
         catalogQueries += 1
         var states: [String: Capture.State] = [:]
         for state in try await statesRead { states[state.tenant.rawValue] = state }
-        if now.timeIntervalSince(connectionsAt) >= connectionsInterval {
-            connections = await sampleConnections(overview)
-            connectionsAt = now
-        }
-        if now.timeIntervalSince(namesAt) >= 60 {
-            names = await readNames(unifiedURL)
-            namesAt = now
+        // Connection counts, names and whether capture is installed come from other servers and
+        // databases, any of which may be slow or unreachable: sampled in the background, never
+        // waited for by a read (which shows the last sample).
+        if !sampling, now.timeIntervalSince(connectionsAt) >= connectionsInterval || now.timeIntervalSince(namesAt) >= 60
+            || now.timeIntervalSince(captureCheckedAt) > 30 {
+            sampling = true
+            Task { await self.sample(overview, unifiedURL: unifiedURL, capture: capture) }
         }
         for (tenant, state) in states where state.capturing || state.queueDepth > 0 || history[tenant] != nil {
             var samples = history[tenant] ?? []
@@ -121,24 +143,45 @@ actor ConsoleFleetCache {
         }
         return ConsoleFleet(
             overview: overview, capture: states, captureInstalled: captureInstalled == true, relay: relay?.statistics,
-            connections: connections, names: names, at: now)
+            connections: connections, connectionsSampled: connectionsAt != .distantPast, names: names, at: now)
     }
 
-    /// Client connections on each server (the default one and every registered one); a server
-    /// that does not answer is left out.
+    /// The background samples that are due; each timestamp is set when its sample is taken.
+    private func sample(_ overview: FleetOverview, unifiedURL: PostgresURL, capture: Capture) async {
+        defer { sampling = false }
+        if Date().timeIntervalSince(captureCheckedAt) > 30 {
+            if let installed = try? await capture.isInstalled() { captureInstalled = installed }
+            captureCheckedAt = Date()
+        }
+        if Date().timeIntervalSince(connectionsAt) >= connectionsInterval {
+            connections = await sampleConnections(overview)
+            connectionsAt = Date()
+        }
+        if Date().timeIntervalSince(namesAt) >= 60 {
+            names = await readNames(unifiedURL)
+            namesAt = Date()
+        }
+    }
+
+    /// Client connections on each server (the default one and every registered one), all at
+    /// once; a server that does not answer is left out.
     private func sampleConnections(_ overview: FleetOverview) async -> [String: Int] {
         let known = Set(directory.servers.map(\.name))
         if overview.servers.contains(where: { !known.contains($0.name) && $0.name != ServerDirectory.defaultServerName }),
            let refreshed = try? await operations.refreshed() {
             directory = refreshed.servers
         }
-        var result: [String: Int] = [:]
         let names = [ServerDirectory.defaultServerName] + overview.servers.map(\.name).filter { $0 != ServerDirectory.defaultServerName }
-        for name in names {
-            guard let url = try? directory.adminURL(server: name, database: "postgres") else { continue }
-            if let count = try? await Self.clientConnections(url, logger: operations.logger) { result[name] = count }
+        let targets = names.compactMap { name in (try? directory.adminURL(server: name, database: "postgres")).map { (name, $0) } }
+        let logger = operations.logger
+        return await withTaskGroup(of: (String, Int?).self) { group in
+            for (name, url) in targets {
+                group.addTask { (name, try? await Self.clientConnections(url, logger: logger)) }
+            }
+            var result: [String: Int] = [:]
+            for await (name, count) in group { if let count { result[name] = count } }
+            return result
         }
-        return result
     }
 
     /// Capture states over `client` when given (falling back to a connection of the unified

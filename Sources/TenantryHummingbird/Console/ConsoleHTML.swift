@@ -22,6 +22,18 @@ enum ConsoleHTML {
         return result
     }
 
+    /// An error or progress message as a page may show it: escaped, with every connection URL
+    /// (`postgres://user:***@host:port/db`) replaced, so no user, host or port reaches a page.
+    static func message(_ text: String) -> String {
+        escape(sanitize(text))
+    }
+
+    /// `text` with connection URLs replaced by `postgres://…`.
+    static func sanitize(_ text: String) -> String {
+        guard text.contains("://") else { return text }
+        return text.replacingOccurrences(of: #"postgres(ql)?://[^\s'"<>,;)]*[^\s'"<>,;):.]"#, with: "postgres://…", options: .regularExpression)
+    }
+
     /// A whole page: the navigation (with the operator and a logout form), `body`, and the
     /// console's script and style (served by Tenantry itself).
     static func page(title: String, session: ConsoleSessions.Session?, live: String? = nil, body: String) -> String {

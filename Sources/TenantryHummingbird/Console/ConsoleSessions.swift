@@ -31,11 +31,15 @@ final class ConsoleSessions: Sendable {
 
     let idleTimeout: TimeInterval
     let maximumAge: TimeInterval
-    /// The most sessions kept; the least recently seen goes first beyond it.
+    /// The most sessions kept per role; beyond it the least recently seen of that role goes (a
+    /// flood of viewer logins never ends an admin's session).
     let capacity: Int
+    /// The most live channels one session may hold open at once.
+    static let streamsPerSession = 8
     private let sessions = NIOLockedValueBox([String: Session]())
+    private let streams = NIOLockedValueBox([String: Int]())
 
-    init(idleTimeout: TimeInterval, maximumAge: TimeInterval, capacity: Int = 1_000) {
+    init(idleTimeout: TimeInterval, maximumAge: TimeInterval, capacity: Int = 500) {
         self.idleTimeout = idleTimeout
         self.maximumAge = maximumAge
         self.capacity = capacity
@@ -47,7 +51,8 @@ final class ConsoleSessions: Sendable {
         let session = Session(role: role, operator: name, actor: actor, csrf: Self.randomToken(), created: now, lastSeen: now)
         sessions.withLockedValue { table in
             table = table.filter { !expired($0.value, now: now) }
-            if table.count >= capacity, let oldest = table.min(by: { $0.value.lastSeen < $1.value.lastSeen })?.key {
+            let sameRole = table.filter { $0.value.role == role }
+            if sameRole.count >= capacity, let oldest = sameRole.min(by: { $0.value.lastSeen < $1.value.lastSeen })?.key {
                 table[oldest] = nil
             }
             table[Self.digest(id)] = session
@@ -78,6 +83,28 @@ final class ConsoleSessions: Sendable {
     func end(_ request: Request) {
         guard let id = Self.cookie(Self.cookieName, in: request) else { return }
         _ = sessions.withLockedValue { $0.removeValue(forKey: Self.digest(id)) }
+    }
+
+    /// Counts a live channel of `request`'s session; `false` (count unchanged) past
+    /// ``streamsPerSession``.
+    func beginStream(_ request: Request) -> Bool {
+        guard let id = Self.cookie(Self.cookieName, in: request) else { return false }
+        let key = Self.digest(id)
+        return streams.withLockedValue { streams in
+            guard streams[key, default: 0] < Self.streamsPerSession else { return false }
+            streams[key, default: 0] += 1
+            return true
+        }
+    }
+
+    /// A live channel of `request`'s session ended.
+    func endStream(_ request: Request) {
+        guard let id = Self.cookie(Self.cookieName, in: request) else { return }
+        let key = Self.digest(id)
+        streams.withLockedValue { streams in
+            let left = streams[key, default: 1] - 1
+            streams[key] = left > 0 ? left : nil
+        }
     }
 
     /// Sessions alive now.
