@@ -10,7 +10,7 @@ import re
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -73,8 +73,14 @@ class Browser:
         return bool(self.driver.find_elements(By.CSS_SELECTOR, css))
 
     def text(self, css):
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return found[0].get_attribute("textContent").strip() if found else None
+        # A job page reloads itself once the job ends: an element found just before may be gone.
+        for _ in range(5):
+            try:
+                found = self.driver.find_elements(By.CSS_SELECTOR, css)
+                return found[0].get_attribute("textContent").strip() if found else None
+            except StaleElementReferenceException:
+                time.sleep(0.1)
+        return None
 
     def keep_source(self, name):
         self.sources[name] = self.driver.page_source
