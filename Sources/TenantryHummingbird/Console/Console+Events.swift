@@ -85,9 +85,8 @@ extension Console {
             let prefix = "tenant.\(id)."
             return try await fleetValues().filter { $0.key.hasPrefix(prefix) || $0.key.hasPrefix("relay.") }
         case .fleet:
-            var values = try await fleetValues()
-            for job in api.jobs.all().prefix(20) { values.merge(Self.liveValues(job: job)) { _, new in new } }
-            return values
+            // The fleet's values of the shared read, and the jobs' (in memory) as they are now.
+            return try await fleetValues().merging(Self.liveValues(jobs: api.jobs.all())) { _, job in job }
         }
     }
 
@@ -95,7 +94,7 @@ extension Console {
     func fleetValues() async throws -> [String: String] {
         let fleet = try await fleet()
         if let cached = liveCache.withLockedValue({ $0 }), cached.at == fleet.at { return cached.values }
-        let values = Self.liveValues(fleet, jobs: [])
+        let values = Self.liveValues(fleet)
         liveCache.withLockedValue { $0 = (fleet.at, values) }
         return values
     }

@@ -16,7 +16,7 @@ extension Console {
     /// The fleet page's body (separate for the benchmark: it is the server time of a render).
     func renderFleet(_ fleet: ConsoleFleet, session: ConsoleSessions.Session) -> String {
         let e = ConsoleHTML.escape
-        let live = Self.liveValues(fleet, jobs: api.jobs.all())
+        let live = Self.liveValues(fleet).merging(Self.liveValues(jobs: api.jobs.all())) { _, job in job }
         var html = "<h1>Fleet <small>\(ConsoleHTML.count(fleet.overview.tenants.count)) tenants</small></h1>\n"
         html += "<section class=\"cards\" id=\"phase-counts\" aria-label=\"tenants by phase\"><div class=\"legend\">by phase</div>"
         let byPhase = fleet.byPhase
@@ -127,8 +127,8 @@ extension Console {
         return text + (policy.fallback ? " (fallback to unified on errors)" : "")
     }
 
-    /// Every live value of the fleet, by the key pages carry in `data-live`.
-    static func liveValues(_ fleet: ConsoleFleet, jobs: [AdminJobs.Snapshot]) -> [String: String] {
+    /// Every live value of the fleet, by the key pages carry in `data-live` (jobs: ``liveValues(jobs:)``).
+    static func liveValues(_ fleet: ConsoleFleet) -> [String: String] {
         var values: [String: String] = [:]
         values.reserveCapacity(fleet.overview.tenants.count * 5 + 32)
         let byPhase = fleet.byPhase
@@ -151,11 +151,17 @@ extension Console {
             values["relay.connectionFailures"] = ConsoleHTML.count(relay.connectionFailures)
         }
         for (server, open) in fleet.connections { values["server.\(server).connections"] = String(open) }
-        // Jobs the page may show: the active ones and those that ended lately.
+        values["updated"] = ConsoleHTML.date(fleet.at)
+        return values
+    }
+
+    /// The jobs' live values: how many run and wait, and each of the newest 20 (the active ones
+    /// and those that ended lately), which the fleet page may show.
+    static func liveValues(jobs: [AdminJobs.Snapshot]) -> [String: String] {
+        var values: [String: String] = [:]
         for job in jobs.prefix(20) { values.merge(liveValues(job: job)) { _, new in new } }
         values["jobs.running"] = String(jobs.filter { $0.state == .running }.count)
         values["jobs.queued"] = String(jobs.filter { $0.state == .queued }.count)
-        values["updated"] = ConsoleHTML.date(fleet.at)
         return values
     }
 }

@@ -16,7 +16,7 @@ extension Console {
         }
         let e = ConsoleHTML.escape
         let key = "tenant.\(e(id.rawValue))."
-        let live = Self.liveValues(fleet, jobs: [])
+        let live = Self.liveValues(fleet)
         let state = fleet.capture[id.rawValue]
         var html = "<p class=\"crumbs\"><a href=\"/console\">Fleet</a> › tenant</p>"
         html += "<h1>Tenant \(e(id.rawValue)) <small>\(e(fleet.names[id.rawValue] ?? ""))</small></h1>\n"
