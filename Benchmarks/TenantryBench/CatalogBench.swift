@@ -43,10 +43,7 @@ struct CatalogBench: AsyncParsableCommand {
 
     private func measure(_ admin: PostgresURL) async throws -> [String: any Sendable] {
         let logger = Bench.logger
-        let url = admin.with(database: "catalog_bench")
-        try await Database.withConnection(admin, logger: logger) { try await $0.query("CREATE DATABASE catalog_bench", logger: logger) }
-        Bench.note("seeding \(tenants) shops and their catalog rows")
-        try await ConsoleBench.seedFleet(url, tenants: tenants, rowsPerShop: 10)
+        let url = try await ConsoleBench.makeFleet(admin, database: "catalog_bench", tenants: tenants, rowsPerShop: 10)
         var result: [String: any Sendable] = [:]
 
         Bench.note("tenantry status / status --json / tenants --json, \(repeats) each")
@@ -68,10 +65,8 @@ struct CatalogBench: AsyncParsableCommand {
             result["status_ms"] = Bench.round(Self.median(try await Self.times(repeats) { _ = try await operations.status() }), 1)
             result["tenant_listing_ms"] = Bench.round(Self.median(try await Self.times(repeats) { _ = try await operations.tenantListing() }), 1)
 
-            let token = "bench-admin-token-0123456789"
-            let api = AdminAPI(
-                configuration: .init(token: token), operations: operations, metrics: nil,
-                monitor: PerformanceMonitor(configuration: .init(configuration.monitor)), logger: logger)
+            let token = ConsoleBench.token
+            let api = ConsoleBench.adminAPI(operations)
             let app = Application(router: api.makeRouter(), services: [api.jobs], logger: logger)
             let (apiTimes, bytes) = try await app.test(.router) { client in
                 var times: [Double] = [], bytes = 0

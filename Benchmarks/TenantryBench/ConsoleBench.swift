@@ -55,19 +55,14 @@ struct ConsoleBench: AsyncParsableCommand {
 
     private func measure(_ admin: PostgresURL) async throws -> [String: any Sendable] {
         let logger = Bench.logger
-        let url = admin.with(database: "console_bench")
-        try await Database.withConnection(admin, logger: logger) { try await $0.query("CREATE DATABASE console_bench", logger: logger) }
-        Bench.note("seeding \(tenants) shops and their catalog rows")
-        try await seed(url)
+        let url = try await Self.makeFleet(admin, database: "console_bench", tenants: tenants)
         var settings = TenantryConfiguration()
         settings.databaseURL = url
         let configuration = settings
         let (tenants, browsers, seconds, repeats) = (tenants, browsers, seconds, repeats)
         return try await Operations.with(configuration: configuration, databaseURL: url, actor: "bench", logger: logger) { operations in
-            let token = "bench-admin-token-0123456789"
-            let api = AdminAPI(
-                configuration: .init(token: token), operations: operations, metrics: nil,
-                monitor: PerformanceMonitor(configuration: .init(configuration.monitor)), logger: logger)
+            let token = Self.token
+            let api = Self.adminAPI(operations)
             var settings = Console.Configuration(adminToken: token)
             settings.streamLifetime = seconds
             let console = Console(configuration: settings, api: api)
@@ -139,15 +134,26 @@ struct ConsoleBench: AsyncParsableCommand {
         }
     }
 
-    private func seed(_ url: PostgresURL) async throws {
-        try await Self.seedFleet(url, tenants: tenants)
+    /// The admin token of the benchmarks' admin APIs.
+    static let token = "bench-admin-token-0123456789"
+
+    /// An admin API over `operations` (no metrics), as `tenantry serve` makes it.
+    static func adminAPI(_ operations: Operations) -> AdminAPI {
+        AdminAPI(
+            configuration: .init(token: token), operations: operations, metrics: nil,
+            monitor: PerformanceMonitor(configuration: .init(operations.configuration.monitor)), logger: Bench.logger)
     }
 
-    /// HandyShop with N shops (few rows), the catalog with a tenant per shop in every phase (rows
-    /// written directly: no tenant database exists), capture on for a third of them with writes
-    /// waiting in their queues.
-    static func seedFleet(_ url: PostgresURL, tenants: Int, rowsPerShop: Int = 20) async throws {
+    /// A new database `database` on `admin`'s server holding HandyShop with N shops (few rows),
+    /// the catalog with a tenant per shop in every phase (rows written directly: no tenant
+    /// database exists), capture on for a third of them with writes waiting in their queues.
+    static func makeFleet(_ admin: PostgresURL, database: String, tenants: Int, rowsPerShop: Int = 20) async throws -> PostgresURL {
         let logger = Bench.logger
+        let url = admin.with(database: database)
+        try await Database.withConnection(admin, logger: logger) {
+            try await $0.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(try SQLIdentifier.quoted(database))"), logger: logger)
+        }
+        Bench.note("seeding \(tenants) shops and their catalog rows")
         try await Database.withConnection(url, logger: logger) { connection in
             try await HandyShopGenerator.createSchema(on: connection, logger: logger)
             _ = try await HandyShopGenerator(options: .init(shops: tenants, rowsPerShop: rowsPerShop, seed: 7)).generate(on: connection, logger: logger)
@@ -185,6 +191,7 @@ struct ConsoleBench: AsyncParsableCommand {
                 SELECT s, 'Waiting', 'Write ' || n FROM generate_series(3, \(tenants), 3) s, generate_series(1, 5) n
                 """), logger: logger)
         }
+        return url
     }
 
     private static func logIn(_ client: any TestClientProtocol, token: String) async throws -> String {

@@ -50,14 +50,10 @@ extension AdminAPI {
                 let move = try await operations.move()
                 try await move.requireCapture()
                 let pause = configuration.pauseSyncAfterCopy
-                return try await accepted(context, kind: "migrate-data", detail: ["tenants": Self.describe(ids)]) { reporter in
-                    let report = try await move.migrateData(
-                        ids.map { .tenants($0) } ?? .all, concurrency: concurrency, captureTimeout: .seconds(timeout),
-                        pauseSync: pause,
-                        rows: { reporter.note("tenant \($0.tenant): table \($0.tablesDone + 1)/\($0.tablesTotal) \($0.table), \($0.rows) rows") },
-                        progress: reporter.update)
-                    return AdminJobs.Outcome(result: try JSONValue(encoding: report), failure: Self.partialFailure(report.failed))
-                }
+                return try await accepted(
+                    context, kind: "migrate-data", detail: ["tenants": Self.describe(ids)],
+                    AdminJobs.migrateData(
+                        move, ids.map { .tenants($0) } ?? .all, concurrency: concurrency, captureTimeout: .seconds(timeout), pauseSync: pause))
             }
         }
 
@@ -84,13 +80,9 @@ extension AdminAPI {
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
-                return try await accepted(context, kind: "verify-sync", detail: ["tenants": Self.describe(ids)]) { reporter in
-                    let report = try await move.verify(ids.map { .tenants($0) } ?? .all, chunkSize: chunkSize, progress: reporter.update)
-                    let differing = report.tenants.filter { !$0.equal }.map(\.tenant.rawValue)
-                    let failure = report.equal ? nil : AdminError(
-                        .conflict, code: "not_equal", "\(differing.count) tenant(s) differ: \(differing.prefix(20).joined(separator: ", "))")
-                    return AdminJobs.Outcome(result: try JSONValue(encoding: report), failure: failure)
-                }
+                return try await accepted(
+                    context, kind: "verify-sync", detail: ["tenants": Self.describe(ids)],
+                    AdminJobs.verify(move, ids.map { .tenants($0) } ?? .all, chunkSize: chunkSize))
             }
         }
 
@@ -165,12 +157,9 @@ extension AdminAPI {
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
                 let archive = configuration.archiveDirectory
-                return try await accepted(context, kind: "retire-legacy", detail: ["tenants": Self.describe(ids), "dryRun": "\(dryRun)"]) { reporter in
-                    reporter.note(dryRun ? "verifying and counting" : "verifying, archiving, deleting")
-                    let report = try await move.retire(ids, archiveDirectory: archive, dryRun: dryRun)
-                    reporter.update(done: report.tenants.count, total: report.tenants.count, message: "\(report.tables.reduce(0) { $0 + $1.rows }) row(s)")
-                    return AdminJobs.Outcome(result: try JSONValue(encoding: report))
-                }
+                return try await accepted(
+                    context, kind: "retire-legacy", detail: ["tenants": Self.describe(ids), "dryRun": "\(dryRun)"],
+                    AdminJobs.retire(move, ids, archiveDirectory: archive, dryRun: dryRun))
             }
         }
 
@@ -183,10 +172,9 @@ extension AdminAPI {
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
-                return try await accepted(context, kind: "cutover", detail: ["tenants": Self.describe(ids)]) { reporter in
-                    let report = try await move.cutover(ids.map { .tenants($0) } ?? .all, maxPause: .milliseconds(pause), progress: reporter.update)
-                    return AdminJobs.Outcome(result: try JSONValue(encoding: report), failure: Self.partialFailure(report.failed))
-                }
+                return try await accepted(
+                    context, kind: "cutover", detail: ["tenants": Self.describe(ids)],
+                    AdminJobs.cutover(move, ids.map { .tenants($0) } ?? .all, maxPause: .milliseconds(pause)))
             }
         }
 
@@ -201,10 +189,9 @@ extension AdminAPI {
                 let operations = try await operations(for: context)
                 try await requireKnown(ids, operations)
                 let move = try await operations.move()
-                return try await accepted(context, kind: "rollback", detail: ["tenants": Self.describe(ids)]) { reporter in
-                    let reports = try await move.rollback(ids, maxPause: .milliseconds(pause), progress: reporter.update)
-                    return AdminJobs.Outcome(result: try JSONValue(encoding: ["rolledBack": reports]))
-                }
+                return try await accepted(
+                    context, kind: "rollback", detail: ["tenants": Self.describe(ids)],
+                    AdminJobs.rollback(move, ids, maxPause: .milliseconds(pause)))
             }
         }
     }

@@ -92,22 +92,10 @@ extension Console {
         case "migrate-data":
             let move = try await operations.move()
             try await move.requireCapture()
-            let pause = api.configuration.pauseSyncAfterCopy
-            return { reporter in
-                let report = try await move.migrateData(
-                    selection, concurrency: 2, captureTimeout: .seconds(30), pauseSync: pause,
-                    rows: { reporter.note("tenant \($0.tenant): table \($0.tablesDone + 1)/\($0.tablesTotal) \($0.table), \($0.rows) rows") },
-                    progress: reporter.update)
-                return AdminJobs.Outcome(result: try JSONValue(encoding: report), failure: AdminAPI.partialFailure(report.failed))
-            }
+            return AdminJobs.migrateData(
+                move, selection, concurrency: 2, captureTimeout: .seconds(30), pauseSync: api.configuration.pauseSyncAfterCopy)
         case "verify":
-            let move = try await operations.move()
-            return { reporter in
-                let report = try await move.verify(selection, chunkSize: 10_000, progress: reporter.update)
-                let differing = report.tenants.filter { !$0.equal }.map(\.tenant.rawValue)
-                let failure = report.equal ? nil : AdminError(.conflict, code: "not_equal", "\(differing.count) tenant(s) differ: \(differing.prefix(20).joined(separator: ", "))")
-                return AdminJobs.Outcome(result: try JSONValue(encoding: report), failure: failure)
-            }
+            return AdminJobs.verify(try await operations.move(), selection, chunkSize: 10_000)
         case "reads":
             guard let strategy = ReadPolicy.Strategy(options.strategy) else { throw ConsoleError(.badRequest, "unknown strategy") }
             var change = Operations.ReadPolicyChange(strategy: strategy)
@@ -128,26 +116,11 @@ extension Console {
                 return AdminJobs.Outcome(result: try JSONValue(encoding: report))
             }
         case "cutover":
-            let move = try await operations.move()
-            return { reporter in
-                let report = try await move.cutover(selection, maxPause: .milliseconds(500), progress: reporter.update)
-                return AdminJobs.Outcome(result: try JSONValue(encoding: report), failure: AdminAPI.partialFailure(report.failed))
-            }
+            return AdminJobs.cutover(try await operations.move(), selection, maxPause: .milliseconds(500))
         case "rollback":
-            let move = try await operations.move()
-            return { reporter in
-                let reports = try await move.rollback(tenants, maxPause: .seconds(5), progress: reporter.update)
-                return AdminJobs.Outcome(result: try JSONValue(encoding: ["rolledBack": reports]))
-            }
+            return AdminJobs.rollback(try await operations.move(), tenants, maxPause: .seconds(5))
         case "retire-dry-run":
-            let move = try await operations.move()
-            let archive = api.configuration.archiveDirectory
-            return { reporter in
-                reporter.note("verifying and counting (dry run)")
-                let report = try await move.retire(tenants, archiveDirectory: archive, dryRun: true)
-                reporter.update(done: report.tenants.count, total: report.tenants.count, message: "\(report.tables.reduce(0) { $0 + $1.rows }) row(s) would be deleted")
-                return AdminJobs.Outcome(result: try JSONValue(encoding: report))
-            }
+            return AdminJobs.retire(try await operations.move(), tenants, archiveDirectory: api.configuration.archiveDirectory, dryRun: true)
         case "replay-dead-letters":
             let move = try await operations.move()
             try await move.requireCapture()
