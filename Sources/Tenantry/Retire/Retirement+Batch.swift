@@ -65,13 +65,18 @@ extension Retirement {
                         createdDirectories.append(directory)
                     }
                     let positions = try await canonicalPositions(set, on: unified)
+                    var written: [ArchiveFiles.Writer] = []
                     for (index, table) in plan.tables.enumerated() {
-                        for entry in try await archiveTable(table, index: index, of: set, positions: positions, root: root, on: unified) {
+                        let (tableEntries, writers) = try await archiveTable(
+                            table, index: index, of: set, positions: positions, root: root, on: unified)
+                        written += writers
+                        for entry in tableEntries {
                             archived["\(entry.tenant) \(table.name)"] = entry.rows
                             entries.append(entry)
                         }
                     }
-                    for directory in createdDirectories { try ArchiveFiles.syncDirectory(directory) }
+                    // Every file and directory durable before the delete and the manifest.
+                    try await ArchiveFiles.finishAll(written, directories: createdDirectories)
                 } else {
                     for id in ids {
                         for table in plan.tables { archived["\(id.rawValue) \(table.name)"] = try await count(table, of: id, on: unified) }
@@ -138,16 +143,17 @@ extension Retirement {
     }
 
     /// Writes one table's rows of each tenant of `set`, in COPY text format, to a new 0600 file per
-    /// tenant (fsynced): one read for the batch, each row routed by its tenant column (the first).
+    /// tenant: one read for the batch, each row routed by its tenant column (the first). Returns
+    /// the entries and the files' writers, still to be fsynced (``ArchiveFiles/finishAll(_:directories:threads:)``).
     private func archiveTable(
         _ table: MovePlan.Table, index: Int, of set: TenantSet, positions: [String: Int], root: String, on unified: PostgresConnection
-    ) async throws -> [Manifest.Table] {
+    ) async throws -> ([Manifest.Table], [ArchiveFiles.Writer]) {
         let columns = [plan.discriminator] + table.writableColumns
         let safeName = table.name.unicodeScalars
             .filter { $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }
             .map(String.init).joined()
         let files = set.ids.map { "\($0.rawValue)/\(String(format: "%03d", index))_\(safeName).copy" }
-        var writers = try files.map { try ArchiveFiles.create((root as NSString).appendingPathComponent($0)) }
+        let writers = try files.map { try ArchiveFiles.create((root as NSString).appendingPathComponent($0)) }
         var encoders = set.ids.map { _ in CopyEncoder() }
         var counts = set.ids.map { _ in 0 }
         var query = PostgresQuery(unsafeSQL: "SELECT \(columns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")) "
@@ -166,12 +172,9 @@ extension Retirement {
             counts[position] += 1
             if encoders[position].readableBytes >= 1 << 18 { try writers[position].write(encoders[position].take()) }
         }
-        for position in set.ids.indices {
-            try writers[position].write(encoders[position].take())
-            try writers[position].finish()
-        }
-        return set.ids.indices.map {
+        for position in set.ids.indices { try writers[position].write(encoders[position].take()) }
+        return (set.ids.indices.map {
             Manifest.Table(tenant: set.ids[$0].rawValue, table: table.name, columns: columns, file: files[$0], rows: counts[$0])
-        }
+        }, writers)
     }
 }
