@@ -98,6 +98,27 @@ struct RetireBatchTests {
         }
     }
 
+    @Test("row by row (per-row triggers) in a batch: the same rows go, per tenant and table, nothing else changes, nothing dangles")
+    func rowByRowBatch() async throws {
+        try await withDedicated { fixture, _, catalog, retirement in
+            let before = try await [1, 2, 3].asyncMap { try await Self.rows(of: $0, fixture) }
+            let shared = try await Self.rows(of: 4, fixture)
+            var rowByRow = retirement
+            rowByRow.deleteMethod = .rowTriggers
+            let report = try await rowByRow.retire(archiveDirectory: nil, dryRun: false)
+            #expect(report.tenants == fixture.ids)
+            for (index, id) in fixture.ids.enumerated() {
+                for table in report.tables where table.tenant == id {
+                    #expect(table.rows == before[index][table.table]?.count, "tenant \(id) \(table.table)")
+                }
+                #expect(try await Self.rows(of: index + 1, fixture).values.allSatisfy(\.isEmpty))
+                #expect(try await catalog.move(id)?.phase == .retired)
+            }
+            #expect(try await Self.rows(of: 4, fixture) == shared)
+            #expect(try await RetireSetBasedTests.dangling(fixture).isEmpty)
+        }
+    }
+
     @Test("a batch refused by one tenant's outside reference rolls back whole; one by one, the tenant before commits, the refused one and the one after keep everything")
     func batchRefusedRetriedAlone() async throws {
         try await withDedicated { fixture, _, catalog, retirement in
