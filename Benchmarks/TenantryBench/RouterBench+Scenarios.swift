@@ -87,6 +87,8 @@ extension RouterBench {
         let warm = max(1, count / 50)
         try await resolve(ids[0..<warm])
         try await Task.sleep(for: .milliseconds(200))
+        // Earlier scenarios' pool timers (catalog, tenant clients) expire before the first reading.
+        if memorySettle > 0 { try await Task.sleep(for: .seconds(memorySettle)) }
         let before = ResidentMemory.Sample()
         if !quiet { Bench.note("memory: resolving \(count - warm) routes and credentials…") }
         let start = ContinuousClock.now
