@@ -23,6 +23,7 @@ struct CopyBench: AsyncParsableCommand {
     @Option(help: "Tenants copied at a time, by Tenantry and by both anchors.") var concurrency = 2
     @Option(help: "Shops the row-by-row anchor copies (evenly spread; its rows/s is compared); 0: all.")
     var rowByRowShops = 5
+    @Option(help: "Rounds of Tenantry and the psql stream (alternating which goes first; times summed).") var rounds = 1
     @Option(help: "Only these contestants, comma-separated (tenantry, pipe, stream, serial, row_by_row); for iteration.")
     var only: String?
     @Flag(help: "Print only the JSON object.") var json = false
@@ -31,8 +32,8 @@ struct CopyBench: AsyncParsableCommand {
         guard (1...1000).contains(shops), (1...1_000_000).contains(rowsPerShop) else {
             throw ValidationError("--shops must be 1-1000 and --rows-per-shop 1-1000000")
         }
-        guard (1...16).contains(concurrency), rowByRowShops >= 0 else {
-            throw ValidationError("--concurrency must be 1-16 and --row-by-row-shops at least 0")
+        guard (1...16).contains(concurrency), rowByRowShops >= 0, rounds >= 1 else {
+            throw ValidationError("--concurrency must be 1-16, --row-by-row-shops at least 0 and --rounds at least 1")
         }
         let known: Set<String> = ["tenantry", "pipe", "stream", "serial", "row_by_row"]
         if let unknown = contestants.first(where: { !known.contains($0) }) {
@@ -46,6 +47,10 @@ struct CopyBench: AsyncParsableCommand {
         var rows = 0
         var seconds = 0.0
         var rowsPerSecond: Double { seconds > 0 ? Double(rows) / seconds : 0 }
+
+        static func + (a: Run, b: Run) -> Run {
+            Run(tenants: a.tenants + b.tenants, rows: a.rows + b.rows, seconds: a.seconds + b.seconds)
+        }
     }
 
     /// The contestants to run (all without `--only`).
@@ -79,16 +84,31 @@ struct CopyBench: AsyncParsableCommand {
 
         let runs = Set(contestants)
         let sizes = expected
-        // (1) Tenantry, `width` tenants at a time (and how often 2+ copy snapshots were open at once).
+        // (1) Tenantry, `width` tenants at a time (and how often 2+ copy snapshots were open at once),
+        // and (3) one psql pair per tenant, as many at a time: `--rounds` times each, alternating
+        // which goes first, times summed, so that drift of the shared machine hits both.
         let copier = bed.copier(catalog)
         let overlap = CopyOverlap()
         let tenantryTimes = PerTenantTimes()
+        let streamTimes = PerTenantTimes()
         var tenantry = Run()
-        if runs.contains("tenantry") {
-            if !quiet { Bench.note("tenantry: Copier.copy, \(width) tenant(s) at a time…") }
-            tenantry = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
-                try await overlap.sampling(bed.unifiedURL) {
-                    try await Self.copyAll(bed.tenants, copier: copier, width: width, times: tenantryTimes)
+        var stream = Run()
+        for round in 0..<rounds {
+            for name in round % 2 == 0 ? ["tenantry", "stream"] : ["stream", "tenantry"] where runs.contains(name) {
+                if name == "tenantry" {
+                    if !quiet { Bench.note("round \(round + 1): tenantry: Copier.copy, \(width) tenant(s) at a time…") }
+                    tenantry = tenantry + (try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+                        try await overlap.sampling(bed.unifiedURL) {
+                            try await Self.copyAll(bed.tenants, copier: copier, width: width, times: tenantryTimes)
+                        }
+                    })
+                } else {
+                    if !quiet { Bench.note("round \(round + 1): psql stream: one psql pair per tenant for all its tables, \(width) tenant(s) at a time…") }
+                    stream = stream + (try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+                        try await Bench.forEach(bed.tenants, width: width) { id in
+                            try await streamTimes.time(rows: sizes[id] ?? 0) { try await Self.psqlStream(bed, tenant: id) }
+                        }
+                    })
                 }
             }
         }
@@ -98,17 +118,6 @@ struct CopyBench: AsyncParsableCommand {
             if !quiet { Bench.note("psql pipe: per table psql \\copy … TO STDOUT | psql \\copy … FROM PSTDIN, \(width) tenant(s) at a time…") }
             pipe = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
                 try await Bench.forEach(bed.tenants, width: width) { try await Self.psqlPipe(bed, tenant: $0) }
-            }
-        }
-        // (3) One psql pair per tenant, as many tenants at a time.
-        let streamTimes = PerTenantTimes()
-        var stream = Run()
-        if runs.contains("stream") {
-            if !quiet { Bench.note("psql stream: one psql pair per tenant for all its tables, \(width) tenant(s) at a time…") }
-            stream = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
-                try await Bench.forEach(bed.tenants, width: width) { id in
-                    try await streamTimes.time(rows: sizes[id] ?? 0) { try await Self.psqlStream(bed, tenant: id) }
-                }
             }
         }
         // (4) Tenantry, one tenant at a time.
@@ -140,6 +149,7 @@ struct CopyBench: AsyncParsableCommand {
             "rows": total,
             "data_mb": Bench.round(megabytes, 1),
             "concurrency": width,
+            "rounds": rounds,
             "generate_s": Bench.round(bed.generateSeconds),
             "tenantry_copies_overlapping_share": Bench.round(overlap.overlappingShare, 2),
             "row_by_row_shops": naive.tenants,
