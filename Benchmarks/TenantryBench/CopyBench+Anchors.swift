@@ -99,3 +99,33 @@ extension CopyBench {
         }
     }
 }
+
+/// Per-tenant wall times of one contestant, and their least-squares fit `seconds = fixed + slope × rows`
+/// (what a tenant costs whatever its size, and per row).
+final class PerTenantTimes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var samples: [(rows: Double, seconds: Double)] = []
+
+    func record(rows: Int, seconds: Double) {
+        lock.withLock { samples.append((Double(rows), seconds)) }
+    }
+
+    func time(rows: Int, _ body: () async throws -> Void) async throws {
+        let start = ContinuousClock.now
+        try await body()
+        record(rows: rows, seconds: (ContinuousClock.now - start).totalSeconds)
+    }
+
+    /// `(fixed seconds, seconds per row)`; zeros with fewer than two distinct sizes.
+    func fit() -> (Double, Double) {
+        let points = lock.withLock { samples }
+        let n = Double(points.count)
+        guard n >= 2 else { return (0, 0) }
+        let meanX = points.map(\.rows).reduce(0, +) / n
+        let meanY = points.map(\.seconds).reduce(0, +) / n
+        let sxx = points.map { ($0.rows - meanX) * ($0.rows - meanX) }.reduce(0, +)
+        guard sxx > 0 else { return (0, 0) }
+        let slope = points.map { ($0.rows - meanX) * ($0.seconds - meanY) }.reduce(0, +) / sxx
+        return (meanY - slope * meanX, slope)
+    }
+}

@@ -23,14 +23,21 @@ struct CopyBench: AsyncParsableCommand {
     @Option(help: "Tenants copied at a time, by Tenantry and by both anchors.") var concurrency = 2
     @Option(help: "Shops the row-by-row anchor copies (evenly spread; its rows/s is compared); 0: all.")
     var rowByRowShops = 5
+    @Option(help: "Rounds of Tenantry and the psql stream (alternating which goes first; times summed).") var rounds = 1
+    @Option(help: "Only these contestants, comma-separated (tenantry, pipe, stream, serial, row_by_row); for iteration.")
+    var only: String?
     @Flag(help: "Print only the JSON object.") var json = false
 
     func validate() throws {
         guard (1...1000).contains(shops), (1...1_000_000).contains(rowsPerShop) else {
             throw ValidationError("--shops must be 1-1000 and --rows-per-shop 1-1000000")
         }
-        guard (1...16).contains(concurrency), rowByRowShops >= 0 else {
-            throw ValidationError("--concurrency must be 1-16 and --row-by-row-shops at least 0")
+        guard (1...16).contains(concurrency), rowByRowShops >= 0, rounds >= 1 else {
+            throw ValidationError("--concurrency must be 1-16, --row-by-row-shops at least 0 and --rounds at least 1")
+        }
+        let known: Set<String> = ["tenantry", "pipe", "stream", "serial", "row_by_row"]
+        if let unknown = contestants.first(where: { !known.contains($0) }) {
+            throw ValidationError("--only: unknown contestant '\(unknown)' (tenantry, pipe, stream, serial, row_by_row)")
         }
     }
 
@@ -40,6 +47,16 @@ struct CopyBench: AsyncParsableCommand {
         var rows = 0
         var seconds = 0.0
         var rowsPerSecond: Double { seconds > 0 ? Double(rows) / seconds : 0 }
+
+        static func + (a: Run, b: Run) -> Run {
+            Run(tenants: a.tenants + b.tenants, rows: a.rows + b.rows, seconds: a.seconds + b.seconds)
+        }
+    }
+
+    /// The contestants to run (all without `--only`).
+    var contestants: [String] {
+        only?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            ?? ["tenantry", "pipe", "stream", "serial", "row_by_row"]
     }
 
     func run() async throws {
@@ -65,39 +82,63 @@ struct CopyBench: AsyncParsableCommand {
         if !quiet { Bench.note("\(total) tenant rows (\(Int(megabytes)) MB) in \(bed.tenants.count) shops; warming the cache…") }
         try await Self.warmUp(bed)
 
-        // (1) Tenantry, `width` tenants at a time (and how often 2+ copy snapshots were open at once).
+        let runs = Set(contestants)
+        let sizes = expected
+        // (1) Tenantry, `width` tenants at a time (and how often 2+ copy snapshots were open at once),
+        // and (3) one psql pair per tenant, as many at a time: `--rounds` times each, alternating
+        // which goes first, times summed, so that drift of the shared machine hits both.
         let copier = bed.copier(catalog)
-        if !quiet { Bench.note("tenantry: Copier.copy, \(width) tenant(s) at a time…") }
         let overlap = CopyOverlap()
-        let tenantry = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
-            try await overlap.sampling(bed.unifiedURL) {
-                try await Self.copyAll(bed.tenants, copier: copier, width: width)
+        let tenantryTimes = PerTenantTimes()
+        let streamTimes = PerTenantTimes()
+        var tenantry = Run()
+        var stream = Run()
+        for round in 0..<rounds {
+            for name in round % 2 == 0 ? ["tenantry", "stream"] : ["stream", "tenantry"] where runs.contains(name) {
+                if name == "tenantry" {
+                    if !quiet { Bench.note("round \(round + 1): tenantry: Copier.copy, \(width) tenant(s) at a time…") }
+                    tenantry = tenantry + (try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+                        try await overlap.sampling(bed.unifiedURL) {
+                            try await Self.copyAll(bed.tenants, copier: copier, width: width, times: tenantryTimes)
+                        }
+                    })
+                } else {
+                    if !quiet { Bench.note("round \(round + 1): psql stream: one psql pair per tenant for all its tables, \(width) tenant(s) at a time…") }
+                    stream = stream + (try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+                        try await Bench.forEach(bed.tenants, width: width) { id in
+                            try await streamTimes.time(rows: sizes[id] ?? 0) { try await Self.psqlStream(bed, tenant: id) }
+                        }
+                    })
+                }
             }
         }
         // (2) The psql pipe, as many tenants at a time.
-        if !quiet { Bench.note("psql pipe: per table psql \\copy … TO STDOUT | psql \\copy … FROM PSTDIN, \(width) tenant(s) at a time…") }
-        let pipe = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
-            try await Bench.forEach(bed.tenants, width: width) { try await Self.psqlPipe(bed, tenant: $0) }
-        }
-        // (3) One psql pair per tenant, as many tenants at a time.
-        if !quiet { Bench.note("psql stream: one psql pair per tenant for all its tables, \(width) tenant(s) at a time…") }
-        let stream = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
-            try await Bench.forEach(bed.tenants, width: width) { try await Self.psqlStream(bed, tenant: $0) }
+        var pipe = Run()
+        if runs.contains("pipe") {
+            if !quiet { Bench.note("psql pipe: per table psql \\copy … TO STDOUT | psql \\copy … FROM PSTDIN, \(width) tenant(s) at a time…") }
+            pipe = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
+                try await Bench.forEach(bed.tenants, width: width) { try await Self.psqlPipe(bed, tenant: $0) }
+            }
         }
         // (4) Tenantry, one tenant at a time.
         var serial = tenantry
-        if width > 1 {
+        if width > 1, runs.contains("serial") {
             if !quiet { Bench.note("tenantry: Copier.copy, 1 tenant at a time…") }
             serial = try await Self.timed(bed, catalog: catalog, tenants: bed.tenants, expected: expected) {
-                try await Self.copyAll(bed.tenants, copier: copier, width: 1)
+                try await Self.copyAll(bed.tenants, copier: copier, width: 1, times: PerTenantTimes())
             }
         }
         // (5) Row by row, on a subset of the shops.
-        let subset = Self.spread(bed.tenants, count: rowByRowShops)
-        if !quiet { Bench.note("row by row: SELECT, then one INSERT per row, \(subset.count) shop(s), \(width) at a time…") }
-        let naive = try await Self.timed(bed, catalog: catalog, tenants: subset, expected: expected) {
-            try await Bench.forEach(subset, width: width) { _ = try await Self.rowByRow(bed, tenant: $0) }
+        var naive = Run()
+        if runs.contains("row_by_row") {
+            let subset = Self.spread(bed.tenants, count: rowByRowShops)
+            if !quiet { Bench.note("row by row: SELECT, then one INSERT per row, \(subset.count) shop(s), \(width) at a time…") }
+            naive = try await Self.timed(bed, catalog: catalog, tenants: subset, expected: expected) {
+                try await Bench.forEach(subset, width: width) { _ = try await Self.rowByRow(bed, tenant: $0) }
+            }
         }
+        let (tenantryFixed, tenantrySlope) = tenantryTimes.fit()
+        let (streamFixed, streamSlope) = streamTimes.fit()
 
         var fields: [String: any Sendable] = [
             "benchmark": "copy",
@@ -108,18 +149,24 @@ struct CopyBench: AsyncParsableCommand {
             "rows": total,
             "data_mb": Bench.round(megabytes, 1),
             "concurrency": width,
+            "rounds": rounds,
             "generate_s": Bench.round(bed.generateSeconds),
             "tenantry_copies_overlapping_share": Bench.round(overlap.overlappingShare, 2),
             "row_by_row_shops": naive.tenants,
             "row_by_row_subset": naive.tenants < bed.tenants.count,
-            "row_by_row_extrapolated_s": Bench.round(Double(total) / max(naive.rowsPerSecond, 1e-9), 1),
+            "row_by_row_extrapolated_s": naive.rows > 0 ? Bench.round(Double(total) / naive.rowsPerSecond, 1) : 0,
             "goal_copy_vs_psql_pipe": 0.8,
             "goal_copy_vs_row_by_row": 10,
-            "copy_vs_psql_pipe": Bench.round(tenantry.rowsPerSecond / pipe.rowsPerSecond, 2),
-            "copy_serial_vs_psql_pipe": Bench.round(serial.rowsPerSecond / pipe.rowsPerSecond, 2),
-            "copy_vs_psql_stream": Bench.round(tenantry.rowsPerSecond / stream.rowsPerSecond, 2),
-            "copy_vs_row_by_row": Bench.round(tenantry.rowsPerSecond / naive.rowsPerSecond, 1),
-            "psql_stream_vs_row_by_row": Bench.round(stream.rowsPerSecond / naive.rowsPerSecond, 1),
+            "copy_vs_psql_pipe": Bench.round(Self.ratio(tenantry, pipe), 2),
+            "copy_serial_vs_psql_pipe": Bench.round(Self.ratio(serial, pipe), 2),
+            "copy_vs_psql_stream": Bench.round(Self.ratio(tenantry, stream), 2),
+            "copy_vs_row_by_row": Bench.round(Self.ratio(tenantry, naive), 1),
+            "psql_stream_vs_row_by_row": Bench.round(Self.ratio(stream, naive), 1),
+            "goal_copy_vs_psql_stream": 0.9,
+            "tenantry_fit_fixed_ms": Bench.round(tenantryFixed * 1000, 1),
+            "tenantry_fit_us_per_row": Bench.round(tenantrySlope * 1e6, 2),
+            "psql_stream_fit_fixed_ms": Bench.round(streamFixed * 1000, 1),
+            "psql_stream_fit_us_per_row": Bench.round(streamSlope * 1e6, 2),
         ]
         for (name, run) in [("tenantry", tenantry), ("tenantry_serial", serial), ("psql_pipe", pipe), ("psql_stream", stream),
                            ("row_by_row", naive)] {
@@ -161,10 +208,12 @@ struct CopyBench: AsyncParsableCommand {
     }
 
     /// Copies `tenants` with ``Copier``, `width` at a time.
-    static func copyAll(_ tenants: [TenantID], copier: Copier, width: Int) async throws {
+    static func copyAll(_ tenants: [TenantID], copier: Copier, width: Int, times: PerTenantTimes) async throws {
         try await Bench.forEach(tenants, width: width) { id in
+            let start = ContinuousClock.now
             let report = try await copier.copy(id)
             guard !report.skipped else { throw ValidationError("the copier skipped tenant \(id): not reset") }
+            times.record(rows: report.rows, seconds: (ContinuousClock.now - start).totalSeconds)
         }
     }
 
@@ -195,6 +244,11 @@ struct CopyBench: AsyncParsableCommand {
                 .decode(Double.self).first { _ in true } ?? 0
             return bytes / 1_048_576
         }
+    }
+
+    /// `a`'s rows/s ÷ `b`'s (0 when either did not run).
+    static func ratio(_ a: Run, _ b: Run) -> Double {
+        a.rowsPerSecond > 0 && b.rowsPerSecond > 0 ? a.rowsPerSecond / b.rowsPerSecond : 0
     }
 
     /// `"name"`, quoted.

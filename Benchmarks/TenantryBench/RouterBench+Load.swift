@@ -72,12 +72,34 @@ enum Load {
     }
 }
 
-/// This process's resident memory, from /proc/self/status (Linux).
+/// This process's resident memory, from /proc/self/status (Linux), and the heap the allocator
+/// has handed out (glibc's `malloc_info`).
 enum ResidentMemory {
+    /// One reading: resident bytes before and after `malloc_trim`, and the bytes in use on the heap.
+    struct Sample {
+        /// `VmRSS` as it was (freed heap memory not yet given back counts).
+        var untrimmed: Int
+        /// `VmRSS` after `malloc_trim(0)` gave freed heap pages back to the system.
+        var trimmed: Int
+        /// Bytes allocated and not freed (arenas less their free chunks, plus mmapped chunks).
+        var heapInUse: Int
+
+        init() {
+            untrimmed = ResidentMemory.rss()
+            ResidentMemory.trim()
+            trimmed = ResidentMemory.rss()
+            heapInUse = ResidentMemory.heapInUse()
+        }
+    }
+
     /// Resident bytes after giving freed heap memory back to the system (`malloc_trim`), so that
     /// transient allocations (query buffers) do not count as memory kept.
     static func bytes() -> Int {
         trim()
+        return rss()
+    }
+
+    static func rss() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
@@ -85,12 +107,41 @@ enum ResidentMemory {
     }
 
     /// glibc's `malloc_trim(0)`, looked up at run time (the Glibc module does not export it).
-    private static func trim() {
+    static func trim() {
         #if canImport(Glibc)
         typealias Trim = @convention(c) (Int) -> Int32
         if let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "malloc_trim") {
             _ = unsafeBitCast(symbol, to: Trim.self)(0)
         }
+        #endif
+    }
+
+    /// Heap bytes in use, from the totals of glibc's `malloc_info` (0 where unavailable).
+    static func heapInUse() -> Int {
+        #if canImport(Glibc)
+        typealias Info = @convention(c) (Int32, UnsafeMutablePointer<FILE>?) -> Int32
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "malloc_info") else { return 0 }
+        var buffer: UnsafeMutablePointer<CChar>?
+        var size = 0
+        guard let file = open_memstream(&buffer, &size) else { return 0 }
+        _ = unsafeBitCast(symbol, to: Info.self)(0, file)
+        fclose(file)
+        guard let buffer else { return 0 }
+        defer { free(buffer) }
+        let xml = String(cString: buffer)
+        // The totals over all arenas follow the last </heap>.
+        guard let range = xml.range(of: "</heap>", options: .backwards) else { return 0 }
+        let totals = xml[range.upperBound...]
+        func value(_ prefix: String) -> Int {
+            guard let start = totals.range(of: prefix) else { return 0 }
+            let rest = totals[start.upperBound...]
+            guard let open = rest.range(of: "size=\"") else { return 0 }
+            return Int(rest[open.upperBound...].prefix { $0.isNumber }) ?? 0
+        }
+        return value("<system type=\"current\"") - value("<total type=\"fast\"") - value("<total type=\"rest\"")
+            + value("<total type=\"mmap\"")
+        #else
+        return 0
         #endif
     }
 }

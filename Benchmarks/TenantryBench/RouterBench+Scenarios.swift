@@ -77,32 +77,111 @@ extension RouterBench {
         }
         let registry = CredentialRegistry(catalog: catalog, keyring: fleet.keyring)
         let router = fleet.makeRouter(catalog: catalog, cap: 10, perTenant: 2, registry: registry)
-        @Sendable func resolve(_ slice: ArraySlice<TenantID>) async throws {
+        @Sendable func resolve(_ slice: ArraySlice<TenantID>, routes: Bool = true, credentials: Bool = true) async throws {
             _ = try await concurrentMap(Array(slice), concurrency: 8) { id in
-                _ = try await router.route(for: id)
-                _ = try await registry.credentials(for: id)
+                if routes { _ = try await router.route(for: id) }
+                if credentials { _ = try await registry.credentials(for: id) }
             }
         }
         // Warm the code paths and the catalog client's connections on the first 2% first.
         let warm = max(1, count / 50)
         try await resolve(ids[0..<warm])
         try await Task.sleep(for: .milliseconds(200))
-        let before = ResidentMemory.bytes()
+        // Earlier scenarios' pool timers (catalog, tenant clients) expire before the first reading.
+        if memorySettle > 0 { try await Task.sleep(for: .seconds(memorySettle)) }
+        let before = ResidentMemory.Sample()
         if !quiet { Bench.note("memory: resolving \(count - warm) routes and credentials…") }
         let start = ContinuousClock.now
-        try await resolve(ids[warm...])
+        var middle: ResidentMemory.Sample?
+        if memorySplit {
+            // Diagnosis: every route first, then every credential, measured in between.
+            try await resolve(ids[warm...], credentials: false)
+            middle = ResidentMemory.Sample()
+            try await resolve(ids[warm...], routes: false)
+        } else {
+            try await resolve(ids[warm...])
+        }
         let elapsed = elapsedSeconds(since: start)
-        let after = ResidentMemory.bytes()
+        let after = ResidentMemory.Sample()
+        // The catalog client's pool keeps per-lease timer tasks until its idle timeout (60 s):
+        // read again once they are gone, the caches still alive.
+        var settled: ResidentMemory.Sample?
+        if memorySettle > 0 {
+            if !quiet { Bench.note("memory: waiting \(memorySettle) s for the catalog pool's timers…") }
+            try await Task.sleep(for: .seconds(memorySettle))
+            settled = ResidentMemory.Sample()
+        }
         // Keep everything alive until measured.
-        let cached = try await router.route(for: ids[count - 1]).database != nil
-        let megabytes = Double(after - before) / 1_048_576 * Double(count) / Double(count - warm)
-        return [
+        let routed = try await router.route(for: ids[count - 1]).database != nil
+        let credentials = try await registry.credentials(for: ids[count - 1])
+        let cached = routed && !credentials.database.isEmpty
+        let scale = Double(count) / Double(count - warm) / 1_048_576
+        var fields: [String: any Sendable] = [
             "memory_tenants": count,
-            "memory_rss_delta_mb": Bench.round(megabytes, 1),
-            "memory_bytes_per_tenant": Int(Double(after - before) / Double(count - warm)),
+            "memory_rss_delta_mb": Bench.round(Double(after.trimmed - before.trimmed) * scale, 1),
+            "memory_rss_delta_untrimmed_mb": Bench.round(Double(after.untrimmed - before.untrimmed) * scale, 1),
+            "memory_heap_in_use_delta_mb": Bench.round(Double(after.heapInUse - before.heapInUse) * scale, 1),
+            "memory_bytes_per_tenant": Int(Double(after.trimmed - before.trimmed) / Double(count - warm)),
             "memory_resolve_per_s": Bench.round(Double(count - warm) / elapsed, 0),
             "memory_cached": cached,
-            "goal_memory_mb": 50,
+            "goal_memory_mb": 20,
         ]
+        if let settled {
+            fields["memory_settle_s"] = memorySettle
+            fields["memory_rss_delta_settled_mb"] = Bench.round(Double(settled.trimmed - before.trimmed) * scale, 1)
+            fields["memory_heap_in_use_delta_settled_mb"] = Bench.round(Double(settled.heapInUse - before.heapInUse) * scale, 1)
+            fields["memory_bytes_per_tenant_settled"] = Int(Double(settled.trimmed - before.trimmed) / Double(count - warm))
+        }
+        if memoryProbe {
+            // Diagnosis: heap kept by 10,000 catalog queries that cache nothing.
+            let start = ResidentMemory.Sample()
+            _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { _ in
+                for try await _ in try await catalog.client.query("SELECT 1", logger: Bench.logger) {}
+            }
+            let afterSelect = ResidentMemory.Sample()
+            _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { index in _ = try await catalog.tenant(ids[index % count]) }
+            let afterTenant = ResidentMemory.Sample()
+            // The same through clients without keep-alive, and without idle timers as well.
+            var variants: [String: Double] = [:]
+            for variant in ["no_keepalive", "no_keepalive_no_idle"] {
+                var configuration = try fleet.catalogURL.clientConfiguration(maximumConnections: 8)
+                configuration.options.keepAliveBehavior = nil
+                if variant == "no_keepalive_no_idle" { configuration.options.minimumConnections = 8 }
+                let client = PostgresClient(configuration: configuration, backgroundLogger: Bench.logger)
+                let heap = try await withThrowingTaskGroup(of: Int?.self) { group in
+                    group.addTask { await client.run(); return nil }
+                    group.addTask {
+                        let first = ResidentMemory.Sample()
+                        _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { _ in
+                            for try await _ in try await client.query("SELECT 1", logger: Bench.logger) {}
+                        }
+                        return ResidentMemory.Sample().heapInUse - first.heapInUse
+                    }
+                    defer { group.cancelAll() }
+                    while let value = try await group.next() { if let value { return value } }
+                    return 0
+                }
+                variants[variant] = Double(heap) / 1_048_576
+            }
+            for (name, value) in variants { fields["memory_probe_select_\(name)_heap_mb"] = Bench.round(value, 1) }
+            try await Database.withConnection(fleet.catalogURL, logger: Bench.logger) { connection in
+                for _ in 0..<10_000 { for try await _ in try await connection.query("SELECT 1", logger: Bench.logger) {} }
+            }
+            let afterConnection = ResidentMemory.Sample()
+            try await Task.sleep(for: .seconds(memoryProbeWait))
+            let afterWait = ResidentMemory.Sample()
+            fields["memory_probe_select_heap_mb"] = Bench.round(Double(afterSelect.heapInUse - start.heapInUse) / 1_048_576, 1)
+            fields["memory_probe_tenant_heap_mb"] = Bench.round(Double(afterTenant.heapInUse - afterSelect.heapInUse) / 1_048_576, 1)
+            fields["memory_probe_connection_heap_mb"] = Bench.round(Double(afterConnection.heapInUse - afterTenant.heapInUse) / 1_048_576, 1)
+            fields["memory_probe_after_wait_heap_mb"] = Bench.round(Double(afterWait.heapInUse - afterConnection.heapInUse) / 1_048_576, 1)
+            fields["memory_probe_after_wait_total_heap_mb"] = Bench.round(Double(afterWait.heapInUse - before.heapInUse) / 1_048_576, 1)
+        }
+        if let middle {
+            fields["memory_routes_rss_delta_mb"] = Bench.round(Double(middle.trimmed - before.trimmed) * scale, 1)
+            fields["memory_routes_heap_in_use_delta_mb"] = Bench.round(Double(middle.heapInUse - before.heapInUse) * scale, 1)
+            fields["memory_credentials_rss_delta_mb"] = Bench.round(Double(after.trimmed - middle.trimmed) * scale, 1)
+            fields["memory_credentials_heap_in_use_delta_mb"] = Bench.round(Double(after.heapInUse - middle.heapInUse) * scale, 1)
+        }
+        return fields
     }
 }

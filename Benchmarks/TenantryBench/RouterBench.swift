@@ -31,6 +31,13 @@ struct RouterBench: AsyncParsableCommand {
     @Option(help: "Zipf exponent.") var zipfExponent = 1.0
     @Option(help: "Seconds of the Zipf scenario.") var zipfSeconds = 10.0
     @Option(help: "Registered tenants of the memory scenario (0: skip it).") var memoryTenants = 10_000
+    @Flag(help: "Memory scenario: resolve every route first, then every credential, and measure each part.")
+    var memorySplit = false
+    @Flag(help: "Memory scenario: also measure the heap kept by 10,000 catalog queries that cache nothing.")
+    var memoryProbe = false
+    @Option(help: "Memory scenario: seconds to wait before a second reading, for the catalog pool's timers (0: none).")
+    var memorySettle = 65
+    @Option(help: "Seconds the memory probe waits at its end before its last reading.") var memoryProbeWait = 65
     @Option(help: "Tenants provisioned at a time during setup.") var provisionConcurrency = 8
     @Option(help: "Only these contestants of the overhead scenario, comma-separated (direct, router, router_monitored); for profiling.")
     var only: String?

@@ -89,17 +89,22 @@ public struct Copier: Sendable {
         try await catalog.setPhase(tenant, to: .copying)
         let started = ContinuousClock.now
         do {
-            try await capture.enable(tenant)
             let route = MoveRoute.toDedicated(
                 tenant, unified: unifiedURL, tenantDatabase: try servers.adminURL(server: record.serverName, database: database),
                 plan: plan)
-            let (snapshot, counts) = try await copyRows(route, progress: progress)
-            try await Database.withConnection(unifiedURL, logger: logger) { connection in
-                try await connection.query("""
-                    UPDATE tenantry.capture_state SET snapshot = \(snapshot)::pg_snapshot, updated_at = now()
-                    WHERE tenant_id = \(tenant.rawValue)
-                    """, logger: logger)
-            }
+            // Capture turns on (waiting for older transactions) while the copy's connections open
+            // and the tenant database is prepared; the snapshot is taken only after it is on. The
+            // snapshot is recorded for the relay on the copy's own unified session, after COMMIT.
+            let capture = self.capture
+            let (snapshot, counts) = try await copyRows(
+                route, beforeSnapshot: { try await capture.enable(tenant) },
+                afterCommit: { source, snapshot in
+                    try await source.query("""
+                        UPDATE tenantry.capture_state SET snapshot = \(snapshot)::pg_snapshot, updated_at = now()
+                        WHERE tenant_id = \(tenant.rawValue)
+                        """, logger: logger)
+                },
+                progress: progress)
             let rows = counts.values.reduce(0, +)
             try await catalog.recordCopy(tenant, snapshot: snapshot, rows: rows)
             try await catalog.setPhase(tenant, to: .syncing)
@@ -122,8 +127,16 @@ public struct Copier: Sendable {
     /// With `consistentSource` (a tenant database copied to another server: the same schema, its
     /// rows already satisfy every constraint), the target skips per-row triggers and foreign-key
     /// checks (`session_replication_role = replica`), as `pg_restore` loads data before its constraints.
+    ///
+    /// Both connections open at once; `beforeSnapshot` (turning capture on) runs while the source
+    /// session takes its copy-snapshot lock and the target transaction is prepared, and the
+    /// snapshot is taken only after it returned. `afterCommit` runs on the source session once
+    /// both transactions committed (recording the snapshot without a connection of its own).
     func copyRows(
-        _ route: MoveRoute, consistentSource: Bool = false, progress: @Sendable (Progress) -> Void
+        _ route: MoveRoute, consistentSource: Bool = false,
+        beforeSnapshot: @escaping @Sendable () async throws -> Void = {},
+        afterCommit: (PostgresConnection, String) async throws -> Void = { _, _ in },
+        progress: @Sendable (Progress) -> Void
     ) async throws -> (String, [String: Int]) {
         let tenant = route.tenant
         guard !route.target.isShared, route.target.schema == nil else {
@@ -131,86 +144,186 @@ public struct Copier: Sendable {
                 code: .invalidArgument, message: "copying tenant \(tenant): the copy's target must be a database of its own",
                 tenant: tenant.rawValue)
         }
-        return try await Database.withConnection(route.source.url, logger: logger) { source in
-            try await Database.withConnection(route.target.url, logger: logger) { destination in
-                // Marks this session as a copy snapshot (read only): capture-enable waits of other
-                // tenants need not wait for it. Released when the connection closes.
-                try await source.query(
-                    "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
+        return try await Self.withConnections(route.source.url, route.target.url, logger: logger) { source, destination in
+            async let captureOn: Void = beforeSnapshot()
+            // Marks this session as a copy snapshot (read only): capture-enable waits of other
+            // tenants need not wait for it. Released when the connection closes.
+            try await source.query(
+                "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
+            try await destination.query("BEGIN", logger: logger)
+            let snapshot: String
+            let counts: [String: Int]
+            do {
+                try await prepareTarget(route, destination, consistentSource: consistentSource)
+                try await captureOn
                 try await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
                 do {
-                    let snapshot = try await source.query("SELECT pg_current_snapshot()::text", logger: logger)
+                    snapshot = try await source.query("SELECT pg_current_snapshot()::text", logger: logger)
                         .decode(String.self).first(where: { _ in true }) ?? ""
-                    let counts = try await Database.withTransaction(destination, logger: logger) { destination in
-                        try await destination.query("SET CONSTRAINTS ALL DEFERRED", logger: logger)
-                        try await destination.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
-                        if consistentSource {
-                            try await destination.query("SET LOCAL session_replication_role = replica", logger: logger)
-                        }
-                        // A re-run after a killed copy starts from empty tables. TRUNCATE makes new
-                        // files for every table and index, so it runs only when a table has rows.
-                        let anyRows = plan.tables.map { "EXISTS (SELECT FROM \(route.target.name($0)))" }.joined(separator: " OR ")
-                        if try await destination.query(PostgresQuery(unsafeSQL: "SELECT \(anyRows)"), logger: logger)
-                            .decode(Bool.self).first(where: { _ in true }) ?? true {
-                            try await destination.query(
-                                PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(route.target.name).joined(separator: ", "))"),
-                                logger: logger)
-                        }
-                        var counts: [String: Int] = [:]
-                        var total = 0
-                        for (index, table) in plan.tables.enumerated() {
-                            progress(Progress(tenant: tenant, table: table.name, tablesDone: index, tablesTotal: plan.tables.count, rows: total))
-                            let count = try await copyTable(table, route: route, from: source, to: destination) { rows in
-                                progress(Progress(tenant: tenant, table: table.name, tablesDone: index, tablesTotal: plan.tables.count, rows: total + rows))
-                            }
-                            counts[table.name] = count
-                            total += count
-                        }
-                        try await SequenceSync(plan: plan, logger: logger).advance(tenantDatabase: destination, unified: source)
-                        progress(Progress(tenant: tenant, table: "", tablesDone: plan.tables.count, tablesTotal: plan.tables.count, rows: total))
-                        return counts
-                    }
-                    try await source.query("COMMIT", logger: logger)
-                    return (snapshot, counts)
+                    let perTable = try await copyTables(route, from: source, to: destination, progress: progress)
+                    let total = perTable.values.reduce(0, +)
+                    try await SequenceSync(plan: plan, logger: logger).advance(tenantDatabase: destination, unified: source)
+                    progress(Progress(tenant: tenant, table: "", tablesDone: plan.tables.count, tablesTotal: plan.tables.count, rows: total))
+                    counts = perTable
+                    try await destination.query("COMMIT", logger: logger)
                 } catch {
                     _ = try? await source.query("ROLLBACK", logger: logger)
                     throw error
                 }
+            } catch {
+                _ = try? await destination.query("ROLLBACK", logger: logger)
+                throw error
             }
+            try await source.query("COMMIT", logger: logger)
+            try await afterCommit(source, snapshot)
+            return (snapshot, counts)
         }
     }
 
-    /// Copies one table of `route`'s tenant: a SELECT on the source (filtered when it is shared)
-    /// streamed into COPY FROM on the target.
-    private func copyTable(
-        _ table: MovePlan.Table, route: MoveRoute, from source: PostgresConnection, to destination: PostgresConnection,
-        rowsCopied: (Int) -> Void
-    ) async throws -> Int {
+    /// Prepares the target transaction in at most three round trips: constraints deferred, the
+    /// relay's marker (and `session_replication_role` for a consistent source) set locally, and
+    /// the tenant tables emptied when a killed copy left rows (TRUNCATE makes new files for every
+    /// table and index, so it runs only when a table has rows).
+    private func prepareTarget(_ route: MoveRoute, _ destination: PostgresConnection, consistentSource: Bool) async throws {
+        try await destination.query("SET CONSTRAINTS ALL DEFERRED", logger: logger)
+        var settings = ["pg_catalog.set_config('tenantry.applying', 'on', true) IS NOT NULL"]
+        if consistentSource { settings.append("pg_catalog.set_config('session_replication_role', 'replica', true) IS NOT NULL") }
+        let anyRows = plan.tables.map { "EXISTS (SELECT FROM \(route.target.name($0)))" }.joined(separator: " OR ")
+        let rows = try await destination.query(
+            PostgresQuery(unsafeSQL: "SELECT \(settings.joined(separator: " AND ")), \(anyRows.isEmpty ? "false" : anyRows)"),
+            logger: logger)
+        var hasRows = true
+        for try await (_, any) in rows.decode((Bool, Bool).self) { hasRows = any }
+        if hasRows, !plan.tables.isEmpty {
+            try await destination.query(
+                PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(route.target.name).joined(separator: ", "))"), logger: logger)
+        }
+    }
+
+    /// Opens connections to `first` and `second` at once, runs `body` with them and closes both.
+    static func withConnections<Result: Sendable>(
+        _ first: PostgresURL, _ second: PostgresURL, logger: Logger,
+        _ body: (PostgresConnection, PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        async let other = Database.connect(second, logger: logger)
+        let one: PostgresConnection
+        do {
+            one = try await Database.connect(first, logger: logger)
+        } catch {
+            if let two = try? await other { try? await two.close() }
+            throw error
+        }
+        let two: PostgresConnection
+        do {
+            two = try await other
+        } catch {
+            try? await one.close()
+            throw error
+        }
+        do {
+            let result = try await body(one, two)
+            try? await one.close()
+            try? await two.close()
+            return result
+        } catch {
+            try? await one.close()
+            try? await two.close()
+            throw error
+        }
+    }
+
+    /// Copies every table, parents first: one task reads the tables from the source, one after
+    /// another, and encodes their rows as COPY text into a bounded pipe; this task runs one
+    /// `COPY … FROM STDIN` per table on the target from it. The reader thus starts on the next
+    /// table while the target is still working through the end of the previous one.
+    private func copyTables(
+        _ route: MoveRoute, from source: PostgresConnection, to destination: PostgresConnection,
+        progress: @Sendable (Progress) -> Void
+    ) async throws -> [String: Int] {
+        let pipe = CopyPipe()
+        let tables = plan.tables
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for table in tables { try await self.readTable(table, route: route, from: source, into: pipe) }
+                } catch {
+                    pipe.close(error)
+                    throw error
+                }
+            }
+            var counts: [String: Int] = [:]
+            var total = 0
+            do {
+                for (index, table) in tables.enumerated() {
+                    let done = total
+                    progress(Progress(tenant: route.tenant, table: table.name, tablesDone: index, tablesTotal: tables.count, rows: done))
+                    let count = try await writeTable(table, route: route, to: destination, from: pipe) { rows in
+                        progress(Progress(tenant: route.tenant, table: table.name, tablesDone: index, tablesTotal: tables.count, rows: done + rows))
+                    }
+                    counts[table.name] = count
+                    total += count
+                }
+            } catch {
+                pipe.close(error)
+                throw error
+            }
+            try await group.waitForAll()
+            return counts
+        }
+    }
+
+    /// Reads one table of `route`'s tenant (filtered when the source is shared) as text and
+    /// sends it into `pipe` as COPY text, then the table's end with its row count.
+    private func readTable(
+        _ table: MovePlan.Table, route: MoveRoute, from source: PostgresConnection, into pipe: CopyPipe
+    ) async throws {
         let tenant = route.tenant
-        let columns = table.writableColumns
-        let select = columns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")
+        let select = table.writableColumns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")
         var query = PostgresQuery(unsafeSQL: "SELECT \(select) FROM \(route.source.name(table))")
         if let filter = route.source.filter {
             query.sql += " WHERE \(filter.condition(parameter: 1))"
             query.binds.append(filter.tenant.rawValue)
         }
+        var encoder = CopyEncoder()
+        var count = 0
+        do {
+            let rows = try await source.query(query, logger: logger)
+            for try await row in rows {
+                encoder.append(row)
+                count += 1
+                if encoder.readableBytes >= 1 << 18 { try await pipe.send(.data(encoder.take(), rows: count)) }
+            }
+        } catch {
+            throw Database.wrap(error, "reading table \(table.name) of tenant \(tenant)", tenant: tenant.rawValue, table: table.name)
+        }
+        if encoder.readableBytes > 0 { try await pipe.send(.data(encoder.take(), rows: count)) }
+        try await pipe.send(.endOfTable(rows: count))
+    }
+
+    /// Runs `COPY … FROM STDIN` of one table on the target with what `pipe` holds up to the
+    /// table's end; returns its rows.
+    private func writeTable(
+        _ table: MovePlan.Table, route: MoveRoute, to destination: PostgresConnection, from pipe: CopyPipe,
+        rowsCopied: (Int) -> Void
+    ) async throws -> Int {
+        let tenant = route.tenant
         var count = 0
         do {
             try await destination.copyFrom(
                 // copyFrom wraps the names in double quotes itself (without escaping them).
-                table: Self.escapeQuotes(table.name), columns: columns.map(Self.escapeQuotes), logger: logger
+                table: Self.escapeQuotes(table.name), columns: table.writableColumns.map(Self.escapeQuotes), logger: logger
             ) { writer in
-                var encoder = CopyEncoder()
-                let rows = try await source.query(query, logger: logger)
-                for try await row in rows {
-                    encoder.append(row)
-                    count += 1
-                    if encoder.readableBytes >= 1 << 18 {
-                        try await writer.write(encoder.take())
-                        if count % 50_000 < 1_000 { rowsCopied(count) }
+                while true {
+                    switch try await pipe.receive() {
+                    case .data(let buffer, let rows):
+                        try await writer.write(buffer)
+                        if rows / 50_000 != count / 50_000 { rowsCopied(rows) }
+                        count = rows
+                    case .endOfTable(let rows):
+                        count = rows
+                        return
                     }
                 }
-                if encoder.readableBytes > 0 { try await writer.write(encoder.take()) }
             }
         } catch {
             throw Database.wrap(error, "copying table \(table.name) of tenant \(tenant)", tenant: tenant.rawValue, table: table.name)

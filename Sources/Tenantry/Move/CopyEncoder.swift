@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
 
@@ -47,4 +48,86 @@ struct CopyEncoder {
     }
 
     var readableBytes: Int { buffer.readableBytes }
+}
+
+/// A bounded queue of COPY data between the task reading a tenant's tables from the source and
+/// the task writing them into the target: the reader runs ahead (into the next table, while the
+/// target still works through the end of the previous one) by at most `limit` bytes.
+/// One sender, one receiver; whichever side fails closes the pipe, which wakes the other.
+final class CopyPipe: Sendable {
+    /// What flows: COPY text of the current table, or the end of a table with its row count.
+    enum Item: Sendable {
+        case data(ByteBuffer, rows: Int)
+        case endOfTable(rows: Int)
+    }
+
+    private struct State {
+        var items: [Item] = []
+        var head = 0
+        var bytes = 0
+        var closed: (any Error)?
+        var receiver: CheckedContinuation<Item, any Error>?
+        var sender: CheckedContinuation<Void, any Error>?
+    }
+
+    private let limit: Int
+    private let state = NIOLockedValueBox(State())
+
+    init(limit: Int = 4 << 20) {
+        self.limit = limit
+    }
+
+    /// Queues `item`; waits while the queue holds `limit` bytes or more.
+    func send(_ item: Item) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let resume: (CheckedContinuation<Item, any Error>?, Result<Void, any Error>?) = state.withLockedValue { state in
+                if let error = state.closed { return (nil, .failure(error)) }
+                if let receiver = state.receiver {
+                    state.receiver = nil
+                    return (receiver, .success(()))
+                }
+                state.items.append(item)
+                if case .data(let buffer, _) = item { state.bytes += buffer.readableBytes }
+                if state.bytes < limit { return (nil, .success(())) }
+                state.sender = continuation
+                return (nil, nil)
+            }
+            resume.0?.resume(returning: item)
+            if let result = resume.1 { continuation.resume(with: result) }
+        }
+    }
+
+    /// The next item, waiting for the sender when the queue is empty.
+    func receive() async throws -> Item {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Item, any Error>) in
+            let (result, sender): (Result<Item, any Error>?, CheckedContinuation<Void, any Error>?) = state.withLockedValue { state in
+                if state.head < state.items.count {
+                    let item = state.items[state.head]
+                    state.head += 1
+                    if state.head == state.items.count { state.items.removeAll(keepingCapacity: true); state.head = 0 }
+                    if case .data(let buffer, _) = item { state.bytes -= buffer.readableBytes }
+                    var sender: CheckedContinuation<Void, any Error>?
+                    if state.bytes < limit { sender = state.sender; state.sender = nil }
+                    return (.success(item), sender)
+                }
+                if let error = state.closed { return (.failure(error), nil) }
+                state.receiver = continuation
+                return (nil, nil)
+            }
+            sender?.resume()
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    /// Closes the pipe: a waiting sender or receiver (and every later call) fails with `error`;
+    /// items already queued are still received first.
+    func close(_ error: any Error) {
+        let (sender, receiver) = state.withLockedValue { state -> (CheckedContinuation<Void, any Error>?, CheckedContinuation<Item, any Error>?) in
+            if state.closed == nil { state.closed = error }
+            defer { state.sender = nil; state.receiver = nil }
+            return (state.sender, state.receiver)
+        }
+        sender?.resume(throwing: error)
+        receiver?.resume(throwing: error)
+    }
 }

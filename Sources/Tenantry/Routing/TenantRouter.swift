@@ -330,16 +330,24 @@ public final class TenantRouter: Service, Sendable {
     public func route(for tenant: TenantID) async throws -> Route {
         let ttl = configuration.routeTTL
         if let cached = state.withLockedValue({ $0.routes[tenant] }), cached.loaded + ttl > .now { return cached.route }
+        // The tenant's record and its move phase in one catalog query (one lease of the catalog
+        // client: each lease leaves pool timers alive for up to its idle timeout).
         var route = Route.shared(tenant)
-        if let record = try await catalog.tenant(tenant) {
-            route.placement = record.placement
-            route.epoch = record.epoch
-            if record.status == .active, let database = record.databaseName {
+        let rows = try await catalog.client.query("""
+            SELECT t.status, t.placement, t.epoch, t.server_name, t.database_name, t.role_name, m.phase
+            FROM tenantry.tenants t LEFT JOIN tenantry.moves m ON m.tenant_id = t.id
+            WHERE t.id = \(tenant.rawValue)
+            """, logger: logger)
+        for try await (status, placement, epoch, server, database, role, phase) in rows.decode(
+            (String, String, Int64, String?, String?, String?, String?).self) {
+            route.placement = TenantRecord.Placement(rawValue: placement) ?? .shared
+            route.epoch = epoch
+            if TenantRecord.Status(rawValue: status) == .active, let database {
                 route.database = database
-                route.server = record.serverName
-                route.role = record.roleName
+                route.server = server
+                route.role = role
             }
-            route.phase = try await catalog.move(tenant)?.phase ?? .shared
+            route.phase = phase.flatMap { MovePhase($0) } ?? .shared
         }
         let resolved = route
         state.withLockedValue { $0.routes[tenant] = CachedRoute(route: resolved, loaded: .now) }
