@@ -206,6 +206,14 @@ extension CutoverBench {
             "write_first_error": failed.first?.error ?? "",
             "writes_per_s_achieved": Bench.round(span > 0 ? Double(writes.count) / span : 0, 0),
         ]
+        // The fence's steps (take, drain, check, flags, commit): p50 and p99 over the samples.
+        for (prefix, windows) in [("fence_part", cutovers), ("rollback_fence_part", rollbacks)] {
+            for name in Set(windows.flatMap(\.parts.keys)) {
+                let values = windows.map { $0.parts[name] ?? 0 }
+                fields["\(prefix)_\(name)_p50_ms"] = Bench.round(percentile(values, 50), 1)
+                fields["\(prefix)_\(name)_p99_ms"] = Bench.round(percentile(values, 99), 1)
+            }
+        }
         fields.merge(extra) { $1 }
         return fields
     }

@@ -62,7 +62,8 @@ struct CutoverBench: AsyncParsableCommand {
         report["rows_per_shop"] = rowsPerShop
         report["rate_offered"] = rate
         report["tenant_share"] = tenantShare
-        report["goal_pause_p99_ms"] = 500
+        report["goal_pause_p99_ms"] = 150
+        report["goal_rollback_pause_p99_ms"] = 300
         try Bench.report(report, json: json)
     }
 
@@ -139,6 +140,8 @@ struct CutoverBench: AsyncParsableCommand {
         var start: Double
         var end: Double
         var fenceMs: Double
+        /// Where the fence went (``Cutover/Report/pauseParts``).
+        var parts: [String: Double] = [:]
     }
 
     /// Runs one cutover or rollback; an aborted one (pause over the max, or changes left) is noted.
@@ -148,7 +151,7 @@ struct CutoverBench: AsyncParsableCommand {
         let start = clock.now()
         do {
             let report = try await body()
-            return Window(start: start, end: clock.now(), fenceMs: report.pauseMilliseconds)
+            return Window(start: start, end: clock.now(), fenceMs: report.pauseMilliseconds, parts: report.pauseParts)
         } catch let error as TenantryError where error.code == .timeout || error.code == .conflict {
             aborted.append(error.message)
             if aborted.count > 20 { throw error }
