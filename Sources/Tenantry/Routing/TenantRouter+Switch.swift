@@ -36,9 +36,12 @@ extension TenantRouter {
         return source == .tenant && (new.server != old.server || new.database != old.database)
     }
 
-    /// SQLSTATE 55P03 (`lock_not_available`: `lock_timeout`, `NOWAIT`).
+    /// SQLSTATE 55P03 (`lock_not_available`: `lock_timeout`, `NOWAIT`) or 40P01
+    /// (`deadlock_detected`: a straggler's insert and a re-copy's TRUNCATE can lock each other's
+    /// tables in opposite order). Either way the transaction was rolled back.
     static func isLockTimeout(_ error: any Error) -> Bool {
-        Database.sqlState(of: (error as? TenantryError)?.underlying ?? error) == "55P03"
+        let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+        return state == "55P03" || state == "40P01"
     }
 
     // MARK: - Warm-up
