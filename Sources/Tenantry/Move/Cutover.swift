@@ -30,6 +30,9 @@ public struct Cutover: Sendable {
         /// writes), `drain` (the last changes), `check` (nothing left, no dead letter), `flags`
         /// (capture turned around), `commit` (the decisive COMMIT). Empty when nothing paused.
         public var pauseParts: [String: Double] = [:]
+        /// What came before the pause, in milliseconds per step (writes were not held up):
+        /// `install` (reverse capture), `block` (the id block), `drain` (most of the backlog).
+        public var preparationParts: [String: Double] = [:]
     }
 
     let catalog: Catalog
@@ -71,9 +74,25 @@ public struct Cutover: Sendable {
             plan: plan)
     }
 
-    /// Installs reverse capture in a tenant database (idle until turned on).
+    /// Installs reverse capture in a tenant database (idle until turned on). The relay applies the
+    /// tenant's changes into that database meanwhile, and after an earlier cutover its triggers
+    /// read the capture state: an apply transaction (table, then capture state) and the install
+    /// (capture state, then each table) can deadlock (SQLSTATE 40P01, seen under load in
+    /// `tenantry-bench cutover`). So its lock waits are bounded (250 ms, under the server's
+    /// `deadlock_timeout`: the relay is not the one failed) and, nothing having changed yet, the
+    /// install is run again (five times at most; the last one waits as long as it takes).
     private func installReverseCapture(_ tenant: TenantID, on connection: PostgresConnection) async throws {
-        try await Self.installReverseCapture(tenant, plan: plan, on: connection, logger: logger)
+        for attempt in 1... {
+            do {
+                return try await Self.installReverseCapture(
+                    tenant, plan: plan, on: connection, lockTimeout: attempt < 5 ? .milliseconds(250) : nil, logger: logger)
+            } catch where attempt < 5 && TenantRouter.isLockTimeout(error) {
+                logger.debug("installing reverse capture met a lock conflict; retrying", metadata: [
+                    LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
+                try await Task.sleep(for: .milliseconds(50 * attempt))
+            }
+        }
+        throw TenantryError(code: .database, message: "unreachable: install retries ended")
     }
 
     /// Brings the capture functions of a tenant database that already captures up to date without
@@ -100,9 +119,13 @@ public struct Cutover: Sendable {
     /// Installs (or refreshes: idempotent) reverse capture in `tenant`'s database: the capture
     /// tables, one trigger per tenant table, the tenant's state row (kept when present).
     static func installReverseCapture(
-        _ tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, logger: Logger
+        _ tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, lockTimeout: Duration? = nil, logger: Logger
     ) async throws {
         try await Database.withTransaction(connection, logger: logger) { connection in
+            if let lockTimeout {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(lockTimeout))ms'"), logger: logger)
+            }
             try await connection.query(
                 "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.captureInstall))", logger: logger)
             try await Catalog.requireTrustedSchemaOwner(on: connection, logger: logger)
@@ -149,20 +172,25 @@ public struct Cutover: Sendable {
         try await capture.requireStreamsClear([tenant], before: "cutover")
         await announceSwitch(tenant)
         let route = try await route(tenant)
-        let report = try await Database.withConnection(route.target.url, logger: logger) { target in
+        var preparation = PauseClock()
+        var report = try await Database.withConnection(route.target.url, logger: logger) { target in
             try await installReverseCapture(tenant, on: target)
+            preparation.lap("install")
             return try await Database.withConnection(route.source.url, logger: logger) { source in
                 // Before the pause: the tenant database's id block (ids the unified database hands
                 // out from now on are past it), and most of the backlog (writes keep coming: a
                 // bounded drain, after the slow set-up above so little is left for the fence).
                 let headroom = try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: target, unified: source)
+                preparation.lap("block")
                 try await relay.refresh()
                 await relay.drain(tenant, budget: .seconds(5))
+                preparation.lap("drain")
                 return try await TenantryTracing.withSpan("move.pause", tenant: tenant, phase: "cutover") { _ in
                     try await pauseAndSwitch(route, source: source, target: target, headroom: headroom, maxPause: maxPause)
                 }
             }
         }
+        report.preparationParts = preparation.milliseconds
         try await finish(tenant, to: .dedicated, action: "cutover")
         try? await catalog.audit(
             actor: actor, action: "cutover", tenant: tenant, outcome: .ok,
