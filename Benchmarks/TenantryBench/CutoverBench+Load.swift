@@ -206,6 +206,25 @@ extension CutoverBench {
             "write_first_error": failed.first?.error ?? "",
             "writes_per_s_achieved": Bench.round(span > 0 ? Double(writes.count) / span : 0, 0),
         ]
+        // The fence's steps (take, drain, check, flags, commit): p50 and p99 over the samples.
+        for (prefix, windows) in [("fence_part", cutovers), ("rollback_fence_part", rollbacks)] {
+            for name in Set(windows.flatMap(\.parts.keys)) {
+                let values = windows.map { $0.parts[name] ?? 0 }
+                fields["\(prefix)_\(name)_p50_ms"] = Bench.round(percentile(values, 50), 1)
+                fields["\(prefix)_\(name)_p99_ms"] = Bench.round(percentile(values, 99), 1)
+            }
+        }
+        // The writes the switch itself held up: rejected on the old side, run again on the new
+        // one (their path has two sides). The pause above also counts writes that only met the
+        // machine's load while the call ran (its preparation lasts up to seconds).
+        let switched = writes.filter { $0.path.contains(">") }
+        fields["switched_write_pause_p99_ms"] = Bench.round(percentile(Self.pauses(switched, cutovers), 99), 1)
+        fields["rollback_switched_write_pause_p99_ms"] = Bench.round(percentile(Self.pauses(switched, rollbacks), 99), 1)
+        for name in Set(cutovers.flatMap(\.preparation.keys)) {
+            let values = cutovers.map { $0.preparation[name] ?? 0 }
+            fields["before_fence_\(name)_p50_ms"] = Bench.round(percentile(values, 50), 1)
+            fields["before_fence_\(name)_p99_ms"] = Bench.round(percentile(values, 99), 1)
+        }
         fields.merge(extra) { $1 }
         return fields
     }

@@ -32,6 +32,7 @@ struct ConfigurationTests {
             "TENANT_ENCRYPTION_PREVIOUS_KEYS": String(repeating: "cd", count: 32) + "," + String(repeating: "ef", count: 32),
             "POSTGRES_SUPERUSER": "postgres", "POSTGRES_SUPERUSER_PASSWORD": "x",
             "TENANT_DB_MAX_POOL_SIZE": "5", "TENANT_DB_IDLE_TIMEOUT": "1500", "TENANT_DB_CONNECTION_TIMEOUT": "250",
+            "TENANT_DB_LOCK_TIMEOUT": "750",
             "TENANTRY_SERVER_MAX_CONNECTIONS": "10",
             "ENABLE_DUAL_WRITE": "true", "ENABLE_TENANT_READS": "1", "MIGRATION_STRATEGY": "shop-list",
             "SLOW_QUERY_THRESHOLD_MS": "250", "MAX_METRICS_RETENTION": "500",
@@ -49,6 +50,9 @@ struct ConfigurationTests {
         #expect(configuration.pool.maxPerTenant == 5 && configuration.pool.maxPerServer == 10)
         #expect(configuration.pool.idleTimeout == .milliseconds(1500))
         #expect(configuration.pool.connectionTimeout == .milliseconds(250))
+        #expect(configuration.pool.lockTimeout == .milliseconds(750))
+        #expect(try TenantryConfiguration(environment: [:]).pool.lockTimeout == .seconds(6))
+        #expect(try TenantryConfiguration(environment: ["TENANT_DB_LOCK_TIMEOUT": "0"]).pool.lockTimeout == nil)
         #expect(configuration.migration.dualWrite && configuration.migration.tenantReads)
         #expect(configuration.migration.strategy == .shopList)
         #expect(configuration.monitor.slowQueryThreshold == .milliseconds(250) && configuration.monitor.maxRetention == 500)
@@ -74,6 +78,7 @@ struct ConfigurationTests {
         ("TENANT_DB_IDLE_TIMEOUT", "-1", "TENANT_DB_IDLE_TIMEOUT must be a whole number of milliseconds"),
         ("TENANT_DB_IDLE_TIMEOUT", "30s", "TENANT_DB_IDLE_TIMEOUT must be a whole number of milliseconds"),
         ("TENANT_DB_CONNECTION_TIMEOUT", "0", "TENANT_DB_CONNECTION_TIMEOUT must be a whole number of milliseconds from 1"),
+        ("TENANT_DB_LOCK_TIMEOUT", "6s", "TENANT_DB_LOCK_TIMEOUT must be a whole number of milliseconds"),
         ("TENANTRY_SERVER_MAX_CONNECTIONS", "0", "TENANTRY_SERVER_MAX_CONNECTIONS must be an integer"),
         ("ENABLE_DUAL_WRITE", "maybe", "ENABLE_DUAL_WRITE must be true or false"),
         ("ENABLE_TENANT_READS", "2", "ENABLE_TENANT_READS must be true or false"),

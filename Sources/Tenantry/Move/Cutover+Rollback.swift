@@ -52,12 +52,20 @@ extension Cutover {
                     logger: logger).decode(Bool.self).first(where: { _ in true }) ?? false
             }
             var report = Report(tenant: tenant, pauseMilliseconds: 0, drained: 0)
-            if !committed {
+            if committed {
+                try await reopenUnified(tenant, at: back.target.url)
+            } else {
                 try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
                     .requireStreamsClear([tenant], before: "rollback")
-                report = try await reverseCutover(back, maxPause: maxPause)
+                await announceSwitch(tenant)
+                // The connection that reopens unified is opened before the pause: between the
+                // decisive COMMIT and the reopening both sides refuse the tenant's writes.
+                report = try await reopening(tenant, at: back.target.url) { unified in
+                    let report = try await reverseCutover(back, maxPause: maxPause)
+                    try await reopenUnified(tenant, at: back.target.url, on: unified)
+                    return report
+                }
             }
-            try await reopenUnified(tenant, at: back.target.url)
             try await finish(tenant, to: .shared, action: "rollback")
             try? await catalog.audit(
                 actor: actor, action: "rollback", tenant: tenant, outcome: .ok,
@@ -76,19 +84,25 @@ extension Cutover {
     /// refuse the tenant's writes: loud, and nothing lands where it would be lost.
     private func reverseCutover(_ route: MoveRoute, maxPause: Duration) async throws -> Report {
         let tenant = route.tenant
-        try await relay.refresh()
-        await relay.drain(tenant, budget: .seconds(5))
         return try await Database.withConnection(route.source.url, logger: logger) { tenantDatabase in
+            // Most of the backlog goes before the pause, once connected (a bounded drain).
+            try await relay.refresh()
+            await relay.drain(tenant, budget: .seconds(5))
             try await tenantDatabase.query("BEGIN", logger: logger)
             let started = ContinuousClock.now
+            var parts = PauseClock()
             var drained = 0
             do {
                 try await takeFence(tenant, on: tenantDatabase, maxPause: maxPause, what: "rollback")
+                parts.lap("fence")
                 drained = await relay.drain(tenant)
+                parts.lap("drain")
                 try await requireDrained(tenant, on: tenantDatabase, what: "rollback", direction: "synced back")
+                parts.lap("check")
                 try await tenantDatabase.query("""
                     UPDATE tenantry.capture_state SET moved = true, capturing = false, updated_at = now() WHERE tenant_id = \(tenant.rawValue)
                     """, logger: logger)
+                parts.lap("flags")
                 try await faults.beforeDecisiveCommit?()
             } catch {
                 _ = try? await tenantDatabase.queryIfOpen("ROLLBACK", logger: logger)
@@ -100,19 +114,27 @@ extension Cutover {
             } catch {
                 guard try await decidedMoved(tenant, url: route.source.url, error: error, what: "rollback") else { throw error }
             }
-            return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: drained)
+            parts.lap("commit")
+            return Report(
+                tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: drained,
+                pauseParts: parts.milliseconds)
         }
     }
 
     /// Lets the unified database take the tenant's writes again (after the tenant database
     /// refuses them). Idempotent.
-    private func reopenUnified(_ tenant: TenantID, at url: PostgresURL) async throws {
+    private func reopenUnified(_ tenant: TenantID, at url: PostgresURL, on connection: PostgresConnection? = nil) async throws {
         do {
-            try await Database.withConnection(url, logger: logger) { unified in
+            let reopen: (PostgresConnection) async throws -> Void = { [logger] unified in
                 try await unified.query("""
                     UPDATE tenantry.capture_state SET moved = false, capturing = false, snapshot = NULL, updated_at = now()
                     WHERE tenant_id = \(tenant.rawValue)
                     """, logger: logger)
+            }
+            if let connection, !connection.isClosed {
+                try await reopen(connection)
+            } else {
+                try await Database.withConnection(url, logger: logger) { try await reopen($0) }
             }
         } catch {
             throw TenantryError(
@@ -121,6 +143,22 @@ extension Cutover {
                     + "(\(Database.message(of: error))); its writes are refused meanwhile, none is lost: "
                     + "run 'tenantry rollback --tenant \(tenant)' again to finish",
                 tenant: tenant.rawValue, underlying: error)
+        }
+    }
+
+    /// Runs `body` with a connection to the unified database opened beforehand (`nil` when it
+    /// cannot be opened: ``reopenUnified(_:at:on:)`` then opens its own).
+    private func reopening<T: Sendable>(
+        _ tenant: TenantID, at url: PostgresURL, _ body: (PostgresConnection?) async throws -> T
+    ) async throws -> T {
+        guard let connection = try? await Database.connect(url, logger: logger) else { return try await body(nil) }
+        do {
+            let result = try await body(connection)
+            try? await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
         }
     }
 
@@ -163,4 +201,18 @@ extension Cutover {
         }
     }
 
+}
+
+/// Laps of a switch's pause, for ``Cutover/Report/pauseParts``.
+struct PauseClock {
+    private var last = ContinuousClock.now
+    /// Milliseconds per step.
+    private(set) var milliseconds: [String: Double] = [:]
+
+    /// Ends the step `name` (begun at the previous lap).
+    mutating func lap(_ name: String) {
+        let now = ContinuousClock.now
+        milliseconds[name, default: 0] += (now - last).totalMilliseconds
+        last = now
+    }
 }

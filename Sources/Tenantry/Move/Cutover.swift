@@ -26,6 +26,13 @@ public struct Cutover: Sendable {
         public var pauseMilliseconds: Double
         /// Changes drained during the pause.
         public var drained: Int
+        /// Where the pause went, in milliseconds per step: `fence` (waiting for in-flight
+        /// writes), `drain` (the last changes), `check` (nothing left, no dead letter), `flags`
+        /// (capture turned around), `commit` (the decisive COMMIT). Empty when nothing paused.
+        public var pauseParts: [String: Double] = [:]
+        /// What came before the pause, in milliseconds per step (writes were not held up):
+        /// `install` (reverse capture), `block` (the id block), `drain` (most of the backlog).
+        public var preparationParts: [String: Double] = [:]
     }
 
     let catalog: Catalog
@@ -67,9 +74,25 @@ public struct Cutover: Sendable {
             plan: plan)
     }
 
-    /// Installs reverse capture in a tenant database (idle until turned on).
+    /// Installs reverse capture in a tenant database (idle until turned on). The relay applies the
+    /// tenant's changes into that database meanwhile, and after an earlier cutover its triggers
+    /// read the capture state: an apply transaction (table, then capture state) and the install
+    /// (capture state, then each table) can deadlock (SQLSTATE 40P01, seen under load in
+    /// `tenantry-bench cutover`). So its lock waits are bounded (250 ms, under the server's
+    /// `deadlock_timeout`: the relay is not the one failed) and, nothing having changed yet, the
+    /// install is run again (five times at most; the last one waits as long as it takes).
     private func installReverseCapture(_ tenant: TenantID, on connection: PostgresConnection) async throws {
-        try await Self.installReverseCapture(tenant, plan: plan, on: connection, logger: logger)
+        for attempt in 1... {
+            do {
+                return try await Self.installReverseCapture(
+                    tenant, plan: plan, on: connection, lockTimeout: attempt < 5 ? .milliseconds(250) : nil, logger: logger)
+            } catch where attempt < 5 && TenantRouter.isLockTimeout(error) {
+                logger.debug("installing reverse capture met a lock conflict; retrying", metadata: [
+                    LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
+                try await Task.sleep(for: .milliseconds(50 * attempt))
+            }
+        }
+        throw TenantryError(code: .database, message: "unreachable: install retries ended")
     }
 
     /// Brings the capture functions of a tenant database that already captures up to date without
@@ -96,9 +119,13 @@ public struct Cutover: Sendable {
     /// Installs (or refreshes: idempotent) reverse capture in `tenant`'s database: the capture
     /// tables, one trigger per tenant table, the tenant's state row (kept when present).
     static func installReverseCapture(
-        _ tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, logger: Logger
+        _ tenant: TenantID, plan: MovePlan, on connection: PostgresConnection, lockTimeout: Duration? = nil, logger: Logger
     ) async throws {
         try await Database.withTransaction(connection, logger: logger) { connection in
+            if let lockTimeout {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(lockTimeout))ms'"), logger: logger)
+            }
             try await connection.query(
                 "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.captureInstall))", logger: logger)
             try await Catalog.requireTrustedSchemaOwner(on: connection, logger: logger)
@@ -143,18 +170,27 @@ public struct Cutover: Sendable {
             throw TenantryError(code: .conflict, message: "tenant \(tenant) is not being captured", tenant: tenant.rawValue)
         }
         try await capture.requireStreamsClear([tenant], before: "cutover")
-        // Most of the backlog goes before the pause (writes may keep coming: a bounded drain).
-        try await relay.refresh()
-        await relay.drain(tenant, budget: .seconds(5))
+        await announceSwitch(tenant)
         let route = try await route(tenant)
-        let report = try await Database.withConnection(route.target.url, logger: logger) { target in
+        var preparation = PauseClock()
+        var report = try await Database.withConnection(route.target.url, logger: logger) { target in
             try await installReverseCapture(tenant, on: target)
+            preparation.lap("install")
             return try await Database.withConnection(route.source.url, logger: logger) { source in
-                try await TenantryTracing.withSpan("move.pause", tenant: tenant, phase: "cutover") { _ in
-                    try await pauseAndSwitch(route, source: source, target: target, maxPause: maxPause)
+                // Before the pause: the tenant database's id block (ids the unified database hands
+                // out from now on are past it), and most of the backlog (writes keep coming: a
+                // bounded drain, after the slow set-up above so little is left for the fence).
+                let headroom = try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: target, unified: source)
+                preparation.lap("block")
+                try await relay.refresh()
+                await relay.drain(tenant, budget: .seconds(5))
+                preparation.lap("drain")
+                return try await TenantryTracing.withSpan("move.pause", tenant: tenant, phase: "cutover") { _ in
+                    try await pauseAndSwitch(route, source: source, target: target, headroom: headroom, maxPause: maxPause)
                 }
             }
         }
+        report.preparationParts = preparation.milliseconds
         try await finish(tenant, to: .dedicated, action: "cutover")
         try? await catalog.audit(
             actor: actor, action: "cutover", tenant: tenant, outcome: .ok,
@@ -168,18 +204,26 @@ public struct Cutover: Sendable {
     /// tenant's writes, and the catalog flip follows (``finish(_:to:action:)``). A COMMIT whose
     /// outcome is unknown is decided by reading the state again on a new connection, never by
     /// guessing.
+    ///
+    /// The tenant database's id block was reserved before the fence (`headroom`): the unified
+    /// sequences were pushed past it then, so every id the unified database gives the tenant's rows
+    /// afterwards (and the relay brings over) lies beyond the block, as it does when reserved inside.
     private func pauseAndSwitch(
-        _ route: MoveRoute, source unified: PostgresConnection, target tenantDatabase: PostgresConnection, maxPause: Duration
+        _ route: MoveRoute, source unified: PostgresConnection, target tenantDatabase: PostgresConnection, headroom: Int64?,
+        maxPause: Duration
     ) async throws -> Report {
         let tenant = route.tenant
         try await unified.query("BEGIN", logger: logger)
         let started = ContinuousClock.now
+        var parts = PauseClock()
         var drained = 0
         do {
             try await takeFence(tenant, on: unified, maxPause: maxPause, what: "cutover")
+            parts.lap("fence")
             drained = await relay.drain(tenant)
+            parts.lap("drain")
             try await requireDrained(tenant, on: unified, what: "cutover", direction: "synced")
-            let headroom = try await SequenceSync(plan: plan, logger: logger).reserveBlock(tenantDatabase: tenantDatabase, unified: unified)
+            parts.lap("check")
             try await tenantDatabase.query("""
                 UPDATE tenantry.capture_state SET capturing = true, moved = false, sync_paused = false, paused_reason = NULL, pause_kind = NULL,
                     snapshot = pg_current_snapshot(), capture_enabled_at = clock_timestamp(), updated_at = now()
@@ -189,6 +233,7 @@ public struct Cutover: Sendable {
                 UPDATE tenantry.capture_state SET moved = true, capturing = false, id_headroom = \(headroom), updated_at = now()
                 WHERE tenant_id = \(tenant.rawValue)
                 """, logger: logger)
+            parts.lap("flags")
             let elapsed = ContinuousClock.now - started
             guard elapsed <= maxPause else {
                 throw TenantryError(
@@ -219,7 +264,24 @@ public struct Cutover: Sendable {
             logger.warning("cutover: the COMMIT reported an error but had committed", metadata: [
                 LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
         }
-        return Report(tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: drained)
+        parts.lap("commit")
+        return Report(
+            tenant: tenant, pauseMilliseconds: (ContinuousClock.now - started).totalMilliseconds, drained: drained,
+            pauseParts: parts.milliseconds)
+    }
+
+    /// Announces a switch of `tenant` to routers before anything else happens (`warm:<tenant>` on
+    /// `tenantry_routes`): each router opens connections to the side the tenant's writes are about
+    /// to go to (``TenantRouter/warm(tenant:)``), so the writers the fence releases find them open.
+    /// Best effort: a failure only costs the warm-up.
+    func announceSwitch(_ tenant: TenantID) async {
+        do {
+            try await catalog.client.query(
+                "SELECT pg_notify('tenantry_routes', \(TenantRouter.warmPrefix + tenant.rawValue))", logger: logger)
+        } catch {
+            logger.debug("could not announce a switch to routers", metadata: [
+                LogMetadataKey.tenant: "\(tenant)", "error": "\(Database.message(of: error))"])
+        }
     }
 
     /// COMMITs the transaction that decides a switch: at once an error on a connection the server

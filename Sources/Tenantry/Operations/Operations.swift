@@ -97,6 +97,7 @@ public struct Operations: Sendable {
         var routerConfiguration = TenantRouter.Configuration(
             unifiedURL: databaseURL, pool: TenantPool.Configuration(configuration.pool))
         routerConfiguration.monitor = monitor
+        routerConfiguration.tenantLockTimeout = configuration.pool.lockTimeout
         for server in servers.servers { routerConfiguration.serverCaps[server.name] = server.maxConnections }
         configure(&routerConfiguration)
         return TenantRouter(

@@ -40,7 +40,7 @@ public actor ConnectionPool<Connection: PooledConnection> {
     public nonisolated let name: String
     /// Its limits.
     public nonisolated let configuration: Configuration
-    private let connector: Connector
+    let connector: Connector
     let logger: Logger
     let metrics: PoolInstruments
 
@@ -52,6 +52,8 @@ public actor ConnectionPool<Connection: PooledConnection> {
     var openTotal = 0
     /// Connections being opened (counted in `held` and `openTotal`).
     var opening = 0
+    /// Connections being opened by ``warm(_:idle:)``, per key (counted in `opening` too).
+    var warming: [Key: Int] = [:]
     /// The sums of `idle`, `held` and `waiters`, kept as they change (the gauges' values).
     var idleCount = 0
     var heldTotal = 0

@@ -21,9 +21,13 @@ extension TenantRouter {
     /// body started) the lease is retried once — never after the COMMIT was sent: a connection
     /// that breaks then leaves the outcome unknown (the server may have committed), so running the
     /// body again could apply it twice; that is a ``TenantryError/Code/connectionFailed`` saying so.
+    ///
+    /// With `recheck` (writes), the cached route is looked at again once the connection is leased:
+    /// when it no longer sends the tenant's writes to `source` (a switch happened while this waited
+    /// for the connection), nothing is run and ``RouteChanged`` is thrown.
     func run<Result: Sendable>(
         on source: Route.Source, route: Route, retrySafe: Bool, transaction: Bool, isolation: Isolation = .readCommitted,
-        _ body: (RoutedConnection) async throws -> Result
+        recheck: Bool = false, _ body: (RoutedConnection) async throws -> Result
     ) async throws -> Result {
         let (pool, key) = try poolAndKey(source, route: route)
         for attempt in 0..<2 {
@@ -36,6 +40,9 @@ extension TenantRouter {
                 return try await pool.withConnection(key) { connection in
                     lease?.end()
                     lease = nil
+                    if recheck, let current = cachedRoute(route.tenant), Self.leaves(route, source: source, for: current) {
+                        throw RouteChanged()
+                    }
                     return try await TenantryTracing.withSpan("query", tenant: route.tenant, kind: .client, child: true) { span in
                         span?.attributes[TenantryTracing.Key.dbSystem] = "postgresql"
                         span?.attributes[TenantryTracing.Key.source] = source.rawValue
@@ -127,7 +134,8 @@ extension TenantRouter {
     }
 
     /// Opens a connection for a pool key: tenant keys log in with the registry's credentials (on an
-    /// authentication failure the cached password is dropped and the login retried once).
+    /// authentication failure the cached password is dropped and the login retried once) and get
+    /// ``Configuration/tenantLockTimeout``.
     func connect(_ key: TenantPool.Key, server: String) async throws -> PostgresConnection {
         guard let tenant = key.tenant else {
             return try await Database.connect(configuration.unifiedURL, logger: logger)
@@ -136,7 +144,10 @@ extension TenantRouter {
         for attempt in 0..<2 {
             let credentials = try await registry.credentials(for: tenant)
             do {
-                return try await Database.connect(base.with(user: credentials.username, password: credentials.password), logger: logger)
+                let connection = try await Database.connect(
+                    base.with(user: credentials.username, password: credentials.password), logger: logger)
+                try await applyLockTimeout(connection)
+                return connection
             } catch where attempt == 0 && Database.sqlState(of: (error as? TenantryError)?.underlying ?? error) == "28P01" {
                 await registry.invalidate(tenant)
             }

@@ -34,8 +34,15 @@ extension TenantRouter {
                     listening.set(true)
                     defer { listening.set(false) }
                     backoff = .milliseconds(100)
-                    for try await notification in notifications {
-                        handle(notification.payload)
+                    // A warm-up runs beside the loop, so notifications keep being applied meanwhile.
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await notification in notifications {
+                            if let tenant = Self.warmRequest(notification.payload) {
+                                group.addTask { await self.warm(tenant: tenant) }
+                            } else {
+                                handle(notification.payload)
+                            }
+                        }
                     }
                 }
             } catch {
@@ -48,18 +55,32 @@ extension TenantRouter {
         }
     }
 
+    /// Applies a route notification: `tenants:<id>` and `moves:<id>` drop the tenant's cached
+    /// route, unless they carry the change (`tenants:<id>:{…}`, `moves:<id>:<phase>`, catalog
+    /// migration 5) and it applies (``applyRouteNotification(_:)``); `read_policy:…` drops the policy.
     func handle(_ payload: String) {
-        let parts = payload.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { return }
+        let parts = payload.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 2 else { return }
         switch parts[0] {
         case "tenants", "moves":
-            if let tenant = try? TenantID(parts[1]) { invalidateRoutes(tenant) }
+            guard let tenant = try? TenantID(parts[1]) else { return }
+            if parts.count == 3, applyRouteNotification(payload) { return }
+            invalidateRoutes(tenant)
         case "read_policy":
             state.withLockedValue { $0.policy = nil }
         default:
             break
         }
     }
+
+    /// The tenant of a `warm:<tenant>` notification (a cutover or rollback about to take its fence).
+    static func warmRequest(_ payload: String) -> TenantID? {
+        guard payload.hasPrefix(warmPrefix) else { return nil }
+        return try? TenantID(String(payload.dropFirst(warmPrefix.count)))
+    }
+
+    /// The prefix of a warm-up request on `tenantry_routes`.
+    static let warmPrefix = "warm:"
 }
 
 extension TenantRouter {

@@ -49,6 +49,18 @@ public final class TenantRouter: Service, Sendable {
         /// reply on a connection the server has just closed (a PostgresNIO race around server
         /// restarts). `nil` (the default): no limit.
         public var queryTimeout: Duration?
+        /// Connections opened ahead of a switch in the pool of the side a tenant is about to be
+        /// switched to, when a cutover or rollback announces itself (``warm(tenant:)``), so the
+        /// writers its fence releases do not each open one. `0`: no warm-up. Default 10.
+        public var warmConnections = 10
+        /// `lock_timeout` of every connection the router opens to a tenant database
+        /// (`TENANT_DB_LOCK_TIMEOUT`): a statement that waits longer for a lock fails with
+        /// SQLSTATE 55P03. A write transaction that fails so while its tenant was switched away
+        /// (the lock was a re-copy's) runs again where the catalog now routes it; any other lock
+        /// timeout is the application's error. Longer than a rollback's default fence limit (5 s),
+        /// so a write that waits out a fence is not failed by it. `nil`: the server's setting.
+        /// Default 6 s.
+        public var tenantLockTimeout: Duration? = .seconds(6)
         /// Creates settings.
         public init(unifiedURL: PostgresURL, pool: TenantPool.Configuration) {
             self.unifiedURL = unifiedURL
@@ -172,9 +184,14 @@ public final class TenantRouter: Service, Sendable {
         if intent == .read, let policy { source = route.readSource(policy) }
         countRead(intent, source)
         do {
-            let result = try await run(on: source, route: route, retrySafe: true, transaction: true, isolation: isolation, body)
+            let result = try await run(
+                on: source, route: route, retrySafe: true, transaction: true, isolation: isolation, recheck: intent == .write, body)
             if intent == .write { await syncedWrite(route, source) }
             return result
+        } catch where error is RouteChanged {
+            // Switched while this write waited for a connection: nothing ran; it runs where writes go now.
+            let current = try await self.route(for: tenant)
+            return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
         } catch where intent == .write && Self.isMovedRejection(error) {
             // The tenant was cut over (or rolled back) while this write waited on its fence: the
             // transaction was rolled back; run it again on the new route once the catalog has it
@@ -190,6 +207,14 @@ public final class TenantRouter: Service, Sendable {
             invalidateRoutes(tenant)
             let current = try await self.route(for: tenant)
             guard current.writeSource == .tenant, current.server != route.server || current.database != route.database else { throw error }
+            return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
+        } catch where intent == .write && source == .tenant && Self.isLockTimeout(error) {
+            // A lock wait on the tenant database outlasted `tenantLockTimeout` (the transaction
+            // rolled back): when the tenant was switched away meanwhile (a write that reached its
+            // old database while a re-copy holds its tables), it runs where the catalog routes it
+            // now; otherwise the lock timeout is the application's.
+            let current = try await loadRoute(tenant)
+            guard Self.leaves(route, source: .tenant, for: current) else { throw error }
             return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
         } catch where source == .tenant && Self.mayHaveLeftDatabase(error) {
             // The tenant's database was swapped for another (a restore): its sessions were ended
@@ -229,18 +254,25 @@ public final class TenantRouter: Service, Sendable {
     /// `source` of `old` (another side, or — a move between servers — another tenant database),
     /// then returns that route; past the timeout, throws ``TenantryError/Code/tenantMoved`` (the
     /// guard's message, `rejection` underlying).
+    ///
+    /// While the router listens, the switch usually reaches it as a notification that carries the
+    /// new route (``applyRouteNotification(_:)``): the cache is watched every 2 ms and the catalog
+    /// read at most every 50 ms, so writers released by a fence do not queue on the catalog.
     private func newRoute(for tenant: TenantID, leaving old: Route, source: Route.Source, rejection: any Error) async throws -> Route {
         let deadline = ContinuousClock.now + configuration.pool.leaseTimeout
+        var nextRead = ContinuousClock.now
         while true {
-            invalidateRoutes(tenant)
-            let route = try await self.route(for: tenant)
-            if route.writeSource != source { return route }
-            if source == .tenant, route.server != old.server || route.database != old.database { return route }
+            if let cached = cachedRoute(tenant), Self.leaves(old, source: source, for: cached) { return cached }
+            if ContinuousClock.now >= nextRead || !isListening {
+                let route = try await loadRoute(tenant)
+                if Self.leaves(old, source: source, for: route) { return route }
+                nextRead = ContinuousClock.now + .milliseconds(50)
+            }
             guard ContinuousClock.now < deadline else {
                 throw TenantryError(
                     code: .tenantMoved, message: Database.message(of: rejection), tenant: tenant.rawValue, underlying: rejection)
             }
-            try await Task.sleep(for: .milliseconds(10))
+            try await Task.sleep(for: .milliseconds(isListening ? 2 : 10))
         }
     }
 
@@ -328,10 +360,14 @@ public final class TenantRouter: Service, Sendable {
 
     /// The tenant's route, from the cache while fresh.
     public func route(for tenant: TenantID) async throws -> Route {
-        let ttl = configuration.routeTTL
-        if let cached = state.withLockedValue({ $0.routes[tenant] }), cached.loaded + ttl > .now { return cached.route }
-        // The tenant's record and its move phase in one catalog query (one lease of the catalog
-        // client: each lease leaves pool timers alive for up to its idle timeout).
+        if let cached = cachedRoute(tenant) { return cached }
+        return try await loadRoute(tenant)
+    }
+
+    /// Reads `tenant`'s route from the catalog and caches it (unless a newer epoch is cached): the
+    /// tenant's record and its move phase in one catalog query (one lease of the catalog client:
+    /// each lease leaves pool timers alive for up to its idle timeout).
+    func loadRoute(_ tenant: TenantID) async throws -> Route {
         var route = Route.shared(tenant)
         let rows = try await catalog.client.query("""
             SELECT t.status, t.placement, t.epoch, t.server_name, t.database_name, t.role_name, m.phase
@@ -349,9 +385,7 @@ public final class TenantRouter: Service, Sendable {
             }
             route.phase = phase.flatMap { MovePhase($0) } ?? .shared
         }
-        let resolved = route
-        state.withLockedValue { $0.routes[tenant] = CachedRoute(route: resolved, loaded: .now) }
-        return resolved
+        return storeRoute(route)
     }
 
     /// The read policy, cached until a notification.

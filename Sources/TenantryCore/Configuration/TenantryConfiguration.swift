@@ -56,6 +56,11 @@ public struct TenantryConfiguration: Sendable {
         /// `TENANTRY_SERVER_MAX_CONNECTIONS`: the hard cap of open connections per server, across
         /// all tenants. Default 50.
         public var maxPerServer: Int = 50
+        /// `TENANT_DB_LOCK_TIMEOUT` (ms): `lock_timeout` of the router's connections to tenant
+        /// databases; a write that times out on a database its tenant was switched away from runs
+        /// again on the new side. `0`: the server's setting. Default 6 s (longer than a rollback's
+        /// default fence limit, 5 s).
+        public var lockTimeout: Duration? = .milliseconds(6_000)
         /// Defaults.
         public init() {}
     }
@@ -129,7 +134,7 @@ public struct TenantryConfiguration: Sendable {
     public static let variables = [
         "DATABASE_URL", "TENANTRY_CATALOG_URL", "TENANT_ENCRYPTION_KEY", "TENANT_ENCRYPTION_PREVIOUS_KEYS",
         "POSTGRES_SUPERUSER", "POSTGRES_SUPERUSER_PASSWORD", "TENANT_DB_MAX_POOL_SIZE", "TENANT_DB_IDLE_TIMEOUT",
-        "TENANT_DB_CONNECTION_TIMEOUT", "TENANTRY_SERVER_MAX_CONNECTIONS", "ENABLE_DUAL_WRITE", "ENABLE_TENANT_READS",
+        "TENANT_DB_CONNECTION_TIMEOUT", "TENANT_DB_LOCK_TIMEOUT", "TENANTRY_SERVER_MAX_CONNECTIONS", "ENABLE_DUAL_WRITE", "ENABLE_TENANT_READS",
         "MIGRATION_STRATEGY", "SLOW_QUERY_THRESHOLD_MS", "MAX_METRICS_RETENTION", "VERIFY_BEFORE_RETIREMENT",
         "ARCHIVE_BEFORE_DELETE", "TENANTRY_DISCRIMINATOR", "TENANTRY_TENANT_TABLE", "TENANTRY_DATABASE_TEMPLATE",
         "TENANTRY_ROLE_TEMPLATE", "TENANTRY_TEMPLATE_DATABASE", "TENANTRY_MIGRATIONS", "TENANTRY_ADMIN_TOKEN",
@@ -164,6 +169,9 @@ public struct TenantryConfiguration: Sendable {
         pool.idleTimeout = try reader.milliseconds("TENANT_DB_IDLE_TIMEOUT", minimum: 0) ?? pool.idleTimeout
         pool.connectionTimeout = try reader.milliseconds("TENANT_DB_CONNECTION_TIMEOUT", minimum: 1) ?? pool.connectionTimeout
         pool.maxPerServer = try reader.integer("TENANTRY_SERVER_MAX_CONNECTIONS", in: 1...100_000) ?? pool.maxPerServer
+        if let lockTimeout = try reader.milliseconds("TENANT_DB_LOCK_TIMEOUT", minimum: 0) {
+            pool.lockTimeout = lockTimeout == .zero ? nil : lockTimeout
+        }
         if let dualWrite = try reader.boolean("ENABLE_DUAL_WRITE") {
             migration.dualWrite = dualWrite
             migration.pauseSyncAfterCopy = !dualWrite
