@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import HandyShop
+import PostgresNIO
+import Tenantry
+import TenantryCore
+
+extension CaptureBench {
+    /// Scenario 1b: what re-listing the capture triggers costs the writers. While `clients`
+    /// connections write shop 1 (uncaptured, closed loop, as in the throughput rounds), capture is
+    /// enabled for `relistEnables` other shops one after another: each enable re-creates the
+    /// triggers of every tenant table (`CREATE OR REPLACE TRIGGER`, a SHARE ROW EXCLUSIVE lock per
+    /// table, each under `lock_timeout` 50 ms with retries) before its state row is inserted. The
+    /// slowest write of the window is the pause a writer saw. Afterwards the state rows are removed
+    /// and the list shrunk again (not timed).
+    func relist(_ bed: MoveBed) async throws -> [String: any Sendable] {
+        let shops = (3...).prefix(relistEnables).map(Int64.init).filter { $0 <= Int64(self.shops) }
+        guard !shops.isEmpty else { return [:] }
+        if !json { Bench.note("relist: enabling capture for \(shops.count) shops while \(clients) writers write shop 1…") }
+        let capture = bed.capture()
+        let writes = try await CustomerWrites.make(bed.unifiedURL, shop: Self.writtenShop, tag: "relist")
+        let stop = StopSignal()
+        let (load, enables) = try await WriteLoad.withConnections(bed.unifiedURL, count: clients) { connections in
+            // Closed loop until the enables are done (WriteLoad.run stops only at a deadline).
+            async let load: WriteLoad.Result = withTaskGroup(of: WriteLoad.Result.self) { group in
+                for (client, connection) in connections.enumerated() {
+                    group.addTask {
+                        var random = SeededRandom(seed: 7, stream: "relist \(client)")
+                        var result = WriteLoad.Result()
+                        var number = 0
+                        while !stop.isSet {
+                            let began = ContinuousClock.now
+                            do {
+                                _ = try await writes.write(connection, client: client, number: number, random: &random)
+                                result.operations += 1
+                                result.latencies.append(WriteLoad.microseconds(ContinuousClock.now - began))
+                            } catch {
+                                result.errors += 1
+                                if result.firstError == nil { result.firstError = Database.message(of: error) }
+                            }
+                            number += 1
+                        }
+                        return result
+                    }
+                }
+                return await group.reduce(WriteLoad.Result()) { $0 + $1 }
+            }
+            var enables: [UInt32] = []
+            do {
+                try await Task.sleep(for: .milliseconds(500))
+                for shop in shops {
+                    let began = ContinuousClock.now
+                    try await capture.enable(try TenantID("\(shop)"))
+                    enables.append(WriteLoad.microseconds(ContinuousClock.now - began))
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            } catch {
+                stop.set()
+                _ = await load
+                throw error
+            }
+            stop.set()
+            return (await load, enables)
+        }
+        if let error = load.firstError { throw ValidationError("relist writes failed: \(error)") }
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            try await connection.query("DELETE FROM tenantry.capture_state WHERE tenant_id = ANY(\(shops.map(String.init)))", logger: Bench.logger)
+            try await connection.query("DELETE FROM tenantry.changes WHERE tenant_id = ANY(\(shops.map(String.init)))", logger: Bench.logger)
+        }
+        try await capture.refreshTriggerList()
+        return [
+            "relist_enables": shops.count,
+            "relist_tables": bed.plan.tables.count,
+            "relist_enable_p50_ms": Bench.round(WriteLoad.percentileMs(enables, 50)),
+            "relist_enable_max_ms": Bench.round(WriteLoad.percentileMs(enables, 100)),
+            "relist_write_p50_ms": Bench.round(WriteLoad.percentileMs(load.latencies, 50)),
+            "relist_write_p99_ms": Bench.round(WriteLoad.percentileMs(load.latencies, 99)),
+            "relist_write_max_ms": Bench.round(WriteLoad.percentileMs(load.latencies, 100)),
+            "relist_writes": load.operations,
+        ]
+    }
+
+    /// Gives `count` made-up tenants capture state (`zz1`, `zz2`, …: no rows of theirs exist), so
+    /// the throughput rounds measure a trigger list of that length (beyond the list limit: every row
+    /// fires the function), then lists them.
+    func addExtraState(_ bed: MoveBed, count: Int) async throws {
+        guard count > 0 else { return }
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            try await connection.query("""
+                INSERT INTO tenantry.capture_state (tenant_id, lock_key)
+                SELECT 'zz' || g, \(AdvisoryLock.tenant(try TenantID("zz")))
+                FROM generate_series(1, \(count)) g ON CONFLICT DO NOTHING
+                """, logger: Bench.logger)
+        }
+        try await bed.capture().refreshTriggerList()
+    }
+}
