@@ -132,10 +132,12 @@ extension Capture {
                     break
                 } catch where Database.sqlState(of: error) == "55P03" {
                     guard ContinuousClock.now < deadline else {
+                        let holders = try await lockHolders(plan.unifiedName(table), on: connection)
                         throw TenantryError(
                             code: .timeout,
-                            message: "capture: table \(table.name) stayed locked by other sessions for \(enableTimeout) while its "
-                                + "capture triggers were being re-listed; nothing is lost, retry at a quieter time",
+                            message: "capture: table \(table.name) stayed locked for \(enableTimeout) while its capture triggers were "
+                                + "being re-listed (before any capture state changed)\(holders.isEmpty ? "" : ", by \(holders.prefix(5).joined(separator: "; "))")"
+                                + ". End them (or wait) and retry; nothing is lost meanwhile",
                             table: table.name)
                     }
                     try await Task.sleep(for: .milliseconds(Int64.random(in: 10...40)))
@@ -144,6 +146,33 @@ extension Capture {
             changed.append(table.name)
         }
         return changed
+    }
+
+    /// The sessions and prepared transactions holding a lock on `table` that a trigger change waits for.
+    func lockHolders(_ table: String, on connection: PostgresConnection) async throws -> [String] {
+        var holders: [String] = []
+        let rows = try await connection.query("""
+            SELECT coalesce(a.pid, 0), coalesce(a.usename::text, ''), coalesce(a.application_name, ''), coalesce(a.state, ''),
+                   coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS'), ''), coalesce(p.gid, ''), coalesce(p.owner::text, '')
+            FROM pg_catalog.pg_locks l
+            LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+            -- A prepared transaction's locks have no pid; its transaction id lock names it.
+            LEFT JOIN pg_catalog.pg_locks x ON l.pid IS NULL AND x.locktype = 'transactionid' AND x.pid IS NULL
+                AND x.virtualtransaction = l.virtualtransaction
+            LEFT JOIN pg_catalog.pg_prepared_xacts p ON p.transaction = x.transactionid
+            WHERE l.locktype = 'relation' AND l.granted AND l.relation = to_regclass(\(table))
+              AND l.mode IN ('RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+                             'ExclusiveLock', 'AccessExclusiveLock')
+              AND l.pid IS DISTINCT FROM pg_backend_pid()
+            """, logger: logger)
+        for try await (pid, user, application, state, started, gid, owner) in rows.decode((Int, String, String, String, String, String, String).self) {
+            if !gid.isEmpty {
+                holders.append("prepared transaction '\(gid)' (owner \(owner)): COMMIT PREPARED or ROLLBACK PREPARED it")
+            } else if pid != 0 {
+                holders.append("pid \(pid) (user \(user)\(application.isEmpty ? "" : ", application '\(application)'"), \(state), transaction open since \(started))")
+            }
+        }
+        return holders
     }
 
     /// Makes the capture triggers of every tenant table list exactly the tenants that have capture
