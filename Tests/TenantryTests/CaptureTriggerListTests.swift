@@ -148,4 +148,24 @@ struct CaptureTriggerListTests {
             #expect(try await fixture.independentDifferences(tenant) == [])
         }
     }
+
+    @Test("doctor fails the capture check naming a tenant with capture state that the triggers miss; install repairs the list")
+    func doctorNamesMissingTenant() async throws {
+        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
+        // A state row written behind capture's back (as a crash or a hand edit could leave it).
+        _ = try await TestPostgres.strings(fixture.unifiedURL, """
+            INSERT INTO tenantry.capture_state (tenant_id, lock_key) VALUES ('2', 1) RETURNING ''
+            """)
+        func check() async throws -> DoctorCheck? {
+            try await Operations.with(
+                configuration: DoctorTests.configuration(fixture), databaseURL: fixture.unifiedURL, actor: "test", logger: Self.logger
+            ) { operations in await operations.doctor(sample: 0) }.checks.first { $0.name == "capture" }
+        }
+        let failed = try #require(try await check())
+        #expect(failed.status == .fail, "\(failed)")
+        #expect(failed.detail.contains("misses tenant(s) with capture state 2 "), "\(failed.detail)")
+        try await fixture.capture().install()
+        let repaired = try #require(try await check())
+        #expect(repaired.status == .pass, "\(repaired)")
+    }
 }
