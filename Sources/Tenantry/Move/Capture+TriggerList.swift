@@ -105,7 +105,8 @@ extension Capture {
 
     /// Re-creates the capture triggers of every tenant table whose triggers do not match the
     /// listing of `tenants` (with `growOnly`, only of tables where a tenant of `tenants` does not
-    /// fire them yet, or that still have an older install's single trigger). Table by table, each in its own short transaction under ``relistLockTimeout``
+    /// fire them yet, or that still have an older install's single trigger). Table by table, each in
+    /// its own short transaction (one `DO` statement) under ``relistLockTimeout``
     /// (a writer waits at most about that long behind it), retried until ``enableTimeout``.
     /// The caller holds the list lock. Tables without any capture trigger (capture never installed
     /// there) are left alone, as before. Returns the tables changed.
@@ -122,13 +123,15 @@ extension Capture {
             if !current.legacy, growOnly ? tenants.allSatisfy(current.fires) : current.matches(listing) { continue }
             var script = current.legacy ? "DROP TRIGGER IF EXISTS \(CaptureSQL.legacyTriggerName) ON \(plan.unifiedName(table));\n" : ""
             script += try CaptureSQL.triggers(for: table, plan: plan, listing: listing)
+            // One statement, its own transaction: the table's lock is held only while the server
+            // runs it, never across a round trip to this process (on a busy machine each round trip
+            // waits for CPU, and the table's writers would wait behind all of them).
+            let body = "BEGIN\nPERFORM pg_catalog.set_config('lock_timeout', '\(Cutover.milliseconds(relistLockTimeout))ms', true);\n"
+                + (try SQLScript.statements(script).map { "EXECUTE \(CaptureSQL.literal($0));" }.joined(separator: "\n")) + "\nEND"
+            let tag = CaptureSQL.dollarTag(notIn: body)
             while true {
                 do {
-                    try await Database.withTransaction(connection, logger: logger) { connection in
-                        try await connection.query(PostgresQuery(
-                            unsafeSQL: "SET LOCAL lock_timeout = '\(Cutover.milliseconds(relistLockTimeout))ms'"), logger: logger)
-                        try await Database.execute(script: script, on: connection, logger: logger)
-                    }
+                    try await connection.query(PostgresQuery(unsafeSQL: "DO \(tag)\n\(body)\n\(tag)"), logger: logger)
                     break
                 } catch where Database.sqlState(of: error) == "55P03" {
                     guard ContinuousClock.now < deadline else {
