@@ -11,7 +11,9 @@ extension CaptureBench {
     /// enabled for `relistEnables` other shops one after another: each enable re-creates the
     /// triggers of every tenant table (`CREATE OR REPLACE TRIGGER`, a SHARE ROW EXCLUSIVE lock per
     /// table, each under `lock_timeout` 50 ms with retries) before its state row is inserted. The
-    /// slowest write of the window is the pause a writer saw. Afterwards the state rows are removed
+    /// slowest write overlapping the enables is the pause a writer saw; the writes of 2 s before and
+    /// after are its baseline (`relist_baseline_*`: on a shared machine a write can be slow for
+    /// other reasons). Afterwards the state rows are removed
     /// and the list shrunk again (not timed).
     func relist(_ bed: MoveBed) async throws -> [String: any Sendable] {
         let shops = (3...).prefix(relistEnables).map(Int64.init).filter { $0 <= Int64(self.shops) }
@@ -19,48 +21,60 @@ extension CaptureBench {
         if !json { Bench.note("relist: enabling capture for \(shops.count) shops while \(clients) writers write shop 1…") }
         let capture = bed.capture()
         let writes = try await CustomerWrites.make(bed.unifiedURL, shop: Self.writtenShop, tag: "relist")
-        let stop = StopSignal()
-        let (load, enables) = try await WriteLoad.withConnections(bed.unifiedURL, count: clients) { connections in
-            // Closed loop until the enables are done (WriteLoad.run stops only at a deadline).
-            async let load: WriteLoad.Result = withTaskGroup(of: WriteLoad.Result.self) { group in
+        let (started, done, stop) = (StopSignal(), StopSignal(), StopSignal())
+        let (load, baseline, enables) = try await WriteLoad.withConnections(bed.unifiedURL, count: clients) { connections in
+            // Closed loop until the enables are done (WriteLoad.run stops only at a deadline). A
+            // write that overlapped the enables counts for them; the others (2 s before, 2 s
+            // after) are the baseline of the same window.
+            async let loads: (WriteLoad.Result, WriteLoad.Result) = withTaskGroup(of: (WriteLoad.Result, WriteLoad.Result).self) { group in
                 for (client, connection) in connections.enumerated() {
                     group.addTask {
                         var random = SeededRandom(seed: 7, stream: "relist \(client)")
-                        var result = WriteLoad.Result()
+                        var (during, outside) = (WriteLoad.Result(), WriteLoad.Result())
                         var number = 0
                         while !stop.isSet {
                             let began = ContinuousClock.now
+                            let beganAfter = done.isSet
                             do {
                                 _ = try await writes.write(connection, client: client, number: number, random: &random)
-                                result.operations += 1
-                                result.latencies.append(WriteLoad.microseconds(ContinuousClock.now - began))
+                                let latency = WriteLoad.microseconds(ContinuousClock.now - began)
+                                if started.isSet && !beganAfter {
+                                    during.operations += 1
+                                    during.latencies.append(latency)
+                                } else {
+                                    outside.operations += 1
+                                    outside.latencies.append(latency)
+                                }
                             } catch {
-                                result.errors += 1
-                                if result.firstError == nil { result.firstError = Database.message(of: error) }
+                                during.errors += 1
+                                if during.firstError == nil { during.firstError = Database.message(of: error) }
                             }
                             number += 1
                         }
-                        return result
+                        return (during, outside)
                     }
                 }
-                return await group.reduce(WriteLoad.Result()) { $0 + $1 }
+                return await group.reduce((WriteLoad.Result(), WriteLoad.Result())) { ($0.0 + $1.0, $0.1 + $1.1) }
             }
             var enables: [UInt32] = []
             do {
-                try await Task.sleep(for: .milliseconds(500))
+                try await Task.sleep(for: .seconds(2))
+                started.set()
                 for shop in shops {
                     let began = ContinuousClock.now
                     try await capture.enable(try TenantID("\(shop)"))
                     enables.append(WriteLoad.microseconds(ContinuousClock.now - began))
                 }
-                try await Task.sleep(for: .milliseconds(500))
+                done.set()
+                try await Task.sleep(for: .seconds(2))
             } catch {
                 stop.set()
-                _ = await load
+                _ = await loads
                 throw error
             }
             stop.set()
-            return (await load, enables)
+            let (load, baseline) = await loads
+            return (load, baseline, enables)
         }
         if let error = load.firstError { throw ValidationError("relist writes failed: \(error)") }
         try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
@@ -77,6 +91,8 @@ extension CaptureBench {
             "relist_write_p99_ms": Bench.round(WriteLoad.percentileMs(load.latencies, 99)),
             "relist_write_max_ms": Bench.round(WriteLoad.percentileMs(load.latencies, 100)),
             "relist_writes": load.operations,
+            "relist_baseline_write_p99_ms": Bench.round(WriteLoad.percentileMs(baseline.latencies, 99)),
+            "relist_baseline_write_max_ms": Bench.round(WriteLoad.percentileMs(baseline.latencies, 100)),
         ]
     }
 
