@@ -191,7 +191,8 @@ extension Capture {
     }
 
     /// Tenant tables whose capture triggers miss a tenant that has capture state (its writes would
-    /// be neither captured nor guarded: an error `tenantry doctor` names), or have none at all.
+    /// be neither captured nor guarded: an error `tenantry doctor` names), or have none at all
+    /// while some tenant has capture state.
     /// Empty when all is well or capture is not installed.
     public func triggerProblems() async throws -> [TriggerProblem] {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
@@ -204,8 +205,11 @@ extension Capture {
             var problems: [TriggerProblem] = []
             for table in plan.tables {
                 guard let current = triggers[table.name] else {
-                    problems.append(TriggerProblem(
-                        table: table.name, missing: tenants.sorted(), detail: "no capture trigger (run 'tenantry capture install')"))
+                    // A table added after the install: at risk only once a tenant has capture state.
+                    if !tenants.isEmpty {
+                        problems.append(TriggerProblem(
+                            table: table.name, missing: tenants.sorted(), detail: "no capture trigger (run 'tenantry capture install')"))
+                    }
                     continue
                 }
                 if current.legacy && !current.events.isEmpty {
