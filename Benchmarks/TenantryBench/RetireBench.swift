@@ -23,6 +23,7 @@ struct RetireBench: AsyncParsableCommand {
     @Option(help: "Shops moved and retired (the first N; 0: all).") var tenants = 0
     @Option(help: "Tenants copied at a time (migrate-data's default).") var concurrency = 2
     @Option(help: "Tenants retire-legacy verifies, then retires, at a time (its default: 2).") var retireConcurrency = 2
+    @Option(help: "Tenants a retire-legacy worker retires in one transaction (its default: 8; 1: one at a time).") var retireBatch = 8
     @Option(help: "How retire-legacy deletes: set (default) or row (per-row triggers, the old method).") var method = "set"
     @Option(help: "Writes per second of the shared shop's writer during the retirement (0: none).") var writerRate = 50
     @Option(help: ArgumentHelp(
@@ -36,8 +37,9 @@ struct RetireBench: AsyncParsableCommand {
             throw ValidationError("--shops must be 1-1000, --rows-per-shop 1-1000000, --tenants 0-shops")
         }
         guard Retirement.DeleteMethod(rawValue: method) != nil else { throw ValidationError("--method must be set or row") }
-        guard (1...16).contains(concurrency), (1...16).contains(retireConcurrency), (0...1000).contains(writerRate) else {
-            throw ValidationError("--concurrency and --retire-concurrency must be 1-16, --writer-rate 0-1000")
+        guard (1...16).contains(concurrency), (1...16).contains(retireConcurrency), (0...1000).contains(writerRate),
+              (1...1000).contains(retireBatch) else {
+            throw ValidationError("--concurrency and --retire-concurrency must be 1-16, --writer-rate 0-1000, --retire-batch 1-1000")
         }
     }
 
@@ -108,6 +110,7 @@ struct RetireBench: AsyncParsableCommand {
             logger: Bench.logger)
         retirement.deleteMethod = Retirement.DeleteMethod(rawValue: method) ?? .setBased
         retirement.concurrency = retireConcurrency
+        retirement.batchSize = retireBatch
         let steps = NIOLockedValueBox<[String: Double]>([:])
         retirement.timing = { step, seconds in steps.withLockedValue { $0[step, default: 0] += seconds } }
         let archive = FileManager.default.temporaryDirectory.appendingPathComponent("tenantry-bench-retire-\(UUID().uuidString)").path
@@ -151,6 +154,7 @@ struct RetireBench: AsyncParsableCommand {
             "method": method,
             "concurrency": concurrency,
             "retire_concurrency": retireConcurrency,
+            "retire_batch": retireBatch,
             "unindexed_foreign_keys": unindexed,
             "copy_seconds": Bench.round(copySeconds),
             "retire_seconds": Bench.round(retireSeconds),
@@ -166,8 +170,8 @@ struct RetireBench: AsyncParsableCommand {
             "writer_max_ms": Bench.round((latencies.last ?? 0) * 1000, 1),
         ]
         let measured = steps.withLockedValue { $0 }
-        // verify: wall time of the phase (tenants verified `concurrency` at a time); archive, delete,
-        // check: summed over the tenants (two workers run at once).
+        // prepare, verify: wall time of the phase (tenants verified `concurrency` at a time); pause,
+        // archive, delete, check, catalog: summed over the batches (two workers run at once).
         for (step, seconds) in measured { fields["retire_\(step)_s"] = Bench.round(seconds) }
         return fields
     }

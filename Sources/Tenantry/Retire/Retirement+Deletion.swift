@@ -62,15 +62,15 @@ extension Retirement {
         return Deletion(setBased: deleteMethod == .setBased && fallback == nil, keys: keys)
     }
 
-    /// After `id`'s deletes (`deleted`, per table), on `checker` — another session, which still
-    /// sees the tenant's rows: every tenant table a foreign key starts from holds exactly the rows
-    /// of the tenant that were deleted (none written past the moved guard since the snapshot), and
-    /// no row outside the tenant references one of its rows. Either failing throws, naming the table
-    /// or foreign key and a count; the caller's transaction then rolls back.
-    func checkIntegrity(_ id: TenantID, deleted: [TableRows], deletion: Deletion, on checker: PostgresConnection) async throws {
+    /// After the deletes of `set`'s tenants (`deleted`, per tenant and table), on `checker` —
+    /// another session, which still sees their rows: every tenant table a foreign key starts from
+    /// holds exactly the rows of the tenants that were deleted (none written past the moved guard
+    /// since the snapshot), and no row outside the set references one of their rows. Either
+    /// failing throws, naming the table or foreign key and a count; the caller's transaction then
+    /// rolls back. One statement (one round trip) for the whole set: one scan per referencing table.
+    func checkIntegrity(_ set: TenantSet, deleted: [TableRows], deletion: Deletion, on checker: PostgresConnection) async throws {
         let referencing = Set(deletion.keys.filter { $0.referencingIsTenantTable(plan) }.map(\.table))
         let tables = plan.tables.filter { referencing.contains($0.name) }
-        // One statement (one round trip): the tenant tables' counts, then one scan per referencing table.
         var groups: [[TenantForeignKey]] = []
         for key in deletion.keys {
             if let index = groups.firstIndex(where: { $0[0].schema == key.schema && $0[0].table == key.table }) {
@@ -80,34 +80,77 @@ extension Retirement {
             }
         }
         let keys = groups.flatMap { $0 }
-        let counts = tables.map { "SELECT count(*)::int FROM \(plan.unifiedName($0)) WHERE \(plan.tenantFilter(parameter: 1))" }
+        let counts = tables.map { "SELECT count(*)::int FROM \(plan.unifiedName($0)) WHERE \(set.filter())" }
         let parts = ["ARRAY[\(counts.map { "(\($0))" }.joined(separator: ", "))]::int[]"]
-            + groups.map { "(\(TenantForeignKey.outsideReferencesSQL($0, plan: plan)))" }
+            + groups.map { "(\(TenantForeignKey.outsideReferencesSQL($0, plan: plan, tenants: set)))" }
         guard !tables.isEmpty || !keys.isEmpty else { return }
         var query = PostgresQuery(unsafeSQL: "SELECT \(parts.joined(separator: " || "))")
-        query.binds.append(id.rawValue)
+        set.bind(&query)
         let found = try await checker.query(query, logger: logger).decode([Int].self).first(where: { _ in true }) ?? []
         guard found.count == tables.count + keys.count else {
             throw TenantryError(code: .database, message: "retire-legacy: the integrity check returned \(found.count) counts, not \(tables.count + keys.count)")
         }
+        let named = set.ids.count == 1 ? "tenant \(set.ids[0])" : "tenants \(set.ids.map(\.rawValue).joined(separator: ", "))"
+        let of = set.ids.count == 1 ? "it" : "them"
         for (index, table) in tables.enumerated() {
             let present = found[index]
-            let removed = deleted.first { $0.table == table.name }?.rows ?? 0
+            let removed = deleted.filter { $0.table == table.name }.reduce(0) { $0 + $1.rows }
             guard present == removed else {
                 throw TenantryError(
                     code: .conflict,
-                    message: "retire-legacy rolled back for tenant \(id): \(table.name) holds \(present) row(s) of it but \(removed) were "
-                        + "deleted (written during the retirement); nothing of this tenant was deleted",
-                    tenant: id.rawValue)
+                    message: "retire-legacy rolled back for \(named): \(table.name) holds \(present) row(s) of \(of) but \(removed) were "
+                        + "deleted (written during the retirement); nothing of \(set.ids.count == 1 ? "this tenant" : "these tenants") was deleted",
+                    tenant: set.ids.count == 1 ? set.ids[0].rawValue : nil)
             }
         }
         for (key, count) in zip(keys, found.dropFirst(tables.count)) where count > 0 {
             throw TenantryError(
                 code: .conflict,
-                message: "retire-legacy refused for tenant \(id): \(count) row(s) of \(key.table) outside the tenant reference its "
-                    + "\(key.referencedTable) rows through \(key.name) (\(key.described)); deleting would leave them dangling "
-                    + "or change them; nothing of this tenant was deleted",
-                tenant: id.rawValue)
+                message: "retire-legacy refused for \(named): \(count) row(s) of \(key.table) outside the \(set.ids.count == 1 ? "tenant" : "tenants") reference "
+                    + "\(set.ids.count == 1 ? "its" : "their") \(key.referencedTable) rows through \(key.name) (\(key.described)); deleting would leave them dangling "
+                    + "or change them; nothing of \(set.ids.count == 1 ? "this tenant" : "these tenants") was deleted",
+                tenant: set.ids.count == 1 ? set.ids[0].rawValue : nil)
         }
+    }
+}
+
+extension Retirement {
+    /// Deletes the rows of `set`'s tenants from every tenant table, children first, and returns
+    /// the rows deleted per table (`plan.tables` reversed) and, within a table, per tenant in the
+    /// set's order. Set-based (no trigger fires): ONE statement, a data-modifying CTE per table —
+    /// all see the same snapshot and no foreign-key trigger runs between them, so their order does
+    /// not matter; one round trip for the batch. Row by row: one statement per table, children
+    /// first, so each foreign-key trigger finds the referencing rows of the set gone.
+    func deleteRows(of set: TenantSet, setBased: Bool, on unified: PostgresConnection) async throws -> [[Int]] {
+        let tables = Array(plan.tables.reversed())
+        guard !tables.isEmpty else { return [] }
+        let key = MovePlan.quote(plan.discriminator)
+        func delete(_ table: MovePlan.Table) -> String {
+            "DELETE FROM \(plan.unifiedName(table)) WHERE \(set.filter()) RETURNING \(key) AS k"
+        }
+        // Per tenant of the set, its rows among the deleted ones: an int[] in the set's order.
+        func counts(_ deleted: String) -> String {
+            "SELECT ARRAY[\(set.ids.indices.map { "count(*) FILTER (WHERE k = \(set.element($0)))::int" }.joined(separator: ", "))]::int[] "
+                + "FROM \(deleted)"
+        }
+        func run(_ sql: String, tables: Int) async throws -> [[Int]] {
+            var query = PostgresQuery(unsafeSQL: sql)
+            set.bind(&query)
+            let flat = try await unified.query(query, logger: logger).decode([Int].self).first(where: { _ in true }) ?? []
+            guard flat.count == tables * set.ids.count else {
+                throw TenantryError(code: .database, message: "retire-legacy: the delete returned \(flat.count) counts, not \(tables * set.ids.count)")
+            }
+            return stride(from: 0, to: flat.count, by: set.ids.count).map { Array(flat[$0..<($0 + set.ids.count)]) }
+        }
+        if setBased {
+            let ctes = tables.enumerated().map { "d\($0.offset) AS (\(delete($0.element)))" }
+            let selects = tables.indices.map { "(\(counts("d\($0)")))" }
+            return try await run("WITH \(ctes.joined(separator: ", ")) SELECT \(selects.joined(separator: " || "))", tables: tables.count)
+        }
+        var counted: [[Int]] = []
+        for table in tables {
+            counted += try await run("WITH d AS (\(delete(table))) \(counts("d"))", tables: 1)
+        }
+        return counted
     }
 }

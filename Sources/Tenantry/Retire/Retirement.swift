@@ -8,13 +8,14 @@ import Tracing
 /// Retires dedicated tenants' rows from the unified database (the seeds' LegacyRetirement), and
 /// restores them from the archive.
 ///
-/// Retire: every tenant is verified first (``Verifier``; refused if one differs), its reverse
-/// stream is paused, then in one repeatable-read transaction of the unified database per tenant
-/// its rows are archived table by table in COPY text format (pg_dump cannot select one tenant's
-/// rows) and exactly those rows deleted, children first (per-table counts compared, rolled back on
-/// any mismatch), set-based past the per-row triggers when allowed (``DeleteMethod``), then checked
-/// from another session: no row outside the tenant references its rows; the manifest is written
-/// last, atomically, before the commit. ``concurrency`` tenants at a time. The tenant goes to
+/// Retire: every tenant is verified first (``Verifier/verifyByFingerprint(_:unified:unifiedURL:tenantURL:settle:)``;
+/// refused if one differs), its reverse stream is paused, then in one repeatable-read transaction
+/// of the unified database per batch of tenants (``batchSize``) their rows are archived table by
+/// table in COPY text format (pg_dump cannot select one tenant's rows) and exactly those rows
+/// deleted (per tenant and table counts compared, rolled back on any mismatch), set-based past the
+/// per-row triggers when allowed (``DeleteMethod``), then checked from another session: no row
+/// outside a tenant references its rows; the manifest is written last, atomically, before the
+/// commit. A batch that fails is retried one tenant at a time. ``concurrency`` workers. The tenant goes to
 /// `retired`: the relay stops applying its changes back, but reverse capture keeps recording them
 /// in its tenant database, so ``restore(archive:)`` followed by the relay brings the unified rows
 /// fully up to date again.
@@ -70,9 +71,14 @@ public struct Retirement: Sendable {
     var afterRestoreLoad: (@Sendable (TenantID) async throws -> Void)?
     /// How the rows are deleted (default: set-based, falling back to row by row when not allowed).
     public var deleteMethod: DeleteMethod = .setBased
-    /// Tenants verified, then retired, at a time (migrate-data copies 2 at a time); each tenant in its own transaction.
+    /// Tenants verified, then retired, at a time (migrate-data copies 2 at a time).
     public var concurrency = 2
-    /// Receives each step's wall time in seconds, per tenant: `verify`, `archive`, `delete`, `check` (benchmarks).
+    /// Tenants a worker retires in one transaction: one read per table for the archive, one delete
+    /// statement and one integrity check (one scan of each referencing table) for all of them. A
+    /// batch that fails is rolled back whole and retried one tenant at a time.
+    public var batchSize = 8
+    /// Receives each step's wall time in seconds (benchmarks): `prepare` and `verify` once for the
+    /// run (every tenant), `pause`, `archive`, `delete`, `check`, `catalog` per tenant.
     public var timing: (@Sendable (_ step: String, _ seconds: Double) -> Void)?
 
     /// Runs `body`, handing its wall time to ``timing`` as `step`.
@@ -143,30 +149,7 @@ public struct Retirement: Sendable {
         // A paused stream or a dead letter is a change not applied to unified: never retire past it.
         try await Capture(unifiedURL: unifiedURL, discriminator: plan.discriminator, logger: logger)
             .requireStreamsClear(ids, before: "retire-legacy")
-        if verifyFirst {
-            let verifier = Verifier(plan: plan, logger: logger)
-            var differing: [String] = []
-            let relay = relay
-            let reports = try await timed("verify") {
-                try await concurrentMap(ids, concurrency: max(concurrency, 1)) { id in
-                    try await verifier.verify(
-                        id, unifiedURL: unifiedURL, tenantURL: try await tenantURL(id),
-                        settle: { _ = try await relay.catchUp([id], timeout: .seconds(60)) })
-                }
-            }
-            for (id, report) in zip(ids, reports) {
-                if !report.equal {
-                    let tables = report.tables.filter { $0.differenceCount > 0 }.map { "\($0.table): \($0.differenceCount) row(s)" }
-                    differing.append("tenant \(id) (\(tables.joined(separator: ", ")))")
-                }
-            }
-            guard differing.isEmpty else {
-                throw TenantryError(
-                    code: .conflict,
-                    message: "retire-legacy refused: \(differing.joined(separator: "; ")) differ between unified and the tenant database; "
-                        + "nothing was deleted (see tenantry verify-sync)")
-            }
-        }
+        if verifyFirst { try await verifyAll(ids) }
         if dryRun {
             return try await Database.withConnection(unifiedURL, logger: logger) { unified in
                 var rows: [TableRows] = []
@@ -221,7 +204,7 @@ public struct Retirement: Sendable {
         return false
     }
 
-    private func count(_ table: MovePlan.Table, of id: TenantID, on connection: PostgresConnection) async throws -> Int {
+    func count(_ table: MovePlan.Table, of id: TenantID, on connection: PostgresConnection) async throws -> Int {
         var query = PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
         query.binds.append(id.rawValue)
         return try await connection.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
@@ -259,111 +242,6 @@ public struct Retirement: Sendable {
     }
 
     static let pausedReason = "retired from the unified database"
-
-    /// In ONE repeatable-read transaction of the unified database: archives the tenant's rows
-    /// (when `archive` is set; each file fsynced, the tenant's directory too), deletes them,
-    /// children first, checks per table that it deleted exactly the rows it archived (or counted),
-    /// checks integrity (``checkIntegrity(_:deleted:deletion:on:)``, on `checker`), lists this
-    /// tenant's entries in the manifest (written atomically) and commits. Any mismatch or failure
-    /// rolls the delete back and takes the tenant's entries out of the manifest again.
-    func archiveAndDelete(
-        _ id: TenantID, archive root: String?, book: ManifestBook, deletion: Deletion, on unified: PostgresConnection,
-        checker: PostgresConnection
-    ) async throws -> ([TableRows], [Manifest.Table]) {
-        var entries: [Manifest.Table] = []
-        var manifestWritten = false
-        var createdDirectory = false
-        let tenantDirectory = root.map { ($0 as NSString).appendingPathComponent(id.rawValue) }
-        do {
-            let tables = try await Database.withTransaction(unified, logger: logger) { unified in
-                try await unified.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
-                // Tenantry's own write: past the moved-tenant guard, not captured.
-                try await unified.query("SET LOCAL tenantry.applying = 'on'", logger: logger)
-                var archived: [String: Int] = [:]
-                let archiveStart = ContinuousClock.now
-                if let root, let tenantDirectory {
-                    try ArchiveFiles.makeDirectory(tenantDirectory)
-                    createdDirectory = true
-                    for (index, table) in plan.tables.enumerated() {
-                        let entry = try await archiveTable(table, index: index, of: id, root: root, on: unified)
-                        archived[table.name] = entry.rows
-                        entries.append(entry)
-                    }
-                    try ArchiveFiles.syncDirectory(tenantDirectory)
-                } else {
-                    for table in plan.tables { archived[table.name] = try await count(table, of: id, on: unified) }
-                }
-                timing?("archive", (ContinuousClock.now - archiveStart).totalSeconds)
-                try await beforeDelete?(id)
-                let deleteStart = ContinuousClock.now
-                // Set-based: no trigger fires per deleted row (foreign-key checks and actions
-                // included); checkIntegrity below stands in for them, once per foreign key.
-                if deletion.setBased { try await unified.query("SET LOCAL session_replication_role = replica", logger: logger) }
-                var tables: [TableRows] = []
-                for table in plan.tables.reversed() {
-                    var query = PostgresQuery(unsafeSQL: "WITH deleted AS (DELETE FROM \(plan.unifiedName(table)) "
-                        + "WHERE \(plan.tenantFilter(parameter: 1)) RETURNING 1) SELECT count(*)::int FROM deleted")
-                    query.binds.append(id.rawValue)
-                    let count = try await unified.query(query, logger: logger).decode(Int.self).first(where: { _ in true }) ?? 0
-                    guard count == archived[table.name] else {
-                        throw TenantryError(
-                            code: .conflict,
-                            message: "retire-legacy rolled back for tenant \(id): \(table.name) had \(archived[table.name] ?? 0) row(s) "
-                                + "archived but \(count) deleted; nothing of this tenant was deleted",
-                            tenant: id.rawValue)
-                    }
-                    tables.append(TableRows(tenant: id, table: table.name, rows: count))
-                }
-                timing?("delete", (ContinuousClock.now - deleteStart).totalSeconds)
-                try await timed("check") { try await checkIntegrity(id, deleted: tables, deletion: deletion, on: checker) }
-                // The mark a re-run reads to know this delete committed (finishInterrupted); a row
-                // of its own, so no concurrent update can fail this REPEATABLE READ transaction.
-                let archiveName = root.map { ($0 as NSString).lastPathComponent }
-                try await unified.query("""
-                    INSERT INTO tenantry.retired_tenants (tenant_id, archive) VALUES (\(id.rawValue), \(archiveName))
-                    ON CONFLICT (tenant_id) DO UPDATE SET retired_at = now(), archive = EXCLUDED.archive
-                    """, logger: logger)
-                if root != nil {
-                    manifestWritten = true
-                    try book.list(entries)
-                }
-                return tables
-            }
-            return (tables, entries)
-        } catch {
-            if let root {
-                // The rows stay in unified: the manifest must not list them, nor the directory hold their files.
-                if manifestWritten { book.unlist(id) }
-                if createdDirectory, let tenantDirectory { try? FileManager.default.removeItem(atPath: tenantDirectory) }
-            }
-            throw Database.wrap(error, "retiring tenant \(id)", tenant: id.rawValue)
-        }
-    }
-
-    /// Writes one table's rows of the tenant, in COPY text format, to a new 0600 file (fsynced).
-    private func archiveTable(
-        _ table: MovePlan.Table, index: Int, of id: TenantID, root: String, on unified: PostgresConnection
-    ) async throws -> Manifest.Table {
-        let columns = [plan.discriminator] + table.writableColumns
-        let safeName = table.name.unicodeScalars
-            .filter { $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }
-            .map(String.init).joined()
-        let file = "\(id.rawValue)/\(String(format: "%03d", index))_\(safeName).copy"
-        var writer = try ArchiveFiles.create((root as NSString).appendingPathComponent(file))
-        var query = PostgresQuery(unsafeSQL: "SELECT \(columns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")) "
-            + "FROM \(plan.unifiedName(table)) WHERE \(plan.tenantFilter(parameter: 1))")
-        query.binds.append(id.rawValue)
-        var encoder = CopyEncoder()
-        var count = 0
-        for try await row in try await unified.query(query, logger: logger) {
-            encoder.append(row)
-            count += 1
-            if encoder.readableBytes >= 1 << 18 { try writer.write(encoder.take()) }
-        }
-        try writer.write(encoder.take())
-        try writer.finish()
-        return Manifest.Table(tenant: id.rawValue, table: table.name, columns: columns, file: file, rows: count)
-    }
 
     static func encode(_ manifest: Manifest) throws -> Data {
         let encoder = JSONEncoder()

@@ -85,25 +85,35 @@ struct TenantForeignKey: Sendable, Equatable {
     }
 
     /// One query over one referencing table (every key of `keys` starts from it): per key, the
-    /// rows outside the tenant (`$1`; not its own rows of a tenant table) that reference a row of
-    /// the tenant in the referenced table — what would dangle once the tenant's rows are gone —
-    /// as an `int[]` in `keys`' order. One scan of the table whatever the number of keys (each key
-    /// a hashed subplan of the tenant's referenced keys). Must run on a connection that still sees
+    /// rows outside the tenants (`$1`: one tenant, or a batch's array; not a tenant's own rows of
+    /// a tenant table) that reference a row of theirs in the referenced table — what would dangle
+    /// once their rows are gone — as an `int[]` in `keys`' order. One scan of the table whatever
+    /// the number of keys (each key a hashed subplan of the tenants' referenced keys). Must run on a connection that still sees
     /// the tenant's rows (another session than the delete's, after the delete's statements: a
     /// writer that referenced the rows meanwhile has then either committed, and is counted, or
     /// waits on the deleted rows' locks and fails its own check).
-    static func outsideReferencesSQL(_ keys: [TenantForeignKey], plan: MovePlan) -> String {
+    static func outsideReferencesSQL(_ keys: [TenantForeignKey], plan: MovePlan, tenants: Retirement.TenantSet) -> String {
         guard let first = keys.first else { return "SELECT ARRAY[]::int[]" }
+        // A batch of several tenants: a row of one of them that references another's row counts
+        // too (it is not the referenced tenant's own row): exactly the rows the per-tenant checks
+        // would count between them, in one scan.
+        let crossTenant = tenants.ids.count > 1 && first.referencingIsTenantTable(plan)
+        let discriminator = MovePlan.quote(plan.discriminator)
         let counts = keys.map { key in
             let columns = key.columns.map { "c.\(MovePlan.quote($0))" }
             let referenced = key.referencedColumns.map { "p.\(MovePlan.quote($0))" }.joined(separator: ", ")
             let tuple = columns.count == 1 ? columns[0] : "(\(columns.joined(separator: ", ")))"
-            return "count(*) FILTER (WHERE \(tuple) IN (SELECT \(referenced) FROM "
-                + "\(MovePlan.quote(plan.schema)).\(MovePlan.quote(key.referencedTable)) p WHERE p.\(plan.tenantFilter(parameter: 1))))::int"
+            let parents = "FROM \(MovePlan.quote(plan.schema)).\(MovePlan.quote(key.referencedTable)) p WHERE \(tenants.filter("p."))"
+            var condition = "\(tuple) IN (SELECT \(referenced) \(parents))"
+            if crossTenant {
+                let own = "(c.\(discriminator), \(columns.joined(separator: ", "))) IN (SELECT p.\(discriminator), \(referenced) \(parents))"
+                condition += " AND (\(tenants.outside("c.")) OR NOT coalesce(\(own), false))"
+            }
+            return "count(*) FILTER (WHERE \(condition))::int"
         }
         var sql = "SELECT ARRAY[\(counts.joined(separator: ", "))] FROM \(first.quotedTable) c"
-        if first.referencingIsTenantTable(plan) {
-            sql += " WHERE c.\(MovePlan.quote(plan.discriminator)) IS DISTINCT FROM CAST($1 AS \(plan.discriminatorType))"
+        if first.referencingIsTenantTable(plan) && !crossTenant {
+            sql += " WHERE \(tenants.outside("c."))"
         }
         return sql
     }

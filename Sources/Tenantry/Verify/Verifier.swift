@@ -157,7 +157,7 @@ public struct Verifier: Sendable {
     }
 
     /// The same text for the same value on both sides, whatever the databases' defaults.
-    private func normalize(_ connection: PostgresConnection) async throws {
+    func normalize(_ connection: PostgresConnection) async throws {
         try await connection.query("""
             SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, MDY', false),
                    set_config('IntervalStyle', 'postgres', false), set_config('extra_float_digits', '1', false),
@@ -222,7 +222,7 @@ public struct Verifier: Sendable {
         { table in "ARRAY[\(table.primaryKey.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", "))]" }
     }
 
-    private func rowHash(_ table: MovePlan.Table) -> String {
+    func rowHash(_ table: MovePlan.Table) -> String {
         "md5(ROW(\(table.list(table.columns.map(\.name))))::text)"
     }
 
