@@ -27,6 +27,6 @@ struct CaptureSchemaOwnerTests {
         } throws: { error in
             "\(error)".contains("schema tenantry already exists and is owned by role \(role)")
         }
-        #expect(try await TestPostgres.strings(url, "SELECT count(*)::text FROM pg_trigger WHERE tgname = 'tenantry_capture'") == ["0"])
+        #expect(try await TestPostgres.strings(url, "SELECT count(*)::text FROM pg_trigger WHERE tgname LIKE 'tenantry_capture%'") == ["0"])
     }
 }

@@ -19,6 +19,10 @@ public struct Capture: Sendable {
     public var enableTimeout: Duration
     /// The logger.
     public var logger: Logger
+    /// How long re-listing a table's capture triggers (when a tenant gets capture state) waits for
+    /// its lock before it lets the table's writers go and tries again: about the longest a writer
+    /// waits behind it.
+    public var relistLockTimeout: Duration = .milliseconds(50)
 
     /// Creates a capture handle.
     public init(unifiedURL: PostgresURL, discriminator: String = "shop_id", schema: String = "public",
@@ -36,8 +40,10 @@ public struct Capture: Sendable {
         public var tables: [String]
     }
 
-    /// Installs (or refreshes) the capture tables and one trigger per tenant table. Idempotent and
-    /// safe to run concurrently (an advisory lock serialises it). Run it again after a schema change.
+    /// Installs (or refreshes) the capture tables, one function per tenant table and its triggers,
+    /// which list the tenants that have capture state now (and so repair a list that misses one).
+    /// Idempotent and safe to run concurrently (an advisory lock serialises it, and every change of
+    /// the list). Run it again after a schema change.
     @discardableResult
     public func install() async throws -> InstallReport {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
@@ -47,9 +53,11 @@ public struct Capture: Sendable {
                 try await Catalog.requireTrustedSchemaOwner(on: connection, logger: logger)
                 try await Database.execute(script: CaptureSQL.tables, on: connection, logger: logger)
                 let plan = try await MovePlan.load(connection, schema: schema, discriminator: discriminator, logger: logger)
+                let listing = CaptureSQL.Listing.of(try await Self.stateTenants(on: connection, logger: logger))
                 for table in plan.tables {
                     do {
-                        try await Database.execute(script: try CaptureSQL.trigger(for: table, plan: plan), on: connection, logger: logger)
+                        try await Database.execute(
+                            script: try CaptureSQL.trigger(for: table, plan: plan, listing: listing), on: connection, logger: logger)
                     } catch {
                         throw Database.wrap(error, "installing capture on \(table.name)", table: table.name)
                     }
@@ -81,13 +89,19 @@ public struct Capture: Sendable {
 
     private func enableCapture(_ tenant: TenantID) async throws {
         try await Database.withConnection(unifiedURL, logger: logger) { connection in
-            try await connection.query("""
-                INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)
-                VALUES (\(tenant.rawValue), \(AdvisoryLock.tenant(tenant)), true, clock_timestamp())
-                ON CONFLICT (tenant_id) DO UPDATE SET capturing = true, updated_at = now(),
-                    capture_enabled_at = CASE WHEN tenantry.capture_state.capturing
-                        THEN tenantry.capture_state.capture_enabled_at ELSE clock_timestamp() END
-                """, logger: logger)
+            try await withListLock(connection) {
+                // The triggers list the tenant (committed) before its state row exists: from the
+                // row's commit on, every write of the tenant runs the capture function.
+                let tenants = try await Self.stateTenants(on: connection, logger: logger)
+                try await relist(tenants + [tenant.rawValue], growOnly: true, on: connection)
+                try await connection.query("""
+                    INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)
+                    VALUES (\(tenant.rawValue), \(AdvisoryLock.tenant(tenant)), true, clock_timestamp())
+                    ON CONFLICT (tenant_id) DO UPDATE SET capturing = true, updated_at = now(),
+                        capture_enabled_at = CASE WHEN tenantry.capture_state.capturing
+                            THEN tenantry.capture_state.capture_enabled_at ELSE clock_timestamp() END
+                    """, logger: logger)
+            }
             // Committed (autocommit). Transactions that started before now may still write
             // without seeing capture on (REPEATABLE READ snapshots); wait for them to end.
             // The transactions running now (their ids): a prepared (two-phase) transaction among them

@@ -18,9 +18,14 @@ extension Operations {
         do {
             let move = try await move()
             let installed = try await move.capture().isInstalled()
+            // A tenant with capture state that a table's capture triggers do not list: its writes
+            // there would be neither captured nor guarded.
+            let problems = installed ? try await move.capture().triggerProblems() : []
             checks.append(DoctorCheck(
-                group: "application database", name: "capture", passed: true,
-                detail: installed ? "installed on \(move.plan.tables.count) tenant tables"
+                group: "application database", name: "capture", passed: problems.isEmpty,
+                detail: !problems.isEmpty ? problems.prefix(3).map { "\($0.table): \($0.detail)" }.joined(separator: "; ")
+                    + (problems.count > 3 ? "; \(problems.count - 3) more table(s)" : "")
+                    : installed ? "installed on \(move.plan.tables.count) tenant tables"
                     : "not installed (needed only to move tenants: 'tenantry capture install')"))
             checks.append(await move.foreignKeyCheck())
         } catch {
