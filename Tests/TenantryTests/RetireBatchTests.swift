@@ -19,20 +19,7 @@ struct RetireBatchTests {
     /// worker, batches of 8: the three tenants go in one batch.
     func withDedicated(_ body: @Sendable (MoveFixture, Relay, Catalog, Retirement) async throws -> Void) async throws {
         let fixture = try await MoveFixture.make(shops: 4, rowsPerShop: 40, provision: 3)
-        let logger = logger
-        try await fixture.withMover { copier, relay, catalog in
-            for id in fixture.ids { _ = try await copier.copy(id) }
-            let cutover = Cutover(
-                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
-                actor: "test", logger: logger)
-            for id in fixture.ids { _ = try await cutover.cutover(id, maxPause: .seconds(30)) }
-            var retirement = Retirement(
-                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
-                actor: "test", logger: logger)
-            retirement.concurrency = 1
-            retirement.batchSize = 8
-            try await body(fixture, relay, catalog, retirement)
-        }
+        try await fixture.withDedicatedTenants(concurrency: 1, batchSize: 8) { try await body(fixture, $0, $1, $2) }
     }
 
     /// Every row of shop `shop` in every tenant table, as text, per table, sorted.

@@ -16,18 +16,7 @@ struct RetireSetBasedTests {
     /// Three HandyShop shops; shops 1 and 2 copied and cut over (dedicated), shop 3 stays shared.
     func withDedicated(_ body: @Sendable (MoveFixture, Relay, Catalog, Retirement) async throws -> Void) async throws {
         let fixture = try await MoveFixture.make(shops: 3, rowsPerShop: 60, provision: 2)
-        let logger = logger
-        try await fixture.withMover { copier, relay, catalog in
-            for id in fixture.ids { _ = try await copier.copy(id) }
-            let cutover = Cutover(
-                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
-                actor: "test", logger: logger)
-            for id in fixture.ids { _ = try await cutover.cutover(id, maxPause: .seconds(30)) }
-            let retirement = Retirement(
-                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
-                actor: "test", logger: logger)
-            try await body(fixture, relay, catalog, retirement)
-        }
+        try await fixture.withDedicatedTenants { try await body(fixture, $0, $1, $2) }
     }
 
     /// Every row of every table of the unified schema except shop `except`'s rows of tenant

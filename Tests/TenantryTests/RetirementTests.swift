@@ -17,18 +17,7 @@ struct RetirementTests {
         shops: Int, _ body: @Sendable (MoveFixture, Relay, Catalog, Retirement) async throws -> Void
     ) async throws {
         let fixture = try await MoveFixture.make(shops: shops, rowsPerShop: 30)
-        let logger = logger
-        try await fixture.withMover { copier, relay, catalog in
-            for id in fixture.ids { _ = try await copier.copy(id) }
-            let cutover = Cutover(
-                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
-                actor: "test", logger: logger)
-            for id in fixture.ids { _ = try await cutover.cutover(id, maxPause: .seconds(30)) }
-            let retirement = Retirement(
-                catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
-                actor: "test", logger: logger)
-            try await body(fixture, relay, catalog, retirement)
-        }
+        try await fixture.withDedicatedTenants { try await body(fixture, $0, $1, $2) }
     }
 
     func unifiedRows(_ fixture: MoveFixture, _ id: TenantID) async throws -> Int {

@@ -152,14 +152,7 @@ extension Cutover {
         _ tenant: TenantID, at url: PostgresURL, _ body: (PostgresConnection?) async throws -> T
     ) async throws -> T {
         guard let connection = try? await Database.connect(url, logger: logger) else { return try await body(nil) }
-        do {
-            let result = try await body(connection)
-            try? await connection.close()
-            return result
-        } catch {
-            try? await connection.close()
-            throw error
-        }
+        return try await Database.closing(connection) { try await body($0) }
     }
 
     /// Takes the tenant's fence exclusively in the open transaction on `connection`, waiting at

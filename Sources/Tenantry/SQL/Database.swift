@@ -44,7 +44,14 @@ public enum Database {
     public static func withConnection<Result: Sendable>(
         _ url: PostgresURL, logger: Logger, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        let connection = try await connect(url, logger: logger)
+        try await closing(try await connect(url, logger: logger), body)
+    }
+
+    /// Runs `body` with `connection` and closes it afterwards, whether `body` returns or throws.
+    @discardableResult
+    public static func closing<Result: Sendable>(
+        _ connection: PostgresConnection, _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
         do {
             let result = try await body(connection)
             try? await connection.close()
