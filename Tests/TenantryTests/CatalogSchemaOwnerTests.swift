@@ -43,7 +43,7 @@ struct CatalogSchemaOwnerTests {
             }
             try await Catalog.withCatalog(url, logger: logger) { catalog in
                 let report = try await catalog.migrate()
-                #expect(report.version == 5)
+                #expect(report.version == 4)
             }
         }
     }
@@ -53,7 +53,7 @@ struct CatalogSchemaOwnerTests {
         try await withOwner(superuser: true) { url, _ in
             try await Catalog.withCatalog(url, logger: logger) { catalog in
                 let report = try await catalog.migrate()
-                #expect(report.version == 5)
+                #expect(report.version == 4)
             }
         }
     }

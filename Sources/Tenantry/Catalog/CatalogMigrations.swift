@@ -18,7 +18,6 @@ enum CatalogMigrations {
         Migration(version: 2, name: "route notifications for moves", sql: v2),
         Migration(version: 3, name: "pending passwords for rotation", sql: v3),
         Migration(version: 4, name: "server moves and byte budgets", sql: v4),
-        Migration(version: 5, name: "route notifications carry the route", sql: v5),
     ]
 
     static var latestVersion: Int { all.last?.version ?? 0 }
@@ -153,41 +152,5 @@ enum CatalogMigrations {
         WHERE phase IN ('starting', 'moving', 'switched');
     CREATE TRIGGER server_moves_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.server_moves
         FOR EACH ROW EXECUTE FUNCTION tenantry.notify_move_change();
-    """
-
-    /// Step 13: a tenant's notification carries what a router needs to switch its cached route
-    /// without reading the catalog (`tenants:<id>:{"epoch":…,"placement":…,"status":…,"server":…,
-    /// "database":…,"role":…}`), a move's its phase (`moves:<id>:<phase>`). A router treats them as
-    /// hints: one it cannot parse, or older than its cached route, makes it read the catalog. Server
-    /// moves and deletions keep the bare `<table>:<id>` (read the catalog).
-    static let v5 = """
-    CREATE FUNCTION tenantry.notify_tenant_route() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP = 'DELETE' THEN
-            PERFORM pg_notify('tenantry_routes', 'tenants:' || OLD.id);
-        ELSE
-            PERFORM pg_notify('tenantry_routes', 'tenants:' || NEW.id || ':' || json_build_object(
-                'epoch', NEW.epoch, 'placement', NEW.placement, 'status', NEW.status,
-                'server', NEW.server_name, 'database', NEW.database_name, 'role', NEW.role_name)::text);
-        END IF;
-        RETURN NULL;
-    END
-    $$;
-    DROP TRIGGER tenants_notify ON tenantry.tenants;
-    CREATE TRIGGER tenants_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.tenants
-        FOR EACH ROW EXECUTE FUNCTION tenantry.notify_tenant_route();
-    CREATE FUNCTION tenantry.notify_move_phase() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP = 'DELETE' THEN
-            PERFORM pg_notify('tenantry_routes', 'moves:' || OLD.tenant_id);
-        ELSE
-            PERFORM pg_notify('tenantry_routes', 'moves:' || NEW.tenant_id || ':' || NEW.phase);
-        END IF;
-        RETURN NULL;
-    END
-    $$;
-    DROP TRIGGER moves_notify ON tenantry.moves;
-    CREATE TRIGGER moves_notify AFTER INSERT OR UPDATE OR DELETE ON tenantry.moves
-        FOR EACH ROW EXECUTE FUNCTION tenantry.notify_move_phase();
     """
 }

@@ -39,8 +39,10 @@ extension TenantRouter {
                         for try await notification in notifications {
                             if let tenant = Self.warmRequest(notification.payload) {
                                 group.addTask { await self.warm(tenant: tenant) }
-                            } else {
-                                handle(notification.payload)
+                            } else if let tenant = handle(notification.payload) {
+                                // Read the changed route once, here, so the writers a fence
+                                // releases find it cached instead of each reading the catalog.
+                                group.addTask { _ = try? await self.loadRoute(tenant) }
                             }
                         }
                     }
@@ -56,21 +58,24 @@ extension TenantRouter {
     }
 
     /// Applies a route notification: `tenants:<id>` and `moves:<id>` drop the tenant's cached
-    /// route, unless they carry the change (`tenants:<id>:{…}`, `moves:<id>:<phase>`, catalog
-    /// migration 5) and it applies (``applyRouteNotification(_:)``); `read_policy:…` drops the policy.
-    func handle(_ payload: String) {
+    /// route, `read_policy:…` drops the policy. Returns the tenant whose cached route was dropped
+    /// (the listener reads it again at once). Anything after the id is ignored: a notification
+    /// can be sent by any session of the catalog's database, so it only ever causes a catalog read.
+    @discardableResult
+    func handle(_ payload: String) -> TenantID? {
         let parts = payload.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-        guard parts.count >= 2 else { return }
+        guard parts.count >= 2 else { return nil }
         switch parts[0] {
         case "tenants", "moves":
-            guard let tenant = try? TenantID(parts[1]) else { return }
-            if parts.count == 3, applyRouteNotification(payload) { return }
-            invalidateRoutes(tenant)
+            guard let tenant = try? TenantID(parts[1]) else { return nil }
+            let cached = state.withLockedValue { $0.routes.removeValue(forKey: tenant) != nil }
+            return cached ? tenant : nil
         case "read_policy":
             state.withLockedValue { $0.policy = nil }
         default:
             break
         }
+        return nil
     }
 
     /// The tenant of a `warm:<tenant>` notification (a cutover or rollback about to take its fence).

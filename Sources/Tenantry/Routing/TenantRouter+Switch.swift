@@ -3,8 +3,8 @@ import Logging
 import PostgresNIO
 import TenantryCore
 
-/// Following a switch quickly: warm-up before it, routes carried by notifications, and writes that
-/// waited on the old side sent to the new one. None of this decides where a write lands: the
+/// Following a switch quickly: warm-up before it, the changed route read once by the listener, and
+/// writes that waited on the old side sent to the new one. None of this decides where a write lands: the
 /// fence and the capture guard's `moved` check do, and the router runs a rejected write again
 /// (``TenantRouter/withTransaction(tenant:intent:isolation:_:)``). These only save round trips.
 extension TenantRouter {
@@ -20,7 +20,7 @@ extension TenantRouter {
     }
 
     /// Caches `route` read from the catalog, unless a route with a newer epoch is cached already
-    /// (a notification applied while the read was in flight); returns what is cached.
+    /// (a later read stored first); returns what is cached.
     func storeRoute(_ route: Route) -> Route {
         state.withLockedValue { state in
             if let cached = state.routes[route.tenant], cached.route.epoch > route.epoch { return cached.route }
@@ -62,54 +62,6 @@ extension TenantRouter {
         logger.debug("warmed connections ahead of a switch", metadata: [
             LogMetadataKey.tenant: "\(tenant)", "route.side": "\(side.rawValue)", "pool.opened": "\(opened)"])
         return opened
-    }
-
-    // MARK: - Notifications
-
-    /// What a `tenants:<id>:{…}` notification carries (catalog migration 5).
-    struct TenantNotification: Decodable {
-        var epoch: Int64
-        var placement: String
-        var status: String
-        var server: String?
-        var database: String?
-        var role: String?
-    }
-
-    /// Applies a notification that carries a route change to the cached route, if one is cached:
-    /// `tenants:<id>:{json}` (placement, database, epoch) or `moves:<id>:<phase>`. Returns false
-    /// when the payload is not one of those, cannot be parsed, or is older than the cached route:
-    /// the caller then drops the cached route (the next use reads the catalog).
-    func applyRouteNotification(_ payload: String) -> Bool {
-        let parts = payload.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3, let tenant = try? TenantID(parts[1]) else { return false }
-        switch parts[0] {
-        case "tenants":
-            guard let data = parts[2].data(using: .utf8),
-                  let hint = try? JSONDecoder().decode(TenantNotification.self, from: data),
-                  let placement = TenantRecord.Placement(rawValue: hint.placement) else { return false }
-            return state.withLockedValue { state in
-                guard var cached = state.routes[tenant] else { return true }
-                guard hint.epoch >= cached.route.epoch else { return false }
-                cached.route.placement = placement
-                cached.route.epoch = hint.epoch
-                let active = hint.status == TenantRecord.Status.active.rawValue && hint.database != nil
-                cached.route.database = active ? hint.database : nil
-                cached.route.server = active ? hint.server : nil
-                cached.route.role = active ? hint.role : nil
-                state.routes[tenant] = cached
-                return true
-            }
-        case "moves":
-            guard let phase = MovePhase(parts[2]) else { return false }
-            return state.withLockedValue { state in
-                guard state.routes[tenant] != nil else { return true }
-                state.routes[tenant]?.route.phase = phase
-                return true
-            }
-        default:
-            return false
-        }
     }
 
     // MARK: - Tenant connections

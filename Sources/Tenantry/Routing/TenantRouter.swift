@@ -255,9 +255,9 @@ public final class TenantRouter: Service, Sendable {
     /// then returns that route; past the timeout, throws ``TenantryError/Code/tenantMoved`` (the
     /// guard's message, `rejection` underlying).
     ///
-    /// While the router listens, the switch usually reaches it as a notification that carries the
-    /// new route (``applyRouteNotification(_:)``): the cache is watched every 2 ms and the catalog
-    /// read at most every 50 ms, so writers released by a fence do not queue on the catalog.
+    /// While the router listens, the switch usually reaches it as a notification on which the
+    /// listener reads the new route once: the cache is watched every 2 ms and the catalog read at
+    /// most every 50 ms, so writers released by a fence do not queue on the catalog.
     private func newRoute(for tenant: TenantID, leaving old: Route, source: Route.Source, rejection: any Error) async throws -> Route {
         let deadline = ContinuousClock.now + configuration.pool.leaseTimeout
         var nextRead = ContinuousClock.now
