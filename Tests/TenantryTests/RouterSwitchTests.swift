@@ -38,6 +38,21 @@ struct RouterSwitchTests {
         return Int(count.first.flatMap { $0 } ?? "0") ?? 0
     }
 
+    /// Two HandyShop shops; shop 1 copied and cut over (dedicated). `body` gets the fixture, the
+    /// tenant, the cutover (for a rollback), the relay and the catalog.
+    static func withCutOver(
+        _ body: @Sendable (MoveFixture, TenantID, Cutover, Relay, Catalog) async throws -> Void
+    ) async throws {
+        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
+        try await fixture.withMover { copier, relay, catalog in
+            let tenant = fixture.ids[0]
+            _ = try await copier.copy(tenant)
+            let cutover = Self.cutover(fixture, catalog, relay)
+            _ = try await cutover.cutover(tenant, maxPause: .seconds(30))
+            try await body(fixture, tenant, cutover, relay, catalog)
+        }
+    }
+
     static func cutover(_ fixture: MoveFixture, _ catalog: Catalog, _ relay: Relay) -> Cutover {
         Cutover(
             catalog: catalog, servers: fixture.directory(), unifiedURL: fixture.unifiedURL, plan: fixture.plan, relay: relay,
@@ -136,12 +151,7 @@ struct RouterSwitchTests {
 
     @Test("a write held by a lock on the tenant database it was switched away from fails fast and lands once on the new side")
     func stragglerFailsFastIntoTheRetry() async throws {
-        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
-        try await fixture.withMover { copier, relay, catalog in
-            let tenant = fixture.ids[0]
-            _ = try await copier.copy(tenant)
-            let cutover = Self.cutover(fixture, catalog, relay)
-            _ = try await cutover.cutover(tenant, maxPause: .seconds(30))
+        try await Self.withCutOver { fixture, tenant, cutover, relay, catalog in
             // Not running: no notifications, so its cached route stays the tenant database (a
             // straggler's route, resolved before the rollback).
             let router = Self.router(fixture, catalog, relay: relay) {
@@ -186,12 +196,7 @@ struct RouterSwitchTests {
 
     @Test("a write whose route changed while it waited for a connection runs on the new side only")
     func leaseRecheck() async throws {
-        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
-        try await fixture.withMover { copier, relay, catalog in
-            let tenant = fixture.ids[0]
-            _ = try await copier.copy(tenant)
-            let cutover = Self.cutover(fixture, catalog, relay)
-            _ = try await cutover.cutover(tenant, maxPause: .seconds(30))
+        try await Self.withCutOver { fixture, tenant, cutover, relay, catalog in
             // One connection per tenant database: the second write waits for the first one's.
             let router = Self.router(fixture, catalog, relay: relay) { $0.pool.maxPerKey = 1; $0.warmConnections = 0 }
             try await router.running {
