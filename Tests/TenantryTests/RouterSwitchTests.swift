@@ -95,7 +95,9 @@ struct RouterSwitchTests {
                 }
                 _ = try await cutover.cutover(tenant, maxPause: .seconds(30))
                 #expect(seenInFence.withLockedValue { $0 } == 3)
-                // The first write after the switch finds them: no new connection is opened.
+                // The first write after the switch (once the listener has read the new route)
+                // finds them: no new connection is opened.
+                try await eventually("the listener followed the switch") { router.cachedRoute(tenant)?.writeSource == .tenant }
                 let connects = await router.poolStatistics()[ServerDirectory.defaultServerName]?.connects ?? -1
                 try await router.withTransaction(tenant: tenant, intent: .write) { connection in
                     #expect(connection.source == .tenant)
