@@ -36,7 +36,8 @@ struct CaptureTriggerListTests {
     func listFollowsState() async throws {
         let fixture = try await Self.notesFixture(tenants: 3)
         let capture = fixture.capture()
-        let empty: [String: [String]?] = ["INSERT": [], "UPDATE": [], "DELETE": []]
+        // Nobody listed: no INSERT or DELETE trigger, the UPDATE one only refuses a changed discriminator.
+        let empty: [String: [String]?] = ["UPDATE": []]
         #expect(try await Self.listed(fixture.unifiedURL) == ["items": empty, "notes": empty])
         try await capture.enable(try TenantID("2"))
         try await capture.enable(try TenantID("1"))
@@ -65,8 +66,8 @@ struct CaptureTriggerListTests {
                 """, logger: Self.logger)
             // As an install older than 2026-11-30 left a table: one trigger, every event and row.
             try await Database.execute(script: """
-                DROP TRIGGER tenantry_capture_insert ON notes; DROP TRIGGER tenantry_capture_update ON notes;
-                DROP TRIGGER tenantry_capture_delete ON notes;
+                DROP TRIGGER IF EXISTS tenantry_capture_insert ON notes; DROP TRIGGER tenantry_capture_update ON notes;
+                DROP TRIGGER IF EXISTS tenantry_capture_delete ON notes;
                 CREATE TRIGGER tenantry_capture AFTER INSERT OR UPDATE OR DELETE ON notes
                     FOR EACH ROW EXECUTE FUNCTION tenantry.\(CaptureSQL.functionName("notes"))();
                 """, on: connection, logger: Self.logger)
@@ -124,20 +125,24 @@ struct CaptureTriggerListTests {
             fixture.unifiedURL, "SELECT op::text || ':' || tenant_id FROM tenantry.changes ORDER BY id") == ["I:1", "U:1"])
     }
 
-    @Test("a tenant enabled and copied while 8 writers write it: no write lost, row by row after the relay caught up")
-    func enableUnderWriters() async throws {
+    @Test(
+        "a tenant enabled and copied while 8 writers write it: no write lost, row by row after the relay caught up (from an empty list; beside a captured peer)",
+        arguments: [false, true])
+    func enableUnderWriters(withPeer: Bool) async throws {
         let fixture = try await MoveFixture.make(shops: 3, rowsPerShop: 80)
         let stop = NIOLockedValueBox(false)
         let tenant = fixture.ids[0]
+        if withPeer { try await fixture.capture().enable(fixture.ids[2]) }
+        let peers = withPeer ? [fixture.ids[2].rawValue] : []
         try await fixture.withMover { copier, relay, _ in
             let writers = (0..<8).map { index in
                 Task { try await HandyShopWriter(url: fixture.unifiedURL, shops: [tenant], seed: UInt64(index + 11)).run(until: stop) }
             }
             try await Task.sleep(for: .milliseconds(300))
             let before = try await Self.listed(fixture.unifiedURL)
-            #expect(before["customers"]?["INSERT"] == .some([]))
+            #expect(before["customers"] == (withPeer ? ["INSERT": peers, "UPDATE": peers, "DELETE": peers] : ["UPDATE": []]))
             _ = try await copier.copy(tenant)
-            #expect(try await Self.listed(fixture.unifiedURL)["customers"]?["INSERT"] == .some([tenant.rawValue]))
+            #expect(try await Self.listed(fixture.unifiedURL)["customers"]?["INSERT"] == .some((peers + [tenant.rawValue]).sorted()))
             try await Task.sleep(for: .milliseconds(500))
             stop.withLockedValue { $0 = true }
             var writes = 0
@@ -167,5 +172,87 @@ struct CaptureTriggerListTests {
         try await fixture.capture().install()
         let repaired = try #require(try await check())
         #expect(repaired.status == .pass, "\(repaired)")
+    }
+
+    /// The discriminator types a unified database may use, with two ids to list, one not to, and a
+    /// value of that type an id does not spell canonically (as a hand-made state row could).
+    static let typedCases: [(type: String, listed: [String], other: String, typed: Bool)] = [
+        ("bigint", ["7", "12"], "3", true), ("integer", ["7", "12"], "3", true), ("smallint", ["7", "12"], "3", true),
+        ("text", ["a7", "b12"], "c3", true), ("character varying(40)", ["a7", "b12"], "c3", false),
+        ("uuid", ["00000000-0000-4000-8000-000000000007", "00000000-0000-4000-8000-000000000012"], "00000000-0000-4000-8000-000000000003", false),
+    ]
+
+    @Test(
+        "the list is compared in the column's type (integers, text) or as text (other types, odd ids); it fires exactly for the listed tenants; a changed discriminator is refused",
+        arguments: 0..<typedCases.count)
+    func typedList(_ index: Int) async throws {
+        let (type, ids, other, typed) = Self.typedCases[index]
+        let url = try await TestPostgres.makeDatabase("captyped")
+        try await Database.withConnection(url, logger: Self.logger) { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "CREATE TABLE notes (shop_id \(type) NOT NULL, id bigint PRIMARY KEY, body text)"), logger: Self.logger)
+        }
+        let capture = Capture(unifiedURL: url, logger: Self.logger)
+        try await capture.install()
+        func condition() async throws -> String {
+            try await TestPostgres.strings(url, """
+                SELECT coalesce(pg_get_triggerdef(oid), '') FROM pg_trigger WHERE tgname = 'tenantry_capture_insert'
+                """).first.flatMap { $0 } ?? "none"
+        }
+        func addState(_ tenants: [String]) async throws {
+            for tenant in tenants {
+                _ = try await TestPostgres.strings(url, "INSERT INTO tenantry.capture_state (tenant_id, lock_key) VALUES ('\(tenant)', 1) RETURNING ''")
+            }
+            try await capture.refreshTriggerList()
+        }
+        // Writes of `tenants`, one row each inserted, updated, deleted: the capture function's calls.
+        func calls(_ tenants: [String]) async throws -> Int {
+            try await Database.withConnection(url, logger: Self.logger) { connection in
+                try await connection.query("BEGIN", logger: Self.logger)
+                try await connection.query("SET LOCAL track_functions = 'pl'", logger: Self.logger)
+                for (offset, tenant) in tenants.enumerated() {
+                    for statement in [
+                        "INSERT INTO notes VALUES ('\(tenant)', \(offset + 1), 'a')", "UPDATE notes SET body = 'b' WHERE id = \(offset + 1)",
+                        "DELETE FROM notes WHERE id = \(offset + 1)",
+                    ] { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: Self.logger) }
+                }
+                let count = try await connection.query("""
+                    SELECT coalesce(sum(pg_stat_get_xact_function_calls(p.oid)), 0)::int FROM pg_proc p
+                    WHERE p.pronamespace = 'tenantry'::regnamespace AND p.proname LIKE 'capture_%'
+                    """, logger: Self.logger).decode(Int.self).first(where: { _ in true }) ?? -1
+                try await connection.query("ROLLBACK", logger: Self.logger)
+                return count
+            }
+        }
+        func refusesChange() async throws {
+            _ = try await TestPostgres.strings(url, "INSERT INTO notes VALUES ('\(other)', 100, 'a') RETURNING ''")
+            await #expect {
+                _ = try await TestPostgres.strings(url, "UPDATE notes SET shop_id = '\(ids[0])' WHERE id = 100 RETURNING ''")
+            } throws: { error in
+                Database.sqlState(of: error) == "23514" && Database.message(of: error).contains("shop_id cannot change")
+            }
+            _ = try await TestPostgres.strings(url, "DELETE FROM notes WHERE id = 100 RETURNING ''")
+        }
+        // Nobody listed: the UPDATE trigger alone, which still refuses.
+        #expect(try await Self.listed(url) == ["notes": ["UPDATE": []]])
+        #expect(try await condition() == "none")
+        #expect(try await calls([other]) == 0)
+        try await refusesChange()
+        try await addState(ids)
+        let definition = try await condition()
+        #expect(definition.contains("shop_id)::text") != typed, "\(type): \(definition)")
+        #expect(definition.contains(type.hasSuffix("int") || type == "integer" ? "::bigint[]" : "::text[]"), "\(type): \(definition)")
+        let all: [String: [String]?] = ["INSERT": ids.sorted(), "UPDATE": ids.sorted(), "DELETE": ids.sorted()]
+        #expect(try await Self.listed(url) == ["notes": all])
+        #expect(try await capture.triggerProblems() == [])
+        #expect(try await calls(ids + [other]) == 3 * ids.count, "\(type): only the listed tenants' writes fire")
+        try await refusesChange()
+        // An id that is not its value's canonical text (or no value at all): compared as text, still exact.
+        let odd = type.hasSuffix("int") || type == "integer" ? ["03", "x1"] : ["C3"]
+        try await addState(odd)
+        #expect(try await condition().contains("shop_id)::text") == (type != "text"), "\(type)")
+        #expect(try await Self.listed(url)["notes"]?["INSERT"] == .some((ids + odd).sorted()))
+        #expect(try await calls(ids + [other]) == 3 * ids.count, "\(type): \(other) is not listed as \(odd)")
+        try await refusesChange()
     }
 }

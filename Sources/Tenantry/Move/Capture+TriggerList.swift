@@ -29,6 +29,7 @@ extension Capture {
         /// The pre-2026-11-30 trigger (every event, every row) is present.
         var legacy = false
         /// Per event (`INSERT`, `UPDATE`, `DELETE`): the tenants listed, or nil when every row fires it.
+        /// An event without a trigger lists nobody (an empty list has no INSERT or DELETE trigger).
         var events: [String: [String]?] = [:]
 
         /// Whether rows of `tenant` fire the function for every event.
@@ -40,8 +41,10 @@ extension Capture {
             }
         }
 
-        /// Whether the triggers are exactly the ones `listing` makes.
+        /// Whether the triggers are exactly the ones `listing` makes (an empty list: the UPDATE
+        /// trigger only, for the discriminator-change refusal).
         func matches(_ listing: CaptureSQL.Listing) -> Bool {
+            if !legacy, listing == .tenants([]) { return events.count == 1 && events["UPDATE"] == .some(.some([])) }
             guard !legacy, events.count == CaptureSQL.triggerNames.count else { return false }
             return events.values.allSatisfy { listed in
                 switch listing {
@@ -57,7 +60,7 @@ extension Capture {
         let names = [CaptureSQL.legacyTriggerName] + CaptureSQL.triggerNames.values.sorted()
         let rows = try await connection.query("""
             SELECT c.relname::text, t.tgname::text, t.tgqual IS NULL,
-                   coalesce(substring(pg_catalog.pg_get_triggerdef(t.oid) FROM '''(\\{[^'']*\\})''::text\\[\\]')::text[], '{}')
+                   coalesce(substring(pg_catalog.pg_get_triggerdef(t.oid) FROM '''(\\{[^'']*\\})''::(text|bigint)\\[\\]')::text[], '{}')
             FROM pg_catalog.pg_trigger t
             JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

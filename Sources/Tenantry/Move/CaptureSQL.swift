@@ -272,7 +272,8 @@ enum CaptureSQL {
     enum Listing: Equatable, Sendable {
         /// Every row (the function looks the tenant up in `capture_state`).
         case everyRow
-        /// Only rows of these tenants (their ids as text), and updates that change the discriminator.
+        /// Only rows of these tenants (their ids as text), and updates that change the discriminator
+        /// (an empty list: only those updates; the table then has no INSERT or DELETE trigger).
         case tenants([String])
 
         /// The listing for the tenants with capture state `ids`: the ids when there are at most
@@ -291,36 +292,75 @@ enum CaptureSQL {
         }
     }
 
-    /// The three capture triggers of one unified table (`CREATE OR REPLACE`: a re-listing is atomic
-    /// and takes the table's SHARE ROW EXCLUSIVE lock, not ACCESS EXCLUSIVE).
+    /// The capture triggers of one unified table (`CREATE OR REPLACE`: a re-listing is atomic and
+    /// takes the table's SHARE ROW EXCLUSIVE lock, not ACCESS EXCLUSIVE).
     ///
-    /// With a tenant list, a row fires the function only when its tenant has capture state (the
-    /// discriminator, as text, is what the function looks up) — or, for an UPDATE, when the
-    /// discriminator changes, which the function rejects for every tenant. Tenants not being
-    /// moved then run no PL/pgSQL and queue no AFTER-trigger event.
+    /// With a tenant list, a row fires the function only when its tenant has capture state — or, for
+    /// an UPDATE, when the discriminator changes, which the function rejects for every tenant.
+    /// Tenants not being moved then run no PL/pgSQL and queue no AFTER-trigger event. What they
+    /// still pay is PostgreSQL compiling each trigger's `WHEN` once per statement (≈ 1.5 µs), so:
+    /// - the list is compared in the discriminator's own type when every id is that type's
+    ///   canonical text (``whenList(_:type:)``): no text conversion per row, a shorter condition;
+    /// - an empty list has no INSERT and DELETE trigger at all (the UPDATE trigger stays, for the
+    ///   refusal): a table nobody is moved out of costs its INSERTs and DELETEs nothing. Growing the
+    ///   list creates them (before a state row exists); shrinking it to nobody drops them
+    ///   (`DROP TRIGGER`: a brief ACCESS EXCLUSIVE lock, only in ``Capture/refreshTriggerList()``
+    ///   and ``Capture/install()``).
     static func triggers(for table: MovePlan.Table, plan: MovePlan, listing: Listing) throws -> String {
         let name = plan.unifiedName(table)
         let function = "tenantry.\(functionName(table.name))"
         let discriminator = try SQLIdentifier.quoted(plan.discriminator)
         var conditions: [String: String] = [:]
+        var dropped: [String] = []
         if case .tenants(let ids) = listing {
-            let array = literal("{" + ids.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-                .joined(separator: ",") + "}") + "::pg_catalog.text[]"
-            func listed(_ row: String) -> String {
-                "(\(row).\(discriminator))::pg_catalog.text OPERATOR(pg_catalog.=) ANY (\(array))"
-            }
-            conditions["INSERT"] = listed("NEW")
-            conditions["DELETE"] = listed("OLD")
-            conditions["UPDATE"] = listed("NEW") + " OR (OLD.\(discriminator) IS NULL) OPERATOR(pg_catalog.<>) (NEW.\(discriminator) IS NULL)"
+            let changed = "(OLD.\(discriminator) IS NULL) OPERATOR(pg_catalog.<>) (NEW.\(discriminator) IS NULL)"
                 + " OR OLD.\(discriminator) OPERATOR(pg_catalog.<>) NEW.\(discriminator)"
+            if ids.isEmpty {
+                dropped = ["INSERT", "DELETE"]
+                conditions["UPDATE"] = changed
+            } else {
+                let (array, typed) = whenList(ids, type: table.unifiedDiscriminatorType ?? plan.discriminatorType)
+                func listed(_ row: String) -> String {
+                    (typed ? "\(row).\(discriminator)" : "(\(row).\(discriminator))::pg_catalog.text") + " OPERATOR(pg_catalog.=) ANY (\(array))"
+                }
+                conditions["INSERT"] = listed("NEW")
+                conditions["DELETE"] = listed("OLD")
+                conditions["UPDATE"] = listed("NEW") + " OR " + changed
+            }
         }
         return try ["INSERT", "UPDATE", "DELETE"].map { event in
             let trigger = try SQLIdentifier.quoted(triggerNames[event]!)
+            guard !dropped.contains(event) else { return "DROP TRIGGER IF EXISTS \(trigger) ON \(name);" }
             return """
                 CREATE OR REPLACE TRIGGER \(trigger) AFTER \(event) ON \(name) FOR EACH ROW
                     \(conditions[event].map { "WHEN (\($0)) " } ?? "")EXECUTE FUNCTION \(function)();
                 """
         }.joined(separator: "\n")
+    }
+
+    /// The array literal a `WHEN` condition compares the discriminator with, and whether it is typed.
+    ///
+    /// Typed (`'{901,902}'::pg_catalog.int8[]`, compared with the column itself) when the column is
+    /// an integer type and every id is a canonical integer (`901`, not `0901` or `+901`), or when it
+    /// is `text`; otherwise the ids as text, compared with the column cast to text (what the
+    /// function does). Both fire for exactly the rows whose discriminator, as text, is listed: a
+    /// canonical id is the text of the one value it converts to. The ids are written as one quoted
+    /// array literal, never spliced as SQL (a listed id is a state row's text, which Tenantry
+    /// validates but a hand-made row need not be).
+    static func whenList(_ ids: [String], type: String) -> (array: String, typed: Bool) {
+        func quotedArray(_ elementType: String) -> String {
+            literal("{" + ids.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+                .joined(separator: ",") + "}") + "::pg_catalog.\(elementType)[]"
+        }
+        switch type {
+        case "bigint", "integer", "smallint":
+            let canonical = ids.allSatisfy { id in Int64(id).map { String($0) == id } ?? false }
+            return canonical ? (quotedArray("int8"), true) : (quotedArray("text"), false)
+        case "text":
+            return (quotedArray("text"), true)
+        default:
+            return (quotedArray("text"), false)
+        }
     }
 
     /// A dollar-quote tag (`$tenantry$`, `$tenantry1$`, …) that does not occur in `body`.

@@ -26,6 +26,8 @@ public struct MovePlan: Sendable {
         public var unifiedPrimaryKey: [String] = []
         /// Whether the unified table has a `GENERATED ALWAYS AS IDENTITY` column.
         public var unifiedHasIdentityAlways = false
+        /// The discriminator's type in this unified table (`format_type`), when known; else the plan's.
+        public var unifiedDiscriminatorType: String? = nil
 
         /// Columns whose values a JSON row image cannot carry exactly (floating point: JSON has no
         /// -0; json and jsonb: a JSON null would be read back as SQL NULL): capture stores their
@@ -84,7 +86,8 @@ public struct MovePlan: Sendable {
                 primaryKey: table.primaryKey?.columns ?? [],
                 hasIdentityAlways: table.columns.contains { $0.generation == .identityAlways },
                 unifiedPrimaryKey: unified.table(table.name)?.primaryKey?.columns ?? [],
-                unifiedHasIdentityAlways: unified.table(table.name)?.columns.contains { $0.generation == .identityAlways } ?? false))
+                unifiedHasIdentityAlways: unified.table(table.name)?.columns.contains { $0.generation == .identityAlways } ?? false,
+                unifiedDiscriminatorType: unified.table(table.name)?.columns.first { $0.name == discriminator }?.type))
         }
         let discriminatorType = unified.tables.lazy
             .compactMap { $0.columns.first { $0.name == discriminator } }.first?.type ?? "text"
