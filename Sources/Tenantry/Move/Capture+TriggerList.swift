@@ -60,7 +60,7 @@ extension Capture {
         let names = [CaptureSQL.legacyTriggerName] + CaptureSQL.triggerNames.values.sorted()
         let rows = try await connection.query("""
             SELECT c.relname::text, t.tgname::text, t.tgqual IS NULL,
-                   coalesce(substring(pg_catalog.pg_get_triggerdef(t.oid) FROM '''(\\{[^'']*\\})''::(text|bigint)\\[\\]')::text[], '{}')
+                   coalesce(substring(pg_catalog.pg_get_triggerdef(t.oid) FROM '''(\\{[^'']*\\})''::(text|smallint|integer|bigint)\\[\\]')::text[], '{}')
             FROM pg_catalog.pg_trigger t
             JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -300,7 +300,10 @@ enum CaptureSQL {
     /// Tenants not being moved then run no PL/pgSQL and queue no AFTER-trigger event. What they
     /// still pay is PostgreSQL compiling each trigger's `WHEN` once per statement (≈ 1.5 µs), so:
     /// - the list is compared in the discriminator's own type when every id is that type's
-    ///   canonical text (``whenList(_:type:)``): no text conversion per row, a shorter condition;
+    ///   canonical text (``whenList(_:type:)``): no text conversion per row, and a shorter stored
+    ///   condition (PostgreSQL re-reads an array constant byte by byte: the smallest integer type
+    ///   that holds the ids is used);
+    /// - a NOT NULL discriminator's change test has no NULL tests;
     /// - an empty list has no INSERT and DELETE trigger at all (the UPDATE trigger stays, for the
     ///   refusal): a table nobody is moved out of costs its INSERTs and DELETEs nothing. Growing the
     ///   list creates them (before a state row exists); shrinking it to nobody drops them
@@ -313,8 +316,10 @@ enum CaptureSQL {
         var conditions: [String: String] = [:]
         var dropped: [String] = []
         if case .tenants(let ids) = listing {
-            let changed = "(OLD.\(discriminator) IS NULL) OPERATOR(pg_catalog.<>) (NEW.\(discriminator) IS NULL)"
-                + " OR OLD.\(discriminator) OPERATOR(pg_catalog.<>) NEW.\(discriminator)"
+            // A NOT NULL discriminator (every tenant-scoped table's) needs no NULL tests: half the condition.
+            let changed = (table.unifiedDiscriminatorNotNull ? ""
+                : "(OLD.\(discriminator) IS NULL) OPERATOR(pg_catalog.<>) (NEW.\(discriminator) IS NULL) OR ")
+                + "OLD.\(discriminator) OPERATOR(pg_catalog.<>) NEW.\(discriminator)"
             if ids.isEmpty {
                 dropped = ["INSERT", "DELETE"]
                 conditions["UPDATE"] = changed
@@ -340,9 +345,9 @@ enum CaptureSQL {
 
     /// The array literal a `WHEN` condition compares the discriminator with, and whether it is typed.
     ///
-    /// Typed (`'{901,902}'::pg_catalog.int8[]`, compared with the column itself) when the column is
-    /// an integer type and every id is a canonical integer (`901`, not `0901` or `+901`), or when it
-    /// is `text`; otherwise the ids as text, compared with the column cast to text (what the
+    /// Typed (`'{901,902}'::pg_catalog.int2[]`, compared with the column itself through the integer
+    /// cross-type `=`; `int4`/`int8` when an id needs it) when the column is an integer type and
+    /// every id is a canonical integer (`901`, not `0901` or `+901`), or when it is `text`; otherwise the ids as text, compared with the column cast to text (what the
     /// function does). Both fire for exactly the rows whose discriminator, as text, is listed: a
     /// canonical id is the text of the one value it converts to. The ids are written as one quoted
     /// array literal, never spliced as SQL (a listed id is a state row's text, which Tenantry
@@ -354,8 +359,10 @@ enum CaptureSQL {
         }
         switch type {
         case "bigint", "integer", "smallint":
-            let canonical = ids.allSatisfy { id in Int64(id).map { String($0) == id } ?? false }
-            return canonical ? (quotedArray("int8"), true) : (quotedArray("text"), false)
+            let values = ids.compactMap { id in Int64(id).flatMap { String($0) == id ? $0 : nil } }
+            guard values.count == ids.count else { return (quotedArray("text"), false) }
+            let element = values.allSatisfy { Int16(exactly: $0) != nil } ? "int2" : values.allSatisfy { Int32(exactly: $0) != nil } ? "int4" : "int8"
+            return (quotedArray(element), true)
         case "text":
             return (quotedArray("text"), true)
         default:

@@ -28,6 +28,8 @@ public struct MovePlan: Sendable {
         public var unifiedHasIdentityAlways = false
         /// The discriminator's type in this unified table (`format_type`), when known; else the plan's.
         public var unifiedDiscriminatorType: String? = nil
+        /// Whether the discriminator is NOT NULL in this unified table.
+        public var unifiedDiscriminatorNotNull = false
 
         /// Columns whose values a JSON row image cannot carry exactly (floating point: JSON has no
         /// -0; json and jsonb: a JSON null would be read back as SQL NULL): capture stores their
@@ -87,7 +89,8 @@ public struct MovePlan: Sendable {
                 hasIdentityAlways: table.columns.contains { $0.generation == .identityAlways },
                 unifiedPrimaryKey: unified.table(table.name)?.primaryKey?.columns ?? [],
                 unifiedHasIdentityAlways: unified.table(table.name)?.columns.contains { $0.generation == .identityAlways } ?? false,
-                unifiedDiscriminatorType: unified.table(table.name)?.columns.first { $0.name == discriminator }?.type))
+                unifiedDiscriminatorType: unified.table(table.name)?.columns.first { $0.name == discriminator }?.type,
+                unifiedDiscriminatorNotNull: unified.table(table.name)?.columns.first { $0.name == discriminator }?.notNull ?? false))
         }
         let discriminatorType = unified.tables.lazy
             .compactMap { $0.columns.first { $0.name == discriminator } }.first?.type ?? "text"
