@@ -12,7 +12,9 @@ import TenantryCore
 ///    alternating rounds of the same run: the shop in a unified database **without capture**
 ///    (the anchor: the same schema and data, no triggers), the shop **uncaptured** in the unified
 ///    database with capture installed (every tenant table has the triggers; the tenant has no
-///    capture state, as every tenant not being moved, so their `WHEN` lists do not name it), and
+///    capture state, as every tenant not being moved, so their `WHEN` lists do not name it, while
+///    `--uncaptured-peers` other shops are captured, as while they are being moved: the lists
+///    name them), and
 ///    the shop **captured** (capture enabled: each write also appends its row image to
 ///    `tenantry.changes`). Then (`--relist-enables`) the writers' pause while capture is enabled
 ///    for other shops, each enable re-creating every table's triggers with a longer list.
@@ -42,6 +44,8 @@ struct CaptureBench: AsyncParsableCommand {
     var relistEnables = 10
     @Option(help: "Made-up tenants given capture state before the throughput rounds: a longer trigger list (beyond 100, every row fires the function).")
     var extraState = 0
+    @Option(help: "Other shops captured (capture enabled, not written) during the throughput rounds, as while they are being moved: the triggers list them (0: nobody else, the list is empty).")
+    var uncapturedPeers = 8
     @Flag(help: "Print only the JSON object.") var json = false
 
     func validate() throws {
@@ -51,6 +55,9 @@ struct CaptureBench: AsyncParsableCommand {
         guard (1...256).contains(clients), (1...256).contains(relayClients), rounds >= 1, seconds > 0, relaySeconds > 0,
               relayRate >= 0, backlog >= 0 else {
             throw ValidationError("--clients and --relay-clients 1-256; --rounds, --seconds, --relay-seconds positive")
+        }
+        guard (0...(shops - 2)).contains(uncapturedPeers) else {
+            throw ValidationError("--uncaptured-peers must be 0 to --shops minus 2 (shops 1 and 2 are the written and the relay shop)")
         }
     }
 
@@ -75,7 +82,10 @@ struct CaptureBench: AsyncParsableCommand {
                 provision: options.relayRate > 0 || options.backlog > 0 ? [try TenantID("\(Self.relayShop)")] : [],
                 quiet: options.json)
             try await options.addExtraState(bed, count: options.extraState)
+            try await options.capturePeers(bed, on: true)
             var fields = try await options.throughput(bed, plainURL: plainURL)
+            // The other scenarios as before: the peers' state removed, the list shrunk.
+            try await options.capturePeers(bed, on: false)
             if options.relistEnables > 0 { fields.merge(try await options.relist(bed)) { $1 } }
             if options.relayRate > 0 || options.backlog > 0 {
                 let relay = try await Catalog.withCatalog(bed.unifiedURL, logger: Bench.logger) { catalog in
@@ -92,6 +102,7 @@ struct CaptureBench: AsyncParsableCommand {
         report["rows_per_shop"] = rowsPerShop
         report["durable_commits"] = durable
         report["extra_capture_state"] = extraState
+        report["uncaptured_peers"] = uncapturedPeers
         try Bench.report(report, json: json)
     }
 
@@ -106,11 +117,14 @@ struct CaptureBench: AsyncParsableCommand {
         // Server CPU per write: the writing backends' user + system time (/proc/<pid>/stat), a
         // measure other load on the machine moves far less than throughput.
         var cpuTicks: [Contestant: Int] = [:]
+        // What the uncaptured rounds' customers triggers test (their WHEN), as installed.
+        var conditions: [String: any Sendable] = [:]
         for round in 0..<(rounds + 1) {
             for offset in 0..<contestants.count {
                 let contestant = contestants[(round + offset) % contestants.count]
                 let url = contestant == .noTrigger ? plainURL : bed.unifiedURL
                 try await Self.prepare(contestant, url: url, tenant: tenant, bed: bed, capture: capture)
+                if contestant == .uncaptured, conditions.isEmpty { conditions = try await Self.triggerConditions(bed) }
                 let writes = try await CustomerWrites.make(url, shop: Self.writtenShop, tag: "r\(round)\(contestant.rawValue)")
                 // Round 0 warms every contestant up (connections, caches, plans) and is not counted.
                 if !json { Bench.note(round == 0 ? "warm-up: \(contestant.rawValue)…" : "round \(round)/\(rounds): \(contestant.rawValue)…") }
@@ -140,6 +154,7 @@ struct CaptureBench: AsyncParsableCommand {
             "goal_captured_vs_no_trigger": 0.8,
             "goal_uncaptured_vs_no_trigger": 0.95,
         ]
+        fields.merge(conditions) { $1 }
         if let base = totals[.noTrigger]?.throughput, base > 0 {
             if let captured = totals[.captured] { fields["captured_vs_no_trigger"] = Bench.round(captured.throughput / base, 3) }
             if let uncaptured = totals[.uncaptured] { fields["uncaptured_vs_no_trigger"] = Bench.round(uncaptured.throughput / base, 3) }
@@ -162,6 +177,44 @@ struct CaptureBench: AsyncParsableCommand {
             fields["\(contestant.rawValue)_p99_ms"] = Bench.round(WriteLoad.percentileMs(result.latencies, 99))
         }
         return fields
+    }
+
+    /// The shops captured besides the written one (`--uncaptured-peers`, from the last shop down).
+    var peers: [TenantID] {
+        get throws { try (0..<uncapturedPeers).map { try TenantID("\(shops - $0)") } }
+    }
+
+    /// Enables capture for the peers (`on`), or removes their capture state and changes and
+    /// shrinks the trigger list again.
+    func capturePeers(_ bed: MoveBed, on: Bool) async throws {
+        let peers = try self.peers
+        guard !peers.isEmpty else { return }
+        let capture = bed.capture()
+        if on {
+            for peer in peers { try await capture.enable(peer) }
+            return
+        }
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            let ids = peers.map(\.rawValue)
+            try await connection.query("DELETE FROM tenantry.capture_state WHERE tenant_id = ANY(\(ids))", logger: Bench.logger)
+            try await connection.query("DELETE FROM tenantry.changes WHERE tenant_id = ANY(\(ids))", logger: Bench.logger)
+        }
+        try await capture.refreshTriggerList()
+    }
+
+    /// The `WHEN` conditions of `customers`' capture triggers as installed (`uncaptured_insert_when`,
+    /// `uncaptured_update_when`; "none" when the event has no trigger).
+    static func triggerConditions(_ bed: MoveBed) async throws -> [String: any Sendable] {
+        try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            var fields: [String: any Sendable] = ["uncaptured_insert_when": "none", "uncaptured_update_when": "none"]
+            for try await (name, definition) in try await connection.query("""
+                SELECT tgname::text, coalesce(substring(pg_get_triggerdef(oid) FROM 'WHEN \\((.*)\\) EXECUTE'), 'every row')
+                FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND tgname IN ('tenantry_capture_insert', 'tenantry_capture_update')
+                """, logger: Bench.logger).decode((String, String).self) {
+                fields[name == "tenantry_capture_insert" ? "uncaptured_insert_when" : "uncaptured_update_when"] = definition
+            }
+            return fields
+        }
     }
 
     /// User plus system CPU time of process `pid` so far, in clock ticks (0 when unreadable).
