@@ -38,7 +38,7 @@ struct CaptureBench: AsyncParsableCommand {
     @Option(help: "Writing connections of the relay scenario.") var relayClients = 8
     @Option(help: "Changes captured with the relay stopped, then drained (0: skip).") var backlog = 30_000
     @Flag(help: "Durable commits (fsync and synchronous_commit on) instead of the bench's usual fsync=off.") var durable = false
-    @Option(help: "Only these contestants of the throughput rounds, comma-separated (no_trigger, uncaptured, captured); for profiling.")
+    @Option(help: "Only these contestants of the throughput rounds, comma-separated (no_trigger, uncaptured, captured; bare: shop 1 in the unified database with customers' capture triggers dropped, a control run only when named); for profiling.")
     var only: String?
     @Option(help: "Shops whose capture is enabled, one after another, while shop 1 is written: the writers' pause from re-listing the triggers (0: skip).")
     var relistEnables = 10
@@ -66,7 +66,9 @@ struct CaptureBench: AsyncParsableCommand {
     static let relayShop: Int64 = 2
 
     enum Contestant: String, CaseIterable, Sendable {
-        case noTrigger = "no_trigger", uncaptured, captured
+        /// `bare` (only when `--only` names it): shop 1 in `bench_unified` with `customers`' capture
+        /// triggers dropped, a control that tells the unified database's own cost from the triggers'.
+        case noTrigger = "no_trigger", uncaptured, captured, bare
     }
 
     func run() async throws {
@@ -112,7 +114,7 @@ struct CaptureBench: AsyncParsableCommand {
         let capture = bed.capture()
         let duration = Duration.milliseconds(Int64(seconds * 1000))
         let chosen = only.map { Set($0.split(separator: ",").map(String.init)) }
-        let contestants = Contestant.allCases.filter { chosen?.contains($0.rawValue) ?? true }
+        let contestants = Contestant.allCases.filter { chosen?.contains($0.rawValue) ?? ($0 != .bare) }
         var totals: [Contestant: WriteLoad.Result] = [:]
         // Server CPU per write: the writing backends' user + system time (/proc/<pid>/stat), a
         // measure other load on the machine moves far less than throughput.
@@ -158,6 +160,7 @@ struct CaptureBench: AsyncParsableCommand {
         if let base = totals[.noTrigger]?.throughput, base > 0 {
             if let captured = totals[.captured] { fields["captured_vs_no_trigger"] = Bench.round(captured.throughput / base, 3) }
             if let uncaptured = totals[.uncaptured] { fields["uncaptured_vs_no_trigger"] = Bench.round(uncaptured.throughput / base, 3) }
+            if let bare = totals[.bare] { fields["bare_vs_no_trigger"] = Bench.round(bare.throughput / base, 3) }
         }
         func cpuMicroseconds(_ contestant: Contestant) -> Double? {
             let operations = totals[contestant]?.operations ?? 0
@@ -168,6 +171,7 @@ struct CaptureBench: AsyncParsableCommand {
             // Inverted: writes per CPU second relative to the anchor, comparable with the throughput ratios.
             if let captured = cpuMicroseconds(.captured) { fields["captured_cpu_vs_no_trigger"] = Bench.round(base / captured, 3) }
             if let uncaptured = cpuMicroseconds(.uncaptured) { fields["uncaptured_cpu_vs_no_trigger"] = Bench.round(base / uncaptured, 3) }
+            if let bare = cpuMicroseconds(.bare) { fields["bare_cpu_vs_no_trigger"] = Bench.round(base / bare, 3) }
         }
         for contestant in contestants {
             if let cpu = cpuMicroseconds(contestant) { fields["\(contestant.rawValue)_server_cpu_us_per_write"] = Bench.round(cpu, 1) }
@@ -235,8 +239,20 @@ struct CaptureBench: AsyncParsableCommand {
             try await connection.query("DELETE FROM tenantry.changes WHERE tenant_id = \(tenant.rawValue)", logger: Bench.logger)
             try await connection.query("VACUUM ANALYZE tenantry.changes", logger: Bench.logger)
         }
+        // After a `bare` round: customers' capture triggers back (install lists the state rows).
+        let triggers = try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            try await connection.query(
+                "SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND tgname LIKE 'tenantry_capture%'",
+                logger: Bench.logger).decode(Int.self).first(where: { _ in true }) ?? 0
+        }
+        if triggers == 0 { try await capture.install() }
         // The state row is gone: the triggers stop listing the tenant (uncaptured: no function runs).
         try await capture.refreshTriggerList()
+        if contestant == .bare {
+            for event in ["insert", "update", "delete"] {
+                try await MoveBed.execute("DROP TRIGGER IF EXISTS tenantry_capture_\(event) ON customers", on: bed.unifiedURL)
+            }
+        }
         try await MoveBed.execute("VACUUM ANALYZE customers", on: url)
         try await MoveBed.execute("CHECKPOINT", on: bed.admin)
         if contestant == .captured { try await capture.enable(tenant) }
