@@ -136,14 +136,18 @@ extension RouterBench {
         if memoryProbe {
             // Diagnosis: heap kept by 10,000 catalog queries that cache nothing.
             let start = ResidentMemory.Sample()
+            let clientStart = ContinuousClock.now
             _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { _ in
                 for try await _ in try await catalog.client.query("SELECT 1", logger: Bench.logger) {}
             }
+            fields["memory_probe_select_per_s"] = Bench.round(10_000 / elapsedSeconds(since: clientStart), 0)
             let afterSelect = ResidentMemory.Sample()
             _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { index in _ = try await catalog.tenant(ids[index % count]) }
             let afterTenant = ResidentMemory.Sample()
             // The same 10,000 `SELECT 1` on the catalog's lookup connections (the router's misses).
+            let lookupStart = ContinuousClock.now
             _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { _ in _ = try await catalog.lookup("SELECT 1") }
+            fields["memory_probe_lookup_per_s"] = Bench.round(10_000 / elapsedSeconds(since: lookupStart), 0)
             fields["memory_probe_lookup_heap_mb"] = Bench.round(
                 Double(ResidentMemory.Sample().heapInUse - afterTenant.heapInUse) / 1_048_576, 1)
             // The same through clients without keep-alive, and without idle timers as well.
