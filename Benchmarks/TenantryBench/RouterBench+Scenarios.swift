@@ -103,8 +103,9 @@ extension RouterBench {
         }
         let elapsed = elapsedSeconds(since: start)
         let after = ResidentMemory.Sample()
-        // The catalog client's pool keeps per-lease timer tasks until its idle timeout (60 s):
-        // read again once they are gone, the caches still alive.
+        // Read again later, the caches still alive: what a minute frees (the catalog client's pool
+        // kept per-lease timer tasks until its idle timeout, 60 s, before lookups had connections
+        // of their own).
         var settled: ResidentMemory.Sample?
         if memorySettle > 0 {
             if !quiet { Bench.note("memory: waiting \(memorySettle) s for the catalog pool's timers…") }
@@ -135,12 +136,20 @@ extension RouterBench {
         if memoryProbe {
             // Diagnosis: heap kept by 10,000 catalog queries that cache nothing.
             let start = ResidentMemory.Sample()
+            let clientStart = ContinuousClock.now
             _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { _ in
                 for try await _ in try await catalog.client.query("SELECT 1", logger: Bench.logger) {}
             }
+            fields["memory_probe_select_per_s"] = Bench.round(10_000 / elapsedSeconds(since: clientStart), 0)
             let afterSelect = ResidentMemory.Sample()
             _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { index in _ = try await catalog.tenant(ids[index % count]) }
             let afterTenant = ResidentMemory.Sample()
+            // The same 10,000 `SELECT 1` on the catalog's lookup connections (the router's misses).
+            let lookupStart = ContinuousClock.now
+            _ = try await concurrentMap(Array(0..<10_000), concurrency: 8) { _ in _ = try await catalog.lookup("SELECT 1") }
+            fields["memory_probe_lookup_per_s"] = Bench.round(10_000 / elapsedSeconds(since: lookupStart), 0)
+            fields["memory_probe_lookup_heap_mb"] = Bench.round(
+                Double(ResidentMemory.Sample().heapInUse - afterTenant.heapInUse) / 1_048_576, 1)
             // The same through clients without keep-alive, and without idle timers as well.
             var variants: [String: Double] = [:]
             for variant in ["no_keepalive", "no_keepalive_no_idle"] {

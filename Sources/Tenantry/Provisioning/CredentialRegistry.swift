@@ -47,9 +47,9 @@ public actor CredentialRegistry {
             return entry.credentials
         }
         misses += 1
-        // The tenant's record and its credential, read and marked used in one statement (one lease
-        // of the catalog client instead of three: each lease keeps pool timers alive for a while).
-        let rows = try await catalog.client.query("""
+        // The tenant's record and its credential, read and marked used in one statement, on the
+        // catalog's lookup connections (a pool lease would leave timers allocated for a minute).
+        let rows = try await catalog.lookup("""
             WITH found AS (
                 SELECT t.status, t.database_name, t.server_name, c.username, c.password_sealed, coalesce(c.active, false) AS active
                 FROM tenantry.tenants t LEFT JOIN tenantry.credentials c ON c.tenant_id = t.id
@@ -59,9 +59,9 @@ public actor CredentialRegistry {
                 WHERE tenant_id = \(tenant.rawValue)
                   AND EXISTS (SELECT FROM found WHERE status = 'active' AND database_name IS NOT NULL AND active))
             SELECT status, database_name, server_name, username, password_sealed, active FROM found
-            """, logger: catalog.logger)
+            """)
         var found: (status: String, database: String?, server: String?, username: String?, sealed: String?, active: Bool)?
-        for try await row in rows.decode((String, String?, String?, String?, String?, Bool).self) {
+        for row in try rows.map({ try $0.decode((String, String?, String?, String?, String?, Bool).self) }) {
             found = (row.0, row.1, row.2, row.3, row.4, row.5)
         }
         guard let found, let database = found.database, TenantRecord.Status(rawValue: found.status) == .active else {

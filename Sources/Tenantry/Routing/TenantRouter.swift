@@ -365,17 +365,18 @@ public final class TenantRouter: Service, Sendable {
     }
 
     /// Reads `tenant`'s route from the catalog and caches it (unless a newer epoch is cached): the
-    /// tenant's record and its move phase in one catalog query (one lease of the catalog client:
-    /// each lease leaves pool timers alive for up to its idle timeout).
+    /// tenant's record and its move phase in one query on the catalog's lookup connections
+    /// (``Catalog/lookup(_:)``: nothing of it outlives the query, unlike a pool lease's timers).
     func loadRoute(_ tenant: TenantID) async throws -> Route {
         var route = Route.shared(tenant)
-        let rows = try await catalog.client.query("""
+        let rows = try await catalog.lookup("""
             SELECT t.status, t.placement, t.epoch, t.server_name, t.database_name, t.role_name, m.phase
             FROM tenantry.tenants t LEFT JOIN tenantry.moves m ON m.tenant_id = t.id
             WHERE t.id = \(tenant.rawValue)
-            """, logger: logger)
-        for try await (status, placement, epoch, server, database, role, phase) in rows.decode(
-            (String, String, Int64, String?, String?, String?, String?).self) {
+            """)
+        for row in rows {
+            let (status, placement, epoch, server, database, role, phase) = try row.decode(
+                (String, String, Int64, String?, String?, String?, String?).self)
             route.placement = TenantRecord.Placement(rawValue: placement) ?? .shared
             route.epoch = epoch
             if TenantRecord.Status(rawValue: status) == .active, let database {
