@@ -232,14 +232,19 @@ enum CaptureSQL {
                 -- appended in the same statement that reads the state; a moved tenant's write is then
                 -- rejected (its transaction, appended change included, rolls back).
                 IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
+                    -- Without trigger arguments the row's tenant has capture state (a listing trigger,
+                    -- or a tenant database): try the usual case first. A trigger that fires for every
+                    -- row passes 'every_row': most of its rows have no state, found by the read below.
+                    IF TG_NARGS OPERATOR(pg_catalog.=) 0 THEN
             \(try branches(appendWhenCaptured))
-                    IF FOUND THEN
-                        RETURN NULL;
+                        IF FOUND THEN
+                            RETURN NULL;
+                        END IF;
                     END IF;
                     -- Not appended: no state (nothing to do), not captured, or moved (a moved tenant's
-                    -- write is refused; a server move's relay is captured there). Read the state again;
+                    -- write is refused; a server move's relay is captured there). Read the state;
                     -- when captured, decide and append as below (the fence is held: no cutover or
-                    -- rollback changed it since).
+                    -- rollback changed `moved` since).
                     SELECT s.capturing, s.moved INTO state FROM tenantry.capture_state s
                         WHERE s.tenant_id OPERATOR(pg_catalog.=) tenant;
                     IF NOT FOUND THEN
@@ -325,7 +330,9 @@ enum CaptureSQL {
     /// With a tenant list, a row fires the function only when its tenant has capture state (the
     /// discriminator, as text, is what the function looks up) — or, for an UPDATE, when the
     /// discriminator changes, which the function rejects for every tenant. Tenants not being
-    /// moved then run no PL/pgSQL and queue no AFTER-trigger event.
+    /// moved then run no PL/pgSQL and queue no AFTER-trigger event. Triggers that fire for every row
+    /// pass the function `'every_row'`: it then reads the tenant's state before it tries to append
+    /// (most such rows belong to tenants without state).
     static func triggers(for table: MovePlan.Table, plan: MovePlan, listing: Listing) throws -> String {
         let name = plan.unifiedName(table)
         let function = "tenantry.\(functionName(table.name))"
@@ -346,7 +353,7 @@ enum CaptureSQL {
             let trigger = try SQLIdentifier.quoted(triggerNames[event]!)
             return """
                 CREATE OR REPLACE TRIGGER \(trigger) AFTER \(event) ON \(name) FOR EACH ROW
-                    \(conditions[event].map { "WHEN (\($0)) " } ?? "")EXECUTE FUNCTION \(function)();
+                    \(conditions[event].map { "WHEN (\($0)) " } ?? "")EXECUTE FUNCTION \(function)(\(listing == .everyRow ? "'every_row'" : ""));
                 """
         }.joined(separator: "\n")
     }
