@@ -142,4 +142,30 @@ struct CaptureFenceTests {
             #expect(try await catalog.requireTenant(shop).placement == .dedicated)
         }
     }
+
+    @Test("beyond the list limit the triggers pass 'every_row': a captured tenant's write is appended once, an uncaptured one's nothing")
+    func everyRowTriggers() async throws {
+        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 10)
+        let (captured, uncaptured) = (fixture.ids[0], fixture.ids[1])
+        let capture = fixture.capture()
+        try await capture.install()
+        _ = try await TestPostgres.strings(fixture.unifiedURL, """
+            INSERT INTO tenantry.capture_state (tenant_id, lock_key) SELECT 'x' || g, 1 FROM generate_series(1, \(CaptureSQL.listLimit)) g RETURNING ''
+            """)
+        try await capture.enable(captured)
+        #expect(try await TestPostgres.strings(fixture.unifiedURL, """
+            SELECT (count(*) > 0 AND count(*) FILTER (WHERE tgnargs <> 1 OR tgqual IS NOT NULL) = 0)::text FROM pg_trigger
+            WHERE tgname LIKE 'tenantry_capture_%'
+            """) == ["true"], "every capture trigger fires for every row and passes 'every_row'")
+        for (shop, email) in [(captured, "every-row-captured@example.com"), (uncaptured, "every-row-uncaptured@example.com")] {
+            _ = try await TestPostgres.strings(fixture.unifiedURL, """
+                INSERT INTO customers (shop_id, first_name, last_name, email) VALUES (\(shop.rawValue), 'Every', 'Row', '\(email)') RETURNING ''
+                """)
+        }
+        #expect(try await TestPostgres.strings(fixture.unifiedURL, """
+            SELECT tenant_id || ':' || op::text || ':' || (row_data->>'email') FROM tenantry.changes ORDER BY id
+            """) == ["\(captured.rawValue):I:every-row-captured@example.com"])
+        #expect(try await TestPostgres.strings(
+            fixture.unifiedURL, "SELECT count(*)::text FROM customers WHERE email LIKE 'every-row-%'") == ["2"])
+    }
 }
