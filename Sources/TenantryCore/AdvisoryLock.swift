@@ -14,6 +14,9 @@ public enum AdvisoryLock {
     /// The first integer of a server-move command's per-tenant lock in the catalog database
     /// (`(serverMoveNamespace, tenant(id))`, held for the whole command): one command at a time per tenant.
     public static let serverMoveNamespace: Int32 = 0x7E4A_4E57
+    /// The first integer of a tenant's write fence (`(fenceNamespace, hashtext(id))`, computed by
+    /// the server that holds it): capture functions take it shared, cutover and rollback exclusively.
+    public static let fenceNamespace: Int32 = 0x7E4A_4E58
 
     /// Serialises catalog migrations (`tenantry init`).
     public static let catalogMigration: Int32 = 1

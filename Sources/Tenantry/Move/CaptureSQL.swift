@@ -2,7 +2,8 @@ import TenantryCore
 
 /// The SQL that capture installs in the unified database (schema `tenantry`).
 ///
-/// - `capture_state`: one row per tenant that is being (or was) moved: its fence key, whether its
+/// - `capture_state`: one row per tenant that is being (or was) moved: its legacy fence key
+///   (`lock_key`, see ``Cutover/fenceStatement(_:)``), whether its
 ///   writes are captured, whether it has moved (the guard), its copy snapshot, whether its sync is
 ///   paused by a dead letter.
 /// - `changes`: the outbox. A captured write appends its row image here in the same transaction;
@@ -153,19 +154,9 @@ enum CaptureSQL {
                     END IF;
                 END IF;
             """
-        // After the fence: the state as of now, and the change appended when captured, in one
-        // statement (see `decide`).
-        func decide(_ forShare: Bool) throws -> String {
-            let state = "SELECT capturing, moved FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant\(forShare ? " FOR SHARE" : "")"
-            func append(_ op: String, _ columns: String, _ values: String) -> String {
-                """
-                        WITH s AS (\(state)),
-                            appended AS (INSERT INTO tenantry.changes (tenant_id, table_name, op, \(columns))
-                                SELECT tenant, \(tableLiteral), '\(op)', \(values) FROM s WHERE s.capturing)
-                        SELECT s.moved INTO state FROM s;
-                """
-            }
-            return """
+        // The three events' appends, each written by `append(op, columns, values)`.
+        func branches(_ append: (String, String, String) -> String) throws -> String {
+            """
                     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
                 \(append("D", "old_key", try key("OLD")))
                     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
@@ -180,12 +171,35 @@ enum CaptureSQL {
                     END IF;
                 """
         }
+        // The usual case in one statement: the change appended when the tenant is captured and has
+        // not moved (FOUND tells); the state read in the same statement, after the fence.
+        func appendWhenCaptured(_ op: String, _ columns: String, _ values: String) -> String {
+            """
+                        INSERT INTO tenantry.changes (tenant_id, table_name, op, \(columns))
+                            SELECT tenant, \(tableLiteral), '\(op)', \(values) FROM tenantry.capture_state s
+                            WHERE s.tenant_id OPERATOR(pg_catalog.=) tenant AND s.capturing AND NOT s.moved;
+            """
+        }
+        // Every other case: the state as of now, and the change appended when captured, in one
+        // statement (its `moved` decides whether the write is refused).
+        func decide(_ forShare: Bool) throws -> String {
+            let state = "SELECT capturing, moved FROM tenantry.capture_state WHERE tenant_id OPERATOR(pg_catalog.=) tenant\(forShare ? " FOR SHARE" : "")"
+            return try branches { op, columns, values in
+                """
+                        WITH s AS (\(state)),
+                            appended AS (INSERT INTO tenantry.changes (tenant_id, table_name, op, \(columns))
+                                SELECT tenant, \(tableLiteral), '\(op)', \(values) FROM s WHERE s.capturing)
+                        SELECT s.moved INTO state FROM s;
+                """
+            }
+        }
         let body = """
             DECLARE
                 tenant pg_catalog.text;
                 state record;
                 key_before pg_catalog.jsonb;
                 applying pg_catalog.text;
+                fence pg_catalog.text;
             BEGIN
             \(constant.map { "    tenant := \(literal($0.rawValue));" } ?? tenantFromRow)
                 -- Tenantry's own apply sessions (relay, copier, retirement) skip capture and the guard
@@ -203,23 +217,42 @@ enum CaptureSQL {
                         RETURN NULL;
                     END IF;
                 END IF;
-                -- The tenant's write fence, shared: its key read and the lock taken in one statement
-                -- (a cutover or rollback holds it exclusively while it switches the tenant).
-                PERFORM pg_catalog.pg_advisory_xact_lock_shared(\(AdvisoryLock.namespace), s.lock_key)
-                    FROM tenantry.capture_state s WHERE s.tenant_id OPERATOR(pg_catalog.=) tenant;
-                IF NOT FOUND THEN
-                    RETURN NULL;
-                END IF;
-                -- Decide with the state as of now, not as of an older snapshot: in READ COMMITTED this
-                -- statement takes a new snapshot (after the fence), so a writer that waited on the fence
-                -- sees the cutover's `moved`. A REPEATABLE READ or SERIALIZABLE transaction keeps the
+                -- The tenant's write fence, shared (a cutover or rollback holds it exclusively while it
+                -- switches the tenant). Its key is computed here, by this server, from the id: an
+                -- assignment of one expression, which PL/pgSQL evaluates without a statement (no
+                -- executor, no snapshot); cutover and rollback lock the same expression of the id.
+                -- Another tenant with the same key only waits more, never loses a write.
+                fence := pg_catalog.pg_advisory_xact_lock_shared(\(AdvisoryLock.fenceNamespace), pg_catalog.hashtext(tenant));
+                -- Decide with the state as of now, not as of an older snapshot: in READ COMMITTED each
+                -- statement below takes a new snapshot (after the fence), so a writer that waited on the
+                -- fence sees the cutover's `moved`. A REPEATABLE READ or SERIALIZABLE transaction keeps the
                 -- snapshot it began with, which may predate a cutover or rollback: FOR SHARE then fails
                 -- with 40001 (could not serialize) when the row changed since, so such a write is
                 -- retried by the application instead of landing on the wrong side. The change is
-                -- appended in the same statement when the tenant is captured; a moved tenant's write
-                -- is then rejected (its transaction, appended change included, rolls back).
+                -- appended in the same statement that reads the state; a moved tenant's write is then
+                -- rejected (its transaction, appended change included, rolls back).
                 IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
+                    -- Without trigger arguments the row's tenant has capture state (a listing trigger,
+                    -- or a tenant database): try the usual case first. A trigger that fires for every
+                    -- row passes 'every_row': most of its rows have no state, found by the read below.
+                    IF TG_NARGS OPERATOR(pg_catalog.=) 0 THEN
+            \(try branches(appendWhenCaptured))
+                        IF FOUND THEN
+                            RETURN NULL;
+                        END IF;
+                    END IF;
+                    -- Not appended: no state (nothing to do), not captured, or moved (a moved tenant's
+                    -- write is refused; a server move's relay is captured there). Read the state;
+                    -- when captured, decide and append as below (the fence is held: no cutover or
+                    -- rollback changed `moved` since).
+                    SELECT s.capturing, s.moved INTO state FROM tenantry.capture_state s
+                        WHERE s.tenant_id OPERATOR(pg_catalog.=) tenant;
+                    IF NOT FOUND THEN
+                        RETURN NULL;
+                    END IF;
+                    IF state.capturing THEN
             \(try decide(false))
+                    END IF;
                 ELSE
             \(try decide(true))
                 END IF;
@@ -309,6 +342,9 @@ enum CaptureSQL {
     ///   list creates them (before a state row exists); shrinking it to nobody drops them
     ///   (`DROP TRIGGER`: a brief ACCESS EXCLUSIVE lock, only in ``Capture/refreshTriggerList()``
     ///   and ``Capture/install()``).
+    ///
+    /// Triggers that fire for every row pass the function `'every_row'`: it then reads the tenant's
+    /// state before it tries to append (most such rows belong to tenants without state).
     static func triggers(for table: MovePlan.Table, plan: MovePlan, listing: Listing) throws -> String {
         let name = plan.unifiedName(table)
         let function = "tenantry.\(functionName(table.name))"
@@ -338,7 +374,7 @@ enum CaptureSQL {
             guard !dropped.contains(event) else { return "DROP TRIGGER IF EXISTS \(trigger) ON \(name);" }
             return """
                 CREATE OR REPLACE TRIGGER \(trigger) AFTER \(event) ON \(name) FOR EACH ROW
-                    \(conditions[event].map { "WHEN (\($0)) " } ?? "")EXECUTE FUNCTION \(function)();
+                    \(conditions[event].map { "WHEN (\($0)) " } ?? "")EXECUTE FUNCTION \(function)(\(listing == .everyRow ? "'every_row'" : ""));
                 """
         }.joined(separator: "\n")
     }

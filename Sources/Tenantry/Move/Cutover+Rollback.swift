@@ -167,14 +167,25 @@ extension Cutover {
         try await connection.query(
             PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(Self.milliseconds(maxPause))ms'"), logger: logger)
         do {
-            try await connection.query(
-                "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+            // Read to the end: a lock timeout arrives after the row description, as a row error.
+            _ = try await connection.query(Self.fenceStatement(tenant), logger: logger).collect()
         } catch where Database.sqlState(of: error) == "55P03" {
             throw TenantryError(
                 code: .timeout,
                 message: "\(what) of tenant \(tenant) aborted: in-flight writes did not finish within \(maxPause); nothing changed, retry",
                 tenant: tenant.rawValue)
         }
+    }
+
+    /// Takes `tenant`'s write fence exclusively, both keys in one statement: the key the capture
+    /// functions lock, `(fenceNamespace, hashtext(id))`, computed by this server as they compute it;
+    /// and the legacy key `(namespace, AdvisoryLock.tenant(id))`, which functions installed before
+    /// 2026-12-01 read from `capture_state.lock_key` (still written): a database whose functions an
+    /// older Tenantry installed is fenced until `capture install` replaces them. Writers take one
+    /// key (shared), so the two cannot deadlock with them; a key shared by two tenants only makes
+    /// one wait for the other's switch.
+    static func fenceStatement(_ tenant: TenantID) -> PostgresQuery {
+        "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant))), pg_advisory_xact_lock(\(AdvisoryLock.fenceNamespace), hashtext(\(tenant.rawValue)))"
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {

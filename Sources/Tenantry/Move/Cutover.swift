@@ -329,8 +329,7 @@ public struct Cutover: Sendable {
             return try await Database.withConnection(url, logger: logger) { connection in
                 try await Database.withTransaction(connection, logger: logger) { connection in
                     try await connection.query("SET LOCAL lock_timeout = '30s'", logger: logger)
-                    try await connection.query(
-                        "SELECT pg_advisory_xact_lock(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: logger)
+                    _ = try await connection.query(Self.fenceStatement(tenant), logger: logger).collect()
                     return try await connection.query(
                         "SELECT moved FROM tenantry.capture_state WHERE tenant_id = \(tenant.rawValue)", logger: logger)
                         .decode(Bool.self).first(where: { _ in true }) ?? false
