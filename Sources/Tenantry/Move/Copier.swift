@@ -128,7 +128,7 @@ public struct Copier: Sendable {
     /// rows already satisfy every constraint), the target skips per-row triggers and foreign-key
     /// checks (`session_replication_role = replica`), as `pg_restore` loads data before its constraints.
     ///
-    /// Both connections open at once; `beforeSnapshot` (turning capture on) runs while the source
+    /// `beforeSnapshot` (turning capture on) runs while both connections open at once, the source
     /// session takes its copy-snapshot lock and the target transaction is prepared, and the
     /// snapshot is taken only after it returned. `afterCommit` runs on the source session once
     /// both transactions committed (recording the snapshot without a connection of its own).
@@ -144,8 +144,12 @@ public struct Copier: Sendable {
                 code: .invalidArgument, message: "copying tenant \(tenant): the copy's target must be a database of its own",
                 tenant: tenant.rawValue)
         }
-        return try await Self.withConnections(route.source.url, route.target.url, logger: logger) { source, destination in
-            async let captureOn: Void = beforeSnapshot()
+        // Capture turns on while the connections open (SCRAM on both sides) and the target is
+        // prepared; the snapshot is taken only after it returned.
+        async let captureOn: Void = beforeSnapshot()
+        let (source, destination) = try await Self.connect(route.source.url, route.target.url, logger: logger)
+        let outcome: Swift.Result<(String, [String: Int]), any Error>
+        do {
             // Marks this session as a copy snapshot (read only): capture-enable waits of other
             // tenants need not wait for it. Released when the connection closes.
             try await source.query(
@@ -183,8 +187,12 @@ public struct Copier: Sendable {
             }
             _ = try await sourceEnded
             try await afterCommit(source, snapshot)
-            return (snapshot, counts)
+            outcome = .success((snapshot, counts))
+        } catch {
+            outcome = .failure(error)
         }
+        await Self.close(source, destination)
+        return try outcome.get()
     }
 
     /// Prepares the target transaction in at most three round trips: constraints deferred, the
@@ -207,11 +215,10 @@ public struct Copier: Sendable {
         }
     }
 
-    /// Opens connections to `first` and `second` at once, runs `body` with them and closes both.
-    static func withConnections<Result: Sendable>(
-        _ first: PostgresURL, _ second: PostgresURL, logger: Logger,
-        _ body: (PostgresConnection, PostgresConnection) async throws -> Result
-    ) async throws -> Result {
+    /// Opens connections to `first` and `second` at once (both or neither).
+    static func connect(
+        _ first: PostgresURL, _ second: PostgresURL, logger: Logger
+    ) async throws -> (PostgresConnection, PostgresConnection) {
         async let other = Database.connect(second, logger: logger)
         let one: PostgresConnection
         do {
@@ -220,23 +227,19 @@ public struct Copier: Sendable {
             if let two = try? await other { try? await two.close() }
             throw error
         }
-        let two: PostgresConnection
         do {
-            two = try await other
+            return (one, try await other)
         } catch {
             try? await one.close()
             throw error
         }
-        let result: Swift.Result<Result, any Error>
-        do {
-            result = .success(try await body(one, two))
-        } catch {
-            result = .failure(error)
-        }
+    }
+
+    /// Closes both connections at once.
+    static func close(_ one: PostgresConnection, _ two: PostgresConnection) async {
         async let closed: Void? = try? one.close()
         try? await two.close()
         _ = await closed
-        return try result.get()
     }
 
     /// Copies every table, parents first: one task reads the tables from the source, one after
