@@ -1,4 +1,5 @@
 import Foundation
+import HandyShop
 import PostgresNIO
 import Tenantry
 import TenantryCore
@@ -75,6 +76,52 @@ struct CopierTests {
             let report = try await copier.copy(id)
             #expect(!report.skipped && report.rows > 0)
             #expect(try await fixture.independentDifferences(id) == [])
+        }
+    }
+
+    static let hostileSchema = """
+        CREATE TABLE shops (id bigint PRIMARY KEY);
+        CREATE TYPE mood AS ENUM ('ok', E'tab\\there', E'back\\\\slash', E'new\\nline\\r');
+        CREATE DOMAIN note AS text;
+        CREATE TABLE hostile (
+            shop_id bigint NOT NULL REFERENCES shops (id),
+            id bigserial,
+            t text, arr text[], j jsonb, js json, b bytea, v varchar(40), n note, c "char", feeling mood, feelings mood[],
+            num numeric, stamp timestamptz, f8 double precision,
+            PRIMARY KEY (shop_id, id)
+        );
+        INSERT INTO shops VALUES (1), (2);
+        """
+
+    @Test("the lines the source server writes carry every hostile value exactly: text, arrays, json, bytea, enums with tabs, domains, \"char\", NULLs")
+    func hostileValues() async throws {
+        let logger = MoveFixture.logger
+        let fixture = try await MoveFixture.make(tenants: 2) { connection in
+            try await Database.execute(script: Self.hostileSchema, on: connection, logger: logger)
+            for shop in [Int64(1), 2] {
+                for (index, value) in HandyShopGenerator.hostileStrings.enumerated() {
+                    let (k, seconds) = (Int32(index), Double(index))
+                    try await connection.query("""
+                        INSERT INTO hostile (shop_id, t, arr, j, js, b, v, n, c, feeling, feelings, num, stamp, f8)
+                        VALUES (\(shop), \(value), ARRAY[\(value), NULL, ''], jsonb_build_object(\(value), \(value)),
+                                to_json(\(value)::text), convert_to(\(value), 'UTF8'), left(\(value), 40), \(value),
+                                (CASE \(k) % 4 WHEN 0 THEN E'\\t' WHEN 1 THEN E'\\\\' WHEN 2 THEN NULL ELSE 'x' END)::"char",
+                                (enum_range(NULL::mood))[\(k) % 4 + 1], enum_range(NULL::mood),
+                                -\(k) / 7.0, '2026-12-01 01:00:00+00'::timestamptz + \(seconds) * interval '1 s', '-0')
+                        """, logger: logger)
+                }
+                try await connection.query("INSERT INTO hostile (shop_id) VALUES (\(shop))", logger: logger)
+            }
+        }
+        try await fixture.withMover { copier, _, _ in
+            for id in fixture.ids {
+                let report = try await copier.copy(id)
+                #expect(report.tables["hostile"] == HandyShopGenerator.hostileStrings.count + 1)
+                #expect(try await fixture.independentDifferences(id) == [], "tenant \(id)")
+                let verdict = try await Verifier(plan: fixture.plan, logger: logger)
+                    .verify(id, unifiedURL: fixture.unifiedURL, tenantURL: try await fixture.tenantURL(id))
+                #expect(verdict.equal, "\(verdict.tables.flatMap(\.differences))")
+            }
         }
     }
 

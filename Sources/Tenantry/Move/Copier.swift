@@ -74,19 +74,20 @@ public struct Copier: Sendable {
     }
 
     private func copyTenant(_ tenant: TenantID, progress: @Sendable (Progress) -> Void) async throws -> Report {
-        let record = try await catalog.requireTenant(tenant)
-        guard record.status == .active, let database = record.databaseName else {
+        // The record is read while the phase moves to copying (one statement, which writes
+        // nothing unless the tenant has a database).
+        async let recordRead = catalog.requireTenant(tenant)
+        let begun = try await catalog.beginCopy(tenant)
+        let record = try await recordRead
+        guard let phase = begun, let database = record.databaseName else {
             throw TenantryError(
                 code: .conflict,
                 message: "tenant \(tenant) has no database (status \(record.status.rawValue)): run 'tenantry provision \(tenant)' first",
                 tenant: tenant.rawValue)
         }
-        let phase = try await catalog.move(tenant)?.phase ?? .shared
         if phase >= .syncing {
             return Report(tenant: tenant, rows: 0, tables: [:], seconds: 0, skipped: true)
         }
-        if phase == .shared { try await catalog.setPhase(tenant, to: .provisioned) }
-        try await catalog.setPhase(tenant, to: .copying)
         let started = ContinuousClock.now
         do {
             let route = MoveRoute.toDedicated(
@@ -106,11 +107,10 @@ public struct Copier: Sendable {
                 },
                 progress: progress)
             let rows = counts.values.reduce(0, +)
-            try await catalog.recordCopy(tenant, snapshot: snapshot, rows: rows)
-            try await catalog.setPhase(tenant, to: .syncing)
             let seconds = (ContinuousClock.now - started).totalSeconds
-            try? await catalog.audit(
-                actor: actor, action: "migrate-data", tenant: tenant, outcome: .ok,
+            // Snapshot, rows, phase syncing and the audit entry: one statement.
+            try await catalog.finishCopy(
+                tenant, snapshot: snapshot, rows: rows, actor: actor,
                 detail: ["rows": "\(rows)", "seconds": String(format: "%.2f", seconds)])
             return Report(tenant: tenant, rows: rows, tables: counts, seconds: seconds, skipped: false)
         } catch {
@@ -128,7 +128,7 @@ public struct Copier: Sendable {
     /// rows already satisfy every constraint), the target skips per-row triggers and foreign-key
     /// checks (`session_replication_role = replica`), as `pg_restore` loads data before its constraints.
     ///
-    /// Both connections open at once; `beforeSnapshot` (turning capture on) runs while the source
+    /// `beforeSnapshot` (turning capture on) runs while both connections open at once, the source
     /// session takes its copy-snapshot lock and the target transaction is prepared, and the
     /// snapshot is taken only after it returned. `afterCommit` runs on the source session once
     /// both transactions committed (recording the snapshot without a connection of its own).
@@ -144,8 +144,12 @@ public struct Copier: Sendable {
                 code: .invalidArgument, message: "copying tenant \(tenant): the copy's target must be a database of its own",
                 tenant: tenant.rawValue)
         }
-        return try await Self.withConnections(route.source.url, route.target.url, logger: logger) { source, destination in
-            async let captureOn: Void = beforeSnapshot()
+        // Capture turns on while the connections open (SCRAM on both sides) and the target is
+        // prepared; the snapshot is taken only after it returned.
+        async let captureOn: Void = beforeSnapshot()
+        let (source, destination) = try await Self.connect(route.source.url, route.target.url, logger: logger)
+        let outcome: Swift.Result<(String, [String: Int]), any Error>
+        do {
             // Marks this session as a copy snapshot (read only): capture-enable waits of other
             // tenants need not wait for it. Released when the connection closes.
             try await source.query(
@@ -160,12 +164,11 @@ public struct Copier: Sendable {
                 do {
                     snapshot = try await source.query("SELECT pg_current_snapshot()::text", logger: logger)
                         .decode(String.self).first(where: { _ in true }) ?? ""
-                    let perTable = try await copyTables(route, from: source, to: destination, progress: progress)
+                    let (perTable, unifiedNext) = try await copyTables(route, from: source, to: destination, progress: progress)
                     let total = perTable.values.reduce(0, +)
-                    try await SequenceSync(plan: plan, logger: logger).advance(tenantDatabase: destination, unified: source)
+                    try await SequenceSync(plan: plan, logger: logger).advance(tenantDatabase: destination, unifiedNext: unifiedNext)
                     progress(Progress(tenant: tenant, table: "", tablesDone: plan.tables.count, tablesTotal: plan.tables.count, rows: total))
                     counts = perTable
-                    try await destination.query("COMMIT", logger: logger)
                 } catch {
                     _ = try? await source.query("ROLLBACK", logger: logger)
                     throw error
@@ -174,10 +177,22 @@ public struct Copier: Sendable {
                 _ = try? await destination.query("ROLLBACK", logger: logger)
                 throw error
             }
-            try await source.query("COMMIT", logger: logger)
+            // The source transaction only read (READ ONLY): it ends while the target commits.
+            async let sourceEnded = source.query("COMMIT", logger: logger)
+            do {
+                try await destination.query("COMMIT", logger: logger)
+            } catch {
+                _ = try? await sourceEnded
+                throw error
+            }
+            _ = try await sourceEnded
             try await afterCommit(source, snapshot)
-            return (snapshot, counts)
+            outcome = .success((snapshot, counts))
+        } catch {
+            outcome = .failure(error)
         }
+        await Self.close(source, destination)
+        return try outcome.get()
     }
 
     /// Prepares the target transaction in at most three round trips: constraints deferred, the
@@ -200,11 +215,10 @@ public struct Copier: Sendable {
         }
     }
 
-    /// Opens connections to `first` and `second` at once, runs `body` with them and closes both.
-    static func withConnections<Result: Sendable>(
-        _ first: PostgresURL, _ second: PostgresURL, logger: Logger,
-        _ body: (PostgresConnection, PostgresConnection) async throws -> Result
-    ) async throws -> Result {
+    /// Opens connections to `first` and `second` at once (both or neither).
+    static func connect(
+        _ first: PostgresURL, _ second: PostgresURL, logger: Logger
+    ) async throws -> (PostgresConnection, PostgresConnection) {
         async let other = Database.connect(second, logger: logger)
         let one: PostgresConnection
         do {
@@ -213,36 +227,34 @@ public struct Copier: Sendable {
             if let two = try? await other { try? await two.close() }
             throw error
         }
-        let two: PostgresConnection
         do {
-            two = try await other
+            return (one, try await other)
         } catch {
             try? await one.close()
-            throw error
-        }
-        do {
-            let result = try await body(one, two)
-            try? await one.close()
-            try? await two.close()
-            return result
-        } catch {
-            try? await one.close()
-            try? await two.close()
             throw error
         }
     }
 
+    /// Closes both connections at once.
+    static func close(_ one: PostgresConnection, _ two: PostgresConnection) async {
+        async let closed: Void? = try? one.close()
+        try? await two.close()
+        _ = await closed
+    }
+
     /// Copies every table, parents first: one task reads the tables from the source, one after
-    /// another, and encodes their rows as COPY text into a bounded pipe; this task runs one
+    /// another, and sends their COPY text into a bounded pipe; this task runs one
     /// `COPY … FROM STDIN` per table on the target from it. The reader thus starts on the next
-    /// table while the target is still working through the end of the previous one.
+    /// table while the target is still working through the end of the previous one, and after the
+    /// last table reads the source's sequences (returned with the rows per table).
     private func copyTables(
         _ route: MoveRoute, from source: PostgresConnection, to destination: PostgresConnection,
         progress: @Sendable (Progress) -> Void
-    ) async throws -> [String: Int] {
+    ) async throws -> ([String: Int], [SequenceSync.UnifiedSequence]) {
         let pipe = CopyPipe()
         let tables = plan.tables
-        return try await withThrowingTaskGroup(of: Void.self) { group in
+        let sequences = SequenceSync(plan: plan, logger: logger)
+        return try await withThrowingTaskGroup(of: [SequenceSync.UnifiedSequence].self) { group in
             group.addTask {
                 do {
                     for table in tables { try await self.readTable(table, route: route, from: source, into: pipe) }
@@ -250,6 +262,8 @@ public struct Copier: Sendable {
                     pipe.close(error)
                     throw error
                 }
+                // The source's sequences, read while the target works through the last COPY.
+                return try await sequences.unifiedNextValues(source)
             }
             var counts: [String: Int] = [:]
             var total = 0
@@ -267,19 +281,20 @@ public struct Copier: Sendable {
                 pipe.close(error)
                 throw error
             }
-            try await group.waitForAll()
-            return counts
+            var unifiedNext: [SequenceSync.UnifiedSequence] = []
+            for try await values in group { unifiedNext = values }
+            return (counts, unifiedNext)
         }
     }
 
-    /// Reads one table of `route`'s tenant (filtered when the source is shared) as text and
-    /// sends it into `pipe` as COPY text, then the table's end with its row count.
+    /// Reads one table of `route`'s tenant (filtered when the source is shared) as COPY text lines
+    /// the source server writes (``CopyEncoder/lineExpression(_:)``: one column per row, so the
+    /// copier only appends bytes) and sends them into `pipe`, then the table's end with its row count.
     private func readTable(
         _ table: MovePlan.Table, route: MoveRoute, from source: PostgresConnection, into pipe: CopyPipe
     ) async throws {
         let tenant = route.tenant
-        let select = table.writableColumns.map { "\(MovePlan.quote($0))::text" }.joined(separator: ", ")
-        var query = PostgresQuery(unsafeSQL: "SELECT \(select) FROM \(route.source.name(table))")
+        var query = PostgresQuery(unsafeSQL: "SELECT \(CopyEncoder.lineExpression(table)) FROM \(route.source.name(table))")
         if let filter = route.source.filter {
             query.sql += " WHERE \(filter.condition(parameter: 1))"
             query.binds.append(filter.tenant.rawValue)
@@ -289,7 +304,7 @@ public struct Copier: Sendable {
         do {
             let rows = try await source.query(query, logger: logger)
             for try await row in rows {
-                encoder.append(row)
+                try encoder.appendLine(row)
                 count += 1
                 if encoder.readableBytes >= 1 << 18 { try await pipe.send(.data(encoder.take(), rows: count)) }
             }

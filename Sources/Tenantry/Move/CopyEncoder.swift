@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
+import TenantryCore
 
 /// Turns rows whose columns were selected as `::text` into COPY text-format lines, byte by byte
 /// (no String round trip): the text a value's output function printed is exactly what COPY FROM
@@ -38,6 +39,50 @@ struct CopyEncoder {
             }
         }
         buffer.writeInteger(UInt8(ascii: "\n"))
+    }
+
+    /// Appends one row of ``lineExpression(_:)``: its single column is a finished COPY line.
+    mutating func appendLine(_ row: PostgresRow) throws {
+        var cells = row.makeIterator()
+        guard var bytes = cells.next()?.bytes else {
+            throw TenantryError(code: .database, message: "a COPY line read from the source was NULL")
+        }
+        buffer.writeBuffer(&bytes)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+    }
+
+    /// Types whose text form never holds a tab, newline, carriage return or backslash, so their
+    /// text needs no COPY escaping (their arrays and domains over them are escaped all the same).
+    static let plainTypes = ["smallint", "integer", "bigint", "numeric", "real", "double precision", "boolean",
+                             "date", "timestamp", "time", "interval", "uuid", "oid"]
+
+    /// The SQL expression that makes the source server write one COPY text line of `table`'s
+    /// writable columns (without the newline): every value's text (its output function, as
+    /// `::text` and COPY TO print it), `\N` for NULL, tabs between, and tabs, newlines, carriage
+    /// returns and backslashes escaped in every column whose type is not in ``plainTypes``.
+    /// The copier then only appends bytes: no per-cell work in the client.
+    static func lineExpression(_ table: MovePlan.Table) -> String {
+        let values = table.writableColumns.map { column -> String in
+            let type = table.type(of: column)
+            var text = "\(MovePlan.quote(column))::text"
+            let plain = !type.hasSuffix("]")
+                && plainTypes.contains { type == $0 || type.hasPrefix($0 + "(") || type.hasPrefix($0 + " ") }
+            if !plain {
+                text = #"replace(replace(replace(replace(\#(text), E'\\', E'\\\\'), E'\n', E'\\n'), E'\r', E'\\r'), E'\t', E'\\t')"#
+            }
+            return #"coalesce(\#(text), E'\\N')"#
+        }
+        guard !values.isEmpty else { return "''" }
+        // concat_ws takes at most 100 arguments; no value is NULL, so chunks nest exactly.
+        var chunks = stride(from: 0, to: values.count, by: 90).map { start in
+            "concat_ws(E'\\t', \(values[start..<min(start + 90, values.count)].joined(separator: ", ")))"
+        }
+        while chunks.count > 1 {
+            chunks = stride(from: 0, to: chunks.count, by: 90).map { start in
+                "concat_ws(E'\\t', \(chunks[start..<min(start + 90, chunks.count)].joined(separator: ", ")))"
+            }
+        }
+        return chunks[0]
     }
 
     /// Hands over what was encoded and starts a new buffer.

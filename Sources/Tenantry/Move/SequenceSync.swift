@@ -6,8 +6,9 @@ import TenantryCore
 /// past the tenant's own rows and past the unified database's sequence for the same column, so
 /// ids made in either database never collide when rows flow back (reverse sync, rollback).
 ///
-/// A fixed number of round trips whatever the number of sequences (four on the tenant side, one
-/// on the unified side): it runs once per copied tenant and inside the cutover fence.
+/// A fixed number of round trips whatever the number of sequences (after a copy: one on each
+/// side; at cutover four on the tenant side, one on the unified side): it runs once per copied
+/// tenant and inside the cutover fence.
 struct SequenceSync: Sendable {
     let plan: MovePlan
     let logger: Logger
@@ -22,17 +23,71 @@ struct SequenceSync: Sendable {
     }
 
     /// Sets every owned sequence of the tenant database to
-    /// `max(max(column) + 1, next value of the unified sequence)`.
+    /// `max(max(column) + 1, next value of the unified sequence)`, in two round trips.
     func advance(tenantDatabase: PostgresConnection, unified: PostgresConnection) async throws {
-        let owned = try await ownedSequences(tenantDatabase)
-        guard !owned.isEmpty else { return }
-        let localMax = try await maxima(owned, tenantDatabase)
-        let unifiedNext = try await keyed(owned, unified, """
-            coalesce(pg_catalog.pg_sequence_last_value(pg_catalog.pg_get_serial_sequence(q, c)::regclass) + 1, 1)::int8
-            """)
-        try await setSequences(tenantDatabase, owned.enumerated().map { index, column in
-            (column.sequence, max(localMax[index] + 1, unifiedNext[index] ?? 1, 1), nil)
-        })
+        try await advance(tenantDatabase: tenantDatabase, unifiedNext: try await unifiedNextValues(unified))
+    }
+
+    /// The next value of every sequence owned by a column of the plan's tables in the unified
+    /// database (or whichever database `unified` is), keyed by table and column: one round trip.
+    /// A copy reads them as soon as its reads are done, while the target still loads.
+    func unifiedNextValues(_ unified: PostgresConnection) async throws -> [UnifiedSequence] {
+        let rows = try await unified.query("""
+            SELECT c.relname::text, a.attname::text, coalesce(pg_catalog.pg_sequence_last_value(s.oid) + 1, 1)::int8
+            FROM pg_class s
+            JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
+                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+            JOIN pg_class c ON c.oid = d.refobjid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+            WHERE s.relkind = 'S' AND n.nspname = \(plan.schema)
+            """, logger: logger)
+        var result: [UnifiedSequence] = []
+        for try await (table, column, next) in rows.decode((String, String, Int64).self) where plan.table(table) != nil {
+            result.append(UnifiedSequence(table: table, column: column, next: next))
+        }
+        return result
+    }
+
+    /// The next value of a unified sequence owned by `table.column`.
+    struct UnifiedSequence: Sendable {
+        let table: String
+        let column: String
+        let next: Int64
+    }
+
+    /// Sets every owned sequence of the tenant database to `max(max(column) + 1, unified next
+    /// value, 1)` in one round trip: one DO block finds the sequences, reads each column's maximum
+    /// and restarts the sequence (inside the caller's transaction, like the copy).
+    func advance(tenantDatabase: PostgresConnection, unifiedNext: [UnifiedSequence]) async throws {
+        let tables = plan.tables.map { CaptureSQL.literal($0.name) }
+        guard !tables.isEmpty else { return }
+        let unified = unifiedNext.map { "(\(CaptureSQL.literal($0.table)), \(CaptureSQL.literal($0.column)), \($0.next)::int8)" }
+        let lookup = unified.isEmpty
+            ? "1"
+            : "coalesce((SELECT v.n FROM (VALUES \(unified.joined(separator: ", "))) AS v(t, c, n) WHERE v.t = r.rel AND v.c = r.col), 1)"
+        let body = """
+            DECLARE r record; m int8; u int8;
+            BEGIN
+            FOR r IN
+                SELECT s.oid::regclass::text AS seq, c.oid::regclass::text AS tbl, c.relname::text AS rel, a.attname::text AS col
+                FROM pg_class s
+                JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
+                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                JOIN pg_class c ON c.oid = d.refobjid
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+                WHERE s.relkind = 'S' AND n.nspname = \(CaptureSQL.literal(plan.schema))
+                  AND c.relname = ANY(ARRAY[\(tables.joined(separator: ", "))]::text[])
+            LOOP
+                EXECUTE format('SELECT coalesce(max(%I), 0)::int8 FROM %s', r.col, r.tbl) INTO m;
+                u := \(lookup);
+                EXECUTE format('ALTER SEQUENCE %s NO MAXVALUE RESTART WITH %s', r.seq, greatest(m + 1, u, 1));
+            END LOOP;
+            END
+            """
+        let tag = CaptureSQL.dollarTag(notIn: body)
+        try await tenantDatabase.query(PostgresQuery(unsafeSQL: "DO \(tag)\n\(body)\n\(tag)"), logger: logger)
     }
 
     /// At cutover: gives the tenant database a block of ids no other tenant can get. The unified
