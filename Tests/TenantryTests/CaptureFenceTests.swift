@@ -44,8 +44,13 @@ struct CaptureFenceTests {
         return (try await TestPostgres.strings(fixture.unifiedURL, sql), try await TestPostgres.strings(try await fixture.tenantURL(shop), sql))
     }
 
-    @Test("a write waiting on the fence while a cutover commits is refused as moved: nothing of it on either side, nothing in the outbox")
-    func writeDuringCutover() async throws {
+    /// Copies shop 1 of two, then runs a cutover during which, under the fence with everything
+    /// decided, an autocommit write of the shop with `email` starts and waits on the fence; with
+    /// `abort` the cutover then fails instead of committing. `check` gets the shop, the write's
+    /// outcome (its SQLSTATE, nil when it committed) and the relay.
+    static func cutoverMeetingWrite(
+        email: String, abort: Bool, _ check: @escaping @Sendable (MoveFixture, TenantID, String?, Relay) async throws -> Void
+    ) async throws {
         let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
         let shop = fixture.ids[0]
         try await fixture.withMover { copier, relay, catalog in
@@ -53,12 +58,22 @@ struct CaptureFenceTests {
             var cutover = fixture.cutover(catalog: catalog, relay: relay)
             let writer = NIOLockedValueBox<Task<String?, any Error>?>(nil)
             cutover.faults.beforeDecisiveCommit = {
-                // Under the fence, everything decided but not committed: the write arrives now.
-                let task = try await Self.blockedWrite(fixture, shop, email: "fenced-moved@example.com")
+                let task = try await Self.blockedWrite(fixture, shop, email: email)
                 writer.withLockedValue { $0 = task }
+                if abort { throw Aborted() }
             }
-            _ = try await cutover.cutover(shop, maxPause: .seconds(30))
-            let outcome = try await writer.withLockedValue { $0 }?.value
+            if abort {
+                await #expect(throws: Aborted.self) { _ = try await cutover.cutover(shop, maxPause: .seconds(30)) }
+            } else {
+                _ = try await cutover.cutover(shop, maxPause: .seconds(30))
+            }
+            try await check(fixture, shop, try await writer.withLockedValue { $0 }?.value, relay)
+        }
+    }
+
+    @Test("a write waiting on the fence while a cutover commits is refused as moved: nothing of it on either side, nothing in the outbox")
+    func writeDuringCutover() async throws {
+        try await Self.cutoverMeetingWrite(email: "fenced-moved@example.com", abort: false) { fixture, shop, outcome, _ in
             #expect(outcome == "25006", "the write after the switch: \(outcome ?? "committed")")
             let (unified, tenant) = try await Self.rows(fixture, shop, "fenced-moved@example.com")
             #expect(unified.isEmpty && tenant.isEmpty, "unified \(unified), tenant \(tenant)")
@@ -68,19 +83,7 @@ struct CaptureFenceTests {
 
     @Test("a write waiting on the fence while a cutover aborts is captured once and lands once in the tenant database, the same row")
     func writeDuringAbortedCutover() async throws {
-        let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
-        let shop = fixture.ids[0]
-        try await fixture.withMover { copier, relay, catalog in
-            _ = try await copier.copy(shop)
-            var cutover = fixture.cutover(catalog: catalog, relay: relay)
-            let writer = NIOLockedValueBox<Task<String?, any Error>?>(nil)
-            cutover.faults.beforeDecisiveCommit = {
-                let task = try await Self.blockedWrite(fixture, shop, email: "fenced-kept@example.com")
-                writer.withLockedValue { $0 = task }
-                throw Aborted()
-            }
-            await #expect(throws: Aborted.self) { _ = try await cutover.cutover(shop, maxPause: .seconds(30)) }
-            let outcome = try await writer.withLockedValue { $0 }?.value
+        try await Self.cutoverMeetingWrite(email: "fenced-kept@example.com", abort: true) { fixture, shop, outcome, relay in
             #expect(outcome == nil, "the write after the aborted switch: \(outcome ?? "committed")")
             #expect(try await TestPostgres.strings(fixture.unifiedURL, """
                 SELECT count(*)::text FROM tenantry.changes WHERE tenant_id = '\(shop.rawValue)' AND row_data->>'email' = 'fenced-kept@example.com'

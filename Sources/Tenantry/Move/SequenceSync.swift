@@ -34,13 +34,7 @@ struct SequenceSync: Sendable {
     func unifiedNextValues(_ unified: PostgresConnection) async throws -> [UnifiedSequence] {
         let rows = try await unified.query("""
             SELECT c.relname::text, a.attname::text, coalesce(pg_catalog.pg_sequence_last_value(s.oid) + 1, 1)::int8
-            FROM pg_class s
-            JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
-                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-            JOIN pg_class c ON c.oid = d.refobjid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
-            WHERE s.relkind = 'S' AND n.nspname = \(plan.schema)
+            \(unescaped: Self.ownedSequencesJoin) \(plan.schema)
             """, logger: logger)
         var result: [UnifiedSequence] = []
         for try await (table, column, next) in rows.decode((String, String, Int64).self) where plan.table(table) != nil {
@@ -48,6 +42,18 @@ struct SequenceSync: Sendable {
         }
         return result
     }
+
+    /// The sequences owned by a column (`s`), with their table (`c`) and column (`a`), of the
+    /// schema bound right after it.
+    static let ownedSequencesJoin = """
+        FROM pg_class s
+        JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
+            AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+        JOIN pg_class c ON c.oid = d.refobjid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+        WHERE s.relkind = 'S' AND n.nspname =
+        """
 
     /// The next value of a unified sequence owned by `table.column`.
     struct UnifiedSequence: Sendable {
@@ -235,13 +241,7 @@ struct SequenceSync: Sendable {
     private func ownedSequences(_ connection: PostgresConnection) async throws -> [Owned] {
         let rows = try await connection.query("""
             SELECT s.oid::regclass::text, c.relname::text, a.attname::text
-            FROM pg_class s
-            JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
-                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-            JOIN pg_class c ON c.oid = d.refobjid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
-            WHERE s.relkind = 'S' AND n.nspname = \(plan.schema)
+            \(unescaped: Self.ownedSequencesJoin) \(plan.schema)
             ORDER BY 1
             """, logger: logger)
         var result: [Owned] = []
