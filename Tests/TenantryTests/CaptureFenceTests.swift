@@ -97,25 +97,6 @@ struct CaptureFenceTests {
         }
     }
 
-    /// Holds `key` of the advisory namespace `namespace` shared on a unified connection, as a
-    /// writer in a capture function does, until `release` yields.
-    static func hold(_ fixture: MoveFixture, namespace: Int32, key: String, until release: AsyncStream<Void>) async throws -> Task<Void, any Error> {
-        let held = NIOLockedValueBox(false)
-        let url = fixture.unifiedURL
-        let task = Task {
-            try await Database.withConnection(url, logger: MoveFixture.logger) { connection in
-                try await connection.query("BEGIN", logger: MoveFixture.logger)
-                try await connection.query(
-                    PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock_shared(\(namespace), \(key))"), logger: MoveFixture.logger)
-                held.withLockedValue { $0 = true }
-                for await _ in release { break }
-                try await connection.query("COMMIT", logger: MoveFixture.logger)
-            }
-        }
-        while !held.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
-        return task
-    }
-
     @Test("a cutover waits for a writer holding either key: the server-computed one, and the legacy capture_state.lock_key of functions installed before 2026-12-01")
     func bothKeysFence() async throws {
         let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
@@ -129,7 +110,7 @@ struct CaptureFenceTests {
             let cutover = fixture.cutover(catalog: catalog, relay: relay)
             for (namespace, key) in [(AdvisoryLock.fenceNamespace, "hashtext('\(shop.rawValue)')"), (AdvisoryLock.namespace, "\(AdvisoryLock.tenant(shop))")] {
                 let (release, releasing) = AsyncStream.makeStream(of: Void.self)
-                let writer = try await Self.hold(fixture, namespace: namespace, key: key, until: release)
+                let writer = try await MoveOperationsCutoverTests.holdFence(fixture, shop, for: .zero, until: release, namespace: namespace, key: key)
                 do {
                     _ = try await cutover.cutover(shop, maxPause: .milliseconds(300))
                     Issue.record("the cutover did not wait for the writer holding (\(namespace), \(key))")

@@ -8,18 +8,21 @@ import Testing
 
 @Suite("MoveOperations.cutover retries (what tenantry cutover --retries and the demo run)", .timeLimit(.minutes(3)))
 struct MoveOperationsCutoverTests {
-    /// Holds the tenant's write fence shared, as an in-flight write does, for `duration`;
-    /// returns once it is held.
+    /// Holds the tenant's write fence shared, as an in-flight write does, for `duration` (or until
+    /// `release` yields); returns once it is held. The key is the one capture functions lock,
+    /// `(fenceNamespace, hashtext(id))`, unless `namespace` and `key` (SQL) name another.
     static func holdFence(
-        _ fixture: MoveFixture, _ tenant: TenantID, for duration: Duration, until release: AsyncStream<Void>? = nil
+        _ fixture: MoveFixture, _ tenant: TenantID, for duration: Duration, until release: AsyncStream<Void>? = nil,
+        namespace: Int32 = AdvisoryLock.fenceNamespace, key: String? = nil
     ) async throws -> Task<Void, any Error> {
+        let key = key ?? "hashtext('\(tenant.rawValue)')"
         let held = NIOLockedValueBox(false)
         let url = fixture.unifiedURL
         let task = Task {
             try await Database.withConnection(url, logger: TestPostgres.logger) { connection in
                 try await connection.query("BEGIN", logger: TestPostgres.logger)
                 try await connection.query(
-                    "SELECT pg_advisory_xact_lock_shared(\(AdvisoryLock.namespace), \(AdvisoryLock.tenant(tenant)))", logger: TestPostgres.logger)
+                    PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock_shared(\(namespace), \(key))"), logger: TestPostgres.logger)
                 held.withLockedValue { $0 = true }
                 if let release {
                     for await _ in release { break }  // held until told (a signal, not a guess at timing)

@@ -69,16 +69,17 @@ public struct Catalog: Sendable {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
+            let outcome: Swift.Result<Result, any Error>
             do {
-                let result = try await body(Catalog(client: client, url: url, logger: logger, lookups: lookups))
-                await lookups.close()
-                return result
-            } catch let error as PSQLError {
-                await lookups.close()
-                throw Database.wrap(error, "catalog at \(url)")
+                outcome = .success(try await body(Catalog(client: client, url: url, logger: logger, lookups: lookups)))
             } catch {
-                await lookups.close()
-                throw error
+                outcome = .failure(error)
+            }
+            await lookups.close()
+            do {
+                return try outcome.get()
+            } catch let error as PSQLError {
+                throw Database.wrap(error, "catalog at \(url)")
             }
         }
     }

@@ -44,7 +44,7 @@ struct SequenceSync: Sendable {
     }
 
     /// The sequences owned by a column (`s`), with their table (`c`) and column (`a`), of the
-    /// schema bound right after it.
+    /// schema named right after it (a bind, or a literal inside a DO block).
     static let ownedSequencesJoin = """
         FROM pg_class s
         JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
@@ -77,13 +77,7 @@ struct SequenceSync: Sendable {
             BEGIN
             FOR r IN
                 SELECT s.oid::regclass::text AS seq, c.oid::regclass::text AS tbl, c.relname::text AS rel, a.attname::text AS col
-                FROM pg_class s
-                JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
-                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-                JOIN pg_class c ON c.oid = d.refobjid
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
-                WHERE s.relkind = 'S' AND n.nspname = \(CaptureSQL.literal(plan.schema))
+                \(Self.ownedSequencesJoin) \(CaptureSQL.literal(plan.schema))
                   AND c.relname = ANY(ARRAY[\(tables.joined(separator: ", "))]::text[])
             LOOP
                 EXECUTE format('SELECT coalesce(max(%I), 0)::int8 FROM %s', r.col, r.tbl) INTO m;
