@@ -125,22 +125,36 @@ struct CaptureTriggerListTests {
             fixture.unifiedURL, "SELECT op::text || ':' || tenant_id FROM tenantry.changes ORDER BY id") == ["I:1", "U:1"])
     }
 
+    /// Where the list stands when a tenant's capture is enabled under writers.
+    enum ListStart: String, CaseIterable, Sendable {
+        /// Nobody listed.
+        case empty
+        /// Another tenant captured (and listed).
+        case besidePeer
+        /// The tenant listed ahead of its copy (``Capture/ListAhead``), while its writers write.
+        case listedAhead
+    }
+
     @Test(
-        "a tenant enabled and copied while 8 writers write it: no write lost, row by row after the relay caught up (from an empty list; beside a captured peer)",
-        arguments: [false, true])
-    func enableUnderWriters(withPeer: Bool) async throws {
+        "a tenant enabled and copied while 8 writers write it: no write lost, row by row after the relay caught up (from an empty list; beside a captured peer; listed ahead)",
+        arguments: ListStart.allCases)
+    func enableUnderWriters(_ start: ListStart) async throws {
         let fixture = try await MoveFixture.make(shops: 3, rowsPerShop: 80)
         let stop = NIOLockedValueBox(false)
         let tenant = fixture.ids[0]
-        if withPeer { try await fixture.capture().enable(fixture.ids[2]) }
-        let peers = withPeer ? [fixture.ids[2].rawValue] : []
+        if start == .besidePeer { try await fixture.capture().enable(fixture.ids[2]) }
+        let peers = start == .besidePeer ? [fixture.ids[2].rawValue] : []
         try await fixture.withMover { copier, relay, _ in
             let writers = (0..<8).map { index in
                 Task { try await HandyShopWriter(url: fixture.unifiedURL, shops: [tenant], seed: UInt64(index + 11)).run(until: stop) }
             }
             try await Task.sleep(for: .milliseconds(300))
             let before = try await Self.listed(fixture.unifiedURL)
-            #expect(before["customers"] == (withPeer ? ["INSERT": peers, "UPDATE": peers, "DELETE": peers] : ["UPDATE": []]))
+            #expect(before["customers"] == (start == .besidePeer ? ["INSERT": peers, "UPDATE": peers, "DELETE": peers] : ["UPDATE": []]))
+            if start == .listedAhead {
+                try await copier.listAhead([tenant]).prepare(tenant)
+                try await Task.sleep(for: .milliseconds(200))
+            }
             _ = try await copier.copy(tenant)
             #expect(try await Self.listed(fixture.unifiedURL)["customers"]?["INSERT"] == .some((peers + [tenant.rawValue]).sorted()))
             try await Task.sleep(for: .milliseconds(500))

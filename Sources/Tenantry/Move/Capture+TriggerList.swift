@@ -117,6 +117,9 @@ extension Capture {
     func relist(_ tenants: [String], growOnly: Bool, on connection: PostgresConnection) async throws -> [String] {
         let listing = CaptureSQL.Listing.of(tenants)
         let installed = try await Self.installedTriggers(on: connection, schema: schema, logger: logger)
+        // Every table already fires for them (e.g. listed ahead of a batch): nothing to change,
+        // and no need to read the schema.
+        if growOnly, installed.values.allSatisfy({ !$0.legacy && tenants.allSatisfy($0.fires) }) { return [] }
         let plan = try await MovePlan.load(connection, schema: schema, discriminator: discriminator, logger: logger)
         var changed: [String] = []
         let deadline = ContinuousClock.now + enableTimeout

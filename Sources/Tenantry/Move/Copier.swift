@@ -63,6 +63,13 @@ public struct Copier: Sendable {
         self.logger = logger
     }
 
+    /// Lists a batch of tenants about to be copied in the capture triggers, a window ahead of
+    /// their copies (``Capture/listAhead(_:window:)``): call ``Capture/ListAhead/prepare(_:)``
+    /// before each ``copy(_:progress:)``, which then turns capture on without re-creating triggers.
+    public func listAhead(_ tenants: [TenantID], window: Int = 32) -> Capture.ListAhead {
+        capture.listAhead(tenants, window: window)
+    }
+
     /// Copies `tenant`. A tenant already in `syncing` or later is skipped.
     public func copy(_ tenant: TenantID, progress: @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
         try await TenantryTracing.phase("copy", tenant: tenant) { span in

@@ -56,18 +56,27 @@ struct CopyEncoder {
     static let plainTypes = ["smallint", "integer", "bigint", "numeric", "real", "double precision", "boolean",
                              "date", "timestamp", "time", "interval", "uuid", "oid"]
 
+    /// Types whose text form may hold a backslash but never a tab, newline or carriage return:
+    /// `jsonb` prints control characters in strings as JSON escapes (`\n`, `\u0001`) and puts
+    /// only spaces between tokens (`json` keeps its input's text as it was, so it is escaped fully).
+    static let backslashOnlyTypes = ["jsonb"]
+
     /// The SQL expression that makes the source server write one COPY text line of `table`'s
     /// writable columns (without the newline): every value's text (its output function, as
     /// `::text` and COPY TO print it), `\N` for NULL, tabs between, and tabs, newlines, carriage
-    /// returns and backslashes escaped in every column whose type is not in ``plainTypes``.
-    /// The copier then only appends bytes: no per-cell work in the client.
+    /// returns and backslashes escaped in every column whose type is not in ``plainTypes``
+    /// (only backslashes for ``backslashOnlyTypes``). The copier then only appends bytes: no
+    /// per-cell work in the client.
     static func lineExpression(_ table: MovePlan.Table) -> String {
         let values = table.writableColumns.map { column -> String in
             let type = table.type(of: column)
             var text = "\(MovePlan.quote(column))::text"
-            let plain = !type.hasSuffix("]")
-                && plainTypes.contains { type == $0 || type.hasPrefix($0 + "(") || type.hasPrefix($0 + " ") }
-            if !plain {
+            func among(_ types: [String]) -> Bool {
+                !type.hasSuffix("]") && types.contains { type == $0 || type.hasPrefix($0 + "(") || type.hasPrefix($0 + " ") }
+            }
+            if among(backslashOnlyTypes) {
+                text = #"replace(\#(text), E'\\', E'\\\\')"#
+            } else if !among(plainTypes) {
                 text = #"replace(replace(replace(replace(\#(text), E'\\', E'\\\\'), E'\n', E'\\n'), E'\r', E'\\r'), E'\t', E'\\t')"#
             }
             return #"coalesce(\#(text), E'\\N')"#

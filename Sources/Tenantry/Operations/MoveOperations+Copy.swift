@@ -33,9 +33,13 @@ extension MoveOperations {
         let ids = try await select(selection)
         let copier = copier(captureTimeout: captureTimeout)
         let capture = capture()
+        // The tenants are listed in the capture triggers a window ahead of their copies, so most
+        // copies turn capture on without re-creating any trigger.
+        let ahead = copier.listAhead(ids)
         var report = MigrateDataReport(copied: [], failed: [:])
         progress?(OperationProgress(done: 0, total: ids.count, message: "copying \(ids.count) tenant(s), \(concurrency) at a time"))
         try await forEachTenant(ids, concurrency: concurrency, { id in
+            try await ahead.prepare(id)
             let copied = try await copier.copy(id) { rows?($0) }
             if pauseSync, !copied.skipped {
                 try await capture.setSyncPaused(id, true, reason: "dual-write disabled (ENABLE_DUAL_WRITE=false)")
