@@ -1,7 +1,9 @@
 import Foundation
 import HandyShop
+import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
-import Tenantry
+@testable import Tenantry
 import TenantryCore
 import TenantryTestSupport
 import Testing
@@ -93,7 +95,7 @@ struct CopierTests {
         INSERT INTO shops VALUES (1), (2);
         """
 
-    @Test("the lines the source server writes carry every hostile value exactly: text, arrays, json, bytea, enums with tabs, domains, \"char\", NULLs")
+    @Test("every hostile value copies exactly, read with COPY TO (tenant 1) and with the lines the source server writes (tenant 2): text, arrays, json, bytea, enums with tabs, domains, \"char\", NULLs")
     func hostileValues() async throws {
         let logger = MoveFixture.logger
         let fixture = try await MoveFixture.make(tenants: 2) { connection in
@@ -113,8 +115,17 @@ struct CopierTests {
                 try await connection.query("INSERT INTO hostile (shop_id) VALUES (\(shop))", logger: logger)
             }
         }
-        try await fixture.withMover { copier, _, _ in
-            for id in fixture.ids {
+        let notices = NIOLockedValueBox<[String]>([])
+        try await fixture.withMover { copier, _, catalog in
+            // Tenant 1 through a COPY TO session (a fall back to SELECT would log a notice),
+            // tenant 2 with SELECT.
+            let copyOut = Copier(
+                catalog: catalog, servers: fixture.directory(servers: fixture.servers), unifiedURL: fixture.unifiedURL,
+                plan: fixture.plan, capture: fixture.capture(), actor: "test",
+                logger: Logger(label: "copier") { _ in RecordingLogHandler(records: notices) })
+            var lines = copier
+            lines.readsWithCopyOut = false
+            for (id, copier) in zip(fixture.ids, [copyOut, lines]) {
                 let report = try await copier.copy(id)
                 #expect(report.tables["hostile"] == HandyShopGenerator.hostileStrings.count + 1)
                 #expect(try await fixture.independentDifferences(id) == [], "tenant \(id)")
@@ -123,6 +134,7 @@ struct CopierTests {
                 #expect(verdict.equal, "\(verdict.tables.flatMap(\.differences))")
             }
         }
+        #expect(notices.withLockedValue { $0 } == [], "the copy fell back to SELECT")
     }
 
     /// Every serial or identity column of the tenant database hands out an id past its own rows
@@ -152,5 +164,21 @@ struct CopierTests {
         try await Database.withConnection(url, logger: MoveFixture.logger) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: sql), logger: MoveFixture.logger)
         }
+    }
+}
+
+/// Keeps the messages logged at `.notice` or above.
+struct RecordingLogHandler: LogHandler {
+    let records: NIOLockedValueBox<[String]>
+    var logLevel: Logger.Level = .notice
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        records.withLockedValue { $0.append("\(event.message)") }
     }
 }

@@ -49,6 +49,9 @@ public struct Copier: Sendable {
     let capture: Capture
     let actor: String
     let logger: Logger
+    /// Whether the source is read with `COPY … TO STDOUT` (``CopyOutSession``) where it can be;
+    /// `false` reads every table with SELECT (``CopyEncoder/lineExpression(_:)``).
+    var readsWithCopyOut = true
 
     /// Creates a copier. `unifiedURL` must be able to read every tenant table; `capture` must
     /// point at the same database.
@@ -162,16 +165,21 @@ public struct Copier: Sendable {
             try await source.query(
                 "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
             try await destination.query("BEGIN", logger: logger)
-            let snapshot: String
+            var snapshot = ""
             let counts: [String: Int]
             do {
                 try await prepareTarget(route, destination, consistentSource: consistentSource)
                 try await captureOn
                 try await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
                 do {
-                    snapshot = try await source.query("SELECT pg_current_snapshot()::text", logger: logger)
-                        .decode(String.self).first(where: { _ in true }) ?? ""
-                    let (perTable, unifiedNext) = try await copyTables(route, from: source, to: destination, progress: progress)
+                    // The snapshot the relay starts after, and the same snapshot exported for the
+                    // COPY TO session.
+                    var exported = ""
+                    (snapshot, exported) = try await source.query(
+                        "SELECT pg_current_snapshot()::text, pg_export_snapshot()", logger: logger
+                    ).decode((String, String).self).first(where: { _ in true }) ?? ("", "")
+                    let (perTable, unifiedNext) = try await copyTables(
+                        route, from: source, snapshot: exported, to: destination, progress: progress)
                     let total = perTable.values.reduce(0, +)
                     try await SequenceSync(plan: plan, logger: logger).advance(tenantDatabase: destination, unifiedNext: unifiedNext)
                     progress(Progress(tenant: tenant, table: "", tablesDone: plan.tables.count, tablesTotal: plan.tables.count, rows: total))
@@ -255,7 +263,7 @@ public struct Copier: Sendable {
     /// table while the target is still working through the end of the previous one, and after the
     /// last table reads the source's sequences (returned with the rows per table).
     private func copyTables(
-        _ route: MoveRoute, from source: PostgresConnection, to destination: PostgresConnection,
+        _ route: MoveRoute, from source: PostgresConnection, snapshot: String, to destination: PostgresConnection,
         progress: @Sendable (Progress) -> Void
     ) async throws -> ([String: Int], [SequenceSync.UnifiedSequence]) {
         let pipe = CopyPipe()
@@ -264,7 +272,7 @@ public struct Copier: Sendable {
         return try await withThrowingTaskGroup(of: [SequenceSync.UnifiedSequence].self) { group in
             group.addTask {
                 do {
-                    for table in tables { try await self.readTable(table, route: route, from: source, into: pipe) }
+                    try await self.readTables(tables, route: route, from: source, snapshot: snapshot, into: pipe)
                 } catch {
                     pipe.close(error)
                     throw error
@@ -292,6 +300,53 @@ public struct Copier: Sendable {
             for try await values in group { unifiedNext = values }
             return (counts, unifiedNext)
         }
+    }
+
+    /// Reads the tables of `route`'s tenant into `pipe`, in order: with `COPY … TO STDOUT` on a
+    /// ``CopyOutSession`` of its own in `snapshot` (exported by the `source` session's transaction)
+    /// — the server writes COPY text in C, as for `psql` — or, when that session cannot be had
+    /// before anything was sent (TLS, an authentication method it does not speak), with SELECT on
+    /// `source`. Like `source`, the session marks itself as a copy snapshot (read only).
+    private func readTables(
+        _ tables: [MovePlan.Table], route: MoveRoute, from source: PostgresConnection, snapshot: String, into pipe: CopyPipe
+    ) async throws {
+        if readsWithCopyOut, !snapshot.isEmpty {
+            var sent = false
+            var current = tables.first?.name ?? ""
+            do {
+                try await CopyOutSession.with(route.source.url) { session in
+                    try await session.execute("SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)")
+                    try await session.execute(
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT \(CaptureSQL.literal(snapshot))")
+                    for table in tables {
+                        current = table.name
+                        let rows = try await session.copyOut(Self.copyOutStatement(table, from: route.source)) { chunk, rows in
+                            sent = true
+                            try await pipe.send(.data(chunk, rows: rows))
+                        }
+                        sent = true
+                        try await pipe.send(.endOfTable(rows: rows))
+                    }
+                    try await session.execute("COMMIT")
+                }
+                return
+            } catch where !sent {
+                logger.notice("copy: reading tenant \(route.tenant) with SELECT (no COPY TO session: \(error))")
+            } catch {
+                throw Database.wrap(
+                    error, "reading table \(current) of tenant \(route.tenant)", tenant: route.tenant.rawValue, table: current)
+            }
+        }
+        for table in tables { try await readTable(table, route: route, from: source, into: pipe) }
+    }
+
+    /// `COPY (SELECT writable columns FROM table WHERE the tenant's rows) TO STDOUT` (the tenant id
+    /// a literal: the simple-query protocol has no binds), or `COPY table (columns) TO STDOUT`.
+    static func copyOutStatement(_ table: MovePlan.Table, from source: MoveEndpoint) -> String {
+        let columns = table.writableColumns.map(MovePlan.quote).joined(separator: ", ")
+        guard let filter = source.filter else { return "COPY \(source.name(table)) (\(columns)) TO STDOUT" }
+        return "COPY (SELECT \(columns) FROM \(source.name(table)) WHERE \(filter.quotedColumn) = "
+            + "CAST(\(CaptureSQL.literal(filter.tenant.rawValue)) AS \(filter.type))) TO STDOUT"
     }
 
     /// Reads one table of `route`'s tenant (filtered when the source is shared) as COPY text lines
