@@ -264,8 +264,8 @@ struct CopyBench: AsyncParsableCommand {
 }
 
 /// Samples the unified database every 20 ms while the copier runs: how often two or more copy
-/// snapshots (open transactions other than the sampler's) were open at once, of the samples
-/// with at least one.
+/// snapshots (open transactions other than the sampler's, each copy's COPY TO session — which
+/// shares its copy's snapshot — not counted) were open at once, of the samples with at least one.
 final class CopyOverlap: @unchecked Sendable {
     private let lock = NSLock()
     private var busy = 0
@@ -281,6 +281,7 @@ final class CopyOverlap: @unchecked Sendable {
                         let open = try await connection.query("""
                             SELECT count(*)::int FROM pg_stat_activity
                             WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+                              AND application_name <> 'tenantry-copy'
                               AND xact_start < clock_timestamp() - interval '20 milliseconds'
                             """, logger: Bench.logger).decode(Int.self).first { _ in true } ?? 0
                         self.lock.withLock {

@@ -3,21 +3,21 @@ import HandyShop
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
-import Tenantry
+@testable import Tenantry
 import TenantryCore
 import TenantryTestSupport
 import Testing
 
 @Suite("online move: turning capture on", .timeLimit(.minutes(2)))
 struct CaptureEnableTests {
-    @Test("capture waits for older transactions, naming them on timeout, but not for another copy's read-only snapshot")
+    @Test("capture waits for older transactions, naming them on timeout, but not for another copy's read-only snapshot or its COPY TO session")
     func enableWaits() async throws {
         let logger = MoveFixture.logger
-        let fixture = try await MoveFixture.make(tenants: 2) { connection in
+        let fixture = try await MoveFixture.make(tenants: 3) { connection in
             try await Database.execute(script: """
                 CREATE TABLE shops (id bigint PRIMARY KEY);
                 CREATE TABLE notes (shop_id bigint NOT NULL REFERENCES shops (id), id bigint PRIMARY KEY, body text);
-                INSERT INTO shops VALUES (1), (2);
+                INSERT INTO shops VALUES (1), (2), (3);
                 """, on: connection, logger: logger)
         }
         var capture = fixture.capture()
@@ -31,18 +31,30 @@ struct CaptureEnableTests {
             try await capture.enable(try TenantID("1"))
             try await snapshot.query("COMMIT", logger: logger)
         }
+        // A copy's COPY TO session, in the snapshot its copy exported: marked the same way.
+        try await Database.withConnection(url, logger: logger) { snapshot in
+            try await snapshot.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            let exported = try await snapshot.query("SELECT pg_export_snapshot()", logger: logger).decode(String.self)
+                .first(where: { _ in true }) ?? ""
+            try await CopyOutSession.with(url) { session in
+                try await session.beginCopySnapshot(exported)
+                _ = try await session.copyOut("COPY notes TO STDOUT") { _, _ in }
+                try await snapshot.query("COMMIT", logger: logger)
+                try await capture.enable(try TenantID("2"))
+            }
+        }
         try await Database.withConnection(url, logger: logger) { application in
             try await application.query("BEGIN ISOLATION LEVEL REPEATABLE READ", logger: logger)
             try await application.query("SELECT count(*) FROM notes", logger: logger)
             await #expect {
-                try await capture.enable(try TenantID("2"))
+                try await capture.enable(try TenantID("3"))
             } throws: { error in
                 let message = Database.message(of: error)
                 return message.contains("still have a transaction") && message.contains("pid ")
             }
             try await application.query("COMMIT", logger: logger)
         }
-        try await capture.enable(try TenantID("2"))
+        try await capture.enable(try TenantID("3"))
     }
 
     @Test("the SECURITY DEFINER capture trigger ignores a caller's search_path: an operator planted by the application role is never run")

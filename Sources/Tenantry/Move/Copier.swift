@@ -315,9 +315,7 @@ public struct Copier: Sendable {
             var current = tables.first?.name ?? ""
             do {
                 try await CopyOutSession.with(route.source.url) { session in
-                    try await session.execute("SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)")
-                    try await session.execute(
-                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT \(CaptureSQL.literal(snapshot))")
+                    try await session.beginCopySnapshot(snapshot)
                     for table in tables {
                         current = table.name
                         let rows = try await session.copyOut(Self.copyOutStatement(table, from: route.source)) { chunk, rows in
@@ -406,6 +404,16 @@ public struct Copier: Sendable {
             throw Database.wrap(error, "copying table \(table.name) of tenant \(tenant)", tenant: tenant.rawValue, table: table.name)
         }
         return count
+    }
+}
+
+extension CopyOutSession {
+    /// Marks the session as a copy snapshot (read only: capture-enable waits of other tenants need
+    /// not wait for it; released when it closes) and starts a READ ONLY transaction in `snapshot`
+    /// (exported by another transaction, which must still be open).
+    func beginCopySnapshot(_ snapshot: String) async throws {
+        try await execute("SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)")
+        try await execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT \(CaptureSQL.literal(snapshot))")
     }
 }
 
