@@ -162,9 +162,10 @@ public struct Copier: Sendable {
         do {
             // Marks this session as a copy snapshot (read only): capture-enable waits of other
             // tenants need not wait for it. Released when the connection closes.
-            try await source.query(
+            async let marked = source.query(
                 "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
             try await destination.query("BEGIN", logger: logger)
+            _ = try await marked
             var snapshot = ""
             let counts: [String: Int]
             do {

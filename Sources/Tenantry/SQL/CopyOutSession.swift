@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TenantryCore
@@ -284,7 +285,7 @@ struct SCRAM {
               let saltText = attributes["s"], let salt = Data(base64Encoded: saltText),
               let iterationsText = attributes["i"], let iterations = Int(iterationsText), (1...10_000_000).contains(iterations)
         else { return nil }
-        let salted = Self.hi(password, salt: Array(salt), iterations: iterations)
+        let salted = Self.saltedPassword(password, salt: Array(salt), iterations: iterations)
         let clientKey = Self.hmac(salted, "Client Key")
         let storedKey = Array(SHA256.hash(data: clientKey))
         let withoutProof = "c=biws,r=\(combined)"
@@ -310,13 +311,35 @@ struct SCRAM {
         Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
     }
 
-    /// PBKDF2-HMAC-SHA-256 with one block: `Hi` of RFC 5802.
+    /// Salted passwords derived so far, by salt, iterations and password digest: a role's salt and
+    /// iterations stay the same until its password changes, so the key derivation (4,096 HMACs by
+    /// default) runs once per role and server, not once per copy. At most 64 are kept.
+    private static let derived = NIOLockedValueBox<[String: [UInt8]]>([:])
+
+    /// `Hi(password, salt, iterations)`, from ``derived`` when it was computed before.
+    static func saltedPassword(_ password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
+        let key = "\(Data(salt).base64EncodedString()):\(iterations):\(Data(SHA256.hash(data: password)).base64EncodedString())"
+        if let known = derived.withLockedValue({ $0[key] }) { return known }
+        let salted = hi(password, salt: salt, iterations: iterations)
+        derived.withLockedValue { cache in
+            if cache.count >= 64 { cache.removeAll() }
+            cache[key] = salted
+        }
+        return salted
+    }
+
+    /// PBKDF2-HMAC-SHA-256 with one block: `Hi` of RFC 5802. The HMAC keyed with the password is
+    /// set up once and copied for each iteration.
     static func hi(_ password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
-        let key = SymmetricKey(data: password)
-        var block = Array(HMAC<SHA256>.authenticationCode(for: salt + [0, 0, 0, 1], using: key))
+        let keyed = HMAC<SHA256>(key: SymmetricKey(data: password))
+        var mac = keyed
+        mac.update(data: salt + [0, 0, 0, 1])
+        var block = Array(mac.finalize())
         var result = block
         for _ in 1..<max(iterations, 1) {
-            block = Array(HMAC<SHA256>.authenticationCode(for: block, using: key))
+            mac = keyed
+            mac.update(data: block)
+            block = Array(mac.finalize())
             for index in result.indices { result[index] ^= block[index] }
         }
         return result
