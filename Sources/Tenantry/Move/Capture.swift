@@ -84,38 +84,42 @@ public struct Capture: Sendable {
     /// Throws ``TenantryError/Code/timeout`` naming the sessions still open after ``enableTimeout``
     /// (capture stays on: nothing is lost by retrying).
     public func enable(_ tenant: TenantID) async throws {
-        try await TenantryTracing.phase("capture", tenant: tenant) { _ in try await enableCapture(tenant) }
+        try await Database.withConnection(unifiedURL, logger: logger) { try await enable(tenant, on: $0) }
     }
 
-    private func enableCapture(_ tenant: TenantID) async throws {
-        try await Database.withConnection(unifiedURL, logger: logger) { connection in
-            try await withListLock(connection) {
-                // The triggers list the tenant (committed) before its state row exists: from the
-                // row's commit on, every write of the tenant runs the capture function.
-                let tenants = try await Self.stateTenants(on: connection, logger: logger)
-                try await relist(tenants + [tenant.rawValue], growOnly: true, on: connection)
-                try await connection.query("""
-                    INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)
-                    VALUES (\(tenant.rawValue), \(AdvisoryLock.tenant(tenant)), true, clock_timestamp())
-                    ON CONFLICT (tenant_id) DO UPDATE SET capturing = true, updated_at = now(),
-                        capture_enabled_at = CASE WHEN tenantry.capture_state.capturing
-                            THEN tenantry.capture_state.capture_enabled_at ELSE clock_timestamp() END
-                    """, logger: logger)
-            }
-            // Committed (autocommit). Transactions that started before now may still write
-            // without seeing capture on (REPEATABLE READ snapshots); wait for them to end.
-            // The transactions running now (their ids): a prepared (two-phase) transaction among them
-            // has left pg_stat_activity but may still commit writes made without capture.
-            var since = Date()
-            var running: [String] = []
-            for try await (now, xips) in try await connection.query(
-                "SELECT clock_timestamp(), ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text)", logger: logger
-            ).decode((Date, [String]).self) {
-                since = now
-                running = xips
-            }
-            try await waitForOlderTransactions(than: since, running: running, connection: connection, tenant: tenant)
+    /// ``enable(_:)`` on `connection`, a session of the unified database as an admin login outside a
+    /// transaction (the copier's own unified session, before its snapshot).
+    public func enable(_ tenant: TenantID, on connection: PostgresConnection) async throws {
+        try await TenantryTracing.phase("capture", tenant: tenant) { _ in try await enableCapture(tenant, on: connection) }
+    }
+
+    private func enableCapture(_ tenant: TenantID, on connection: PostgresConnection) async throws {
+        try await withListLock(connection) {
+            // The triggers list the tenant (committed) before its state row exists: from the
+            // row's commit on, every write of the tenant runs the capture function.
+            let tenants = try await Self.stateTenants(on: connection, logger: logger)
+            try await relist(tenants + [tenant.rawValue], growOnly: true, on: connection)
+            try await connection.query("""
+                INSERT INTO tenantry.capture_state (tenant_id, lock_key, capturing, capture_enabled_at)
+                VALUES (\(tenant.rawValue), \(AdvisoryLock.tenant(tenant)), true, clock_timestamp())
+                ON CONFLICT (tenant_id) DO UPDATE SET capturing = true, updated_at = now(),
+                    capture_enabled_at = CASE WHEN tenantry.capture_state.capturing
+                        THEN tenantry.capture_state.capture_enabled_at ELSE clock_timestamp() END
+                """, logger: logger)
         }
+        // Committed (autocommit). Transactions that started before now may still write
+        // without seeing capture on (REPEATABLE READ snapshots); wait for them to end.
+        // The transactions running now (their ids): a prepared (two-phase) transaction among them
+        // has left pg_stat_activity but may still commit writes made without capture.
+        var since = Date()
+        var running: [String] = []
+        for try await (now, xips) in try await connection.query(
+            "SELECT clock_timestamp(), ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text)", logger: logger
+        ).decode((Date, [String]).self) {
+            since = now
+            running = xips
+        }
+        try await waitForOlderTransactions(than: since, running: running, connection: connection, tenant: tenant)
     }
 
     func waitForOlderTransactions(than since: Date, running: [String] = [], connection: PostgresConnection, tenant: TenantID) async throws {

@@ -103,12 +103,12 @@ public struct Copier: Sendable {
             let route = MoveRoute.toDedicated(
                 tenant, unified: unifiedURL, tenantDatabase: try servers.adminURL(server: record.serverName, database: database),
                 plan: plan)
-            // Capture turns on (waiting for older transactions) while the copy's connections open
-            // and the tenant database is prepared; the snapshot is taken only after it is on. The
-            // snapshot is recorded for the relay on the copy's own unified session, after COMMIT.
+            // Capture turns on (waiting for older transactions) on the copy's unified session while
+            // the tenant database is prepared; the snapshot is taken only after it is on. The
+            // snapshot is recorded for the relay on the same session, after COMMIT.
             let capture = self.capture
             let (snapshot, counts) = try await copyRows(
-                route, beforeSnapshot: { try await capture.enable(tenant) },
+                route, beforeSnapshot: { try await capture.enable(tenant, on: $0) },
                 afterCommit: { source, snapshot in
                     try await source.query("""
                         UPDATE tenantry.capture_state SET snapshot = \(snapshot)::pg_snapshot, updated_at = now()
@@ -138,13 +138,13 @@ public struct Copier: Sendable {
     /// rows already satisfy every constraint), the target skips per-row triggers and foreign-key
     /// checks (`session_replication_role = replica`), as `pg_restore` loads data before its constraints.
     ///
-    /// `beforeSnapshot` (turning capture on) runs while both connections open at once, the source
-    /// session takes its copy-snapshot lock and the target transaction is prepared, and the
-    /// snapshot is taken only after it returned. `afterCommit` runs on the source session once
+    /// `beforeSnapshot` (turning capture on) runs on the source session once both connections are
+    /// open, while the target transaction is prepared, and the snapshot is taken only after it
+    /// returned. `afterCommit` runs on the source session once
     /// both transactions committed (recording the snapshot without a connection of its own).
     func copyRows(
         _ route: MoveRoute, consistentSource: Bool = false,
-        beforeSnapshot: @escaping @Sendable () async throws -> Void = {},
+        beforeSnapshot: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in },
         afterCommit: (PostgresConnection, String) async throws -> Void = { _, _ in },
         progress: @Sendable (Progress) -> Void
     ) async throws -> (String, [String: Int]) {
@@ -154,18 +154,19 @@ public struct Copier: Sendable {
                 code: .invalidArgument, message: "copying tenant \(tenant): the copy's target must be a database of its own",
                 tenant: tenant.rawValue)
         }
-        // Capture turns on while the connections open (SCRAM on both sides) and the target is
-        // prepared; the snapshot is taken only after it returned.
-        async let captureOn: Void = beforeSnapshot()
         let (source, destination) = try await Self.connect(route.source.url, route.target.url, logger: logger)
         let outcome: Swift.Result<(String, [String: Int]), any Error>
         do {
             // Marks this session as a copy snapshot (read only): capture-enable waits of other
             // tenants need not wait for it. Released when the connection closes.
-            async let marked = source.query(
-                "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
+            // Capture turns on, on the source session, while the target is prepared; the snapshot
+            // is taken only after it returned.
+            async let captureOn: Void = {
+                try await source.query(
+                    "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
+                try await beforeSnapshot(source)
+            }()
             try await destination.query("BEGIN", logger: logger)
-            _ = try await marked
             var snapshot = ""
             let counts: [String: Int]
             do {
