@@ -41,7 +41,7 @@ extension Capture {
     /// Lists the tenants of a batch of copies ahead of them, `window` at a time (``list(_:)``):
     /// a batch of N tenants re-creates each table's triggers about N ÷ `window` times instead of
     /// N times. `migrate-data` prepares each tenant just before copying it.
-    public func listAhead(_ tenants: [TenantID], window: Int = 32) -> ListAhead {
+    public func listAhead(_ tenants: [TenantID], window: Int = 64) -> ListAhead {
         ListAhead(capture: self, order: tenants, window: window)
     }
 

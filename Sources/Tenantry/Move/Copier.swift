@@ -69,7 +69,7 @@ public struct Copier: Sendable {
     /// Lists a batch of tenants about to be copied in the capture triggers, a window ahead of
     /// their copies (``Capture/listAhead(_:window:)``): call ``Capture/ListAhead/prepare(_:)``
     /// before each ``copy(_:progress:)``, which then turns capture on without re-creating triggers.
-    public func listAhead(_ tenants: [TenantID], window: Int = 32) -> Capture.ListAhead {
+    public func listAhead(_ tenants: [TenantID], window: Int = 64) -> Capture.ListAhead {
         capture.listAhead(tenants, window: window)
     }
 

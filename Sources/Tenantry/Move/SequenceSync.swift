@@ -64,7 +64,8 @@ struct SequenceSync: Sendable {
 
     /// Sets every owned sequence of the tenant database to `max(max(column) + 1, unified next
     /// value, 1)` in one round trip: one DO block finds the sequences, reads each column's maximum
-    /// and restarts the sequence (inside the caller's transaction, like the copy).
+    /// and sets the sequence (`setval`; `ALTER SEQUENCE … NO MAXVALUE RESTART` where an id block
+    /// still caps it).
     func advance(tenantDatabase: PostgresConnection, unifiedNext: [UnifiedSequence]) async throws {
         let tables = plan.tables.map { CaptureSQL.literal($0.name) }
         guard !tables.isEmpty else { return }
@@ -82,7 +83,17 @@ struct SequenceSync: Sendable {
             LOOP
                 EXECUTE format('SELECT coalesce(max(%I), 0)::int8 FROM %s', r.col, r.tbl) INTO m;
                 u := \(lookup);
-                EXECUTE format('ALTER SEQUENCE %s NO MAXVALUE RESTART WITH %s', r.seq, greatest(m + 1, u, 1));
+                -- A sequence still capped by an id block (a copy after a rollback) loses its cap
+                -- (DDL); any other is set in place, without DDL (setval is not rolled back with
+                -- a failed copy, which only leaves the sequence further ahead).
+                IF (SELECT s.seqmax <> CASE s.seqtypid WHEN 'pg_catalog.int2'::pg_catalog.regtype THEN 32767
+                                                       WHEN 'pg_catalog.int4'::pg_catalog.regtype THEN 2147483647
+                                                       ELSE 9223372036854775807 END
+                    FROM pg_catalog.pg_sequence s WHERE s.seqrelid = r.seq::pg_catalog.regclass) THEN
+                    EXECUTE format('ALTER SEQUENCE %s NO MAXVALUE RESTART WITH %s', r.seq, greatest(m + 1, u, 1));
+                ELSE
+                    PERFORM pg_catalog.setval(r.seq::pg_catalog.regclass, greatest(m + 1, u, 1), false);
+                END IF;
             END LOOP;
             END
             """
