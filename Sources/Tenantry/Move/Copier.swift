@@ -154,7 +154,47 @@ public struct Copier: Sendable {
                 code: .invalidArgument, message: "copying tenant \(tenant): the copy's target must be a database of its own",
                 tenant: tenant.rawValue)
         }
-        let (source, destination) = try await Self.connect(route.source.url, route.target.url, logger: logger)
+        // The copy's COPY TO session logs in while the source and target connections do.
+        let connecting = Task { try await Self.connect(route.source.url, route.target.url, logger: logger) }
+        return try await withTaskCancellationHandler {
+            try await withCopyOutSession(route) { reader in
+                let (source, destination) = try await connecting.value
+                return try await copyRows(
+                    route, source: source, reader: reader, destination: destination, consistentSource: consistentSource,
+                    beforeSnapshot: beforeSnapshot, afterCommit: afterCommit, progress: progress)
+            }
+        } onCancel: {
+            connecting.cancel()
+        }
+    }
+
+    /// Runs `body` with a COPY TO session to `route`'s source, or with nil when reading with COPY
+    /// TO is off or the session cannot be had (logged: the copy then reads with SELECT). `body`
+    /// runs exactly once.
+    private func withCopyOutSession<Result: Sendable>(
+        _ route: MoveRoute, _ body: (CopyOutSession?) async throws -> Result
+    ) async throws -> Result {
+        guard readsWithCopyOut else { return try await body(nil) }
+        var entered = false
+        do {
+            return try await CopyOutSession.with(route.source.url) { session in
+                entered = true
+                return try await body(session)
+            }
+        } catch where !entered {
+            logger.notice("copy: reading tenant \(route.tenant) with SELECT (no COPY TO session: \(error))")
+            return try await body(nil)
+        }
+    }
+
+    /// The copy on open connections (``copyRows(_:consistentSource:beforeSnapshot:afterCommit:progress:)``);
+    /// closes `source` and `destination` whatever happens.
+    private func copyRows(
+        _ route: MoveRoute, source: PostgresConnection, reader: CopyOutSession?, destination: PostgresConnection,
+        consistentSource: Bool, beforeSnapshot: @escaping @Sendable (PostgresConnection) async throws -> Void,
+        afterCommit: (PostgresConnection, String) async throws -> Void, progress: @Sendable (Progress) -> Void
+    ) async throws -> (String, [String: Int]) {
+        let tenant = route.tenant
         let outcome: Swift.Result<(String, [String: Int]), any Error>
         do {
             // Marks this session as a copy snapshot (read only): capture-enable waits of other
@@ -181,7 +221,7 @@ public struct Copier: Sendable {
                         "SELECT pg_current_snapshot()::text, pg_export_snapshot()", logger: logger
                     ).decode((String, String).self).first(where: { _ in true }) ?? ("", "")
                     let (perTable, unifiedNext) = try await copyTables(
-                        route, from: source, snapshot: exported, to: destination, progress: progress)
+                        route, from: source, reader: reader, snapshot: exported, to: destination, progress: progress)
                     let total = perTable.values.reduce(0, +)
                     try await SequenceSync(plan: plan, logger: logger).advance(tenantDatabase: destination, unifiedNext: unifiedNext)
                     progress(Progress(tenant: tenant, table: "", tablesDone: plan.tables.count, tablesTotal: plan.tables.count, rows: total))
@@ -265,7 +305,8 @@ public struct Copier: Sendable {
     /// table while the target is still working through the end of the previous one, and after the
     /// last table reads the source's sequences (returned with the rows per table).
     private func copyTables(
-        _ route: MoveRoute, from source: PostgresConnection, snapshot: String, to destination: PostgresConnection,
+        _ route: MoveRoute, from source: PostgresConnection, reader: CopyOutSession?, snapshot: String,
+        to destination: PostgresConnection,
         progress: @Sendable (Progress) -> Void
     ) async throws -> ([String: Int], [SequenceSync.UnifiedSequence]) {
         let pipe = CopyPipe()
@@ -274,7 +315,7 @@ public struct Copier: Sendable {
         return try await withThrowingTaskGroup(of: [SequenceSync.UnifiedSequence].self) { group in
             group.addTask {
                 do {
-                    try await self.readTables(tables, route: route, from: source, snapshot: snapshot, into: pipe)
+                    try await self.readTables(tables, route: route, from: source, reader: reader, snapshot: snapshot, into: pipe)
                 } catch {
                     pipe.close(error)
                     throw error
@@ -304,31 +345,29 @@ public struct Copier: Sendable {
         }
     }
 
-    /// Reads the tables of `route`'s tenant into `pipe`, in order: with `COPY … TO STDOUT` on a
-    /// ``CopyOutSession`` of its own in `snapshot` (exported by the `source` session's transaction)
-    /// — the server writes COPY text in C, as for `psql` — or, when that session cannot be had
-    /// before anything was sent (TLS, an authentication method it does not speak), with SELECT on
-    /// `source`. Like `source`, the session marks itself as a copy snapshot (read only).
+    /// Reads the tables of `route`'s tenant into `pipe`, in order: with `COPY … TO STDOUT` on
+    /// `reader` in `snapshot` (exported by the `source` session's transaction) — the server writes
+    /// COPY text in C, as for `psql` — or, without `reader` or when it fails before anything was
+    /// sent, with SELECT on `source`. Like `source`, `reader` marks itself as a copy snapshot.
     private func readTables(
-        _ tables: [MovePlan.Table], route: MoveRoute, from source: PostgresConnection, snapshot: String, into pipe: CopyPipe
+        _ tables: [MovePlan.Table], route: MoveRoute, from source: PostgresConnection, reader: CopyOutSession?, snapshot: String,
+        into pipe: CopyPipe
     ) async throws {
-        if readsWithCopyOut, !snapshot.isEmpty {
+        if let session = reader, !snapshot.isEmpty {
             var sent = false
             var current = tables.first?.name ?? ""
             do {
-                try await CopyOutSession.with(route.source.url) { session in
-                    try await session.beginCopySnapshot(snapshot)
-                    for table in tables {
-                        current = table.name
-                        let rows = try await session.copyOut(Self.copyOutStatement(table, from: route.source)) { chunk, rows in
-                            sent = true
-                            try await pipe.send(.data(chunk, rows: rows))
-                        }
+                try await session.beginCopySnapshot(snapshot)
+                for table in tables {
+                    current = table.name
+                    let rows = try await session.copyOut(Self.copyOutStatement(table, from: route.source)) { chunk, rows in
                         sent = true
-                        try await pipe.send(.endOfTable(rows: rows))
+                        try await pipe.send(.data(chunk, rows: rows))
                     }
-                    try await session.execute("COMMIT")
+                    sent = true
+                    try await pipe.send(.endOfTable(rows: rows))
                 }
+                try await session.execute("COMMIT")
                 return
             } catch where !sent {
                 logger.notice("copy: reading tenant \(route.tenant) with SELECT (no COPY TO session: \(error))")

@@ -16,7 +16,10 @@ import TenantryCore
 /// that asks for TLS or another method, gets ``Unsupported`` and the copier reads with SELECT as
 /// before. The session sets `DateStyle` ISO and `IntervalStyle` postgres, which every server
 /// reads back unambiguously, and `extra_float_digits` 3 (exact floats), as `pg_dump` does.
-final class CopyOutSession {
+///
+/// One task uses a session at a time (the copier opens it and hands it to its reading task), hence
+/// `@unchecked Sendable`.
+final class CopyOutSession: @unchecked Sendable {
     /// The URL or the server asks for something this frontend does not do.
     struct Unsupported: Error, CustomStringConvertible {
         var description: String
