@@ -16,11 +16,12 @@ struct DependencyDirectionTests {
         "PostgresNIO": "the driver", "Logging": "swift-log", "Metrics": "swift-metrics",
         "NIOCore": "PostgresNIO's swift-nio (event loops, ByteBuffer)",
         "NIOConcurrencyHelpers": "PostgresNIO's swift-nio (locks)",
+        "NIOPosix": "PostgresNIO's swift-nio (the socket of the copy's COPY TO session, which PostgresNIO cannot do)",
         "NIOSSL": "PostgresNIO's swift-nio-ssl (TLS to servers)",
         "ServiceLifecycle": "PostgresNIO's swift-service-lifecycle (Service conformances)",
         "DequeModule": "PostgresNIO's swift-collections (pool wait queues)",
         "Histogram": "hdrhistogram-swift (the performance monitor's percentiles)",
-        "Crypto": "TenantryCore's swift-crypto (catalog migration checksums)",
+        "Crypto": "TenantryCore's swift-crypto (catalog migration checksums, the COPY TO session's SCRAM login)",
         "Tracing": "swift-distributed-tracing (spans; exported only by the executable, issue #16)",
     ]
 
