@@ -19,7 +19,7 @@ extension Capture {
                 let listed = try await Self.installedTriggers(on: connection, schema: schema, logger: logger)
                 let everywhere = Self.listedEverywhere(listed)
                 let state = try await Self.stateTenants(on: connection, logger: logger)
-                return try await relist(state + everywhere + tenants.map(\.rawValue), growOnly: true, on: connection)
+                return try await relist(state + everywhere + tenants.map(\.rawValue), growOnly: true, installed: listed, on: connection)
             }
         }
     }

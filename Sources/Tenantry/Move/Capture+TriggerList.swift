@@ -112,11 +112,15 @@ extension Capture {
     /// its own short transaction (one `DO` statement) under ``relistLockTimeout``
     /// (a writer waits at most about that long behind it), retried until ``enableTimeout``.
     /// The caller holds the list lock. Tables without any capture trigger (capture never installed
-    /// there) are left alone, as before. Returns the tables changed.
+    /// there) are left alone, as before. `installed` is the triggers as the caller just read them
+    /// under the same lock (read here otherwise). Returns the tables changed.
     @discardableResult
-    func relist(_ tenants: [String], growOnly: Bool, on connection: PostgresConnection) async throws -> [String] {
+    func relist(
+        _ tenants: [String], growOnly: Bool, installed known: [String: InstalledTriggers]? = nil, on connection: PostgresConnection
+    ) async throws -> [String] {
         let listing = CaptureSQL.Listing.of(tenants)
-        let installed = try await Self.installedTriggers(on: connection, schema: schema, logger: logger)
+        let installed: [String: InstalledTriggers]
+        if let known { installed = known } else { installed = try await Self.installedTriggers(on: connection, schema: schema, logger: logger) }
         // Every table already fires for them (e.g. listed ahead of a batch): nothing to change,
         // and no need to read the schema.
         if growOnly, installed.values.allSatisfy({ !$0.legacy && tenants.allSatisfy($0.fires) }) { return [] }

@@ -160,7 +160,7 @@ extension CopyOutSession {
     /// not wait for it; released when it closes) and starts a READ ONLY transaction in `snapshot`
     /// (exported by another transaction, which must still be open).
     func beginCopySnapshot(_ snapshot: String) async throws {
-        try await execute("SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)")
+        try await execute(Copier.markCopySnapshot)
         try await execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT \(CaptureSQL.literal(snapshot))")
     }
 }

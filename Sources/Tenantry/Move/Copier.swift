@@ -197,13 +197,11 @@ public struct Copier: Sendable {
         let tenant = route.tenant
         let outcome: Swift.Result<(String, [String: Int]), any Error>
         do {
-            // Marks this session as a copy snapshot (read only): capture-enable waits of other
-            // tenants need not wait for it. Released when the connection closes.
-            // Capture turns on, on the source session, while the target is prepared; the snapshot
-            // is taken only after it returned.
+            // On the source session, while the target is prepared: the session is marked as a copy
+            // snapshot (``markCopySnapshot``), then capture turns on; the snapshot is taken only
+            // after both.
             async let captureOn: Void = {
-                try await source.query(
-                    "SELECT pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)", logger: logger)
+                try await source.query(PostgresQuery(unsafeSQL: Self.markCopySnapshot), logger: logger)
                 try await beforeSnapshot(source)
             }()
             try await destination.query("BEGIN", logger: logger)
@@ -271,6 +269,10 @@ public struct Copier: Sendable {
                 PostgresQuery(unsafeSQL: "TRUNCATE \(plan.tables.map(route.target.name).joined(separator: ", "))"), logger: logger)
         }
     }
+
+    /// Marks a session as a copy snapshot (read only): capture-enable waits of other tenants need
+    /// not wait for its transaction. Released when the session ends.
+    static let markCopySnapshot = "SELECT pg_catalog.pg_advisory_lock_shared(\(AdvisoryLock.copySnapshotNamespace), 0)"
 
     /// Opens connections to `first` and `second` at once (both or neither).
     static func connect(

@@ -70,7 +70,7 @@ final class CopyOutSession: @unchecked Sendable {
     /// Runs `sql` (one or more statements) and waits until the server is ready again; rows are dropped.
     func execute(_ sql: String) async throws {
         try await sendQuery(sql)
-        try await drainUntilReady { _, _ in }
+        try await drainUntilReady()
     }
 
     /// Runs `sql`, a `COPY … TO STDOUT` in text format, and hands its data to `consume` in chunks of
@@ -181,7 +181,7 @@ final class CopyOutSession: @unchecked Sendable {
         try await send(type: UInt8(ascii: "Q")) { $0.writeNullTerminatedString(sql) }
     }
 
-    private func drainUntilReady(_ each: (UInt8, ByteBuffer) -> Void) async throws {
+    private func drainUntilReady() async throws {
         var failure: (any Error)?
         while true {
             let (type, body) = try await nextMessage()
@@ -190,7 +190,6 @@ final class CopyOutSession: @unchecked Sendable {
                 if let failure { throw failure }
                 return
             }
-            each(type, body)
         }
     }
 
