@@ -84,6 +84,7 @@ struct TortureBench: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: child.binary) else {
             throw TortureError("\(child.binary) is missing: build it next to tenantry-bench (swift build --product tenantry)")
         }
+        TenantryChild.warnIfOlder(child.binary)
         let foreign = try await TortureWorld.foreignIDs(bed)
         try await TortureWorld.registerSecond(child, url: second.admin)
         let options = self

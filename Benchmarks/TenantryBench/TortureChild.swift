@@ -23,6 +23,21 @@ struct TenantryChild: Sendable {
         return me.deletingLastPathComponent().appendingPathComponent("tenantry").path
     }
 
+    /// Warns about a `tenantry` binary built well before this `tenantry-bench` (`swift build
+    /// --product tenantry-bench` alone leaves the other one as it was): an older CLI against the
+    /// newer code's databases tests the wrong thing. A torture run with one a day older reported
+    /// lost writes (that CLI turned capture on the way it did before the list triggers). A warning,
+    /// not a refusal: an incremental build relinks only what changed.
+    static func warnIfOlder(_ binary: String) {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        let files = FileManager.default
+        guard let mine = (try? files.attributesOfItem(atPath: me))?[.modificationDate] as? Date,
+              let its = (try? files.attributesOfItem(atPath: binary))?[.modificationDate] as? Date,
+              mine.timeIntervalSince(its) > 15 * 60 else { return }
+        Bench.note("WARNING: \(binary) was built \(Int(mine.timeIntervalSince(its) / 60)) min before tenantry-bench; "
+            + "if the library changed since, rebuild it (swift build --product tenantry, same configuration)")
+    }
+
     /// One finished run.
     struct Outcome: Sendable {
         var status: Int32
