@@ -102,6 +102,8 @@ extension CaptureBench {
     func addExtraState(_ bed: MoveBed, count: Int) async throws {
         guard count > 0 else { return }
         try await Database.withConnection(bed.unifiedURL, logger: Bench.logger) { connection in
+            // The rows first (the state guard skipped), then the triggers list them.
+            try await connection.query("SET session_replication_role = replica", logger: Bench.logger)
             try await connection.query("""
                 INSERT INTO tenantry.capture_state (tenant_id, lock_key)
                 SELECT 'zz' || g, \(AdvisoryLock.tenant(try TenantID("zz")))

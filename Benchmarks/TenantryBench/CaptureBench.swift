@@ -38,7 +38,7 @@ struct CaptureBench: AsyncParsableCommand {
     @Option(help: "Writing connections of the relay scenario.") var relayClients = 8
     @Option(help: "Changes captured with the relay stopped, then drained (0: skip).") var backlog = 30_000
     @Flag(help: "Durable commits (fsync and synchronous_commit on) instead of the bench's usual fsync=off.") var durable = false
-    @Option(help: "Only these contestants of the throughput rounds, comma-separated (no_trigger, uncaptured, captured; bare: shop 1 in the unified database with customers' capture triggers dropped, a control run only when named); for profiling.")
+    @Option(help: "Only these contestants of the throughput rounds, comma-separated (no_trigger, uncaptured, captured; run only when named: bare, shop 1 in the unified database with customers' capture triggers dropped, and the floor contestants of CaptureBench+Floor.swift: floor_*, full*, logical_*); for profiling.")
     var only: String?
     @Option(help: "Shops whose capture is enabled, one after another, while shop 1 is written: the writers' pause from re-listing the triggers (0: skip).")
     var relistEnables = 10
@@ -56,6 +56,10 @@ struct CaptureBench: AsyncParsableCommand {
               relayRate >= 0, backlog >= 0 else {
             throw ValidationError("--clients and --relay-clients 1-256; --rounds, --seconds, --relay-seconds positive")
         }
+        let unknown = (only ?? "").split(separator: ",").map(String.init).filter { Contestant(rawValue: $0) == nil }
+        guard unknown.isEmpty else {
+            throw ValidationError("--only names unknown contestants (\(unknown.joined(separator: ", "))); known: \(Contestant.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard (0...(shops - 2)).contains(uncapturedPeers) else {
             throw ValidationError("--uncaptured-peers must be 0 to --shops minus 2 (shops 1 and 2 are the written and the relay shop)")
         }
@@ -69,11 +73,21 @@ struct CaptureBench: AsyncParsableCommand {
         /// `bare` (only when `--only` names it): shop 1 in `bench_unified` with `customers`' capture
         /// triggers dropped, a control that tells the unified database's own cost from the triggers'.
         case noTrigger = "no_trigger", uncaptured, captured, bare
+        /// The floor of capture (only when `--only` names them): see `CaptureBench+Floor.swift`.
+        case floorEmpty = "floor_empty", floorFence = "floor_fence", floorAppend = "floor_append", floorImage = "floor_image"
+        case floorImageSequenced = "floor_image_sequenced", floorImageIndexed = "floor_image_indexed"
+        case logicalDecode = "logical_decode", logicalOutbox = "logical_outbox", logicalImages = "logical_images"
+        case full, fullNoWhen = "full_no_when", fullNoDefiner = "full_no_definer", fullNoState = "full_no_state"
+        case fullNoTextColumns = "full_no_text_columns", fullNoKeyCompare = "full_no_key_compare", fullNoFence = "full_no_fence"
+        case fullExplicit = "full_explicit", fullExplicitJSON = "full_explicit_json", fullRowToJSON = "full_row_to_json"
     }
 
     func run() async throws {
         let options = self
-        let settings = durable ? ["fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"] : [:]
+        var settings = durable ? ["fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"] : [:]
+        // A logical contestant decodes a replication slot: the whole run (anchor included) at wal_level logical.
+        let logical = chosenContestants.contains(where: \.isLogical)
+        if logical { settings.merge(["wal_level": "logical", "max_replication_slots": "4", "max_wal_senders": "4"]) { $1 } }
         let fields = try await Bench.withServer(settings: settings) { _, admin in
             // The anchor's database: the same generator run (deterministic), no capture.
             let plainURL = admin.with(database: "bench_plain")
@@ -105,6 +119,7 @@ struct CaptureBench: AsyncParsableCommand {
         report["durable_commits"] = durable
         report["extra_capture_state"] = extraState
         report["uncaptured_peers"] = uncapturedPeers
+        report["wal_level"] = logical ? "logical" : "replica"
         try Bench.report(report, json: json)
     }
 
@@ -113,18 +128,21 @@ struct CaptureBench: AsyncParsableCommand {
         let tenant = try TenantID("\(Self.writtenShop)")
         let capture = bed.capture()
         let duration = Duration.milliseconds(Int64(seconds * 1000))
-        let chosen = only.map { Set($0.split(separator: ",").map(String.init)) }
-        let contestants = Contestant.allCases.filter { chosen?.contains($0.rawValue) ?? ($0 != .bare) }
+        let contestants = chosenContestants
+        let floors = contestants.contains { $0.onPlainDatabase && $0 != .noTrigger }
         var totals: [Contestant: WriteLoad.Result] = [:]
         // Server CPU per write: the writing backends' user + system time (/proc/<pid>/stat), a
         // measure other load on the machine moves far less than throughput.
         var cpuTicks: [Contestant: Int] = [:]
+        // A logical contestant's WAL left to decode when its writers stopped, and the time that took.
+        var decoding: [Contestant: [(behind: Double, drainMs: Double)]] = [:]
         // What the uncaptured rounds' customers triggers test (their WHEN), as installed.
         var conditions: [String: any Sendable] = [:]
         for round in 0..<(rounds + 1) {
             for offset in 0..<contestants.count {
                 let contestant = contestants[(round + offset) % contestants.count]
-                let url = contestant == .noTrigger ? plainURL : bed.unifiedURL
+                let url = contestant.onPlainDatabase ? plainURL : bed.unifiedURL
+                if floors { try await Self.prepareFloor(contestant, plainURL: plainURL) }
                 try await Self.prepare(contestant, url: url, tenant: tenant, bed: bed, capture: capture)
                 if contestant == .uncaptured, conditions.isEmpty { conditions = try await Self.triggerConditions(bed) }
                 let writes = try await CustomerWrites.make(url, shop: Self.writtenShop, tag: "r\(round)\(contestant.rawValue)")
@@ -136,12 +154,32 @@ struct CaptureBench: AsyncParsableCommand {
                         pids.append(try await connection.query("SELECT pg_backend_pid()", logger: Bench.logger)
                             .decode(Int32.self).first(where: { _ in true }) ?? 0)
                     }
-                    let before = pids.map(Self.cpuTicks).reduce(0, +)
-                    let result = await WriteLoad.run(connections, duration: round == 0 ? .seconds(1) : duration, seed: UInt64(round)) {
-                        connection, client, number, random in
-                        try await writes.write(connection, client: client, number: number, random: &random)
+                    let load: @Sendable () async -> WriteLoad.Result = {
+                        await WriteLoad.run(connections, duration: round == 0 ? .seconds(1) : duration, seed: UInt64(round)) {
+                            connection, client, number, random in
+                            try await writes.write(connection, client: client, number: number, random: &random)
+                        }
                     }
-                    return (result, pids.map(Self.cpuTicks).reduce(0, +) - before)
+                    guard contestant.isLogical else {
+                        let before = pids.map(Self.cpuTicks).reduce(0, +)
+                        let result = await load()
+                        return (result, pids.map(Self.cpuTicks).reduce(0, +) - before)
+                    }
+                    // The decoding session's CPU counts too: it is the capture's.
+                    let before = pids.map(Self.cpuTicks).reduce(0, +)
+                    let (result, decoderTicks, behind, drain) = try await Self.withDecoding(contestant, plainURL: plainURL) {
+                        await load()
+                    }
+                    if round > 0 { decoding[contestant, default: []].append((behind, drain)) }
+                    if contestant == .logicalImages {
+                        // Every write's image reached the outbox: the spike measured a whole capture.
+                        let rows = try await connections[0].query("SELECT count(*)::int FROM bench_floor.changes", logger: Bench.logger)
+                            .decode(Int.self).first(where: { _ in true }) ?? 0
+                        guard rows == result.operations else {
+                            throw ValidationError("logical_images: \(rows) images for \(result.operations) writes")
+                        }
+                    }
+                    return (result, pids.map(Self.cpuTicks).reduce(0, +) - before + decoderTicks)
                 }
                 if let error = result.firstError { throw ValidationError("\(contestant.rawValue) writes failed: \(error)") }
                 if round > 0 {
@@ -150,6 +188,7 @@ struct CaptureBench: AsyncParsableCommand {
                 }
             }
         }
+        if floors { try await Self.prepareFloor(.noTrigger, plainURL: plainURL) }
         try await Self.prepare(.noTrigger, url: plainURL, tenant: tenant, bed: bed, capture: capture)
         var fields: [String: any Sendable] = [
             "clients": clients, "seconds_per_round": seconds, "rounds": rounds,
@@ -160,7 +199,13 @@ struct CaptureBench: AsyncParsableCommand {
         if let base = totals[.noTrigger]?.throughput, base > 0 {
             if let captured = totals[.captured] { fields["captured_vs_no_trigger"] = Bench.round(captured.throughput / base, 3) }
             if let uncaptured = totals[.uncaptured] { fields["uncaptured_vs_no_trigger"] = Bench.round(uncaptured.throughput / base, 3) }
-            if let bare = totals[.bare] { fields["bare_vs_no_trigger"] = Bench.round(bare.throughput / base, 3) }
+            for contestant in contestants where contestant.onlyWhenNamed {
+                fields["\(contestant.rawValue)_vs_no_trigger"] = Bench.round(totals[contestant, default: .init()].throughput / base, 3)
+            }
+        }
+        for (contestant, runs) in decoding {
+            fields["\(contestant.rawValue)_behind_mb"] = runs.map { Bench.round($0.behind / 1_048_576, 1) }
+            fields["\(contestant.rawValue)_drain_ms"] = runs.map { Bench.round($0.drainMs, 0) }
         }
         func cpuMicroseconds(_ contestant: Contestant) -> Double? {
             let operations = totals[contestant]?.operations ?? 0
@@ -171,7 +216,9 @@ struct CaptureBench: AsyncParsableCommand {
             // Inverted: writes per CPU second relative to the anchor, comparable with the throughput ratios.
             if let captured = cpuMicroseconds(.captured) { fields["captured_cpu_vs_no_trigger"] = Bench.round(base / captured, 3) }
             if let uncaptured = cpuMicroseconds(.uncaptured) { fields["uncaptured_cpu_vs_no_trigger"] = Bench.round(base / uncaptured, 3) }
-            if let bare = cpuMicroseconds(.bare) { fields["bare_cpu_vs_no_trigger"] = Bench.round(base / bare, 3) }
+            for contestant in contestants where contestant.onlyWhenNamed {
+                if let cpu = cpuMicroseconds(contestant) { fields["\(contestant.rawValue)_cpu_vs_no_trigger"] = Bench.round(base / cpu, 3) }
+            }
         }
         for contestant in contestants {
             if let cpu = cpuMicroseconds(contestant) { fields["\(contestant.rawValue)_server_cpu_us_per_write"] = Bench.round(cpu, 1) }
@@ -181,6 +228,12 @@ struct CaptureBench: AsyncParsableCommand {
             fields["\(contestant.rawValue)_p99_ms"] = Bench.round(WriteLoad.percentileMs(result.latencies, 99))
         }
         return fields
+    }
+
+    /// The contestants `--only` names (every goal contestant when it names none).
+    var chosenContestants: [Contestant] {
+        let chosen = only.map { Set($0.split(separator: ",").map(String.init)) }
+        return Contestant.allCases.filter { chosen?.contains($0.rawValue) ?? !$0.onlyWhenNamed }
     }
 
     /// The shops captured besides the written one (`--uncaptured-peers`, from the last shop down).

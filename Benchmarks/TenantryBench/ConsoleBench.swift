@@ -175,8 +175,10 @@ struct ConsoleBench: AsyncParsableCommand {
                 """), logger: logger)
         }
         // Capture on for every third tenant, as `Capture.enable` records it (without its wait for
-        // older transactions: nothing else runs yet).
+        // older transactions: nothing else runs yet): the rows first (the state guard skipped), then
+        // the triggers list them.
         try await Database.withConnection(url, logger: logger) { connection in
+            try await connection.query("SET session_replication_role = replica", logger: logger)
             for id in stride(from: 3, through: tenants, by: 3) {
                 let tenant = try TenantID(String(id))
                 try await connection.query("""
@@ -185,6 +187,7 @@ struct ConsoleBench: AsyncParsableCommand {
                     """, logger: logger)
             }
         }
+        try await capture.refreshTriggerList()
         try await Database.withConnection(url, logger: logger) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: """
                 INSERT INTO customers (shop_id, first_name, last_name)

@@ -48,6 +48,18 @@ public enum TestPostgres {
     }
 }
 
+extension TestPostgres {
+    /// Runs `sql` with `session_replication_role = replica`, which skips ordinary triggers: a row
+    /// written behind Tenantry's back, as a dump's restore or a hand edit could leave it (the
+    /// `capture_state` guard refuses such rows otherwise).
+    public static func executeSkippingTriggers(_ url: PostgresURL, _ sql: String) async throws {
+        try await Database.withConnection(url, logger: logger) { connection in
+            try await connection.query("SET session_replication_role = replica", logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        }
+    }
+}
+
 private actor ServerBox {
     private var task: Task<EmbeddedPostgres, any Error>?
 

@@ -59,11 +59,11 @@ struct CaptureTriggerListTests {
     func everyRowAndLegacy() async throws {
         let fixture = try await Self.notesFixture(tenants: 1)
         let capture = fixture.capture()
+        try await TestPostgres.executeSkippingTriggers(fixture.unifiedURL, """
+            INSERT INTO tenantry.capture_state (tenant_id, lock_key)
+            SELECT 'x' || g, 1 FROM generate_series(1, \(CaptureSQL.listLimit)) g
+            """)
         try await Database.withConnection(fixture.unifiedURL, logger: Self.logger) { connection in
-            try await connection.query("""
-                INSERT INTO tenantry.capture_state (tenant_id, lock_key)
-                SELECT 'x' || g, 1 FROM generate_series(1, \(CaptureSQL.listLimit)) g
-                """, logger: Self.logger)
             // As an install older than 2026-11-30 left a table: one trigger, every event and row.
             try await Database.execute(script: """
                 DROP TRIGGER IF EXISTS tenantry_capture_insert ON notes; DROP TRIGGER tenantry_capture_update ON notes;
@@ -172,8 +172,8 @@ struct CaptureTriggerListTests {
     func doctorNamesMissingTenant() async throws {
         let fixture = try await MoveFixture.make(shops: 2, rowsPerShop: 20)
         // A state row written behind capture's back (as a crash or a hand edit could leave it).
-        _ = try await TestPostgres.strings(fixture.unifiedURL, """
-            INSERT INTO tenantry.capture_state (tenant_id, lock_key) VALUES ('2', 1) RETURNING ''
+        try await TestPostgres.executeSkippingTriggers(fixture.unifiedURL, """
+            INSERT INTO tenantry.capture_state (tenant_id, lock_key) VALUES ('2', 1)
             """)
         func check() async throws -> DoctorCheck? {
             try await Operations.with(
@@ -218,7 +218,7 @@ struct CaptureTriggerListTests {
         }
         func addState(_ tenants: [String]) async throws {
             for tenant in tenants {
-                _ = try await TestPostgres.strings(url, "INSERT INTO tenantry.capture_state (tenant_id, lock_key) VALUES ('\(tenant)', 1) RETURNING ''")
+                try await TestPostgres.executeSkippingTriggers(url, "INSERT INTO tenantry.capture_state (tenant_id, lock_key) VALUES ('\(tenant)', 1)")
             }
             try await capture.refreshTriggerList()
         }

@@ -91,6 +91,40 @@ enum CaptureSQL {
         -- word no relay matches ('starting', 'stopped', 'handed-over') while a move hands over.
         ALTER TABLE tenantry.capture_state ADD COLUMN IF NOT EXISTS forward_to text;
         \(retiredTable)
+        \(listedGuard)
+        """
+
+    /// The list's invariant, kept by the server too: a `capture_state` row may be inserted only
+    /// for a tenant that every table's capture triggers already list (or that fire for every row).
+    /// Tenantry lists first (``Capture/relist(_:growOnly:installed:on:)``), so this never refuses
+    /// it; it refuses whatever else would give a tenant capture state that its writes do not
+    /// reach — above all a Tenantry binary older than the list triggers (before 2026-12-01 a
+    /// trigger fired for every row, and turning capture on only inserted the row): that tenant's
+    /// writes would go uncaptured and be lost at cutover. Only tables with the listing triggers are
+    /// checked: a tenant database (one trigger for every row) and a table capture was never
+    /// installed on pass. `session_replication_role = replica` skips it, as it skips every ordinary
+    /// trigger (a dump's restore; `tenantry doctor` then names what a list misses).
+    static let listedGuard = """
+        CREATE OR REPLACE FUNCTION tenantry.capture_state_listed() RETURNS trigger LANGUAGE plpgsql AS $listed$
+        DECLARE
+            unlisted pg_catalog.text;
+        BEGIN
+            SELECT pg_catalog.string_agg(c.relname::pg_catalog.text, ', ' ORDER BY c.relname) INTO unlisted
+            FROM pg_catalog.pg_trigger t
+            JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+            WHERE t.tgname OPERATOR(pg_catalog.=) '\(triggerNames["UPDATE"]!)' AND NOT t.tgisinternal AND t.tgqual IS NOT NULL
+              AND NOT NEW.tenant_id OPERATOR(pg_catalog.=) ANY (COALESCE(pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid),
+                  '''(\\{[^'']*\\})''::(?:pg_catalog\\.)?(?:text|smallint|integer|bigint|int2|int4|int8)\\[\\]')::pg_catalog.text[], '{}'));
+            IF unlisted IS NOT NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = pg_catalog.format('tenant %s cannot get capture state: the capture triggers of %s do not list it, so its writes would not be captured', NEW.tenant_id, unlisted),
+                    HINT = 'Is this Tenantry older than the capture installed in this database? Upgrade it; ''tenantry capture install'' lists every tenant that has capture state.';
+            END IF;
+            RETURN NEW;
+        END
+        $listed$;
+        CREATE OR REPLACE TRIGGER capture_state_listed BEFORE INSERT ON tenantry.capture_state
+            FOR EACH ROW EXECUTE FUNCTION tenantry.capture_state_listed();
         """
 
     /// Tenants whose unified rows retire-legacy deleted, written in the delete's own transaction:
