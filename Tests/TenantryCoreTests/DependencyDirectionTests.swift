@@ -18,6 +18,7 @@ struct DependencyDirectionTests {
         "NIOConcurrencyHelpers": "PostgresNIO's swift-nio (locks)",
         "NIOPosix": "PostgresNIO's swift-nio (the socket of the copy's COPY TO session, which PostgresNIO cannot do)",
         "NIOSSL": "PostgresNIO's swift-nio-ssl (TLS to servers)",
+        "NIOTLS": "PostgresNIO's swift-nio (the TLS handshake's end, for the COPY TO session's TLS)",
         "ServiceLifecycle": "PostgresNIO's swift-service-lifecycle (Service conformances)",
         "DequeModule": "PostgresNIO's swift-collections (pool wait queues)",
         "Histogram": "hdrhistogram-swift (the performance monitor's percentiles)",

@@ -47,7 +47,7 @@ struct CopyOutSessionTests {
         #expect(rows == 3)
     }
 
-    @Test("a wrong password is one clear error that does not contain it; sslmode=require is not attempted")
+    @Test("a wrong password is one clear error that does not contain it; against a server without TLS, sslmode=require is one clear error and prefer goes on in plain text")
     func refusals() async throws {
         var url = try await TestPostgres.url()
         url.password = "not-the-password-7f3a"
@@ -59,8 +59,21 @@ struct CopyOutSessionTests {
         }
         var tls = try await TestPostgres.url()
         tls.tls = .require
-        await #expect(throws: CopyOutSession.Unsupported.self) {
+        let error = await #expect(throws: TenantryError.self) {
             try await CopyOutSession.with(tls) { _ in }
         }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(error?.code == .connectionFailed && text.contains("does not support TLS") && !text.contains("\n"), "\(text)")
+        #expect(!text.contains(try await TestPostgres.server().password))
+        tls.tls = .prefer
+        let ssl = try await CopyOutSession.with(tls) { session in
+            var data = ByteBuffer()
+            _ = try await session.copyOut("COPY (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) TO STDOUT") { chunk, _ in
+                var chunk = chunk
+                data.writeBuffer(&chunk)
+            }
+            return String(buffer: data)
+        }
+        #expect(ssl == "f\n")
     }
 }

@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
 import TenantryCore
 
 /// A minimal PostgreSQL frontend for the one thing PostgresNIO cannot do: `COPY … TO STDOUT`.
@@ -11,16 +10,22 @@ import TenantryCore
 /// the bytes on to the target's `COPY … FROM STDIN` untouched: no SQL escaping on the source, no
 /// per-row decoding here.
 ///
-/// It speaks the simple-query protocol only, authenticates with trust or SCRAM-SHA-256 (the
-/// server's signature checked), and does not do TLS. A URL whose `sslmode` needs TLS, or a server
-/// that asks for TLS or another method, gets ``Unsupported`` and the copier reads with SELECT as
-/// before. The session sets `DateStyle` ISO and `IntervalStyle` postgres, which every server
-/// reads back unambiguously, and `extra_float_digits` 3 (exact floats), as `pg_dump` does.
+/// It speaks the simple-query protocol only and authenticates with trust or SCRAM-SHA-256 (the
+/// server's signature checked). Over TCP it negotiates TLS as libpq and PostgresNIO do, with the
+/// URL's `sslmode` read as the main connections read it (``TLSNegotiation``, ``PostgresURL/tlsConfiguration()``):
+/// `prefer` encrypts when the server offers TLS and goes on in plain text when it does not;
+/// `require`, `verify-ca` and `verify-full` fail without TLS, the last two also when the server's
+/// certificate does not verify (an error, never a fall back to plain text); `disable` and a unix
+/// socket send no TLS request. A server that asks for another authentication method gets
+/// ``Unsupported``, and the copier reads with SELECT as before. The session sets `DateStyle` ISO
+/// and `IntervalStyle` postgres, which every server reads back unambiguously, and
+/// `extra_float_digits` 3 (exact floats), as `pg_dump` does.
 ///
 /// One task uses a session at a time (the copier opens it and hands it to its reading task), hence
 /// `@unchecked Sendable`.
 final class CopyOutSession: @unchecked Sendable {
-    /// The URL or the server asks for something this frontend does not do.
+    /// The server asks for something this frontend does not do (an authentication method other
+    /// than trust and SCRAM-SHA-256).
     struct Unsupported: Error, CustomStringConvertible {
         var description: String
     }
@@ -42,23 +47,10 @@ final class CopyOutSession: @unchecked Sendable {
     static func with<Result: Sendable>(
         _ url: PostgresURL, applicationName: String = "tenantry-copy", _ body: (CopyOutSession) async throws -> Result
     ) async throws -> Result {
-        if !url.isUnixSocket, url.tls != .disable, url.tls != .prefer {
-            throw Unsupported(description: "sslmode=\(url.tls.rawValue) needs TLS")
-        }
         let context = "\(url.host):\(url.port)/\(url.database)"
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.seconds(10))
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = { channel in
-            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-        }
-        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            channel = url.isUnixSocket
-                ? try await bootstrap.connect(unixDomainSocketPath: "\(url.host)/.s.PGSQL.\(url.port)", channelInitializer: initializer)
-                : try await bootstrap.connect(host: url.host, port: url.port, channelInitializer: initializer)
-        } catch {
-            throw TenantryError(code: .connectionFailed, message: "copy: cannot connect to \(context): \(error)")
-        }
-        return try await channel.executeThenClose { inbound, outbound in
+        let connection = try await connect(url, context: context)
+        return try await connection.channel.executeThenClose { inbound, outbound in
+            try await connection.negotiated(url, context: context)
             let session = CopyOutSession(inbound: inbound, outbound: outbound, context: context)
             try await session.start(url, applicationName: applicationName)
             let result = try await body(session)
@@ -110,15 +102,6 @@ final class CopyOutSession: @unchecked Sendable {
     // MARK: - Protocol
 
     private func start(_ url: PostgresURL, applicationName: String) async throws {
-        if !url.isUnixSocket, url.tls == .prefer {
-            // SSLRequest: a server that offers TLS would get it from libpq; this frontend declines.
-            var request = ByteBuffer()
-            request.writeInteger(Int32(8))
-            request.writeInteger(Int32(80_877_103))
-            try await outbound.write(request)
-            let answer = try await nextByte()
-            guard answer == UInt8(ascii: "N") else { throw Unsupported(description: "the server offers TLS") }
-        }
         var startup = ByteBuffer()
         startup.writeInteger(Int32(0))
         startup.writeInteger(Int32(196_608))
@@ -215,11 +198,6 @@ final class CopyOutSession: @unchecked Sendable {
             }
             try await readMore()
         }
-    }
-
-    private func nextByte() async throws -> UInt8 {
-        while buffer.readableBytes < 1 { try await readMore() }
-        return buffer.readInteger(as: UInt8.self)!
     }
 
     private func readMore() async throws {
