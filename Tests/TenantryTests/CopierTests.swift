@@ -95,26 +95,30 @@ struct CopierTests {
         INSERT INTO shops VALUES (1), (2);
         """
 
+    /// ``hostileSchema`` with every hostile string for shops 1 and 2, and an all-NULL row each.
+    static func loadHostile(_ connection: PostgresConnection) async throws {
+        let logger = MoveFixture.logger
+        try await Database.execute(script: hostileSchema, on: connection, logger: logger)
+        for shop in [Int64(1), 2] {
+            for (index, value) in HandyShopGenerator.hostileStrings.enumerated() {
+                let (k, seconds) = (Int32(index), Double(index))
+                try await connection.query("""
+                    INSERT INTO hostile (shop_id, t, arr, j, js, b, v, n, c, feeling, feelings, num, stamp, f8)
+                    VALUES (\(shop), \(value), ARRAY[\(value), NULL, ''], jsonb_build_object(\(value), \(value)),
+                            to_json(\(value)::text), convert_to(\(value), 'UTF8'), left(\(value), 40), \(value),
+                            (CASE \(k) % 4 WHEN 0 THEN E'\\t' WHEN 1 THEN E'\\\\' WHEN 2 THEN NULL ELSE 'x' END)::"char",
+                            (enum_range(NULL::mood))[\(k) % 4 + 1], enum_range(NULL::mood),
+                            -\(k) / 7.0, '2026-12-01 01:00:00+00'::timestamptz + \(seconds) * interval '1 s', '-0')
+                    """, logger: logger)
+            }
+            try await connection.query("INSERT INTO hostile (shop_id) VALUES (\(shop))", logger: logger)
+        }
+    }
+
     @Test("every hostile value copies exactly, read with COPY TO (tenant 1) and with the lines the source server writes (tenant 2): text, arrays, json, bytea, enums with tabs, domains, \"char\", NULLs")
     func hostileValues() async throws {
         let logger = MoveFixture.logger
-        let fixture = try await MoveFixture.make(tenants: 2) { connection in
-            try await Database.execute(script: Self.hostileSchema, on: connection, logger: logger)
-            for shop in [Int64(1), 2] {
-                for (index, value) in HandyShopGenerator.hostileStrings.enumerated() {
-                    let (k, seconds) = (Int32(index), Double(index))
-                    try await connection.query("""
-                        INSERT INTO hostile (shop_id, t, arr, j, js, b, v, n, c, feeling, feelings, num, stamp, f8)
-                        VALUES (\(shop), \(value), ARRAY[\(value), NULL, ''], jsonb_build_object(\(value), \(value)),
-                                to_json(\(value)::text), convert_to(\(value), 'UTF8'), left(\(value), 40), \(value),
-                                (CASE \(k) % 4 WHEN 0 THEN E'\\t' WHEN 1 THEN E'\\\\' WHEN 2 THEN NULL ELSE 'x' END)::"char",
-                                (enum_range(NULL::mood))[\(k) % 4 + 1], enum_range(NULL::mood),
-                                -\(k) / 7.0, '2026-12-01 01:00:00+00'::timestamptz + \(seconds) * interval '1 s', '-0')
-                        """, logger: logger)
-                }
-                try await connection.query("INSERT INTO hostile (shop_id) VALUES (\(shop))", logger: logger)
-            }
-        }
+        let fixture = try await MoveFixture.make(tenants: 2) { connection in try await Self.loadHostile(connection) }
         let notices = NIOLockedValueBox<[String]>([])
         try await fixture.withMover { copier, _, catalog in
             // Tenant 1 through a COPY TO session (a fall back to SELECT would log a notice),

@@ -94,7 +94,7 @@ struct CopyOutSessionTLSTests {
         for database in ["\(tag)_src", "\(tag)_dst"] { _ = try await TestPostgres.strings(admin, "CREATE DATABASE \(database)") }
         let source = admin.with(database: "\(tag)_src"), target = admin.with(database: "\(tag)_dst")
         let (plan, ddl) = try await Database.withConnection(source, logger: Self.logger) { connection in
-            try await Self.loadHostile(connection)
+            try await CopierTests.loadHostile(connection)
             let unified = try await SchemaIntrospector(logger: Self.logger).read(connection)
             let derived = try TenantSchemaDeriver().derive(from: unified)
             return (try MovePlan.make(unified: unified, discriminator: "shop_id"), try SchemaDDL.render(derived.schema))
@@ -147,24 +147,5 @@ struct CopyOutSessionTLSTests {
             data.writeBuffer(&chunk)
         }
         return String(buffer: data)
-    }
-
-    /// ``CopierTests/hostileSchema`` with every hostile string for shops 1 and 2, and an all-NULL row each.
-    static func loadHostile(_ connection: PostgresConnection) async throws {
-        try await Database.execute(script: CopierTests.hostileSchema, on: connection, logger: logger)
-        for shop in [Int64(1), 2] {
-            for (index, value) in HandyShopGenerator.hostileStrings.enumerated() {
-                let (k, seconds) = (Int32(index), Double(index))
-                try await connection.query("""
-                    INSERT INTO hostile (shop_id, t, arr, j, js, b, v, n, c, feeling, feelings, num, stamp, f8)
-                    VALUES (\(shop), \(value), ARRAY[\(value), NULL, ''], jsonb_build_object(\(value), \(value)),
-                            to_json(\(value)::text), convert_to(\(value), 'UTF8'), left(\(value), 40), \(value),
-                            (CASE \(k) % 4 WHEN 0 THEN E'\\t' WHEN 1 THEN E'\\\\' WHEN 2 THEN NULL ELSE 'x' END)::"char",
-                            (enum_range(NULL::mood))[\(k) % 4 + 1], enum_range(NULL::mood),
-                            -\(k) / 7.0, '2026-12-01 01:00:00+00'::timestamptz + \(seconds) * interval '1 s', '-0')
-                    """, logger: logger)
-            }
-            try await connection.query("INSERT INTO hostile (shop_id) VALUES (\(shop))", logger: logger)
-        }
     }
 }
