@@ -236,6 +236,22 @@ public actor ConnectionPool<Connection: PooledConnection> {
         return old.count
     }
 
+    /// Closes every idle connection of `key` and returns how many: the server ended a session of
+    /// its database (a restore ends them all), so the idle ones may be ended too without this
+    /// process having noticed yet. Counted as discarded.
+    @discardableResult
+    public func closeIdle(of key: Key) async -> Int {
+        guard let list = idle.removeValue(forKey: key), !list.isEmpty else { return 0 }
+        idleCount -= list.count
+        // Still counted as open until closed, so no one opens in their place before.
+        await Self.closeAll(list.map(\.connection))
+        openTotal -= list.count
+        countDiscarded(list.count)
+        dispatch()
+        recordGauges()
+        return list.count
+    }
+
     /// Fails every waiter and closes every idle connection, returning when they are closed; later
     /// leases fail, and leased connections are closed when given back.
     public func close() async {

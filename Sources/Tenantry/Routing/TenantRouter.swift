@@ -175,9 +175,11 @@ public final class TenantRouter: Service, Sendable {
         try await traced(tenant, intent) { span in try await routedTransaction(tenant, intent, isolation, span, body) }
     }
 
+    /// `again`: this is the one more run after the server ended the first run's sessions (see the
+    /// last `catch` below).
     private func routedTransaction<Result: Sendable>(
         _ tenant: TenantID, _ intent: Intent, _ isolation: Isolation, _ span: (any Span)?,
-        _ body: (RoutedConnection) async throws -> Result
+        _ body: (RoutedConnection) async throws -> Result, again: Bool = false
     ) async throws -> Result {
         let (route, policy) = try await resolve(tenant, policy: intent == .read, parent: span)
         var source = route.writeSource
@@ -220,8 +222,19 @@ public final class TenantRouter: Service, Sendable {
             // The tenant's database was swapped for another (a restore): its sessions were ended
             // and it no longer takes connections. The transaction did not commit (a COMMIT in
             // flight is never run again); when the catalog names another database now, it runs there.
-            guard let current = (try? await rerouted(tenant, from: route, after: error)) ?? nil else { throw error }
-            return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
+            if let current = (try? await rerouted(tenant, from: route, after: error)) ?? nil {
+                return try await run(on: current.writeSource, route: current, retrySafe: true, transaction: true, isolation: isolation, body)
+            }
+            // The server ended the session (the lease's one retry too) and the catalog still names
+            // this database: a restore ends every session of the old database just before the
+            // catalog names the new one, and the pool may still hold idle connections it ended
+            // without this process having noticed. Once more from the start on new connections:
+            // where the database refuses them now (55000), the catalog is awaited as above. Not
+            // after a refusal already awaited (55000, 3D000): that would only wait twice.
+            let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+            guard !again, state != "55000", state != "3D000" else { throw error }
+            if let (pool, key) = try? poolAndKey(.tenant, route: route) { await pool.closeIdle(of: key) }
+            return try await routedTransaction(tenant, intent, isolation, span, body, again: true)
         }
     }
 
