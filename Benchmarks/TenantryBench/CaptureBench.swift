@@ -160,13 +160,12 @@ struct CaptureBench: AsyncParsableCommand {
                             try await writes.write(connection, client: client, number: number, random: &random)
                         }
                     }
+                    let before = pids.map(Self.cpuTicks).reduce(0, +)
                     guard contestant.isLogical else {
-                        let before = pids.map(Self.cpuTicks).reduce(0, +)
                         let result = await load()
                         return (result, pids.map(Self.cpuTicks).reduce(0, +) - before)
                     }
                     // The decoding session's CPU counts too: it is the capture's.
-                    let before = pids.map(Self.cpuTicks).reduce(0, +)
                     let (result, decoderTicks, behind, drain) = try await Self.withDecoding(contestant, plainURL: plainURL) {
                         await load()
                     }

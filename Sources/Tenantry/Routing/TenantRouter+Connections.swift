@@ -148,7 +148,7 @@ extension TenantRouter {
                     base.with(user: credentials.username, password: credentials.password), logger: logger)
                 try await applyLockTimeout(connection)
                 return connection
-            } catch where attempt == 0 && Database.sqlState(of: (error as? TenantryError)?.underlying ?? error) == "28P01" {
+            } catch where attempt == 0 && Self.serverState(of: error) == "28P01" {
                 await registry.invalidate(tenant)
             }
         }

@@ -40,7 +40,7 @@ extension TenantRouter {
     /// (`deadlock_detected`: a straggler's insert and a re-copy's TRUNCATE can lock each other's
     /// tables in opposite order). Either way the transaction was rolled back.
     static func isLockTimeout(_ error: any Error) -> Bool {
-        let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+        let state = Self.serverState(of: error)
         return state == "55P03" || state == "40P01"
     }
 

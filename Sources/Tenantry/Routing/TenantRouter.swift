@@ -231,11 +231,16 @@ public final class TenantRouter: Service, Sendable {
             // without this process having noticed. Once more from the start on new connections:
             // where the database refuses them now (55000), the catalog is awaited as above. Not
             // after a refusal already awaited (55000, 3D000): that would only wait twice.
-            let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+            let state = Self.serverState(of: error)
             guard !again, state != "55000", state != "3D000" else { throw error }
             if let (pool, key) = try? poolAndKey(.tenant, route: route) { await pool.closeIdle(of: key) }
             return try await routedTransaction(tenant, intent, isolation, span, body, again: true)
         }
+    }
+
+    /// The SQLSTATE the server gave for `error`, also when a ``TenantryError`` wraps it.
+    static func serverState(of error: any Error) -> String? {
+        Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
     }
 
     /// Whether `error` may come from a tenant database that was just swapped out: its session was
@@ -243,7 +248,7 @@ public final class TenantRouter: Service, Sendable {
     /// under that name. Never the unknown outcome of a COMMIT.
     static func mayHaveLeftDatabase(_ error: any Error) -> Bool {
         if let error = error as? TenantryError, error.message.contains(commitOutcomeUnknown) { return false }
-        let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+        let state = Self.serverState(of: error)
         return state == "55000" || state == "3D000" || Database.isConnectionFailure(error)
     }
 
@@ -252,7 +257,7 @@ public final class TenantRouter: Service, Sendable {
     /// closes it just before the catalog names the new one), waits for the catalog up to the lease
     /// timeout; otherwise looks once.
     func rerouted(_ tenant: TenantID, from old: Route, after error: any Error) async throws -> Route? {
-        let state = Database.sqlState(of: (error as? TenantryError)?.underlying ?? error)
+        let state = Self.serverState(of: error)
         let deadline = ContinuousClock.now + (state == "55000" || state == "3D000" ? configuration.pool.leaseTimeout : .zero)
         while true {
             invalidateRoutes(tenant)
